@@ -1,0 +1,55 @@
+"""The one place where failures become OpenAI's error envelope."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import HTTPException
+
+from routing.errors import ShenronError
+
+log = logging.getLogger("shenron")
+_encode = msgspec.json.Encoder().encode
+
+_HTTP_CODES = {
+    400: ("invalid_request_error", "bad_request"),
+    401: ("authentication_error", "invalid_api_key"),
+    403: ("permission_error", "forbidden"),
+    404: ("invalid_request_error", "not_found"),
+    405: ("invalid_request_error", "method_not_allowed"),
+    413: ("invalid_request_error", "request_too_large"),
+    429: ("rate_limit_error", "rate_limit_exceeded"),
+}
+
+
+def envelope(message: str, type: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
+def of(exc: BaseException) -> tuple[int, dict[str, Any]]:
+    """Status and envelope for any exception; unexpected ones are logged, never shown as a traceback."""
+    if isinstance(exc, ShenronError):
+        return exc.status, envelope(exc.message, exc.type, exc.param, exc.code)
+    if isinstance(exc, HTTPException):
+        status = exc.status_code
+        etype, code = _HTTP_CODES.get(status, ("server_error" if status >= 500 else "invalid_request_error", None))
+        message = exc.detail
+        if status == 413:
+            message = "Request body too large: " + (exc.detail or "it exceeds the configured limit")
+        elif status == 404:
+            message = f"Unknown path: {exc.detail}" if exc.detail and exc.detail != "Not Found" else "Unknown path."
+        return status, envelope(message or "HTTP error", etype, None, code)
+    log.exception("internal error", exc_info=exc)
+    return 500, envelope(f"Internal error in Shenron: {type(exc).__name__}. See the proxy's log.", "server_error",
+                         None, "internal_error")
+
+
+def handler(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    status, body = of(exc)
+    if isinstance(exc, HTTPException) and status == 404:
+        body["error"]["message"] = f"Unknown path: {request.method} {request.url.path}"
+    headers = dict(exc.headers or {}) if isinstance(exc, HTTPException) else {}
+    return Response(_encode(body), status_code=status, media_type="application/json", headers=headers)

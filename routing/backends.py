@@ -1,0 +1,186 @@
+"""Backends: one class per wire protocol, registered by `kind` in `KINDS`.
+
+Every call goes over the one shared `httpx.AsyncClient`; every failure of the
+layers below (httpx, the upstream's HTTP status, its body) is translated here,
+in `_translated`, into a `MemberFailure` that names the member.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import msgspec
+
+from routing.config import BackendConfig
+from routing.errors import MemberFailure, MemberTimeout, UpstreamStatus
+from routing.sse import DONE, data_events
+
+Json = dict[str, Any]
+
+_decode = msgspec.json.Decoder().decode
+_encode = msgspec.json.Encoder().encode
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, httpx.ConnectError):
+        cause: BaseException | None = exc
+        while cause is not None:
+            if isinstance(cause, ConnectionRefusedError):
+                return "connection refused"
+            cause = cause.__cause__ or cause.__context__
+        return f"cannot connect: {exc}"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return f"upstream closed the connection: {exc}"
+    if isinstance(exc, (msgspec.DecodeError, UnicodeDecodeError)):
+        return f"malformed response: {exc}"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def upstream_error(member: str, status: int, content: bytes) -> UpstreamStatus:
+    """Read an upstream error body in any of the shapes servers use (OpenAI, FastAPI, llama.cpp)."""
+    message, etype, code, param = content.decode("utf-8", "replace")[:500] or f"HTTP {status}", None, None, None
+    with contextlib.suppress(msgspec.DecodeError, UnicodeDecodeError):
+        body = _decode(content)
+        err = body.get("error", body) if isinstance(body, dict) else body
+        if isinstance(err, dict):
+            message = str(err.get("message") or err.get("detail") or message)
+            etype = err.get("type") if isinstance(err.get("type"), str) else None
+            code = err.get("code") if isinstance(err.get("code"), str) else None
+            param = err.get("param") if isinstance(err.get("param"), str) else None
+        elif isinstance(err, str):
+            message = err
+    return UpstreamStatus(member, status, message, etype, code, param)
+
+
+class OpenAIBackend:
+    """Any OpenAI-compatible server: Ollama, LM Studio, llama.cpp, vLLM, OpenAI itself."""
+
+    def __init__(self, name: str, cfg: BackendConfig, client: httpx.AsyncClient) -> None:
+        self.name = name
+        self.cfg = cfg
+        self.model = cfg.model
+        self._client = client
+        base = cfg.url.rstrip("/")
+        self.chat_url = base + "/chat/completions"
+        self.models_url = base + "/models"
+        self.headers = {"content-type": "application/json", **cfg.headers}
+        key = os.environ.get(cfg.api_key_env) if cfg.api_key_env else None
+        if key:
+            self.headers["authorization"] = f"Bearer {key}"
+        self.timeout = httpx.Timeout(cfg.timeout_s, connect=cfg.connect_timeout_s)
+
+    @contextlib.contextmanager
+    def _translated(self) -> Iterator[None]:
+        try:
+            yield
+        except MemberFailure:
+            raise
+        except (httpx.TimeoutException, TimeoutError) as e:
+            raise MemberTimeout(self.name, f"no answer within {self.cfg.timeout_s:g}s") from e
+        except (httpx.HTTPError, msgspec.DecodeError, UnicodeDecodeError, OSError) as e:
+            raise MemberFailure(self.name, _reason(e)) from e
+
+    def _request(self, body: Json, stream: bool, model: str | None) -> httpx.Request:
+        upstream = {**body, "model": model or self.model}
+        if stream:
+            upstream["stream"] = True
+            upstream["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+        else:
+            upstream.pop("stream_options", None)
+            upstream["stream"] = False
+        return self._client.build_request(
+            "POST", self.chat_url, content=_encode(upstream), headers=self.headers, timeout=self.timeout
+        )
+
+    async def complete(self, body: Json, model: str | None = None) -> Json:
+        """One non-streamed completion; the whole exchange is bounded by the member's timeout."""
+        with self._translated():
+            async with asyncio.timeout(self.cfg.timeout_s):
+                resp = await self._client.send(self._request(body, False, model))
+                content = await resp.aread()
+            if resp.status_code >= 400:
+                raise upstream_error(self.name, resp.status_code, content)
+            result = _decode(content)
+            if not isinstance(result, dict) or not isinstance(result.get("choices"), list):
+                raise MemberFailure(self.name, "malformed response: no `choices`")
+            return result
+
+    async def stream(self, body: Json, model: str | None = None) -> AsyncIterator[Json]:
+        """Chunks of a streamed completion as they arrive.
+
+        The first chunk is awaited within the member's timeout, so a caller that has not yet
+        sent anything can still fall back. Closing the iterator closes the upstream connection,
+        which is how a cancelled member stops costing GPU time.
+        """
+        deadline = time.monotonic() + self.cfg.timeout_s
+        resp: httpx.Response | None = None
+        try:
+            with self._translated():
+                async with asyncio.timeout_at(_loop_time(deadline)):
+                    resp = await self._client.send(self._request(body, True, model), stream=True)
+                    if resp.status_code >= 400:
+                        raise upstream_error(self.name, resp.status_code, await resp.aread())
+                events = data_events(resp.aiter_raw())
+                first = True
+                finished = False
+                while True:
+                    if first:
+                        async with asyncio.timeout_at(_loop_time(deadline)):
+                            data = await anext(events, None)
+                    else:
+                        data = await anext(events, None)
+                    if data is None:
+                        break
+                    if data == DONE:
+                        finished = True
+                        break
+                    chunk = _decode(data)
+                    if not isinstance(chunk, dict):
+                        raise MemberFailure(self.name, "malformed stream event")
+                    if "error" in chunk and not chunk.get("choices"):
+                        err = chunk["error"]
+                        msg = err.get("message", str(err)) if isinstance(err, dict) else str(err)
+                        raise MemberFailure(self.name, f"error in stream: {msg}")
+                    first = False
+                    finished = finished or _has_finish(chunk)
+                    yield chunk
+                if not finished:
+                    raise MemberFailure(self.name, "stream ended before the answer was complete")
+        finally:
+            if resp is not None:
+                await resp.aclose()
+
+    async def list_models(self) -> list[str]:
+        """Model ids the server says it serves (GET /models)."""
+        with self._translated():
+            resp = await self._client.get(self.models_url, headers=self.headers, timeout=self.timeout)
+            if resp.status_code >= 400:
+                raise upstream_error(self.name, resp.status_code, resp.content)
+            data = _decode(resp.content)
+        items = data.get("data", []) if isinstance(data, dict) else []
+        return [str(m["id"]) for m in items if isinstance(m, dict) and "id" in m]
+
+
+def _has_finish(chunk: Json) -> bool:
+    return any(isinstance(c, dict) and c.get("finish_reason") for c in chunk.get("choices") or ())
+
+
+def _loop_time(deadline: float) -> float:
+    """Convert a time.monotonic() deadline to the running loop's clock."""
+    loop = asyncio.get_running_loop()
+    return loop.time() + (deadline - time.monotonic())
+
+
+Backend = OpenAIBackend
+
+KINDS: dict[str, type[OpenAIBackend]] = {"openai": OpenAIBackend}
+
+
+def build(name: str, cfg: BackendConfig, client: httpx.AsyncClient) -> Backend:
+    return KINDS[cfg.kind](name, cfg, client)

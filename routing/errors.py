@@ -1,0 +1,96 @@
+"""Typed errors of the engine. Only the edge turns them into OpenAI's error envelope."""
+
+from __future__ import annotations
+
+
+class ShenronError(Exception):
+    """An error with the HTTP status and OpenAI error fields it should surface as."""
+
+    status: int = 500
+    type: str = "server_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+
+class InvalidRequest(ShenronError):
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_request"
+
+
+class ModelNotFound(ShenronError):
+    status = 404
+    type = "invalid_request_error"
+    code = "model_not_found"
+
+
+class NoBackends(ShenronError):
+    status = 503
+    type = "service_unavailable"
+    code = "no_backends"
+
+
+class MemberFailure(ShenronError):
+    """One member could not answer. `kind` becomes the member's status in the metadata."""
+
+    status = 502
+    type = "upstream_error"
+    code = "upstream_error"
+    kind = "error"
+
+    def __init__(self, member: str, reason: str, **kw: str | None) -> None:
+        super().__init__(f"member {member!r} failed: {reason}", **kw)
+        self.member = member
+        self.reason = reason
+
+
+class MemberTimeout(MemberFailure):
+    status = 504
+    type = "timeout_error"
+    code = "upstream_timeout"
+    kind = "timeout"
+
+
+class UpstreamStatus(MemberFailure):
+    """The upstream answered with an HTTP error; a 4xx goes back to the client as it was."""
+
+    def __init__(self, member: str, status: int, message: str, etype: str | None, code: str | None,
+                 param: str | None) -> None:
+        super().__init__(member, f"HTTP {status}: {message}", param=param)
+        self.upstream_status = status
+        self.upstream_message = message
+        if 400 <= status < 500:
+            self.status = status
+            self.message = message
+            self.type = etype or "invalid_request_error"
+            self.code = code
+        else:
+            self.code = code or "upstream_error"
+
+    @property
+    def is_client_error(self) -> bool:
+        """The request itself is at fault: another member would refuse it too."""
+        return self.upstream_status in (400, 413, 422)
+
+
+class AllMembersFailed(ShenronError):
+    """No member produced an answer; the message lists every member's failure."""
+
+    status = 502
+    type = "upstream_error"
+    code = "all_members_failed"
+
+    def __init__(self, what: str, failures: list[MemberFailure]) -> None:
+        detail = "; ".join(f"{f.member}: {f.reason}" for f in failures) or "no member was tried"
+        super().__init__(f"{what}: {detail}")
+        self.failures = failures
+        if failures and all(isinstance(f, MemberTimeout) for f in failures):
+            self.status = 504
+            self.type = "timeout_error"
+            self.code = "upstream_timeout"

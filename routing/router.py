@@ -1,0 +1,106 @@
+"""Which strategy answers a model name, and what /v1/models lists."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import httpx
+
+from routing import backends as backends_mod
+from routing.config import Config
+from routing.errors import MemberFailure, ModelNotFound, NoBackends
+from routing.strategies import STRATEGIES, Single, Strategy
+
+Json = dict[str, Any]
+log = logging.getLogger("shenron")
+
+
+class Router:
+    """Holds the backends and strategies built from one config and the shared client."""
+
+    def __init__(self, cfg: Config, client: httpx.AsyncClient) -> None:
+        self.cfg = cfg
+        self.created = int(time.time())
+        self.backends = {n: backends_mod.build(n, b, client) for n, b in cfg.backends.items()}
+        self.virtual: dict[str, Strategy] = {
+            name: STRATEGIES[type(vm).__struct_config__.tag](name, vm, self.backends)  # type: ignore[arg-type]
+            for name, vm in cfg.models.items()
+        }
+        self._direct: dict[str, Strategy] = {}
+        self.served: dict[str, list[str]] = {}
+        """Model ids each backend reported serving, refreshed in the background."""
+        self.reachable: dict[str, bool] = {}
+
+    def resolve(self, model: str) -> Strategy:
+        strategy = self.virtual.get(model) or self._direct.get(model)
+        if strategy is not None:
+            return strategy
+        if not self.backends:
+            raise NoBackends(
+                "no backends are configured or were found at start; "
+                "write a shenron.toml or start Ollama, LM Studio, llama.cpp or vLLM and restart",
+            )
+        strategy = self._passthrough(model)
+        if strategy is None:
+            available = ", ".join(m["id"] for m in self.models())
+            raise ModelNotFound(f"The model `{model}` does not exist. Available models: {available}", param="model")
+        self._direct[model] = strategy
+        return strategy
+
+    def _passthrough(self, model: str) -> Strategy | None:
+        if model in self.backends:
+            return Single(model, [model], self.backends, label="passthrough")
+        for name, b in self.backends.items():
+            if b.model == model:
+                return Single(model, [name], self.backends, label="passthrough")
+        for name, ids in self.served.items():
+            if model in ids:
+                return Single(model, [name], self.backends, label="passthrough", model=model)
+        return None
+
+    def models(self) -> list[Json]:
+        """Virtual models first, then what the backends serve; from memory, never from the network."""
+        seen: set[str] = set()
+        out: list[Json] = []
+
+        def add(mid: str, owner: str) -> None:
+            if mid not in seen:
+                seen.add(mid)
+                out.append({"id": mid, "object": "model", "created": self.created, "owned_by": owner})
+
+        for name in self.virtual:
+            add(name, "shenron")
+        for name, b in self.backends.items():
+            add(b.model, name)
+        for name, ids in self.served.items():
+            for mid in ids:
+                add(mid, name)
+        return out
+
+    async def refresh(self, timeout_s: float = 3.0) -> None:
+        """Ask every backend which models it serves (GET /models), all at once."""
+
+        async def one(name: str) -> None:
+            try:
+                async with asyncio.timeout(timeout_s):
+                    ids = await self.backends[name].list_models()
+            except (MemberFailure, TimeoutError):
+                self.reachable[name] = False
+                return
+            self.reachable[name] = True
+            self.served[name] = ids
+            for mid in ids:
+                self._direct.pop(mid, None)
+
+        await asyncio.gather(*(one(n) for n in self.backends))
+
+    async def refresh_forever(self, every_s: float) -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                await self.refresh()
+            except Exception:  # a bug here must not stop the refreshing; it is logged, not hidden
+                log.exception("refreshing the backends' model lists failed")

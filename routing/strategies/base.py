@@ -1,0 +1,44 @@
+"""The one contract every strategy implements."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from routing.backends import Backend
+
+Json = dict[str, Any]
+
+
+@dataclass(slots=True)
+class Call:
+    """One chat request as the engine sees it: the client's body, untouched, and what it asked for."""
+
+    body: Json
+    model: str
+    stream: bool
+    include_usage: bool
+    id: str
+    created: int
+    extras: Json = field(default_factory=dict)
+    """Shenron's own request options (`extra_body={"shenron": {...}}`), removed from `body`."""
+
+
+class Strategy(Protocol):
+    """A virtual model's behaviour.
+
+    `complete` returns a whole chat.completion carrying `council`. `stream` yields
+    chunks already in OpenAI's shape, ending with the `council` chunk; an error raised
+    before its first chunk becomes an HTTP error, one raised later an error event.
+    """
+
+    name: str
+    label: str
+
+    async def complete(self, call: Call) -> Json: ...
+
+    def stream(self, call: Call) -> AsyncIterator[Json]: ...
+
+
+Backends = Mapping[str, Backend]

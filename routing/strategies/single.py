@@ -1,0 +1,101 @@
+"""`single`: one member, then its fallbacks in order while nothing has reached the client.
+
+Also serves pass-through (a backend's name or model id), with label `passthrough`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from routing import wire
+from routing.config import SingleModel
+from routing.errors import AllMembersFailed, MemberFailure, UpstreamStatus
+from routing.report import CouncilReport, MemberReport, Timer, failed
+from routing.strategies.base import Backends, Call, Json
+
+
+class Single:
+    def __init__(self, name: str, order: list[str], backends: Backends, *, label: str = "single",
+                 model: str | None = None) -> None:
+        self.name = name
+        self.label = label
+        self.order = order
+        self.backends = backends
+        self.model = model
+        """Upstream model id to ask for instead of the backend's configured one (pass-through)."""
+
+    @classmethod
+    def from_config(cls, name: str, vm: SingleModel, backends: Backends) -> Single:
+        return cls(name, [*vm.members, *vm.fallbacks], backends)
+
+    def _report(self, winner: str | None, members: list[MemberReport], timer: Timer) -> Json:
+        degraded = any(m.status != "ok" for m in members)
+        return CouncilReport(virtual_model=self.name, strategy=self.label, winner=winner, members=members,
+                             degraded=degraded, latency_ms=timer.ms()).as_json()
+
+    def _give_up(self, failures: list[MemberFailure]) -> MemberFailure | AllMembersFailed:
+        if len(failures) == 1:
+            return failures[0]
+        return AllMembersFailed(f"every member of {self.name!r} failed", failures)
+
+    def _model_of(self, name: str) -> str:
+        return self.model or self.backends[name].model
+
+    async def complete(self, call: Call) -> Json:
+        timer = Timer()
+        reports: list[MemberReport] = []
+        failures: list[MemberFailure] = []
+        for name in self.order:
+            t = Timer()
+            try:
+                resp = await self.backends[name].complete(call.body, self.model)
+            except MemberFailure as e:
+                if isinstance(e, UpstreamStatus) and e.is_client_error:
+                    raise
+                reports.append(failed(name, self._model_of(name), e, t))
+                failures.append(e)
+                continue
+            out = wire.completion(resp, id=call.id, created=call.created, model=call.model)
+            usage = out.get("usage")
+            reports.append(MemberReport(name=name, model=self._model_of(name), latency_ms=t.ms(), usage=usage))
+            out["council"] = self._report(name, reports, timer)
+            return out
+        raise self._give_up(failures)
+
+    async def stream(self, call: Call) -> AsyncIterator[Json]:
+        timer = Timer()
+        reports: list[MemberReport] = []
+        failures: list[MemberFailure] = []
+        for name in self.order:
+            t = Timer()
+            upstream = self.backends[name].stream(call.body, self.model)
+            try:
+                first = await anext(upstream)
+            except StopAsyncIteration:
+                first = None
+            except MemberFailure as e:
+                if isinstance(e, UpstreamStatus) and e.is_client_error:
+                    raise
+                reports.append(failed(name, self._model_of(name), e, t))
+                failures.append(e)
+                continue
+            shaper = wire.ChunkShaper(id=call.id, created=call.created, model=call.model)
+            try:
+                if first is not None:
+                    for chunk in shaper.shape(first):
+                        yield chunk
+                async for piece in upstream:
+                    for chunk in shaper.shape(piece):
+                        yield chunk
+            finally:
+                await upstream.aclose()
+            for chunk in shaper.close():
+                yield chunk
+            usage, estimated = shaper.measured_usage(call.body)
+            if call.include_usage:
+                yield shaper.usage_chunk(usage)
+            reports.append(MemberReport(name=name, model=self._model_of(name), latency_ms=t.ms(), usage=usage,
+                                        usage_estimated=estimated))
+            yield shaper.extension_chunk("council", self._report(name, reports, timer))
+            return
+        raise self._give_up(failures)
