@@ -13,6 +13,7 @@ import httpx
 import msgspec
 from litestar import Litestar, Request, Response, get, post
 from litestar.datastructures import State
+from litestar.params import FromPath
 from litestar.response import Stream
 
 from proxy import errors
@@ -65,7 +66,7 @@ async def list_models(state: State) -> Response[bytes]:
 
 
 @get("/v1/models/{model_id:path}")
-async def get_model(model_id: str, state: State) -> Response[bytes]:
+async def get_model(model_id: FromPath[str], state: State) -> Response[bytes]:
     mid = model_id.lstrip("/")
     for m in state.router.models():
         if m["id"] == mid:

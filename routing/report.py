@@ -15,8 +15,8 @@ Status = Literal["ok", "error", "timeout", "cancelled", "skipped"]
 class MemberReport(msgspec.Struct, omit_defaults=True):
     name: str
     model: str
-    status: Status = "ok"
-    latency_ms: int = 0
+    status: Status
+    latency_ms: int
     error: str | None = None
     usage: dict[str, Any] | None = None
     usage_estimated: bool = False

@@ -106,6 +106,7 @@ class ChunkShaper:
 
     def role(self) -> Json:
         self.role_sent = True
+        self.started.add(0)
         return self._chunk([{"index": 0, "delta": {"role": "assistant", "content": ""},
                              "logprobs": None, "finish_reason": None}])
 

@@ -57,7 +57,8 @@ class Single:
                 continue
             out = wire.completion(resp, id=call.id, created=call.created, model=call.model)
             usage = out.get("usage")
-            reports.append(MemberReport(name=name, model=self._model_of(name), latency_ms=t.ms(), usage=usage))
+            reports.append(MemberReport(name=name, model=self._model_of(name), status="ok", latency_ms=t.ms(),
+                                        usage=usage))
             out["council"] = self._report(name, reports, timer)
             return out
         raise self._give_up(failures)
@@ -94,8 +95,8 @@ class Single:
             usage, estimated = shaper.measured_usage(call.body)
             if call.include_usage:
                 yield shaper.usage_chunk(usage)
-            reports.append(MemberReport(name=name, model=self._model_of(name), latency_ms=t.ms(), usage=usage,
-                                        usage_estimated=estimated))
+            reports.append(MemberReport(name=name, model=self._model_of(name), status="ok", latency_ms=t.ms(),
+                                        usage=usage, usage_estimated=estimated))
             yield shaper.extension_chunk("council", self._report(name, reports, timer))
             return
         raise self._give_up(failures)

@@ -1,0 +1,152 @@
+"""A fake OpenAI-compatible upstream for tests: fixed answers, latency, failures, a request log.
+
+Run as `python -m tests.fake_upstream --port N [--answer TEXT] [--latency-ms 50] [--fail http500]`.
+It is a bare ASGI app served by uvicorn, so it behaves like a real server on the wire
+(keep-alive, chunked SSE, disconnects) without any framework in between.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from typing import Any
+
+import uvicorn
+
+Scope = dict[str, Any]
+
+
+class Upstream:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.a = args
+        self.requests = 0
+
+    def log(self, **event: Any) -> None:
+        if self.a.log:
+            with open(self.a.log, "a", encoding="utf-8") as f:
+                f.write(json.dumps({"t": time.time(), "port": self.a.port, **event}) + "\n")
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                msg = await receive()
+                if msg["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif msg["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        path = scope["path"]
+        if path.endswith("/models"):
+            return await self.json(send, 200, {"object": "list", "data": [
+                {"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in self.a.models.split(",")]})
+        if path == "/health":
+            return await self.json(send, 200, {"status": "ok"})
+        if not path.endswith("/chat/completions"):
+            return await self.json(send, 404, {"detail": "Not Found"})
+        body = b""
+        while True:
+            msg = await receive()
+            body += msg.get("body", b"")
+            if not msg.get("more_body"):
+                break
+        req = json.loads(body)
+        self.requests += 1
+        self.log(event="request", body=req)
+        if self.a.latency_ms:
+            await asyncio.sleep(self.a.latency_ms / 1000)
+        fail = self.a.fail
+        if fail and (self.a.fail_first == 0 or self.requests <= self.a.fail_first):
+            if fail == "timeout":
+                await asyncio.sleep(3600)
+            if fail.startswith("http"):
+                status = int(fail[4:])
+                return await self.json(send, status, {"error": {"message": f"fake failure {status}",
+                                                                "type": "server_error", "param": None, "code": None}})
+        if req.get("model") not in self.a.models.split(",") and not self.a.any_model:
+            return await self.json(send, 404, {"error": {"message": f"model {req.get('model')!r} not found",
+                                                         "type": "invalid_request_error", "param": "model",
+                                                         "code": "model_not_found"}})
+        if req.get("stream"):
+            await self.stream(req, send, receive)
+        else:
+            await self.json(send, 200, self.completion(req))
+        self.log(event="done")
+
+    def words(self) -> list[str]:
+        words = self.a.answer.split(" ")
+        return [w if i == 0 else " " + w for i, w in enumerate(words)]
+
+    def usage(self) -> dict[str, int]:
+        n = len(self.words())
+        return {"prompt_tokens": 7, "completion_tokens": n, "total_tokens": 7 + n}
+
+    def completion(self, req: dict[str, Any]) -> dict[str, Any]:
+        msg: dict[str, Any] = {"role": "assistant", "content": self.a.answer}
+        finish = "stop"
+        if self.a.tool_call:
+            name, args = self.a.tool_call.split(":", 1)
+            msg = {"role": "assistant", "content": None, "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": name, "arguments": args}}]}
+            finish = "tool_calls"
+        return {"id": "fake-1", "object": "chat.completion", "created": int(time.time()), "model": req["model"],
+                "choices": [{"index": 0, "message": msg, "finish_reason": finish}], "usage": self.usage()}
+
+    async def stream(self, req: dict[str, Any], send: Any, receive: Any) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream")]})
+        base = {"id": "fake-1", "object": "chat.completion.chunk", "created": int(time.time()), "model": req["model"]}
+
+        async def event(obj: Any) -> None:
+            data = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
+            await send({"type": "http.response.body", "body": b"data: " + data + b"\n\n", "more_body": True})
+
+        words = self.words()
+        deltas: list[dict[str, Any]] = [{"content": w} for w in words]
+        if not self.a.no_role:
+            deltas[0]["role"] = "assistant"
+        try:
+            for i, delta in enumerate(deltas):
+                if self.a.fail == "truncate" and i == len(deltas) // 2:
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                    return
+                await event({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+                if self.a.token_ms:
+                    await asyncio.sleep(self.a.token_ms / 1000)
+            await event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+            if (req.get("stream_options") or {}).get("include_usage") and not self.a.no_usage:
+                await event({**base, "choices": [], "usage": self.usage()})
+            await event(b"[DONE]")
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except (OSError, asyncio.CancelledError):
+            self.log(event="disconnect")
+            raise
+
+    async def json(self, send: Any, status: int, obj: Any) -> None:
+        body = json.dumps(obj).encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--models", default="fake")
+    p.add_argument("--any-model", action="store_true", help="answer whatever model is asked for")
+    p.add_argument("--answer", default="The answer is 42.")
+    p.add_argument("--latency-ms", type=float, default=0)
+    p.add_argument("--token-ms", type=float, default=0)
+    p.add_argument("--fail", default=None, help="http500|http429|timeout|truncate")
+    p.add_argument("--fail-first", type=int, default=0, help="fail only the first N requests (0: all)")
+    p.add_argument("--no-role", action="store_true", help="omit the role delta, as some servers do")
+    p.add_argument("--no-usage", action="store_true", help="ignore stream_options.include_usage (llama.cpp)")
+    p.add_argument("--tool-call", default=None, help="NAME:JSON_ARGS")
+    p.add_argument("--log", default=None)
+    a = p.parse_args()
+    uvicorn.run(Upstream(a), host="127.0.0.1", port=a.port, log_level="warning", lifespan="on")
+
+
+if __name__ == "__main__":
+    main()

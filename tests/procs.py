@@ -1,0 +1,89 @@
+"""Real processes for integration tests: the proxy as a user starts it, and upstream servers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+SHENRON = Path(sys.executable).with_name("shenron")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Proc:
+    """A child process in its own session, stopped with its whole group."""
+
+    def __init__(self, args: list[str], log: Path, cwd: Path | None = None, env: dict[str, str] | None = None):
+        self.args = args
+        self.log_path = log
+        self._log = open(log, "wb")
+        self.p = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, cwd=cwd,
+                                  env={**os.environ, **(env or {})}, start_new_session=True)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_http(self, url: str, timeout: float = 60, ok: tuple[int, ...] = (200,)) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.p.poll() is not None:
+                raise RuntimeError(f"{self.args[:3]} exited with {self.p.returncode}:\n{self.log()[-3000:]}")
+            try:
+                if httpx.get(url, timeout=1).status_code in ok:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"{url} not ready after {timeout}s:\n{self.log()[-3000:]}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.p.poll() is None:
+            try:
+                os.killpg(self.p.pid, sig)
+                self.p.wait(5)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                try:
+                    os.killpg(self.p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.p.wait(5)
+        self._log.close()
+
+
+def fake_upstream(tmp: Path, *extra: str, port: int | None = None) -> tuple[Proc, str]:
+    port = port or free_port()
+    proc = Proc([sys.executable, "-m", "tests.fake_upstream", "--port", str(port), *extra],
+                tmp / f"upstream-{port}.log", cwd=ROOT)
+    proc.wait_http(f"http://127.0.0.1:{port}/health")
+    return proc, f"http://127.0.0.1:{port}/v1"
+
+
+def shenron(tmp: Path, config: str, *extra: str) -> tuple[Proc, str]:
+    port = free_port()
+    cfg = tmp / f"shenron-{port}.toml"
+    cfg.write_text(config)
+    proc = Proc([str(SHENRON), "serve", "--config", str(cfg), "--port", str(port), *extra],
+                tmp / f"shenron-{port}.log", cwd=tmp)
+    proc.wait_http(f"http://127.0.0.1:{port}/health")
+    return proc, f"http://127.0.0.1:{port}/v1"
+
+
+def llama_server(tmp: Path, model: Path, alias: str) -> tuple[Proc, str]:
+    port = free_port()
+    proc = Proc([sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", alias,
+                 "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "512", "--interrupt_requests", "False",
+                 "--verbose", "False"], tmp / f"llama-{alias}.log")
+    proc.wait_http(f"http://127.0.0.1:{port}/v1/models", timeout=120)
+    return proc, f"http://127.0.0.1:{port}/v1"

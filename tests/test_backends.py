@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+import httpx
+import pytest
+import respx
+
+from routing.backends import OpenAIBackend
+from routing.config import BackendConfig
+from routing.errors import MemberFailure, MemberTimeout, UpstreamStatus
+
+URL = "http://up.test/v1"
+BODY = {"model": "ultra-instinct", "messages": [{"role": "user", "content": "hi"}], "x_vendor": {"k": 1}}
+
+
+def backend(client: httpx.AsyncClient, **kw: object) -> OpenAIBackend:
+    return OpenAIBackend("goku", BackendConfig(url=URL, model="m1", **kw), client)  # type: ignore[arg-type]
+
+
+@respx.mock
+async def test_forwards_every_field_with_the_upstream_model_and_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GOKU_KEY", "sk-test")
+    route = respx.post(URL + "/chat/completions").respond(json={"choices": [{"message": {"content": "ok"}}]})
+    async with httpx.AsyncClient() as c:
+        await backend(c, api_key_env="GOKU_KEY").complete(BODY)
+    sent = route.calls.last.request
+    import json
+
+    body = json.loads(sent.content)
+    assert body["model"] == "m1" and body["x_vendor"] == {"k": 1} and body["stream"] is False
+    assert sent.headers["authorization"] == "Bearer sk-test"
+
+
+@pytest.mark.parametrize(
+    ("response", "status", "message"),
+    [
+        (httpx.Response(404, json={"error": {"message": "no such model", "type": "invalid_request_error",
+                                             "param": "model", "code": "model_not_found"}}), 404, "no such model"),
+        (httpx.Response(404, json={"detail": "Not Found"}), 404, "Not Found"),
+        (httpx.Response(400, json={"error": {"code": 400, "message": "context too long"}}), 400, "context too long"),
+        (httpx.Response(500, text="boom"), 502, "HTTP 500: boom"),
+    ],
+)
+@respx.mock
+async def test_upstream_errors_in_every_dialect(response: httpx.Response, status: int, message: str) -> None:
+    respx.post(URL + "/chat/completions").mock(return_value=response)
+    async with httpx.AsyncClient() as c:
+        with pytest.raises(UpstreamStatus) as e:
+            await backend(c).complete(BODY)
+    assert e.value.status == status and message in e.value.message
+    assert e.value.member == "goku"
+
+
+@respx.mock
+async def test_transport_failures_name_the_member() -> None:
+    respx.post(URL + "/chat/completions").mock(side_effect=httpx.ConnectError("nope"))
+    async with httpx.AsyncClient() as c:
+        with pytest.raises(MemberFailure, match="member 'goku' failed: cannot connect"):
+            await backend(c).complete(BODY)
+
+
+@respx.mock
+async def test_a_slow_member_times_out_as_a_timeout() -> None:
+    respx.post(URL + "/chat/completions").mock(side_effect=httpx.ReadTimeout("slow"))
+    async with httpx.AsyncClient() as c:
+        with pytest.raises(MemberTimeout) as e:
+            await backend(c, timeout_s=0.5).complete(BODY)
+    assert e.value.status == 504 and e.value.kind == "timeout"
+
+
+def _sse(*events: bytes) -> bytes:
+    return b"".join(b"data: " + e + b"\n\n" for e in events)
+
+
+@respx.mock
+async def test_a_stream_cut_before_its_end_is_an_error_not_an_answer() -> None:
+    respx.post(URL + "/chat/completions").respond(
+        content=_sse(b'{"choices":[{"index":0,"delta":{"content":"half"}}]}'),
+        headers={"content-type": "text/event-stream"})
+    async with httpx.AsyncClient() as c:
+        chunks = []
+        with pytest.raises(MemberFailure, match="ended before the answer was complete"):
+            async for chunk in backend(c).stream(BODY):
+                chunks.append(chunk)
+    assert len(chunks) == 1
+
+
+@respx.mock
+async def test_an_error_event_in_the_stream_raises() -> None:
+    respx.post(URL + "/chat/completions").respond(
+        content=_sse(b'{"error":{"message":"out of memory"}}'), headers={"content-type": "text/event-stream"})
+    async with httpx.AsyncClient() as c:
+        with pytest.raises(MemberFailure, match="out of memory"):
+            async for _ in backend(c).stream(BODY):
+                pass
+
+
+@respx.mock
+async def test_streams_ask_upstream_for_usage() -> None:
+    route = respx.post(URL + "/chat/completions").respond(
+        content=_sse(b'{"choices":[{"index":0,"delta":{"content":"a"},"finish_reason":"stop"}]}', b"[DONE]"),
+        headers={"content-type": "text/event-stream"})
+    async with httpx.AsyncClient() as c:
+        got = [ch async for ch in backend(c).stream(BODY)]
+    import json
+
+    assert json.loads(route.calls.last.request.content)["stream_options"] == {"include_usage": True}
+    assert got[0]["choices"][0]["delta"]["content"] == "a"
