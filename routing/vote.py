@@ -1,0 +1,206 @@
+"""The council's vote: pure functions over answers, no I/O.
+
+1. `canonical` reduces an answer to what it claims: a final answer ("The answer is 42.",
+   "**42**", "\\boxed{42}", "Answer: B", a lone number or option letter, a trailing
+   "so the result is 42"), code (whitespace and comments dropped; Python compared by AST),
+   JSON (compared as data), tool calls (name plus arguments as data), else normalized text.
+2. `cluster` groups equal canonical forms; free-text answers also join a cluster when their
+   similarity to its first answer reaches the threshold. Similarity is the Sørensen–Dice
+   coefficient of the two answers' lowercased word multisets: 2·|A∩B| / (|A|+|B|).
+3. `winner` takes the heaviest cluster (ties: more members, then the earliest answer);
+   `agreement` is its weight over the weight of every member that answered.
+4. `decided` says whether the vote can still change: no other cluster, nor a new one, could
+   overtake the leader even if every outstanding member joined it.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+_FENCE = re.compile(r"```([\w+#.-]*)[^\n]*\n(.*?)```", re.S)
+_BOXED = re.compile(r"\\boxed\{([^{}]*(?:\{[^{}]*\}[^{}]*)*)\}")
+_FINAL = re.compile(
+    r"(?:final answer|the answer|answer|the result|result|therefore|thus|so)\s*(?:is|:|=|would be|will be)\s*"
+    r"(.+?)\s*[.!]?\s*$",
+    re.I | re.S,
+)
+_LONE = re.compile(r"^\(?([A-Ja-j]|[-+]?\d[\d,]*(?:\.\d+)?)\)?[.)]?$")
+_BOLD = re.compile(r"^\*\*(.+?)\*\*[.!]?$", re.S)
+_WORD = re.compile(r"\w+", re.U)
+
+
+def _clean_value(value: str) -> str:
+    v = value.strip().strip("*_`$ ").rstrip(".!").strip()
+    v = re.sub(r"^\((.+)\)$", r"\1", v)
+    if re.fullmatch(r"[-+]?\d[\d,]*(?:\.\d+)?", v):
+        number = float(v.replace(",", ""))
+        return str(int(number)) if number.is_integer() else repr(number)
+    if re.fullmatch(r"[A-Ja-j]\)?", v):
+        return v[0].upper()
+    return " ".join(v.lower().split())
+
+
+def final_answer(text: str) -> str | None:
+    """The answer a text commits to, if it states one in a recognisable way."""
+    t = text.strip()
+    if m := _BOXED.search(t):
+        return _clean_value(m.group(1))
+    if m := _LONE.match(t):
+        return _clean_value(m.group(1))
+    if m := _BOLD.match(t):
+        return _clean_value(m.group(1))
+    last = t.splitlines()[-1] if t else ""
+    for candidate in (last, t):
+        m = _FINAL.search(candidate)
+        if m and len(m.group(1)) <= 80:
+            return _clean_value(m.group(1))
+    return None
+
+
+def _strip_comments(code: str) -> str:
+    code = re.sub(r"/\*.*?\*/", "", code, flags=re.S)
+    code = re.sub(r"(^|\s)(//|#|--).*$", "", code, flags=re.M)
+    return "".join(code.split())
+
+
+def canonical_code(code: str, lang: str = "") -> str:
+    if lang.lower() in ("", "py", "python", "python3"):
+        try:
+            return "py:" + ast.dump(ast.parse(code))
+        except SyntaxError:
+            pass
+    return "code:" + _strip_comments(code)
+
+
+def _as_json(text: str) -> Any:
+    t = text.strip()
+    if not t or t[0] not in "{[":
+        return None
+    try:
+        return json.loads(t)
+    except ValueError:
+        return None
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def normalize(text: str) -> str:
+    t = re.sub(r"[*_`#>]+", " ", text.lower())
+    return " ".join(t.split()).strip(" .!")
+
+
+def canonical(text: str) -> str:
+    """The form two answers must share to count as the same claim."""
+    data = _as_json(text)
+    if data is not None:
+        return "json:" + _dump(data)
+    blocks = _FENCE.findall(text)
+    if blocks:
+        for lang, body in blocks:
+            if lang.lower() == "json" and (data := _as_json(body)) is not None:
+                return "json:" + _dump(data)
+        return "|".join(canonical_code(body, lang) for lang, body in blocks)
+    answer = final_answer(text)
+    if answer is not None:
+        return "answer:" + answer
+    return "text:" + normalize(text)
+
+
+def canonical_tool_calls(tool_calls: list[dict[str, Any]]) -> str:
+    calls = []
+    for call in tool_calls:
+        fn = call.get("function") or {}
+        args: Any = fn.get("arguments")
+        if isinstance(args, str):
+            try:
+                args = json.loads(args) if args.strip() else {}
+            except ValueError:
+                args = args.strip()
+        calls.append([fn.get("name"), args])
+    return "tools:" + _dump(calls)
+
+
+def similarity(a: str, b: str) -> float:
+    """Sørensen–Dice coefficient over lowercased word multisets (1.0: same words)."""
+    wa, wb = Counter(_WORD.findall(a.lower())), Counter(_WORD.findall(b.lower()))
+    total = sum(wa.values()) + sum(wb.values())
+    if total == 0:
+        return 1.0
+    return 2 * sum((wa & wb).values()) / total
+
+
+@dataclass(frozen=True)
+class Ballot:
+    member: str
+    weight: float
+    order: int
+    """Arrival order: 0 for the first answer."""
+    text: str = ""
+    tool_calls: tuple[Any, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return canonical_tool_calls(list(self.tool_calls)) if self.tool_calls else canonical(self.text)
+
+
+@dataclass
+class Cluster:
+    key: str
+    ballots: list[Ballot] = field(default_factory=list)
+
+    @property
+    def weight(self) -> float:
+        return sum(b.weight for b in self.ballots)
+
+    @property
+    def first(self) -> int:
+        return min(b.order for b in self.ballots)
+
+    @property
+    def representative(self) -> Ballot:
+        """The answer the council returns: the heaviest member's, the earliest among equals."""
+        return min(self.ballots, key=lambda b: (-b.weight, b.order))
+
+    def rank(self) -> tuple[float, int, int]:
+        return (-self.weight, -len(self.ballots), self.first)
+
+
+def cluster(ballots: list[Ballot], threshold: float = 0.8) -> list[Cluster]:
+    """Group ballots by canonical form, then free text by similarity; in arrival order."""
+    clusters: list[Cluster] = []
+    for b in sorted(ballots, key=lambda b: b.order):
+        key = b.key
+        home = next((c for c in clusters if c.key == key), None)
+        if home is None and key.startswith("text:"):
+            home = next((c for c in clusters if c.key.startswith("text:")
+                         and similarity(c.ballots[0].text, b.text) >= threshold), None)
+        if home is None:
+            home = Cluster(key)
+            clusters.append(home)
+        home.ballots.append(b)
+    return clusters
+
+
+def ranked(clusters: list[Cluster]) -> list[Cluster]:
+    return sorted(clusters, key=Cluster.rank)
+
+
+def agreement(clusters: list[Cluster]) -> float:
+    total = sum(c.weight for c in clusters)
+    return round(ranked(clusters)[0].weight / total, 4) if total > 0 else 0.0
+
+
+def decided(clusters: list[Cluster], outstanding_weight: float) -> bool:
+    """True when no cluster, existing or new, could overtake the leader with every outstanding vote."""
+    if not clusters:
+        return False
+    order = ranked(clusters)
+    runner_up = order[1].weight if len(order) > 1 else 0.0
+    return runner_up + outstanding_weight < order[0].weight
