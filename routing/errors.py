@@ -86,11 +86,11 @@ class AllMembersFailed(ShenronError):
     type = "upstream_error"
     code = "all_members_failed"
 
-    def __init__(self, what: str, failures: list[MemberFailure]) -> None:
+    def __init__(self, what: str, failures: list[MemberFailure], *, deadline: bool = False) -> None:
         detail = "; ".join(f"{f.member}: {f.reason}" for f in failures) or "no member was tried"
         super().__init__(f"{what}: {detail}")
         self.failures = failures
-        if failures and all(isinstance(f, MemberTimeout) for f in failures):
+        if deadline or (failures and all(isinstance(f, MemberTimeout) for f in failures)):
             self.status = 504
             self.type = "timeout_error"
             self.code = "upstream_timeout"

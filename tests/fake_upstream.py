@@ -54,8 +54,8 @@ class Upstream:
         req = json.loads(body)
         self.requests += 1
         self.log(event="request", body=req)
-        if self.a.latency_ms:
-            await asyncio.sleep(self.a.latency_ms / 1000)
+        if self.a.latency_ms and not await self.wait_or_disconnect(self.a.latency_ms / 1000, receive):
+            return
         fail = self.a.fail
         if fail and (self.a.fail_first == 0 or self.requests <= self.a.fail_first):
             if fail == "timeout":
@@ -73,6 +73,18 @@ class Upstream:
         else:
             await self.json(send, 200, self.completion(req))
         self.log(event="done")
+
+    async def wait_or_disconnect(self, seconds: float, receive: Any) -> bool:
+        """Sleep, unless the client goes away first (logged: that is how tests see a cancel)."""
+        sleeper = asyncio.ensure_future(asyncio.sleep(seconds))
+        listener = asyncio.ensure_future(receive())
+        done, _ = await asyncio.wait({sleeper, listener}, return_when=asyncio.FIRST_COMPLETED)
+        if listener in done and listener.result().get("type") == "http.disconnect":
+            sleeper.cancel()
+            self.log(event="disconnect")
+            return False
+        listener.cancel()
+        return True
 
     def words(self) -> list[str]:
         words = self.a.answer.split(" ")

@@ -6,12 +6,14 @@ from collections.abc import Callable
 from typing import Any
 
 from routing.strategies.base import Backends, Call, Strategy
+from routing.strategies.council import Council
 from routing.strategies.single import Single
 
 Factory = Callable[[str, Any, Backends], Strategy]
 
 STRATEGIES: dict[str, Factory] = {
     "single": Single.from_config,
+    "council": Council.from_config,
 }
 
-__all__ = ["STRATEGIES", "Call", "Single", "Strategy"]
+__all__ = ["STRATEGIES", "Call", "Council", "Single", "Strategy"]

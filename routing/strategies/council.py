@@ -1,0 +1,237 @@
+"""`council`: every member at once, merged by weighted vote (or a chairman), decided early when it can be.
+
+The async code here only gathers answers and applies the pure rules of `routing.vote`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from routing import wire
+from routing.config import CouncilModel
+from routing.errors import AllMembersFailed, MemberFailure, MemberTimeout
+from routing.fanout import FanOut, Outcome, fan_out, ordered
+from routing.report import ClusterReport, CouncilReport, MemberReport, Timer
+from routing.strategies.base import Backends, Call, Json
+from routing.synthesis import chairman_messages
+from routing.vote import Ballot, Cluster, agreement, cluster, decided, ranked
+
+PREVIEW = 80
+PIECE = 48
+"""Characters per content chunk when the decided answer is streamed."""
+
+
+@dataclass
+class Verdict:
+    clusters: list[Cluster]
+    winner: Ballot
+    answers: dict[str, Json]
+    reports: list[MemberReport]
+    usage: Json | None
+    decided_by: str
+
+
+def _message(resp: Json) -> Json:
+    choices = resp.get("choices") or [{}]
+    msg = choices[0].get("message") if isinstance(choices[0], dict) else None
+    return msg if isinstance(msg, dict) else {}
+
+
+class Council:
+    label = "council"
+
+    def __init__(self, name: str, vm: CouncilModel, backends: Backends) -> None:
+        self.name = name
+        self.vm = vm
+        self.backends = backends
+        self.weights = {m: vm.weights.get(m, backends[m].cfg.weight) for m in vm.members}
+
+    @classmethod
+    def from_config(cls, name: str, vm: CouncilModel, backends: Backends) -> Council:
+        return cls(name, vm, backends)
+
+    async def _ask(self, member: str, body: Json) -> Json:
+        resp = await self.backends[member].complete(body)
+        msg = _message(resp)
+        if not msg.get("content") and not msg.get("tool_calls"):
+            raise MemberFailure(member, "empty answer")
+        return resp
+
+    def _ballots(self, outcomes: dict[str, Outcome[Json]]) -> list[Ballot]:
+        arrived = sorted((o for o in outcomes.values() if o.result is not None), key=lambda o: o.arrival)
+        out = []
+        for i, o in enumerate(arrived):
+            msg = _message(o.result or {})
+            out.append(Ballot(o.member, self.weights[o.member], i, msg.get("content") or "",
+                              tuple(msg.get("tool_calls") or ())))
+        return out
+
+    def _enough(self, outcomes: dict[str, Outcome[Json]], pending: set[str]) -> bool:
+        ballots = self._ballots(outcomes)
+        if not self.vm.early_decision or len(ballots) < self.vm.min_answers:
+            return False
+        return decided(cluster(ballots, self.vm.similarity), sum(self.weights[m] for m in pending))
+
+    async def deliberate(self, call: Call) -> Verdict:
+        calls = {m: functools.partial(self._ask, m, call.body) for m in self.vm.members}
+        run: FanOut[Json] = await fan_out(calls, self.vm.timeout_s, self._enough)
+        ballots = self._ballots(run.outcomes)
+        if len(ballots) < self.vm.min_answers:
+            raise self._failure(run, len(ballots))
+        clusters = cluster(ballots, self.vm.similarity)
+        winner = ranked(clusters)[0].representative
+        cluster_of = {b.member: i for i, c in enumerate(clusters) for b in c.ballots}
+        reports, usage = [], None
+        for o in ordered(run.outcomes, self.vm.members):
+            backend = self.backends[o.member]
+            r = MemberReport(name=o.member, model=backend.model, status="ok", latency_ms=o.latency_ms,
+                             weight=self.weights[o.member])
+            if o.result is not None:
+                r.usage = wire.usage_of(o.result["usage"]) if isinstance(o.result.get("usage"), dict) else None
+                r.cluster = cluster_of[o.member]
+                usage = wire.add_usage(usage, r.usage)
+            elif o.failure is not None:
+                r.status, r.error = o.failure.kind, o.failure.reason  # type: ignore[assignment]
+            else:
+                r.status = o.stopped  # type: ignore[assignment]
+                r.error = "not needed: the vote was already decided" if o.stopped == "cancelled" else (
+                    f"no answer within the council's {self.vm.timeout_s:g}s")
+            reports.append(r)
+        answers = {o.member: o.result for o in run.outcomes.values() if o.result is not None}
+        return Verdict(clusters, winner, answers, reports, usage, "early" if run.stopped_early else "vote")
+
+    def _failure(self, run: FanOut[Json], answered: int) -> AllMembersFailed:
+        failures: list[MemberFailure] = []
+        for o in ordered(run.outcomes, self.vm.members):
+            if o.failure is not None:
+                failures.append(o.failure)
+            elif o.result is None:
+                failures.append(MemberTimeout(o.member, f"no answer within the council's {self.vm.timeout_s:g}s"))
+        what = (f"council {self.name!r} got {answered} answer(s) but needs {self.vm.min_answers} "
+                f"(min-answers)")
+        return AllMembersFailed(what, failures, deadline=run.deadline_hit)
+
+    def _report(self, v: Verdict, timer: Timer, winner: str | None, decided_by: str, note: str | None,
+                extra: list[MemberReport]) -> Json:
+        clusters = [
+            ClusterReport(id=i, members=[b.member for b in c.ballots], weight=round(c.weight, 4),
+                          preview=(c.representative.text or c.key)[:PREVIEW])
+            for i, c in enumerate(v.clusters)
+        ]
+        members = v.reports + extra
+        return CouncilReport(
+            virtual_model=self.name, strategy=self.label, winner=winner, members=members,
+            degraded=any(m.status in ("error", "timeout", "skipped") for m in members),
+            decided_by=decided_by, agreement=agreement(v.clusters), clusters=clusters,
+            latency_ms=timer.ms(), note=note,
+        ).as_json()
+
+    def _chairman_body(self, call: Call, v: Verdict) -> Json:
+        body = {k: val for k, val in call.body.items() if k not in ("tools", "tool_choice", "functions", "n")}
+        body["messages"] = chairman_messages(call.body.get("messages") or [], v.clusters)
+        return body
+
+    def _wants_synthesis(self, v: Verdict) -> bool:
+        return self.vm.merge == "synthesize" and self.vm.chairman is not None and not v.winner.tool_calls
+
+    async def complete(self, call: Call) -> Json:
+        timer = Timer()
+        v = await self.deliberate(call)
+        resp = v.answers[v.winner.member]
+        winner, decided_by, note, extra, usage = v.winner.member, v.decided_by, None, [], v.usage
+        if self._wants_synthesis(v):
+            chair = self.vm.chairman or ""
+            t = Timer()
+            try:
+                resp = await self.backends[chair].complete(self._chairman_body(call, v))
+                winner, decided_by = chair, "synthesis"
+                chair_usage = resp.get("usage") if isinstance(resp.get("usage"), dict) else None
+                usage = wire.add_usage(usage, chair_usage)
+                extra.append(MemberReport(name=chair, model=self.backends[chair].model, status="ok",
+                                          latency_ms=t.ms(), usage=chair_usage, role="chairman"))
+            except MemberFailure as e:
+                note = f"chairman {chair!r} failed ({e.reason}); returned the vote winner"
+                extra.append(MemberReport(name=chair, model=self.backends[chair].model, status=e.kind,  # type: ignore[arg-type]
+                                          latency_ms=t.ms(), error=e.reason, role="chairman"))
+        out = wire.completion(resp, id=call.id, created=call.created, model=call.model)
+        if v.winner.tool_calls and decided_by != "synthesis":
+            out["choices"][0]["finish_reason"] = "tool_calls"
+        if usage:
+            out["usage"] = usage
+        out["council"] = self._report(v, timer, winner, decided_by, note, extra)
+        return out
+
+    async def stream(self, call: Call) -> AsyncIterator[Json]:
+        timer = Timer()
+        shaper = wire.ChunkShaper(id=call.id, created=call.created, model=call.model)
+        yield shaper.role()
+        task = asyncio.create_task(self.deliberate(call))
+        try:
+            while not (await asyncio.wait({task}, timeout=self.vm.heartbeat_s))[0]:
+                yield shaper.heartbeat()
+            v = task.result()
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        winner, decided_by, note, extra, usage = v.winner.member, v.decided_by, None, [], v.usage
+        synthesized = False
+        if self._wants_synthesis(v):
+            chair = self.vm.chairman or ""
+            t = Timer()
+            upstream = self.backends[chair].stream(self._chairman_body(call, v))
+            try:
+                first = await anext(upstream)
+            except (MemberFailure, StopAsyncIteration) as e:
+                reason = e.reason if isinstance(e, MemberFailure) else "empty stream"
+                note = f"chairman {chair!r} failed ({reason}); returned the vote winner"
+                extra.append(MemberReport(name=chair, model=self.backends[chair].model, status="error",
+                                          latency_ms=t.ms(), error=reason, role="chairman"))
+            else:
+                try:
+                    for chunk in shaper.shape(first):
+                        yield chunk
+                    async for piece in upstream:
+                        for chunk in shaper.shape(piece):
+                            yield chunk
+                finally:
+                    await upstream.aclose()
+                for chunk in shaper.close():
+                    yield chunk
+                chair_usage, estimated = shaper.measured_usage(self._chairman_body(call, v))
+                usage = wire.add_usage(usage, chair_usage)
+                extra.append(MemberReport(name=chair, model=self.backends[chair].model, status="ok",
+                                          latency_ms=t.ms(), usage=chair_usage, usage_estimated=estimated,
+                                          role="chairman"))
+                winner, decided_by, synthesized = chair, "synthesis", True
+        if not synthesized:
+            for chunk in self._replay(shaper, v):
+                yield chunk
+        if call.include_usage:
+            yield shaper.usage_chunk(usage or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0})
+        yield shaper.extension_chunk("council", self._report(v, timer, winner, decided_by, note, extra))
+
+    def _replay(self, shaper: wire.ChunkShaper, v: Verdict) -> list[Json]:
+        """The decided answer as chunks: text in pieces, tool calls with index, id and name first."""
+        delta: Any
+        out = []
+        if v.winner.tool_calls:
+            for i, tc in enumerate(v.winner.tool_calls):
+                fn = tc.get("function") or {}
+                head = {"index": i, "id": tc.get("id") or f"call_{i}", "type": "function",
+                        "function": {"name": fn.get("name"), "arguments": ""}}
+                for delta in ({"tool_calls": [head]},
+                              {"tool_calls": [{"index": i, "function": {"arguments": fn.get("arguments") or ""}}]}):
+                    out += shaper.shape({"choices": [{"index": 0, "delta": delta}]})
+            out.append(shaper.finish(0, "tool_calls"))
+            return out
+        text = v.winner.text
+        for start in range(0, len(text), PIECE):
+            out += shaper.shape({"choices": [{"index": 0, "delta": {"content": text[start:start + PIECE]}}]})
+        finish = (v.answers[v.winner.member].get("choices") or [{}])[0].get("finish_reason") or "stop"
+        out.append(shaper.finish(0, finish))
+        return out

@@ -1,0 +1,50 @@
+"""In-process backends for strategy tests: scripted answers, delays and failures; a history of what happened."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from routing.config import BackendConfig
+from routing.errors import MemberFailure, MemberTimeout
+
+
+class FakeBackend:
+    def __init__(self, name: str, answer: str = "42", *, delay: float = 0.0, fail: str | None = None,
+                 weight: float = 1.0, tool_calls: list[dict[str, Any]] | None = None) -> None:
+        self.name = name
+        self.model = f"{name}-model"
+        self.cfg = BackendConfig(url="http://fake.invalid/v1", model=self.model, weight=weight)
+        self.answer, self.delay, self.fail, self.tool_calls = answer, delay, fail, tool_calls
+        self.history: list[str] = []
+        self.bodies: list[dict[str, Any]] = []
+
+    async def _wait(self) -> None:
+        try:
+            await asyncio.sleep(self.delay)
+        except asyncio.CancelledError:
+            self.history.append("cancelled")
+            raise
+
+    async def complete(self, body: dict[str, Any], model: str | None = None) -> dict[str, Any]:
+        self.history.append("request")
+        self.bodies.append(body)
+        await self._wait()
+        if self.fail == "timeout":
+            raise MemberTimeout(self.name, "no answer within 1s")
+        if self.fail:
+            raise MemberFailure(self.name, self.fail)
+        self.history.append("done")
+        msg: dict[str, Any] = {"role": "assistant", "content": None if self.tool_calls else self.answer}
+        if self.tool_calls:
+            msg["tool_calls"] = self.tool_calls
+        return {"choices": [{"index": 0, "message": msg, "finish_reason": "tool_calls" if self.tool_calls else "stop"}],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}
+
+    async def stream(self, body: dict[str, Any], model: str | None = None) -> AsyncIterator[dict[str, Any]]:
+        resp = await self.complete(body, model)
+        text = resp["choices"][0]["message"]["content"] or ""
+        for word in text.split(" "):
+            yield {"choices": [{"index": 0, "delta": {"content": word + " "}}]}
+        yield {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": resp["usage"]}

@@ -1,0 +1,147 @@
+"""The council with in-process fake members: fan-out, early decision, cancellation, failures, synthesis."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from routing.config import CouncilModel
+from routing.errors import AllMembersFailed
+from routing.strategies import Call, Council
+from tests.fakes import FakeBackend
+
+
+def call(stream: bool = False) -> Call:
+    return Call(body={"model": "c", "messages": [{"role": "user", "content": "6*7?"}]}, model="c", stream=stream,
+                include_usage=True, id="chatcmpl-x", created=1)
+
+
+def council(members: list[FakeBackend], **kw: Any) -> Council:
+    backends = {b.name: b for b in members}
+    vm = CouncilModel(members=list(backends), **kw)
+    return Council("full-council", vm, backends)  # type: ignore[arg-type]
+
+
+def status(out: dict[str, Any]) -> dict[str, str]:
+    return {m["name"]: m["status"] for m in out["council"]["members"]}
+
+
+async def test_weighted_majority_wins_and_usage_is_the_sum() -> None:
+    c = council([FakeBackend("goku", "41", weight=3.0), FakeBackend("vegeta", "42"), FakeBackend("piccolo", "42")],
+                early_decision=False)
+    out = await c.complete(call())
+    assert out["choices"][0]["message"]["content"] == "41"
+    meta = out["council"]
+    assert meta["winner"] == "goku" and meta["decided_by"] == "vote" and meta["agreement"] == 0.6
+    assert out["usage"]["total_tokens"] == 45
+    assert [cl["members"] for cl in meta["clusters"]] == [["goku"], ["vegeta", "piccolo"]]
+    assert {m["name"]: m["cluster"] for m in meta["members"]} == {"goku": 0, "vegeta": 1, "piccolo": 1}
+
+
+async def test_members_are_asked_at_once() -> None:
+    c = council([FakeBackend(n, "42", delay=0.3) for n in ("a", "b", "c", "d")], early_decision=False)
+    start = time.perf_counter()
+    await c.complete(call())
+    assert time.perf_counter() - start < 0.9  # sequential would be 1.2 s
+
+
+async def test_a_fast_agreeing_majority_decides_early_and_the_slow_are_cancelled() -> None:
+    slow = [FakeBackend(n, "7", delay=5) for n in ("gohan", "krillin")]
+    fast = [FakeBackend(n, "The answer is 42.", delay=0.01 * i) for i, n in enumerate(("goku", "vegeta", "piccolo"))]
+    c = council(fast + slow)
+    out = await c.complete(call())
+    meta = out["council"]
+    assert out["choices"][0]["message"]["content"] == "The answer is 42."
+    assert meta["decided_by"] == "early" and meta["degraded"] is False
+    assert status(out) == {"goku": "ok", "vegeta": "ok", "piccolo": "ok", "gohan": "cancelled",
+                           "krillin": "cancelled"}
+    assert all(b.history == ["request", "cancelled"] for b in slow)
+
+
+async def test_two_failures_still_answer_degraded() -> None:
+    members = [FakeBackend("a", "42"), FakeBackend("b", "42"), FakeBackend("c", "42"),
+               FakeBackend("d", fail="connection refused"), FakeBackend("e", fail="timeout")]
+    out = await council(members, early_decision=False).complete(call())
+    assert out["council"]["degraded"] is True
+    assert status(out) == {"a": "ok", "b": "ok", "c": "ok", "d": "error", "e": "timeout"}
+    assert [m.get("error") for m in out["council"]["members"]][3] == "connection refused"
+
+
+async def test_fewer_answers_than_min_answers_is_a_502_listing_every_failure() -> None:
+    members = [FakeBackend("a", "42"), FakeBackend("b", fail="HTTP 500: boom"), FakeBackend("c", fail="refused")]
+    with pytest.raises(AllMembersFailed) as e:
+        await council(members, min_answers=2).complete(call())
+    assert e.value.status == 502
+    assert "got 1 answer(s) but needs 2" in e.value.message
+    assert "b: HTTP 500: boom" in e.value.message and "c: refused" in e.value.message
+
+
+async def test_the_deadline_is_a_504_and_stops_the_stragglers() -> None:
+    members = [FakeBackend("a", "42"), FakeBackend("b", delay=5), FakeBackend("c", delay=5)]
+    with pytest.raises(AllMembersFailed) as e:
+        await council(members, min_answers=2, timeout_s=0.2).complete(call())
+    assert e.value.status == 504 and "b: no answer within the council's 0.2s" in e.value.message
+    assert members[1].history == ["request", "cancelled"]
+
+
+async def test_tool_calls_win_verbatim_with_finish_reason_tool_calls() -> None:
+    def tc(args: str, id: str) -> list[dict[str, Any]]:
+        return [{"id": id, "type": "function", "function": {"name": "get_weather", "arguments": args}}]
+
+    members = [FakeBackend("a", tool_calls=tc('{"city": "Paris"}', "call_a")),
+               FakeBackend("b", tool_calls=tc('{ "city":"Paris" }', "call_b")),
+               FakeBackend("c", tool_calls=tc('{"city": "Rome"}', "call_c"))]
+    c = council(members, early_decision=False)
+    out = await c.complete(call())
+    choice = out["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    assert choice["message"]["tool_calls"] == tc('{"city": "Paris"}', "call_a")
+    chunks = [ch async for ch in c.stream(call(stream=True))]
+    deltas = [ch["choices"][0]["delta"] for ch in chunks if ch["choices"]]
+    first_tool = next(d for d in deltas if "tool_calls" in d)["tool_calls"][0]
+    assert first_tool["index"] == 0 and first_tool["id"] == "call_a" and first_tool["function"]["name"] == "get_weather"
+    finishes = [ch["choices"][0]["finish_reason"] for ch in chunks if ch["choices"]]
+    assert finishes[-1] == "tool_calls"
+
+
+async def test_synthesis_by_the_chairman_and_its_fallback() -> None:
+    members = [FakeBackend("a", "42"), FakeBackend("b", "42"), FakeBackend("c", "41")]
+    chair = FakeBackend("chair", "Forty-two, all things considered.")
+    backends = {b.name: b for b in [*members, chair]}
+    vm = CouncilModel(members=["a", "b", "c"], merge="synthesize", chairman="chair", early_decision=False)
+    out = await Council("full-council", vm, backends).complete(call())  # type: ignore[arg-type]
+    assert out["choices"][0]["message"]["content"] == "Forty-two, all things considered."
+    assert out["council"]["decided_by"] == "synthesis" and out["council"]["winner"] == "chair"
+    brief = chair.bodies[0]["messages"][1]["content"]
+    assert "6*7?" in brief and "vote share 67%" in brief and "goku" not in brief
+    assert out["usage"]["total_tokens"] == 60
+
+    chair.fail = "connection refused"
+    out = await Council("full-council", vm, backends).complete(call())  # type: ignore[arg-type]
+    assert out["choices"][0]["message"]["content"] == "42"
+    assert "chairman 'chair' failed" in out["council"]["note"] and out["council"]["degraded"] is True
+
+
+async def test_stream_sends_the_role_at_once_heartbeats_then_the_winner() -> None:
+    c = council([FakeBackend("a", "The answer is 42.", delay=0.35), FakeBackend("b", "42", delay=0.35)],
+                heartbeat_s=0.1)
+    chunks = [ch async for ch in c.stream(call(stream=True))]
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    heartbeats = [ch for ch in chunks[1:] if ch["choices"] and ch["choices"][0]["delta"] == {"content": ""}]
+    assert len(heartbeats) >= 2
+    text = "".join(ch["choices"][0]["delta"].get("content", "") for ch in chunks if ch["choices"])
+    assert text == "The answer is 42."
+    assert chunks[-2]["usage"]["total_tokens"] == 30 and chunks[-1]["council"]["agreement"] == 1.0
+
+
+async def test_a_client_that_goes_away_cancels_every_member() -> None:
+    members = [FakeBackend(n, delay=5) for n in ("a", "b", "c")]
+    stream = council(members, heartbeat_s=0.05).stream(call(stream=True))
+    await anext(stream)
+    await anext(stream)
+    await stream.aclose()
+    await asyncio.sleep(0)
+    assert all(b.history == ["request", "cancelled"] for b in members)
