@@ -1,0 +1,124 @@
+"""Integration with real upstreams: three llama.cpp servers (llama-cpp-python) on tiny generated models.
+
+The models are random weights written by tests/tiny_gguf.py: their answers are readable
+nonsense, so these tests check the plumbing (shapes, streaming, fallbacks, the council's
+bookkeeping), not the quality of what is said.
+"""
+
+from __future__ import annotations
+
+
+from collections.abc import Iterator
+
+import httpx
+import openai
+import pytest
+
+from tests import conformance
+from tests.procs import Proc, llama_server, shenron
+from tests.tiny_gguf import write
+
+pytestmark = pytest.mark.integration
+MSGS = [{"role": "user", "content": "Say something about the river."}]
+ALIASES = ("tiny-goku", "tiny-vegeta", "tiny-piccolo")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
+    tmp = tmp_path_factory.mktemp("llama")
+    started: list[Proc] = []
+    try:
+        urls = {}
+        for seed, alias in enumerate(ALIASES):
+            model = write(tmp / f"{alias}.gguf", seed=seed)
+            proc, url = llama_server(tmp, model, alias)
+            started.append(proc)
+            urls[alias] = (proc, url)
+        backends = "\n".join(
+            f'[backends.{alias.removeprefix("tiny-")}]\nurl = "{url}"\nmodel = "{alias}"\ntimeout-s = 60\n'
+            for alias, (_, url) in urls.items())
+        config = backends + """
+[models.ultra-instinct]
+strategy = "single"
+members = ["goku"]
+fallbacks = ["vegeta"]
+
+[models.agent-lite]
+strategy = "council"
+members = ["goku", "vegeta", "piccolo"]
+min-answers = 2
+"""
+        proxy, base = shenron(tmp, config)
+        started.append(proxy)
+        yield {"base": base, "servers": urls}
+    finally:
+        for p in reversed(started):
+            p.stop()
+
+
+@pytest.fixture
+def sdk(stack: dict[str, object]) -> openai.OpenAI:
+    return openai.OpenAI(base_url=str(stack["base"]), api_key="unused", max_retries=0, timeout=60)
+
+
+@pytest.mark.parametrize("model", ["tiny-vegeta", "vegeta", "ultra-instinct"])
+def test_non_stream_through_real_llamacpp(sdk: openai.OpenAI, model: str) -> None:
+    r = sdk.chat.completions.create(model=model, messages=MSGS, max_tokens=8, temperature=0)  # type: ignore[arg-type]
+    assert r.choices[0].message.content and r.choices[0].finish_reason in ("stop", "length")
+    assert r.usage is not None and r.usage.completion_tokens <= 8
+    assert r.model == model and r.model_extra["council"]["members"][-1]["status"] == "ok"  # type: ignore[index]
+
+
+@pytest.mark.parametrize("model", ["tiny-piccolo", "ultra-instinct"])
+async def test_stream_through_real_llamacpp_honours_the_contract(stack: dict[str, object], model: str) -> None:
+    client = openai.AsyncOpenAI(base_url=str(stack["base"]), api_key="unused", max_retries=0, timeout=60)
+    stream = await client.chat.completions.create(model=model, messages=MSGS, max_tokens=8, stream=True,  # type: ignore[arg-type]
+                                                  stream_options={"include_usage": True})
+    chunks = [c async for c in stream]
+    with_choices = [c for c in chunks if c.choices]
+    assert with_choices[0].choices[0].delta.role == "assistant"
+    assert with_choices[-1].choices[0].finish_reason in ("stop", "length")
+    assert len({(c.id, c.created, c.model) for c in chunks}) == 1
+    usage = [c.usage for c in chunks if c.usage]
+    assert len(usage) == 1 and 0 < usage[0].completion_tokens <= 8  # llama.cpp ignores include_usage; we don't
+
+
+def test_council_over_three_real_servers(sdk: openai.OpenAI) -> None:
+    r = sdk.chat.completions.create(model="agent-lite", messages=MSGS, max_tokens=6, temperature=0)  # type: ignore[arg-type]
+    council = r.model_extra["council"]  # type: ignore[index]
+    assert council["strategy"] == "council" and {m["name"] for m in council["members"]} == {"goku", "vegeta", "piccolo"}
+    assert sum(len(c["members"]) for c in council["clusters"]) == 3
+    assert r.usage is not None
+    assert r.usage.total_tokens == sum(m["usage"]["total_tokens"] for m in council["members"])
+    winner_cluster = next(c for c in council["clusters"] if council["winner"] in c["members"])
+    assert council["agreement"] == pytest.approx(winner_cluster["weight"] / 3, abs=1e-3)
+
+
+def test_every_shape_conforms(stack: dict[str, object]) -> None:
+    with httpx.Client(base_url=str(stack["base"]), timeout=60) as c:
+        conformance.check("ListModelsResponse", c.get("/models").json())
+        for model in ("tiny-goku", "ultra-instinct", "agent-lite"):
+            body = {"model": model, "messages": MSGS, "max_tokens": 5}
+            conformance.check("CreateChatCompletionResponse", c.post("/chat/completions", json=body).json())
+            r = c.post("/chat/completions", json={**body, "stream": True, "stream_options": {"include_usage": True}})
+            assert conformance.check_stream(r.text)[-1] == "[DONE]"
+
+
+def test_killing_the_first_member_makes_the_fallback_answer(stack: dict[str, object], sdk: openai.OpenAI) -> None:
+    goku, _ = stack["servers"]["tiny-goku"]  # type: ignore[index]
+    goku.stop()
+    r = sdk.chat.completions.create(model="ultra-instinct", messages=MSGS, max_tokens=5)  # type: ignore[arg-type]
+    council = r.model_extra["council"]  # type: ignore[index]
+    assert council["winner"] == "vegeta" and council["degraded"] is True
+    assert [(m["name"], m["status"]) for m in council["members"]] == [("goku", "error"), ("vegeta", "ok")]
+    assert council["members"][0]["error"] == "connection refused"
+    stream = sdk.chat.completions.create(model="ultra-instinct", messages=MSGS, max_tokens=5, stream=True)  # type: ignore[arg-type]
+    meta = [c.model_extra["council"] for c in stream if c.model_extra and "council" in c.model_extra]
+    assert meta[0]["winner"] == "vegeta"
+    # the council still answers with two of three, and says it is degraded
+    r = sdk.chat.completions.create(model="agent-lite", messages=MSGS, max_tokens=5)  # type: ignore[arg-type]
+    council = r.model_extra["council"]  # type: ignore[index]
+    assert council["degraded"] is True
+    assert {m["name"]: m["status"] for m in council["members"]}["goku"] == "error"
+
+
