@@ -38,7 +38,7 @@ def _describe(cfg: Config) -> str:
         lines.append("virtual models: " + (", ".join(cfg.models) or "none"))
     else:
         lines.append("No backends configured or found. Shenron is up, but chat requests will get 503 until "
-                     f"you write a config (see README) or start a local model server and restart.")
+                     "you write a config (see README) or start a local model server and restart.")
     return "\n".join(lines)
 
 
@@ -54,10 +54,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(_describe(cfg), file=sys.stderr, flush=True)
     if cfg.server.server == "granian":
         from granian.constants import Interfaces, Loops
+        from granian.log import LogLevels
         from granian.server import Server
 
         Server("proxy.app:app_from_env", address=host, port=port, interface=Interfaces.ASGI, factory=True,
-               loop=Loops.uvloop, log_level=cfg.server.log_level, log_access=False).serve()
+               loop=Loops.uvloop, log_level=LogLevels(cfg.server.log_level), log_access=False).serve()
     else:
         import uvicorn
 
@@ -98,7 +99,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     rows = [("member", "url", "reachable", "models served", "latency"), *asyncio.run(_probe_all(cfg))]
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[4])
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[4])
     return 0 if all(r[2] == "yes" for r in rows[1:]) else 1
 
 

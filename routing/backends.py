@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from typing import Any
 
 import httpx
@@ -111,7 +111,7 @@ class OpenAIBackend:
                 raise MemberFailure(self.name, "malformed response: no `choices`")
             return result
 
-    async def stream(self, body: Json, model: str | None = None) -> AsyncIterator[Json]:
+    async def stream(self, body: Json, model: str | None = None) -> AsyncGenerator[Json, None]:
         """Chunks of a streamed completion as they arrive.
 
         The first chunk is awaited within the member's timeout, so a caller that has not yet

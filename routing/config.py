@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -118,7 +118,7 @@ def _convert(raw: dict[str, object]) -> Config:
         if key not in sections:
             raise ConfigError(f"key `{key}`: unknown key (expected: {', '.join(sorted(sections))})")
 
-    def conv(value: object, typ: type, prefix: str) -> object:
+    def conv(value: object, typ: Any, prefix: str) -> Any:
         try:
             return msgspec.convert(value, typ)
         except msgspec.ValidationError as e:
@@ -133,7 +133,7 @@ def _convert(raw: dict[str, object]) -> Config:
     server = conv(raw.get("server", {}), ServerConfig, "server")
     backends = {k: conv(v, BackendConfig, f"backends.{k}") for k, v in table("backends").items()}
     models = {k: conv(v, VirtualModel, f"models.{k}") for k, v in table("models").items()}
-    return Config(server=server, backends=backends, models=models)  # type: ignore[arg-type]
+    return Config(server=server, backends=backends, models=models)
 
 
 def _check_refs(cfg: Config) -> None:

@@ -41,7 +41,7 @@ class MemberFailure(ShenronError):
 
     status = 502
     type = "upstream_error"
-    code = "upstream_error"
+    code: str | None = "upstream_error"
     kind = "error"
 
     def __init__(self, member: str, reason: str, **kw: str | None) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -34,7 +34,7 @@ class FanOut(Generic[T]):
 
 
 async def fan_out(
-    calls: dict[str, Callable[[], Awaitable[T]]],
+    calls: Mapping[str, Callable[[], Coroutine[Any, Any, T]]],
     timeout_s: float,
     enough: Callable[[dict[str, Outcome[T]], set[str]], bool] = lambda done, pending: False,
 ) -> FanOut[T]:
@@ -48,7 +48,7 @@ async def fan_out(
     deadline = loop.time() + timeout_s
     timer = Timer()
     order = {name: i for i, name in enumerate(calls)}
-    tasks = {asyncio.create_task(call()): name for name, call in calls.items()}
+    tasks: dict[asyncio.Task[T], str] = {asyncio.create_task(call()): name for name, call in calls.items()}
     pending = set(tasks)
     result: FanOut[T] = FanOut()
     try:

@@ -73,7 +73,7 @@ def test_lookup_order_is_flag_then_env_then_cwd(tmp_path: Path) -> None:
 
 
 def test_missing_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="nope.toml: cannot read config"):
+    with pytest.raises(ConfigError, match=r"nope\.toml: cannot read config"):
         config.load(tmp_path / "nope.toml")
 
 

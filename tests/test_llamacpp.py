@@ -7,7 +7,6 @@ bookkeeping), not the quality of what is said.
 
 from __future__ import annotations
 
-
 from collections.abc import Iterator
 
 import httpx
