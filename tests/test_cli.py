@@ -1,0 +1,74 @@
+"""The CLI as a user meets it: help, config errors without tracebacks, check's table, serving with nothing found."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.procs import SHENRON, Proc, fake_upstream, free_port
+
+
+def run(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(SHENRON), *args], capture_output=True, text=True, timeout=60, cwd=cwd, env=env)
+
+
+def test_help_lists_the_commands() -> None:
+    out = run("--help").stdout
+    assert "serve" in out and "check" in out
+    assert "--config" in run("serve", "--help").stdout
+
+
+def test_a_bad_config_names_file_and_key_without_a_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[backends.goku]\nurl = "http://x/v1"\nmodel = "m"\ntimeout = 5\n')
+    for cmd in ("check", "serve"):
+        done = run(cmd, "--config", str(bad))
+        assert done.returncode == 2
+        assert f"{bad}: key `backends.goku`: unknown key `timeout`" in done.stderr
+        assert "Traceback" not in done.stderr
+
+
+def test_config_is_found_through_the_environment(tmp_path: Path) -> None:
+    cfg = tmp_path / "elsewhere.toml"
+    cfg.write_text('[backends.a]\nurl = "http://127.0.0.1:9/v1"\nmodel = "m"\n')
+    done = run("check", cwd=tmp_path, env={"SHENRON_CONFIG": str(cfg), "PATH": "/usr/bin:/bin"})
+    assert f"config OK: {cfg}" in done.stdout
+
+
+@pytest.mark.integration
+def test_check_prints_a_table_and_fails_on_an_unreachable_backend(tmp_path: Path, procs: list[Proc]) -> None:
+    up, url = fake_upstream(tmp_path, "--models", "m,other")
+    procs.append(up)
+    cfg = tmp_path / "shenron.toml"
+    cfg.write_text(f'[backends.up]\nurl = "{url}"\nmodel = "m"\n[backends.down]\nurl = "http://127.0.0.1:9/v1"\n'
+                   'model = "x"\n')
+    done = run("check", cwd=tmp_path)
+    lines = done.stdout.splitlines()
+    header = next(line for line in lines if line.startswith("member"))
+    assert all(col in header for col in ("url", "reachable", "models served", "latency"))
+    up_row = next(line for line in lines if line.startswith("up "))
+    down_row = next(line for line in lines if line.startswith("down "))
+    assert "yes" in up_row and "m, other" in up_row and "ms" in up_row
+    assert "no" in down_row and "connection refused" in down_row
+    assert done.returncode == 1
+
+
+@pytest.mark.integration
+def test_serve_with_nothing_found_still_starts_and_says_503(tmp_path: Path, procs: list[Proc]) -> None:
+    port = free_port()
+    # an empty cwd and no $SHENRON_CONFIG: the built-in default discovers (nothing on this machine's usual ports
+    # is assumed; if something does answer there, the test cannot make its point)
+    proxy = Proc([str(SHENRON), "serve", "--port", str(port)], tmp_path / "serve.log", cwd=tmp_path,
+                 env={"SHENRON_CONFIG": ""})
+    procs.append(proxy)
+    proxy.wait_http(f"http://127.0.0.1:{port}/health")
+    if "discovered 0 model" not in proxy.log():
+        pytest.skip("a local model server answers on a usual port here")
+    assert "No backends configured or found" in proxy.log()
+    r = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions",
+                   json={"model": "ultra-instinct", "messages": [{"role": "user", "content": "hi"}]})
+    assert r.status_code == 503 and "no backends" in r.json()["error"]["message"]
+    assert httpx.get(f"http://127.0.0.1:{port}/v1/models").json()["data"] == []

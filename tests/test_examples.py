@@ -1,0 +1,43 @@
+"""Every example runs: the configs parse and pass `shenron check`'s validation, the client script works."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from routing import config
+from tests.procs import ROOT, SHENRON, Proc, fake_upstream, shenron
+
+EXAMPLES = sorted((ROOT / "examples").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_example_config_is_valid(path: Path) -> None:
+    cfg = config.load(path)
+    assert "ultra-instinct" in cfg.models
+    done = subprocess.run([str(SHENRON), "check", "--config", str(path)], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode in (0, 1), done.stderr  # 1: some backend is not running here; 2 would be invalid
+    assert "config OK" in done.stdout and "Traceback" not in done.stderr
+
+
+def test_the_seed_council_has_six_members() -> None:
+    cfg = config.load(ROOT / "examples" / "shenron.toml")
+    assert len(cfg.models["full-council"].members) == 6 and len(cfg.models["agent-lite"].members) == 3
+
+
+@pytest.mark.integration
+def test_client_example_runs_against_a_proxy(tmp_path: Path, procs: list[Proc]) -> None:
+    up, url = fake_upstream(tmp_path, "--models", "m", "--answer", "42")
+    procs.append(up)
+    proxy, base = shenron(tmp_path, f'[backends.a]\nurl = "{url}"\nmodel = "m"\n'
+                                    '[models.ultra-instinct]\nstrategy = "single"\nmembers = ["a"]\n')
+    procs.append(proxy)
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / "client.py")], capture_output=True, text=True,
+                          env={"OPENAI_BASE_URL": base, "PATH": "/usr/bin:/bin"}, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == "42"
+    assert "winner: a" in done.stdout and "streamed: 42" in done.stdout
