@@ -30,8 +30,8 @@ class ServerConfig(_Base):
     port: int = 8000
     max_body_mb: float = 32.0
     """Largest request body accepted; larger ones get a 413."""
-    server: Literal["uvicorn", "granian"] = "granian"
-    """ASGI server that `shenron serve` runs (see BENCHMARKS.md for why granian)."""
+    server: Literal["uvicorn", "granian"] = "uvicorn"
+    """ASGI server that `shenron serve` runs (see BENCHMARKS.md for why uvicorn)."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     models_refresh_s: float = 60.0
     """How often the served-model lists of backends are refreshed in the background."""
