@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from routing.backends import Backend
+from routing.wire import ChunkShaper
 
 Json = dict[str, Any]
 
@@ -42,3 +43,20 @@ class Strategy(Protocol):
 
 
 Backends = Mapping[str, Backend]
+
+
+async def relay(
+    first: Json | None, upstream: AsyncGenerator[Json, None], shaper: ChunkShaper
+) -> AsyncGenerator[Json, None]:
+    """Forward an upstream stream through the shaper; the upstream is closed whatever happens."""
+    try:
+        if first is not None:
+            for chunk in shaper.shape(first):
+                yield chunk
+        async for piece in upstream:
+            for chunk in shaper.shape(piece):
+                yield chunk
+    finally:
+        await upstream.aclose()
+    for chunk in shaper.close():
+        yield chunk

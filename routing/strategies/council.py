@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +17,7 @@ from routing.config import CouncilModel
 from routing.errors import AllMembersFailed, MemberFailure, MemberTimeout
 from routing.fanout import FanOut, Outcome, fan_out, ordered
 from routing.report import ClusterReport, CouncilReport, MemberReport, Timer
-from routing.strategies.base import Backends, Call, Json
+from routing.strategies.base import Backends, Call, Json, relay
 from routing.synthesis import chairman_messages
 from routing.vote import Ballot, Cluster, agreement, cluster, decided, ranked
 
@@ -192,16 +193,9 @@ class Council:
                 extra.append(MemberReport(name=chair, model=self.backends[chair].model, status="error",
                                           latency_ms=t.ms(), error=reason, role="chairman"))
             else:
-                try:
-                    for chunk in shaper.shape(first):
+                async with aclosing(relay(first, upstream, shaper)) as chunks:
+                    async for chunk in chunks:
                         yield chunk
-                    async for piece in upstream:
-                        for chunk in shaper.shape(piece):
-                            yield chunk
-                finally:
-                    await upstream.aclose()
-                for chunk in shaper.close():
-                    yield chunk
                 chair_usage, estimated = shaper.measured_usage(self._chairman_body(call, v))
                 usage = wire.add_usage(usage, chair_usage)
                 extra.append(MemberReport(name=chair, model=self.backends[chair].model, status="ok",

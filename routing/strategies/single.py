@@ -6,12 +6,13 @@ Also serves pass-through (a backend's name or model id), with label `passthrough
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 
 from routing import wire
 from routing.config import SingleModel
 from routing.errors import AllMembersFailed, MemberFailure, UpstreamStatus
 from routing.report import CouncilReport, MemberReport, Timer, failed
-from routing.strategies.base import Backends, Call, Json
+from routing.strategies.base import Backends, Call, Json, relay
 
 
 class Single:
@@ -41,6 +42,14 @@ class Single:
     def _model_of(self, name: str) -> str:
         return self.model or self.backends[name].model
 
+    def _failed(self, name: str, e: MemberFailure, t: Timer, reports: list[MemberReport],
+                failures: list[MemberFailure]) -> None:
+        """Record a member's failure, unless the request itself is at fault: then no fallback would help."""
+        if isinstance(e, UpstreamStatus) and e.is_client_error:
+            raise e
+        reports.append(failed(name, self._model_of(name), e, t))
+        failures.append(e)
+
     async def complete(self, call: Call) -> Json:
         timer = Timer()
         reports: list[MemberReport] = []
@@ -50,10 +59,7 @@ class Single:
             try:
                 resp = await self.backends[name].complete(call.body, self.model)
             except MemberFailure as e:
-                if isinstance(e, UpstreamStatus) and e.is_client_error:
-                    raise
-                reports.append(failed(name, self._model_of(name), e, t))
-                failures.append(e)
+                self._failed(name, e, t, reports, failures)
                 continue
             out = wire.completion(resp, id=call.id, created=call.created, model=call.model)
             usage = out.get("usage")
@@ -75,23 +81,12 @@ class Single:
             except StopAsyncIteration:
                 first = None
             except MemberFailure as e:
-                if isinstance(e, UpstreamStatus) and e.is_client_error:
-                    raise
-                reports.append(failed(name, self._model_of(name), e, t))
-                failures.append(e)
+                self._failed(name, e, t, reports, failures)
                 continue
             shaper = wire.ChunkShaper(id=call.id, created=call.created, model=call.model)
-            try:
-                if first is not None:
-                    for chunk in shaper.shape(first):
-                        yield chunk
-                async for piece in upstream:
-                    for chunk in shaper.shape(piece):
-                        yield chunk
-            finally:
-                await upstream.aclose()
-            for chunk in shaper.close():
-                yield chunk
+            async with aclosing(relay(first, upstream, shaper)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
             usage, estimated = shaper.measured_usage(call.body)
             if call.include_usage:
                 yield shaper.usage_chunk(usage)
