@@ -19,7 +19,6 @@ from litestar.response import Stream
 from proxy import errors
 from proxy.requests import parse_chat
 from routing.config import Config
-from routing.errors import ShenronError
 from routing.router import Router
 
 RESOLVED_ENV = "SHENRON_RESOLVED_CONFIG"
@@ -52,7 +51,7 @@ async def _sse(first: dict[str, Any], rest: AsyncIterator[dict[str, Any]]) -> As
         try:
             async for chunk in rest:
                 yield b"data: " + _encode(chunk) + b"\n\n"
-        except (ShenronError, Exception) as e:  # after the first byte an error can only be an event
+        except Exception as e:  # after the first byte an error can only be an event (ours, or a logged bug)
             _, body = errors.of(e)
             yield b"data: " + _encode(body) + b"\n\n"
         yield b"data: [DONE]\n\n"
