@@ -39,8 +39,6 @@ def of(exc: BaseException) -> tuple[int, dict[str, Any]]:
         message = exc.detail
         if status == 413:
             message = "Request body too large: " + (exc.detail or "it exceeds the configured limit")
-        elif status == 404:
-            message = f"Unknown path: {exc.detail}" if exc.detail and exc.detail != "Not Found" else "Unknown path."
         return status, envelope(message or "HTTP error", etype, None, code)
     log.exception("internal error", exc_info=exc)
     return 500, envelope(f"Internal error in Shenron: {type(exc).__name__}. See the proxy's log.", "server_error",

@@ -130,10 +130,7 @@ class OpenAIBackend:
                 first = True
                 finished = False
                 while True:
-                    if first:
-                        async with asyncio.timeout_at(_loop_time(deadline)):
-                            data = await anext(events, None)
-                    else:
+                    async with asyncio.timeout_at(_loop_time(deadline) if first else None):
                         data = await anext(events, None)
                     if data is None:
                         break

@@ -84,15 +84,6 @@ class Config(_Base):
     source: str | None = None
     """Where this config came from (a path, or a note about discovery); not read from TOML."""
 
-    def members_of(self, name: str) -> list[str]:
-        vm = self.models[name]
-        names = list(vm.members)
-        if isinstance(vm, SingleModel):
-            names += vm.fallbacks
-        elif vm.chairman:
-            names.append(vm.chairman)
-        return names
-
 
 _PATH_RE = re.compile(r" - at `\$\.?(.*)`$")
 

@@ -98,7 +98,6 @@ class ChunkShaper:
         self.started: set[int] = set()
         self.usage: Json | None = None
         self.content_chunks = 0
-        self.text: list[str] = []
 
     def _chunk(self, choices: list[Json]) -> Json:
         return {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
@@ -139,8 +138,6 @@ class ChunkShaper:
             content = delta.get("content")
             if isinstance(content, str) and content:
                 self.content_chunks += 1
-                if index == 0:
-                    self.text.append(content)
             reason = c.get("finish_reason")
             if reason:
                 self.finished.add(index)
