@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import httpx
-import msgspec
 
+from routing.backends import OpenAIBackend
 from routing.config import BackendConfig, Config, CouncilModel, ServerConfig, SingleModel
+from routing.errors import MemberFailure
 
 KNOWN_SERVERS: tuple[tuple[str, int], ...] = (
     ("ollama", 11434),
@@ -20,13 +20,13 @@ KNOWN_SERVERS: tuple[tuple[str, int], ...] = (
 
 async def _probe(client: httpx.AsyncClient, kind: str, port: int, timeout_s: float) -> list[tuple[str, str, str]]:
     url = f"http://127.0.0.1:{port}/v1"
+    server = OpenAIBackend(kind, BackendConfig(url=url, model="", timeout_s=timeout_s, connect_timeout_s=timeout_s),
+                           client)
     try:
-        resp = await client.get(url + "/models", timeout=timeout_s)
-        data: Any = msgspec.json.decode(resp.content) if resp.status_code == 200 else {}
-    except (httpx.HTTPError, msgspec.DecodeError):
+        ids = await server.list_models()
+    except MemberFailure:
         return []
-    items = data.get("data", []) if isinstance(data, dict) else []
-    return [(f"{kind}/{m['id']}", url, str(m["id"])) for m in items if isinstance(m, dict) and "id" in m]
+    return [(f"{kind}/{mid}", url, mid) for mid in ids]
 
 
 def virtual_models(names: list[str]) -> dict[str, SingleModel | CouncilModel]:
