@@ -55,6 +55,22 @@ class Council:
     def from_config(cls, name: str, vm: CouncilModel, backends: Backends) -> Council:
         return cls(name, vm, backends)
 
+    @property
+    def _late(self) -> str:
+        return f"no answer within the council's {self.vm.timeout_s:g}s"
+
+    def _chair_report(self, t: Timer, usage: Json | None = None, estimated: bool = False,
+                      failure: MemberFailure | None = None) -> tuple[MemberReport, str | None]:
+        """The chairman's line in the metadata, and the note to add when it failed."""
+        chair = self.vm.chairman or ""
+        status = failure.kind if failure else "ok"
+        reason = failure.reason if failure else None
+        report = MemberReport(name=chair, model=self.backends[chair].model, status=status,  # type: ignore[arg-type]
+                              latency_ms=t.ms(), usage=usage, usage_estimated=estimated, error=reason,
+                              role="chairman")
+        note = f"chairman {chair!r} failed ({reason}); returned the vote winner" if failure else None
+        return report, note
+
     async def _ask(self, member: str, body: Json) -> Json:
         resp = await self.backends[member].complete(body)
         msg = _message(resp)
@@ -99,8 +115,7 @@ class Council:
                 r.status, r.error = o.failure.kind, o.failure.reason  # type: ignore[assignment]
             else:
                 r.status = o.stopped  # type: ignore[assignment]
-                r.error = "not needed: the vote was already decided" if o.stopped == "cancelled" else (
-                    f"no answer within the council's {self.vm.timeout_s:g}s")
+                r.error = "not needed: the vote was already decided" if o.stopped == "cancelled" else self._late
             reports.append(r)
         answers = {o.member: o.result for o in run.outcomes.values() if o.result is not None}
         return Verdict(clusters, winner, answers, reports, usage, "early" if run.stopped_early else "vote")
@@ -111,7 +126,7 @@ class Council:
             if o.failure is not None:
                 failures.append(o.failure)
             elif o.result is None:
-                failures.append(MemberTimeout(o.member, f"no answer within the council's {self.vm.timeout_s:g}s"))
+                failures.append(MemberTimeout(o.member, self._late))
         what = (f"council {self.name!r} got {answered} answer(s) but needs {self.vm.min_answers} "
                 f"(min-answers)")
         return AllMembersFailed(what, failures, deadline=run.deadline_hit)
@@ -152,12 +167,10 @@ class Council:
                 winner, decided_by = chair, "synthesis"
                 chair_usage = resp.get("usage") if isinstance(resp.get("usage"), dict) else None
                 usage = wire.add_usage(usage, chair_usage)
-                extra.append(MemberReport(name=chair, model=self.backends[chair].model, status="ok",
-                                          latency_ms=t.ms(), usage=chair_usage, role="chairman"))
+                report, _ = self._chair_report(t, chair_usage)
             except MemberFailure as e:
-                note = f"chairman {chair!r} failed ({e.reason}); returned the vote winner"
-                extra.append(MemberReport(name=chair, model=self.backends[chair].model, status=e.kind,  # type: ignore[arg-type]
-                                          latency_ms=t.ms(), error=e.reason, role="chairman"))
+                report, note = self._chair_report(t, failure=e)
+            extra.append(report)
         out = wire.completion(resp, id=call.id, created=call.created, model=call.model)
         if v.winner.tool_calls and decided_by != "synthesis":
             out["choices"][0]["finish_reason"] = "tool_calls"
@@ -188,19 +201,16 @@ class Council:
             try:
                 first = await anext(upstream)
             except (MemberFailure, StopAsyncIteration) as e:
-                reason = e.reason if isinstance(e, MemberFailure) else "empty stream"
-                note = f"chairman {chair!r} failed ({reason}); returned the vote winner"
-                extra.append(MemberReport(name=chair, model=self.backends[chair].model, status="error",
-                                          latency_ms=t.ms(), error=reason, role="chairman"))
+                failure = e if isinstance(e, MemberFailure) else MemberFailure(chair, "empty stream")
+                report, note = self._chair_report(t, failure=failure)
+                extra.append(report)
             else:
                 async with aclosing(relay(first, upstream, shaper)) as chunks:
                     async for chunk in chunks:
                         yield chunk
                 chair_usage, estimated = shaper.measured_usage(self._chairman_body(call, v))
                 usage = wire.add_usage(usage, chair_usage)
-                extra.append(MemberReport(name=chair, model=self.backends[chair].model, status="ok",
-                                          latency_ms=t.ms(), usage=chair_usage, usage_estimated=estimated,
-                                          role="chairman"))
+                extra.append(self._chair_report(t, chair_usage, estimated)[0])
                 winner, decided_by, synthesized = chair, "synthesis", True
         if not synthesized:
             for chunk in self._replay(shaper, v):
