@@ -6,10 +6,13 @@ returns a `Config` or raises `ConfigError` naming the file, the key and the faul
 
 from __future__ import annotations
 
+import ipaddress
+import os
 import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -35,6 +38,8 @@ class ServerConfig(_Base):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     models_refresh_s: float = 60.0
     """How often the served-model lists of backends are refreshed in the background."""
+    access_log: str = "-"
+    """JSON access log: `-` for stderr, `off`, or a file path."""
 
 
 class BackendConfig(_Base):
@@ -48,6 +53,52 @@ class BackendConfig(_Base):
     timeout_s: float = 120.0
     connect_timeout_s: float = 5.0
     headers: dict[str, str] = {}
+    price_in: float = 0.0
+    """USD per million prompt tokens (0 for a local model)."""
+    price_out: float = 0.0
+    """USD per million completion tokens."""
+    cloud: bool | None = None
+    """Whether its spend is cloud spend (counts against budgets); unset: true for a public host name."""
+
+    @property
+    def is_cloud(self) -> bool:
+        return self.cloud if self.cloud is not None else _public(self.url)
+
+
+def _public(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    if host in ("localhost", "") or host.endswith((".local", ".lan", ".internal", ".localdomain")) or "." not in host:
+        return False
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return True
+    return not (ip.is_private or ip.is_loopback or ip.is_link_local)
+
+
+class AuthConfig(_Base):
+    enabled: bool | None = None
+    """Unset: off on a loopback bind; `serve` refuses a non-loopback bind without keys unless --insecure."""
+
+
+class TierConfig(_Base):
+    models: list[str] = []
+    """Virtual or backend model names this tier may use; "*" (or any glob) matches several; empty: none."""
+    requests_per_minute: int | None = None
+    tokens_per_day: int | None = None
+    cloud_budget_usd_per_month: float | None = None
+
+
+class StoreConfig(_Base):
+    path: str | None = None
+    """SQLite file for keys and the ledger; default $XDG_DATA_HOME/shenron/shenron.db; relative to the config."""
+    database_url: str | None = None
+    """postgresql://... : keys and ledger shared by every replica instead of SQLite."""
+    redis_url: str | None = None
+    """redis://... : rate limits, budgets and the response cache shared by every replica."""
+    redis_prefix: str = "shenron:"
+    fsync: bool = False
+    """SQLite: fsync every commit (survives power loss); off still survives a killed process."""
 
 
 class SingleModel(_Base, tag="single", tag_field="strategy"):
@@ -56,6 +107,8 @@ class SingleModel(_Base, tag="single", tag_field="strategy"):
     members: list[str]
     fallbacks: list[str] = []
     description: str = ""
+    cache_ttl_s: float = 0.0
+    """Answer identical deterministic requests from a cache for this long (0: off)."""
 
 
 class CouncilModel(_Base, tag="council", tag_field="strategy"):
@@ -72,6 +125,7 @@ class CouncilModel(_Base, tag="council", tag_field="strategy"):
     early_decision: bool = True
     heartbeat_s: float = 5.0
     description: str = ""
+    cache_ttl_s: float = 0.0
 
 
 VirtualModel = SingleModel | CouncilModel
@@ -81,6 +135,9 @@ class Config(_Base):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     backends: dict[str, BackendConfig] = {}
     models: dict[str, VirtualModel] = {}
+    auth: AuthConfig = msgspec.field(default_factory=AuthConfig)
+    tiers: dict[str, TierConfig] = {}
+    store: StoreConfig = msgspec.field(default_factory=StoreConfig)
     source: str | None = None
     """Where this config came from (a path, or a note about discovery); not read from TOML."""
 
@@ -104,7 +161,7 @@ def _explain(err: msgspec.ValidationError, prefix: str) -> str:
 
 def _convert(raw: dict[str, object]) -> Config:
     """Convert section by section so that an error names the table entry (msgspec says `[...]`)."""
-    sections = {"server", "backends", "models"}
+    sections = {"server", "backends", "models", "auth", "tiers", "store"}
     for key in raw:
         if key not in sections:
             raise ConfigError(f"key `{key}`: unknown key (expected: {', '.join(sorted(sections))})")
@@ -124,7 +181,9 @@ def _convert(raw: dict[str, object]) -> Config:
     server = conv(raw.get("server", {}), ServerConfig, "server")
     backends = {k: conv(v, BackendConfig, f"backends.{k}") for k, v in table("backends").items()}
     models = {k: conv(v, VirtualModel, f"models.{k}") for k, v in table("models").items()}
-    return Config(server=server, backends=backends, models=models)
+    tiers = {k: conv(v, TierConfig, f"tiers.{k}") for k, v in table("tiers").items()}
+    return Config(server=server, backends=backends, models=models, auth=conv(raw.get("auth", {}), AuthConfig, "auth"),
+                  tiers=tiers, store=conv(raw.get("store", {}), StoreConfig, "store"))
 
 
 def _check_refs(cfg: Config) -> None:
@@ -159,6 +218,16 @@ def _check_refs(cfg: Config) -> None:
                     problems.append(
                         f"key `models.{name}.{key}`: unknown backend {member!r} (known: {', '.join(known) or 'none'})"
                     )
+    for name, tier in cfg.tiers.items():
+        for key in ("requests_per_minute", "tokens_per_day", "cloud_budget_usd_per_month"):
+            v = getattr(tier, key)
+            if v is not None and v < 0:
+                problems.append(f"key `tiers.{name}.{key.replace('_', '-')}`: must be >= 0")
+    db = cfg.store.database_url
+    if db is not None and not db.startswith(("postgresql://", "postgres://")):
+        problems.append(f"key `store.database-url`: expected postgresql://..., got {db.split('@')[-1]!r}")
+    if cfg.store.redis_url is not None and not cfg.store.redis_url.startswith(("redis://", "rediss://", "unix://")):
+        problems.append("key `store.redis-url`: expected redis://... or rediss://...")
     if problems:
         raise ConfigError("\n  ".join(problems))
 
@@ -178,13 +247,26 @@ def parse(text: str, source: str = "<string>") -> Config:
     return cfg
 
 
+def default_store_path(environ: dict[str, str]) -> Path:
+    base = environ.get("XDG_DATA_HOME") or os.path.join(environ.get("HOME") or os.path.expanduser("~"),
+                                                        ".local", "share")
+    return Path(base) / "shenron" / "shenron.db"
+
+
 def load(path: str | Path) -> Config:
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"{p}: cannot read config: {e.strerror or e}") from None
-    return parse(text, str(p))
+    cfg = parse(text, str(p))
+    if cfg.store.path is not None:  # relative to the file, so every command finds the same store from anywhere
+        cfg.store.path = str((p.resolve().parent / os.path.expanduser(cfg.store.path)).resolve())
+    return cfg
+
+
+def store_path(cfg: Config, environ: dict[str, str] | None = None) -> Path:
+    return Path(cfg.store.path) if cfg.store.path else default_store_path(dict(environ or os.environ))
 
 
 def find(explicit: str | None, environ: dict[str, str], cwd: Path) -> Path | None:

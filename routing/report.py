@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Any, Literal, Protocol
 
 import msgspec
 
+from routing.config import BackendConfig
 from routing.errors import MemberFailure
 
 Status = Literal["ok", "error", "timeout", "cancelled", "skipped"]
@@ -23,6 +25,8 @@ class MemberReport(msgspec.Struct, omit_defaults=True):
     weight: float | None = None
     cluster: int | None = None
     role: str | None = None
+    cost_usd: float | None = None
+    cloud: bool = False
 
 
 class ClusterReport(msgspec.Struct, omit_defaults=True):
@@ -43,11 +47,41 @@ class CouncilReport(msgspec.Struct, omit_defaults=True):
     clusters: list[ClusterReport] | None = None
     latency_ms: int = 0
     note: str | None = None
+    cost_usd: float = 0.0
+    cached: bool = False
 
     def as_json(self) -> dict[str, Any]:
+        self.cost_usd = round(sum(m.cost_usd or 0.0 for m in self.members), 8)
         out: dict[str, Any] = msgspec.to_builtins(self)
         out.setdefault("degraded", self.degraded)
+        out.setdefault("cost_usd", self.cost_usd)
         return out
+
+
+class _HasConfig(Protocol):
+    @property
+    def cfg(self) -> BackendConfig: ...
+
+
+def cost(usage: Mapping[str, Any] | None, cfg: BackendConfig) -> float:
+    """USD for one call at the backend's per-million prices; no usage, no known cost."""
+    if not usage:
+        return 0.0
+    tokens_in = usage.get("prompt_tokens") or 0
+    tokens_out = usage.get("completion_tokens") or 0
+    return (tokens_in * cfg.price_in + tokens_out * cfg.price_out) / 1_000_000
+
+
+def priced(members: list[MemberReport], backends: Mapping[str, _HasConfig]) -> list[MemberReport]:
+    """Fill each member's cost from its usage and its backend's prices."""
+    for m in members:
+        b = backends.get(m.name)
+        if b is None:
+            continue
+        m.cloud = b.cfg.is_cloud
+        if m.usage is not None:
+            m.cost_usd = round(cost(m.usage, b.cfg), 8)
+    return members
 
 
 class Timer:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from routing.backends import Backend
+from routing.budget import Budget
 from routing.wire import ChunkShaper
 
 Json = dict[str, Any]
@@ -24,6 +25,7 @@ class Call:
     created: int
     extras: Json = field(default_factory=dict)
     """Shenron's own request options (`extra_body={"shenron": {...}}`), removed from `body`."""
+    budget: Budget = field(default_factory=Budget)
 
 
 class Strategy(Protocol):

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from routing import wire
+from routing.budget import EXHAUSTED
 from routing.config import CouncilModel
 from routing.errors import AllMembersFailed, MemberFailure, MemberTimeout
 from routing.fanout import FanOut, Outcome, fan_out, ordered
-from routing.report import ClusterReport, CouncilReport, MemberReport, Timer
+from routing.report import ClusterReport, CouncilReport, MemberReport, Timer, cost, priced
 from routing.strategies.base import Backends, Call, Json, relay
 from routing.synthesis import chairman_messages
 from routing.vote import Ballot, Cluster, agreement, cluster, decided, ranked
@@ -94,7 +95,8 @@ class Council:
         return decided(cluster(ballots, self.vm.similarity), sum(self.weights[m] for m in pending))
 
     async def deliberate(self, call: Call) -> Verdict:
-        calls = {m: functools.partial(self._ask, m, call.body) for m in self.vm.members}
+        asked = [m for m in self.vm.members if call.budget.allows(self.backends[m].cfg)]
+        calls = {m: functools.partial(self._ask, m, call.body) for m in asked}
         run: FanOut[Json] = await fan_out(calls, self.vm.timeout_s, self._enough)
         ballots = self._ballots(run.outcomes)
         if len(ballots) < self.vm.min_answers:
@@ -109,6 +111,7 @@ class Council:
                              weight=self.weights[o.member])
             if o.result is not None:
                 r.usage = wire.usage_of(o.result["usage"]) if isinstance(o.result.get("usage"), dict) else None
+                call.budget.charge(backend.cfg, cost(r.usage, backend.cfg))
                 r.cluster = cluster_of[o.member]
                 usage = wire.add_usage(usage, r.usage)
             elif o.failure is not None:
@@ -117,6 +120,8 @@ class Council:
                 r.status = o.stopped  # type: ignore[assignment]
                 r.error = "not needed: the vote was already decided" if o.stopped == "cancelled" else self._late
             reports.append(r)
+        reports += [MemberReport(name=m, model=self.backends[m].model, status="skipped", latency_ms=0,
+                                 weight=self.weights[m], error=EXHAUSTED) for m in self.vm.members if m not in calls]
         answers = {o.member: o.result for o in run.outcomes.values() if o.result is not None}
         return Verdict(clusters, winner, answers, reports, usage, "early" if run.stopped_early else "vote")
 
@@ -127,6 +132,7 @@ class Council:
                 failures.append(o.failure)
             elif o.result is None:
                 failures.append(MemberTimeout(o.member, self._late))
+        failures += [MemberFailure(m, EXHAUSTED) for m in self.vm.members if m not in run.outcomes]
         what = (f"council {self.name!r} got {answered} answer(s) but needs {self.vm.min_answers} "
                 f"(min-answers)")
         return AllMembersFailed(what, failures, deadline=run.deadline_hit)
@@ -138,7 +144,7 @@ class Council:
                           preview=(c.representative.text or c.key)[:PREVIEW])
             for i, c in enumerate(v.clusters)
         ]
-        members = v.reports + extra
+        members = priced(v.reports + extra, self.backends)
         return CouncilReport(
             virtual_model=self.name, strategy=self.label, winner=winner, members=members,
             degraded=any(m.status in ("error", "timeout", "skipped") for m in members),
@@ -151,21 +157,30 @@ class Council:
         body["messages"] = chairman_messages(call.body.get("messages") or [], v.clusters)
         return body
 
-    def _wants_synthesis(self, v: Verdict) -> bool:
-        return self.vm.merge == "synthesize" and self.vm.chairman is not None and not v.winner.tool_calls
+    def _wants_synthesis(self, call: Call, v: Verdict, extra: list[MemberReport]) -> bool:
+        if self.vm.merge != "synthesize" or self.vm.chairman is None or v.winner.tool_calls:
+            return False
+        chair = self.backends[self.vm.chairman]
+        if call.budget.allows(chair.cfg):
+            return True
+        extra.append(MemberReport(name=self.vm.chairman, model=chair.model, status="skipped", latency_ms=0,
+                                  error=EXHAUSTED, role="chairman"))
+        return False
 
     async def complete(self, call: Call) -> Json:
         timer = Timer()
         v = await self.deliberate(call)
         resp = v.answers[v.winner.member]
-        winner, decided_by, note, extra, usage = v.winner.member, v.decided_by, None, [], v.usage
-        if self._wants_synthesis(v):
+        extra: list[MemberReport] = []
+        winner, decided_by, note, usage = v.winner.member, v.decided_by, None, v.usage
+        if self._wants_synthesis(call, v, extra):
             chair = self.vm.chairman or ""
             t = Timer()
             try:
                 resp = await self.backends[chair].complete(self._chairman_body(call, v))
                 winner, decided_by = chair, "synthesis"
                 chair_usage = resp.get("usage") if isinstance(resp.get("usage"), dict) else None
+                call.budget.charge(self.backends[chair].cfg, cost(chair_usage, self.backends[chair].cfg))
                 usage = wire.add_usage(usage, chair_usage)
                 report, _ = self._chair_report(t, chair_usage)
             except MemberFailure as e:
@@ -192,9 +207,10 @@ class Council:
             if not task.done():
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-        winner, decided_by, note, extra, usage = v.winner.member, v.decided_by, None, [], v.usage
+        extra: list[MemberReport] = []
+        winner, decided_by, note, usage = v.winner.member, v.decided_by, None, v.usage
         synthesized = False
-        if self._wants_synthesis(v):
+        if self._wants_synthesis(call, v, extra):
             chair = self.vm.chairman or ""
             t = Timer()
             upstream = self.backends[chair].stream(self._chairman_body(call, v))
@@ -209,6 +225,7 @@ class Council:
                     async for chunk in chunks:
                         yield chunk
                 chair_usage, estimated = shaper.measured_usage(self._chairman_body(call, v))
+                call.budget.charge(self.backends[chair].cfg, cost(chair_usage, self.backends[chair].cfg))
                 usage = wire.add_usage(usage, chair_usage)
                 extra.append(self._chair_report(t, chair_usage, estimated)[0])
                 winner, decided_by, synthesized = chair, "synthesis", True

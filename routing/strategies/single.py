@@ -9,9 +9,10 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 
 from routing import wire
+from routing.budget import EXHAUSTED
 from routing.config import SingleModel
 from routing.errors import AllMembersFailed, MemberFailure, UpstreamStatus
-from routing.report import CouncilReport, MemberReport, Timer, failed
+from routing.report import CouncilReport, MemberReport, Timer, cost, failed, priced
 from routing.strategies.base import Backends, Call, Json, relay
 
 
@@ -31,7 +32,8 @@ class Single:
 
     def _report(self, winner: str | None, members: list[MemberReport], timer: Timer) -> Json:
         degraded = any(m.status != "ok" for m in members)
-        return CouncilReport(virtual_model=self.name, strategy=self.label, winner=winner, members=members,
+        return CouncilReport(virtual_model=self.name, strategy=self.label, winner=winner,
+                             members=priced(members, self.backends),
                              degraded=degraded, latency_ms=timer.ms()).as_json()
 
     def _give_up(self, failures: list[MemberFailure]) -> MemberFailure | AllMembersFailed:
@@ -41,6 +43,21 @@ class Single:
 
     def _model_of(self, name: str) -> str:
         return self.model or self.backends[name].model
+
+    def _skip(self, call: Call, name: str, reports: list[MemberReport], failures: list[MemberFailure]) -> bool:
+        """A cloud member is not asked once the request's budget is spent; it is reported, not hidden."""
+        if call.budget.allows(self.backends[name].cfg):
+            return False
+        reports.append(MemberReport(name=name, model=self._model_of(name), status="skipped", latency_ms=0,
+                                    error=EXHAUSTED))
+        failures.append(MemberFailure(name, EXHAUSTED))
+        return True
+
+    def _ok(self, call: Call, name: str, t: Timer, usage: Json | None, estimated: bool = False) -> MemberReport:
+        cfg = self.backends[name].cfg
+        call.budget.charge(cfg, cost(usage, cfg))
+        return MemberReport(name=name, model=self._model_of(name), status="ok", latency_ms=t.ms(), usage=usage,
+                            usage_estimated=estimated)
 
     def _failed(self, name: str, e: MemberFailure, t: Timer, reports: list[MemberReport],
                 failures: list[MemberFailure]) -> None:
@@ -55,6 +72,8 @@ class Single:
         reports: list[MemberReport] = []
         failures: list[MemberFailure] = []
         for name in self.order:
+            if self._skip(call, name, reports, failures):
+                continue
             t = Timer()
             try:
                 resp = await self.backends[name].complete(call.body, self.model)
@@ -62,9 +81,7 @@ class Single:
                 self._failed(name, e, t, reports, failures)
                 continue
             out = wire.completion(resp, id=call.id, created=call.created, model=call.model)
-            usage = out.get("usage")
-            reports.append(MemberReport(name=name, model=self._model_of(name), status="ok", latency_ms=t.ms(),
-                                        usage=usage))
+            reports.append(self._ok(call, name, t, out.get("usage")))
             out["council"] = self._report(name, reports, timer)
             return out
         raise self._give_up(failures)
@@ -74,6 +91,8 @@ class Single:
         reports: list[MemberReport] = []
         failures: list[MemberFailure] = []
         for name in self.order:
+            if self._skip(call, name, reports, failures):
+                continue
             t = Timer()
             upstream = self.backends[name].stream(call.body, self.model)
             try:
@@ -90,8 +109,7 @@ class Single:
             usage, estimated = shaper.measured_usage(call.body)
             if call.include_usage:
                 yield shaper.usage_chunk(usage)
-            reports.append(MemberReport(name=name, model=self._model_of(name), status="ok", latency_ms=t.ms(),
-                                        usage=usage, usage_estimated=estimated))
+            reports.append(self._ok(call, name, t, usage, estimated))
             yield shaper.extension_chunk("council", self._report(name, reports, timer))
             return
         raise self._give_up(failures)

@@ -1,0 +1,32 @@
+"""How much cloud money one request may still spend."""
+
+from __future__ import annotations
+
+from routing.config import BackendConfig
+
+EXHAUSTED = "skipped: the cloud budget is spent"
+
+
+class Budget:
+    """Cloud USD left for a request: the key's monthly budget minus what it spent, charged as members answer.
+
+    Every member that spends is charged, fallbacks and later rungs included, and a cloud
+    member is only asked while something is left. Local members (no price, or not cloud) always run.
+    """
+
+    __slots__ = ("limit_usd", "spent_usd")
+
+    def __init__(self, limit_usd: float | None = None) -> None:
+        self.limit_usd = limit_usd
+        self.spent_usd = 0.0
+
+    @staticmethod
+    def _spends(cfg: BackendConfig) -> bool:
+        return cfg.is_cloud and (cfg.price_in > 0 or cfg.price_out > 0)
+
+    def allows(self, cfg: BackendConfig) -> bool:
+        return self.limit_usd is None or not self._spends(cfg) or self.spent_usd < self.limit_usd
+
+    def charge(self, cfg: BackendConfig, usd: float | None) -> None:
+        if usd and cfg.is_cloud:
+            self.spent_usd += usd
