@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.procs import ROOT, Proc, free_port, shenron  # noqa: E402
+from tests.procs import ROOT, Proc, free_port, shenron
 
 LATENCIES = [200, 560, 920, 1280, 1640, 2000]
 MSGS = [{"role": "user", "content": "What is six times seven?"}]

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,8 +17,15 @@ from litestar.datastructures import State
 from litestar.params import FromPath
 from litestar.response import Stream
 
-from proxy import errors
-from proxy.requests import parse_chat
+from proxy import accesslog, chat, errors
+from proxy import status as status_page
+from proxy.accounting import Books
+from proxy.auth import Gate, allows
+from proxy.cache import Cache, MemoryCache, RedisCache
+from proxy.limits import Counters, MemoryCounters, RedisCounters, Windows
+from proxy.metrics import CONTENT_TYPE as METRICS_TYPE
+from proxy.metrics import Metrics
+from proxy.store import Store, open_store
 from routing.config import Config
 from routing.router import Router
 
@@ -27,7 +35,6 @@ RESOLVED_ENV = "SHENRON_RESOLVED_CONFIG"
 log = logging.getLogger("shenron")
 _encode = msgspec.json.Encoder().encode
 JSON = "application/json"
-SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
 def _json(body: Any, status: int = 200) -> Response[bytes]:
@@ -36,38 +43,25 @@ def _json(body: Any, status: int = 200) -> Response[bytes]:
 
 @post("/v1/chat/completions", status_code=200)
 async def chat_completions(request: Request[Any, Any, Any], state: State) -> Response[bytes] | Stream:
-    call = parse_chat(await request.body())
-    strategy = state.router.resolve(call.model)
-    if not call.stream:
-        return _json(await strategy.complete(call))
-    chunks = strategy.stream(call)
-    first = await anext(chunks)  # errors before the first chunk are still ordinary HTTP errors
-    return Stream(_sse(first, chunks), media_type="text/event-stream", headers=SSE_HEADERS)
+    return await chat.handle(request, state)
 
 
-async def _sse(first: dict[str, Any], rest: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
-    try:
-        yield b"data: " + _encode(first) + b"\n\n"
-        try:
-            async for chunk in rest:
-                yield b"data: " + _encode(chunk) + b"\n\n"
-        except Exception as e:  # after the first byte an error can only be an event (ours, or a logged bug)
-            _, body = errors.of(e)
-            yield b"data: " + _encode(body) + b"\n\n"
-        yield b"data: [DONE]\n\n"
-    finally:
-        await rest.aclose()  # type: ignore[attr-defined]
+async def _visible(request: Request[Any, Any, Any], state: State) -> list[dict[str, Any]]:
+    """The models the caller's key may use (every model when auth is off)."""
+    gate: Gate = state.gate
+    principal = await gate.principal(request.headers.get("authorization"))
+    return [m for m in state.router.models() if allows(principal.tier, m["id"])]
 
 
 @get("/v1/models")
-async def list_models(state: State) -> Response[bytes]:
-    return _json({"object": "list", "data": state.router.models()})
+async def list_models(request: Request[Any, Any, Any], state: State) -> Response[bytes]:
+    return _json({"object": "list", "data": await _visible(request, state)})
 
 
 @get("/v1/models/{model_id:path}")
-async def get_model(model_id: FromPath[str], state: State) -> Response[bytes]:
+async def get_model(model_id: FromPath[str], request: Request[Any, Any, Any], state: State) -> Response[bytes]:
     mid = model_id.lstrip("/")
-    for m in state.router.models():
+    for m in await _visible(request, state):
         if m["id"] == mid:
             return _json(m)
     return _json(errors.envelope(f"The model `{mid}` does not exist.", "invalid_request_error", "model",
@@ -88,13 +82,47 @@ async def ready(state: State) -> Response[bytes]:
     return _json(body, 200 if up else 503)
 
 
+@get("/metrics")
+async def metrics(state: State) -> Response[bytes]:
+    return Response(state.metrics.render(state.router.reachable), media_type=METRICS_TYPE)
+
+
+@get("/status")
+async def status(state: State) -> Response[str]:
+    spend = await state.store.totals(None, Windows.at(time.time()).day_start)
+    page = status_page.render(state.router, state.books, spend, state.store.where)
+    return Response(page, media_type="text/html; charset=utf-8", headers={"cache-control": "no-store"})
+
+
+def _counters(cfg: Config, store: Store) -> Counters:
+    if cfg.store.redis_url:
+        return RedisCounters(cfg.store.redis_url, cfg.store.redis_prefix, store.totals)
+    return MemoryCounters(store.totals)
+
+
+def _cache(cfg: Config) -> Cache:
+    return RedisCache(cfg.store.redis_url, cfg.store.redis_prefix) if cfg.store.redis_url else MemoryCache()
+
+
 def create_app(cfg: Config) -> Litestar:
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         limits = httpx.Limits(max_connections=1024, max_keepalive_connections=256, keepalive_expiry=60)
-        async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(120, connect=5)) as client:
+        async with contextlib.AsyncExitStack() as stack:
+            client = await stack.enter_async_context(
+                httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(120, connect=5)))
+            store = await open_store(cfg)
+            stack.push_async_callback(store.close)
+            counters = _counters(cfg, store)
+            stack.push_async_callback(counters.close)
+            response_cache = _cache(cfg)
+            stack.push_async_callback(response_cache.close)
+            m = Metrics()
+            gate = Gate(cfg, store, counters, m)
+            books = Books(store, gate, m)
+            stack.push_async_callback(books.drain)
             router = Router(cfg, client)
-            app.state.router = router
+            app.state.update(router=router, store=store, gate=gate, books=books, metrics=m, cache=response_cache)
             await router.refresh()
             task = asyncio.create_task(router.refresh_forever(cfg.server.models_refresh_s))
             try:
@@ -105,7 +133,8 @@ def create_app(cfg: Config) -> Litestar:
                     await task
 
     return Litestar(
-        route_handlers=[chat_completions, list_models, get_model, health, ready],
+        route_handlers=[chat_completions, list_models, get_model, health, ready, metrics, status],
+        middleware=[accesslog.middleware],
         lifespan=[lifespan],
         exception_handlers={Exception: errors.handler},
         request_max_body_size=int(cfg.server.max_body_mb * 1024 * 1024),

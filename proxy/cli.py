@@ -7,15 +7,22 @@ import asyncio
 import os
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import httpx
 import msgspec
 
 from routing.backends import build
-from routing.config import CONFIG_ENV, DEFAULT_FILE, Config, ConfigError, ServerConfig, find, load
+from routing.config import CONFIG_ENV, DEFAULT_FILE, Config, ConfigError, ServerConfig, find, load, store_path
 from routing.discovery import KNOWN_SERVERS, discover
 from routing.errors import MemberFailure
+
+if TYPE_CHECKING:
+    from proxy.store import KeyRecord, LedgerRow, Store
+
+T = TypeVar("T")
 
 DESCRIPTION = """Shenron: an OpenAI-compatible proxy whose `model` picks a virtual model
 (ultra-instinct, agent-lite, full-council, ...) or passes straight through to a backend."""
@@ -42,16 +49,43 @@ def _describe(cfg: Config) -> str:
     return "\n".join(lines)
 
 
+def _auth_line(cfg: Config, insecure: bool) -> str | None:
+    """How requests are authenticated, or None when serving would expose the proxy without keys."""
+    from proxy.auth import enabled, loopback
+
+    if enabled(cfg):
+        return f"auth: API keys required (tiers: {', '.join(cfg.tiers) or 'none defined'})"
+    if loopback(cfg.server.host):
+        return "auth: off (loopback only; set [auth] enabled = true to require keys)"
+    if insecure:
+        return f"auth: OFF on {cfg.server.host} (--insecure): anyone who can reach this port can use every model"
+    return None
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     server_overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     cfg = resolve(args.config, msgspec.structs.replace(ServerConfig(), **server_overrides))
     cfg.server = msgspec.structs.replace(cfg.server, **server_overrides)
+    auth = _auth_line(cfg, args.insecure)
+    if auth is None:
+        print(f"shenron: refusing to listen on {cfg.server.host} without API keys. Set [auth] enabled = true "
+              "and create keys with `shenron keys create`, or pass --insecure to serve without them.",
+              file=sys.stderr)
+        return 2
+    if cfg.store.path is None and not cfg.store.database_url:
+        cfg.store.path = str(store_path(cfg))  # every worker, and `shenron keys`, then use the same file
+    from proxy import accesslog
     from proxy.app import RESOLVED_ENV  # the edge is only needed to serve
+    from proxy.store import describe
+
+    accesslog.setup(cfg.server.access_log)
+    _with_store(cfg, lambda s: asyncio.sleep(0))  # create or migrate it now, and fail here with a clear message
 
     os.environ[RESOLVED_ENV] = msgspec.json.encode(cfg).decode()
     host, port = cfg.server.host, cfg.server.port
     print(f"Shenron listening on http://{host}:{port}/v1  (server: {cfg.server.server})", file=sys.stderr)
-    print(_describe(cfg), file=sys.stderr, flush=True)
+    print(_describe(cfg), file=sys.stderr)
+    print(f"{auth}\nledger: {describe(cfg)}", file=sys.stderr, flush=True)
     if cfg.server.server == "granian":
         from granian.constants import Interfaces, Loops
         from granian.log import LogLevels
@@ -103,6 +137,83 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if all(r[2] == "yes" for r in rows[1:]) else 1
 
 
+def _store_config(explicit: str | None) -> Config:
+    """The config whose store `keys` and `usage` use; no file means the default SQLite store."""
+    path = find(explicit, dict(os.environ), Path.cwd())
+    return load(path) if path is not None else Config(source="defaults")
+
+
+def _with_store(cfg: Config, fn: Callable[[Store], Awaitable[T]]) -> T:
+    from proxy.store import open_store
+
+    async def run() -> T:
+        store = await open_store(cfg)
+        try:
+            return await fn(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    cfg = _store_config(args.config)
+    if args.tier not in cfg.tiers:
+        where = cfg.source if cfg.source != "defaults" else "no config file found"
+        print(f"shenron: unknown tier {args.tier!r} ({where}); defined tiers: {', '.join(cfg.tiers) or 'none'}. "
+              "Add a [tiers.NAME] table to the config first.", file=sys.stderr)
+        return 2
+    rec, key = _with_store(cfg, lambda s: s.create_key(args.name, args.tier))
+    print(key)
+    print(f"created {rec.id} (name {rec.name!r}, tier {rec.tier!r}). This key is shown once: store it now.",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    keys = _with_store(_store_config(args.config), lambda s: s.list_keys())
+    if args.format == "json":
+        data = [{k: v for k, v in msgspec.structs.asdict(r).items() if k != "hash"} for r in keys]
+        print(msgspec.json.format(msgspec.json.encode(data), indent=2).decode())
+        return 0
+    rows = [("id", "name", "tier", "key", "created", "status")]
+    for r in keys:
+        created = time.strftime("%Y-%m-%d %H:%M", time.gmtime(r.created))
+        status = "revoked " + time.strftime("%Y-%m-%d", time.gmtime(r.revoked)) if r.revoked else "active"
+        rows.append((r.id, r.name, r.tier, r.prefix + "...", created, status))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    done = _with_store(_store_config(args.config), lambda s: s.revoke_key(args.id))
+    if not done:
+        print(f"shenron: no active key with id {args.id!r} (see `shenron keys list`)", file=sys.stderr)
+        return 1
+    print(f"revoked {args.id}; requests with it are refused within a few seconds", file=sys.stderr)
+    return 0
+
+
+def cmd_usage(args: argparse.Namespace) -> int:
+    from proxy import usage
+
+    try:
+        start = usage.since(args.since)
+    except ValueError as e:
+        print(f"shenron: {e}", file=sys.stderr)
+        return 2
+
+    async def read(s: Store) -> tuple[list[LedgerRow], list[KeyRecord]]:
+        return await s.rows(start), await s.list_keys()
+
+    rows, keys = _with_store(_store_config(args.config), read)
+    lines = usage.summarize(rows, args.by, {k.id: k for k in keys})
+    print(usage.render(lines, args.format, args.by))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="shenron", description=DESCRIPTION)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -110,12 +221,40 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
     s.add_argument("--host", help="address to bind (default: [server] host, 127.0.0.1)")
     s.add_argument("--port", type=int, help="port to bind (default: [server] port, 8000)")
+    s.add_argument("--insecure", action="store_true",
+                   help="allow a non-loopback bind without API keys (anyone who reaches the port may use it)")
     s.set_defaults(func=cmd_serve)
     c = sub.add_parser("check", help="validate the config and probe every backend",
                        description="Validate the config and probe every backend. Exit status: 0 all reachable, "
                                    "1 some backend unreachable, 2 invalid config.")
     c.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
     c.set_defaults(func=cmd_check)
+
+    k = sub.add_parser("keys", help="create, list and revoke API keys",
+                       description="Manage API keys in the store the config names (SQLite by default, or "
+                                   "[store] database-url). Keys are stored hashed; `create` prints a key once.")
+    ksub = k.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    kc = ksub.add_parser("create", help="create a key and print it once")
+    kc.add_argument("--tier", required=True, help="a tier defined in the config's [tiers.NAME]")
+    kc.add_argument("--name", required=True, help="who the key is for (shown in `keys list` and `usage`)")
+    kc.set_defaults(func=cmd_keys_create)
+    kl = ksub.add_parser("list", help="list keys (id, name, tier, prefix; never the key)")
+    kl.add_argument("--format", choices=("table", "json"), default="table")
+    kl.set_defaults(func=cmd_keys_list)
+    kr = ksub.add_parser("revoke", help="revoke a key by id")
+    kr.add_argument("id", help="the key's id, as `keys list` shows it (key_...)")
+    kr.set_defaults(func=cmd_keys_revoke)
+    for each in (kc, kl, kr):
+        each.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
+
+    u = sub.add_parser("usage", help="requests, tokens, cost and latency from the ledger",
+                       description="Sum the usage ledger: requests, errors, tokens, local and cloud cost, "
+                                   "p50/p95 latency, per key, virtual model or member.")
+    u.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
+    u.add_argument("--since", default="7d", help="a duration (30m, 12h, 7d, 2w) or a date (2026-11-01); default 7d")
+    u.add_argument("--by", choices=("key", "model", "member"), default="model")
+    u.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    u.set_defaults(func=cmd_usage)
     return p
 
 
@@ -128,6 +267,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as e:
+        from proxy.store import StoreError
+
+        if not isinstance(e, StoreError):
+            raise
+        print(f"shenron: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

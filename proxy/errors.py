@@ -29,6 +29,15 @@ def envelope(message: str, type: str, param: str | None = None, code: str | None
     return {"error": {"message": message, "type": type, "param": param, "code": code}}
 
 
+def classify(exc: BaseException) -> tuple[int, str]:
+    """Status and error code of a failure, for accounting; logs nothing."""
+    if isinstance(exc, ShenronError):
+        return exc.status, exc.code or exc.type
+    if isinstance(exc, HTTPException):
+        return exc.status_code, _HTTP_CODES.get(exc.status_code, ("", "http_error"))[1] or "http_error"
+    return 500, "internal_error"
+
+
 def of(exc: BaseException) -> tuple[int, dict[str, Any]]:
     """Status and envelope for any exception; unexpected ones are logged, never shown as a traceback."""
     if isinstance(exc, ShenronError):
@@ -50,4 +59,7 @@ def handler(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     if isinstance(exc, HTTPException) and status == 404:
         body["error"]["message"] = f"Unknown path: {request.method} {request.url.path}"
     headers = dict(exc.headers or {}) if isinstance(exc, HTTPException) else {}
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        headers["retry-after"] = str(retry_after)
     return Response(_encode(body), status_code=status, media_type="application/json", headers=headers)

@@ -1,5 +1,11 @@
 from __future__ import annotations
 
+import os
+import tempfile
+
+# The default store lives under $XDG_DATA_HOME; tests (and the processes they start) never touch the user's.
+os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="shenron-test-data-")
+
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,3 +26,6 @@ def procs() -> Iterator[list[Proc]]:
 @pytest.fixture(scope="session")
 def session_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("shenron")
+
+
+from tests.services import postgres_url, redis_prefix, redis_url  # noqa: E402, F401  (fixtures)

@@ -70,14 +70,24 @@ def fake_upstream(tmp: Path, *extra: str, port: int | None = None) -> tuple[Proc
     return proc, f"http://127.0.0.1:{port}/v1"
 
 
-def shenron(tmp: Path, config: str, *extra: str) -> tuple[Proc, str]:
+def shenron(tmp: Path, config: str | None, *extra: str, env: dict[str, str] | None = None,
+            cfg_path: Path | None = None) -> tuple[Proc, str]:
+    """`shenron serve` on a free port; `config` None starts it with no config file at all."""
     port = free_port()
-    cfg = tmp / f"shenron-{port}.toml"
-    cfg.write_text(config)
-    proc = Proc([str(SHENRON), "serve", "--config", str(cfg), "--port", str(port), *extra],
-                tmp / f"shenron-{port}.log", cwd=tmp)
+    args = [str(SHENRON), "serve", "--port", str(port), *extra]
+    if config is not None:
+        cfg = cfg_path or tmp / f"shenron-{port}.toml"
+        cfg.write_text(config)
+        args += ["--config", str(cfg)]
+    proc = Proc(args, tmp / f"shenron-{port}.log", cwd=tmp, env=env)
     proc.wait_http(f"http://127.0.0.1:{port}/health")
     return proc, f"http://127.0.0.1:{port}/v1"
+
+
+def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `shenron ARGS` as a user would, from `cwd`."""
+    return subprocess.run([str(SHENRON), *args], cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True,
+                          text=True, timeout=60)
 
 
 def llama_server(tmp: Path, model: Path, alias: str) -> tuple[Proc, str]:

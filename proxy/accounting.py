@@ -1,0 +1,104 @@
+"""What happens when a chat request ends: its ledger row, metrics, the key's counters, the status page's log."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from proxy.auth import ANONYMOUS, Gate, Principal
+from proxy.metrics import Metrics
+from proxy.store import LedgerRow, MemberUse, Store
+from routing.errors import AllMembersFailed, MemberFailure
+
+Json = dict[str, Any]
+RECENT = 25
+
+
+@dataclass
+class Ticket:
+    """One chat request from arrival to its last byte."""
+
+    start: float = field(default_factory=time.perf_counter)
+    ts: float = field(default_factory=time.time)
+    principal: Principal = ANONYMOUS
+    model: str = "-"
+    request_id: str = ""
+    strategy: str = "-"
+    stream: bool = False
+    cached: bool = False
+    done: bool = False
+    log: Json = field(default_factory=dict)
+    """Fields for the access log line."""
+
+
+def members_of(council: Json | None, exc: BaseException | None) -> list[MemberUse]:
+    if council:
+        out = []
+        for m in council.get("members") or []:
+            u = m.get("usage") or {}
+            out.append(MemberUse(name=m.get("name", "?"), model=m.get("model", ""), status=m.get("status", "?"),
+                                 latency_ms=m.get("latency_ms", 0), prompt_tokens=u.get("prompt_tokens") or 0,
+                                 completion_tokens=u.get("completion_tokens") or 0,
+                                 cost_usd=m.get("cost_usd") or 0.0, cloud=bool(m.get("cloud"))))
+        return out
+    failures = exc.failures if isinstance(exc, AllMembersFailed) else [exc] if isinstance(exc, MemberFailure) else []
+    return [MemberUse(name=f.member, status=f.kind) for f in failures]
+
+
+class Books:
+    def __init__(self, store: Store, gate: Gate, metrics: Metrics) -> None:
+        self.store = store
+        self.gate = gate
+        self.metrics = metrics
+        self.inflight: dict[str, int] = {}
+        self.recent: deque[Json] = deque(maxlen=RECENT)
+        self._late: set[asyncio.Task[None]] = set()
+
+    def started(self, t: Ticket, model: str) -> None:
+        t.model = model
+        self.inflight[model] = self.inflight.get(model, 0) + 1
+        self.metrics.inflight.labels(model).inc()
+
+    async def finish(self, t: Ticket, status: int, council: Json | None = None, exc: BaseException | None = None,
+                     error: str | None = None) -> None:
+        """Account for a request once; the ledger row is committed before this returns."""
+        if t.done:
+            return
+        t.done = True
+        seconds = time.perf_counter() - t.start
+        if t.model in self.inflight:
+            self.inflight[t.model] -= 1
+            self.metrics.inflight.labels(t.model).dec()
+        self.metrics.finished(t.model, status, seconds, council)
+        members = members_of(council, exc)
+        row = LedgerRow(
+            ts=t.ts, request_id=t.request_id, key_id=t.principal.key_id, model=t.model, strategy=t.strategy,
+            status=status, latency_ms=int(seconds * 1000),
+            prompt_tokens=sum(m.prompt_tokens for m in members),
+            completion_tokens=sum(m.completion_tokens for m in members),
+            cost_usd=round(sum(m.cost_usd for m in members), 8),
+            cloud_cost_usd=round(sum(m.cost_usd for m in members if m.cloud), 8),
+            cached=t.cached, stream=t.stream, error=error, members=members,
+        )
+        t.log.update(outcome=status, model=t.model, strategy=t.strategy, key=t.principal.key_id,
+                     request_id=t.request_id, stream=t.stream, cached=t.cached,
+                     tokens=row.prompt_tokens + row.completion_tokens, cost_usd=row.cost_usd, error=error)
+        if t.principal.key_id is not None or not self.gate.enabled:
+            self.recent.appendleft({"ts": t.ts, "model": t.model, "strategy": t.strategy, "status": status,
+                                    "latency_ms": row.latency_ms, "cached": t.cached, "council": council,
+                                    "members": [m for m in members], "error": error})
+            await self.gate.spent(t.principal, row.prompt_tokens + row.completion_tokens, row.cloud_cost_usd)
+            await self.store.record(row)
+
+    def finish_later(self, t: Ticket, status: int, council: Json | None = None, error: str | None = None) -> None:
+        """For a stream the client left: its task is being cancelled, so the row is written by another."""
+        task = asyncio.get_running_loop().create_task(self.finish(t, status, council, error=error))
+        self._late.add(task)
+        task.add_done_callback(self._late.discard)
+
+    async def drain(self) -> None:
+        if self._late:
+            await asyncio.gather(*self._late, return_exceptions=True)

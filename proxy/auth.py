@@ -1,0 +1,140 @@
+"""Who is asking, and may they: API keys, tiers and their limits."""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import time
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+
+from cachetools import TTLCache
+
+from proxy.limits import Counters, Windows, decide
+from proxy.metrics import Metrics
+from proxy.store import Store, hash_key
+from routing.budget import Budget
+from routing.config import Config, TierConfig
+from routing.errors import ShenronError
+
+KEY_CACHE_S = 2.0
+"""A key found in the store is trusted this long before it is looked up again (so a revoke takes effect
+within this time); an unknown key is always looked up, so a key created while the proxy runs works at once."""
+
+
+class Unauthorized(ShenronError):
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class Forbidden(ShenronError):
+    status = 403
+    type = "permission_error"
+    code = "model_not_allowed"
+
+
+class RateLimited(ShenronError):
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, retry_after: int, code: str) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    key_id: str | None
+    name: str
+    tier_name: str | None
+    tier: TierConfig | None
+    """None: auth is off and everything is allowed."""
+
+
+ANONYMOUS = Principal(None, "anonymous", None, None)
+
+
+def loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def enabled(cfg: Config) -> bool:
+    return cfg.auth.enabled if cfg.auth.enabled is not None else not loopback(cfg.server.host)
+
+
+def allows(tier: TierConfig | None, model: str) -> bool:
+    return tier is None or any(fnmatchcase(model, pattern) for pattern in tier.models)
+
+
+def shown(key: str) -> str:
+    return key[:14] + "***" if len(key) > 20 else "***"
+
+
+class Gate:
+    def __init__(self, cfg: Config, store: Store, counters: Counters, metrics: Metrics) -> None:
+        self.cfg = cfg
+        self.enabled = enabled(cfg)
+        self.store = store
+        self.counters = counters
+        self.metrics = metrics
+        self._known: TTLCache[str, Principal] = TTLCache(maxsize=10_000, ttl=KEY_CACHE_S)
+
+    async def principal(self, authorization: str | None) -> Principal:
+        if not self.enabled:
+            return ANONYMOUS
+        scheme, _, key = (authorization or "").partition(" ")
+        key = key.strip()
+        if scheme.lower() != "bearer" or not key:
+            raise Unauthorized("You didn't provide an API key. Send it as `Authorization: Bearer KEY` "
+                               "(create one with `shenron keys create`).")
+        digest = hash_key(key)
+        p = self._known.get(digest)
+        if p is not None:
+            return p
+        rec = await self.store.find_key(digest)
+        if rec is None or not hmac.compare_digest(rec.hash, digest):
+            raise Unauthorized(f"Incorrect API key provided: {shown(key)}.")
+        if rec.revoked is not None:
+            raise Unauthorized(f"The API key {rec.prefix}*** ({rec.name}) has been revoked.", code="revoked_api_key")
+        tier = self.cfg.tiers.get(rec.tier)
+        if tier is None:
+            raise Forbidden(f"The key {rec.prefix}*** has tier {rec.tier!r}, which this proxy's config does not "
+                            f"define (tiers: {', '.join(self.cfg.tiers) or 'none'}).", code="unknown_tier")
+        p = self._known[digest] = Principal(rec.id, rec.name, rec.tier, tier)
+        return p
+
+    def authorize(self, p: Principal, model: str) -> None:
+        if allows(p.tier, model):
+            return
+        assert p.tier is not None
+        what = ", ".join(p.tier.models) if p.tier.models else "no models: it has no AI access"
+        raise Forbidden(f"Your key's tier {p.tier_name!r} does not allow the model `{model}`. "
+                        f"It allows: {what}.", param="model")
+
+    def visible(self, p: Principal, ids: list[str]) -> set[str]:
+        return {i for i in ids if allows(p.tier, i)}
+
+    async def admit(self, p: Principal, now: float | None = None) -> Budget:
+        """Count the request against the key's limits; the budget it may still spend on cloud members."""
+        if p.key_id is None or p.tier is None:
+            return Budget()
+        w = Windows.at(now or time.time())
+        requests, tokens, cloud = await self.counters.hit(p.key_id, w)
+        denied = decide(p.tier_name or "", p.tier, w, requests, tokens, cloud)
+        if denied is not None:
+            self.metrics.limited.labels(p.tier_name or "", denied.limit).inc()
+            raise RateLimited(f"{denied.message} Retry after {denied.retry_after}s.", denied.retry_after,
+                              "budget_exceeded" if denied.limit.startswith("cloud") else "rate_limit_exceeded")
+        budget = p.tier.cloud_budget_usd_per_month
+        return Budget(None if budget is None else max(0.0, budget - cloud))
+
+    async def spent(self, p: Principal, tokens: int, cloud_usd: float) -> None:
+        if p.key_id is not None and p.tier is not None and (tokens or cloud_usd):
+            await self.counters.add(p.key_id, Windows.at(time.time()), tokens, cloud_usd)

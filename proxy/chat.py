@@ -1,0 +1,114 @@
+"""POST /v1/chat/completions: who asks, what they may use, the answer (maybe cached), and its accounting."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+from litestar import Request, Response
+from litestar.datastructures import State
+from litestar.response import Stream
+
+from proxy import cache, errors
+from proxy.accounting import Books, Ticket
+from proxy.auth import Gate
+from proxy.requests import parse_chat
+from routing.router import Router
+from routing.strategies import Call
+
+Json = dict[str, Any]
+_encode = msgspec.json.Encoder().encode
+SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+def _ttl(router: Router, call: Call) -> float:
+    vm = router.cfg.models.get(call.model)
+    ttl = vm.cache_ttl_s if vm is not None else 0.0
+    return ttl if ttl > 0 and cache.deterministic(call.body) else 0.0
+
+
+def _from_cache(hit: Json, call: Call) -> Json:
+    council = {**(hit.get("council") or {}), "cached": True, "members": [], "cost_usd": 0.0, "latency_ms": 0}
+    return {**hit, "id": call.id, "created": call.created, "council": council}
+
+
+async def handle(request: Request[Any, Any, Any], state: State) -> Response[bytes] | Stream:
+    books: Books = state.books
+    gate: Gate = state.gate
+    router: Router = state.router
+    t = Ticket(log=request.scope.setdefault("shenron", {}))  # type: ignore[typeddict-item]
+    try:
+        t.principal = await gate.principal(request.headers.get("authorization"))
+        call = parse_chat(await request.body())
+        t.request_id, t.stream = call.id, call.stream
+        books.started(t, call.model)
+        gate.authorize(t.principal, call.model)
+        call.budget = await gate.admit(t.principal)
+        strategy = router.resolve(call.model)
+        t.strategy = strategy.label
+        ttl = _ttl(router, call)
+        ckey = cache.key(call.model, call.body) if ttl else ""
+        if ttl:
+            hit = await state.cache.get(ckey)
+            books.metrics.cache.labels(call.model, "hit" if hit else "miss").inc()
+            if hit is not None:
+                t.cached = True
+                out = _from_cache(hit, call)
+                await books.finish(t, 200, out["council"])
+                if call.stream:
+                    replayed = cache.as_chunks(out, call.include_usage)
+                    return Stream(_replay(replayed), media_type="text/event-stream", headers=SSE_HEADERS)
+                return Response(_encode(out), media_type="application/json")
+        if not call.stream:
+            out = await strategy.complete(call)
+            if ttl:
+                await state.cache.put(ckey, out, ttl)
+            await books.finish(t, 200, out.get("council"))
+            return Response(_encode(out), media_type="application/json")
+        chunks = strategy.stream(call)
+        first = await anext(chunks)  # errors before the first chunk are still ordinary HTTP errors
+    except Exception as e:
+        status, code = errors.classify(e)
+        await books.finish(t, status, exc=e, error=code)
+        raise
+    filled = (state.cache, ckey, ttl) if ttl else None
+    return Stream(_sse(first, chunks, books, t, filled), media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+async def _replay(chunks: list[Json]) -> AsyncIterator[bytes]:
+    for c in chunks:
+        yield b"data: " + _encode(c) + b"\n\n"
+    yield b"data: [DONE]\n\n"
+
+
+async def _sse(first: Json, rest: AsyncIterator[Json], books: Books, t: Ticket,
+               filled: tuple[cache.Cache, str, float] | None) -> AsyncIterator[bytes]:
+    council: Json | None = None
+    kept: list[Json] | None = [first] if filled else None
+    status, error = 200, None
+    try:
+        yield b"data: " + _encode(first) + b"\n\n"
+        try:
+            async for chunk in rest:
+                if "council" in chunk:
+                    council = chunk["council"]
+                if kept is not None:
+                    kept.append(chunk)
+                yield b"data: " + _encode(chunk) + b"\n\n"
+        except Exception as e:  # after the first byte an error can only be an event (ours, or a logged bug)
+            status, body = errors.of(e)
+            error = body["error"].get("code") or body["error"]["type"]
+            yield b"data: " + _encode(body) + b"\n\n"
+        if filled is not None and kept is not None and error is None:
+            answer = cache.from_chunks(kept)
+            if answer is not None:
+                await filled[0].put(filled[1], answer, filled[2])
+        await books.finish(t, status, council, error=error)  # committed before the client sees [DONE]
+        yield b"data: [DONE]\n\n"
+    except (asyncio.CancelledError, GeneratorExit):
+        books.finish_later(t, 499, council, error="client_disconnected")
+        raise
+    finally:
+        await rest.aclose()  # type: ignore[attr-defined]

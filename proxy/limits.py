@@ -1,0 +1,162 @@
+"""Per-key limits: requests per minute, tokens per day, cloud USD per month.
+
+Windows are calendar windows in UTC (this minute, today, this month), so every replica
+agrees on them and `retry-after` is simply the time to the next one. The decisions are
+pure functions; the counters live in memory (one process) or in Redis (every replica).
+"""
+
+from __future__ import annotations
+
+import calendar
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from routing.config import TierConfig
+
+
+@dataclass(frozen=True, slots=True)
+class Windows:
+    minute: int
+    day: str
+    month: str
+    to_minute: float
+    to_day: float
+    to_month: float
+    day_start: float
+    month_start: float
+
+    @classmethod
+    def at(cls, now: float) -> Windows:
+        t = time.gmtime(now)
+        day_start = calendar.timegm((t.tm_year, t.tm_mon, t.tm_mday, 0, 0, 0))
+        month_start = calendar.timegm((t.tm_year, t.tm_mon, 1, 0, 0, 0))
+        next_month = calendar.timegm((t.tm_year + t.tm_mon // 12, t.tm_mon % 12 + 1, 1, 0, 0, 0))
+        minute = int(now // 60)
+        return cls(minute=minute, day=time.strftime("%Y%m%d", t), month=time.strftime("%Y%m", t),
+                   to_minute=(minute + 1) * 60 - now, to_day=day_start + 86400 - now, to_month=next_month - now,
+                   day_start=day_start, month_start=month_start)
+
+
+@dataclass(frozen=True, slots=True)
+class Denied:
+    limit: str
+    message: str
+    retry_after: int
+
+
+def decide(tier_name: str, tier: TierConfig, w: Windows, requests_this_minute: int, tokens_today: int,
+           cloud_usd_this_month: float) -> Denied | None:
+    """Whether a key over its tier's limits must wait; `requests_this_minute` includes this request."""
+    rpm = tier.requests_per_minute
+    if rpm is not None and requests_this_minute > rpm:
+        return Denied("requests-per-minute", f"Rate limit reached: tier {tier_name!r} allows {rpm} requests per "
+                      f"minute.", max(1, math.ceil(w.to_minute)))
+    tpd = tier.tokens_per_day
+    if tpd is not None and tokens_today >= tpd:
+        return Denied("tokens-per-day", f"Token limit reached: tier {tier_name!r} allows {tpd} tokens per day "
+                      f"(UTC); {tokens_today} used.", max(1, math.ceil(w.to_day)))
+    budget = tier.cloud_budget_usd_per_month
+    if budget is not None and budget > 0 and cloud_usd_this_month >= budget:
+        return Denied("cloud-budget-usd-per-month", f"Cloud budget reached: tier {tier_name!r} allows "
+                      f"${budget:g} of cloud spend per month; ${cloud_usd_this_month:.4f} spent.",
+                      max(1, math.ceil(w.to_month)))
+    return None
+
+
+Seed = Callable[[str, float], Awaitable[tuple[int, float, float]]]
+"""The ledger's (tokens, local USD, cloud USD) for a key since a time: what a counter starts from."""
+
+
+class Counters(Protocol):
+    async def hit(self, key_id: str, w: Windows) -> tuple[int, int, float]:
+        """Count one request; return requests this minute, tokens today, cloud USD this month."""
+        ...
+
+    async def add(self, key_id: str, w: Windows, tokens: int, cloud_usd: float) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class MemoryCounters:
+    """One process's counters; tokens and spend start from the ledger, so a restart forgets nothing."""
+
+    def __init__(self, seed: Seed) -> None:
+        self.seed = seed
+        self.requests: dict[tuple[str, int], int] = {}
+        self.tokens: dict[tuple[str, str], int] = {}
+        self.spend: dict[tuple[str, str], float] = {}
+
+    async def _seeded(self, key_id: str, w: Windows) -> None:
+        if (key_id, w.day) not in self.tokens:
+            tokens, _, _ = await self.seed(key_id, w.day_start)
+            self.tokens.setdefault((key_id, w.day), tokens)
+        if (key_id, w.month) not in self.spend:
+            _, _, cloud = await self.seed(key_id, w.month_start)
+            self.spend.setdefault((key_id, w.month), cloud)
+
+    async def hit(self, key_id: str, w: Windows) -> tuple[int, int, float]:
+        await self._seeded(key_id, w)
+        k = (key_id, w.minute)
+        n = self.requests[k] = self.requests.get(k, 0) + 1
+        if len(self.requests) > 10_000:  # forget finished minutes
+            self.requests = {x: c for x, c in self.requests.items() if x[1] >= w.minute}
+        return n, self.tokens[(key_id, w.day)], self.spend[(key_id, w.month)]
+
+    async def add(self, key_id: str, w: Windows, tokens: int, cloud_usd: float) -> None:
+        await self._seeded(key_id, w)
+        self.tokens[(key_id, w.day)] += tokens
+        self.spend[(key_id, w.month)] += cloud_usd
+
+    async def close(self) -> None:
+        return None
+
+
+class RedisCounters:
+    """Counters in Redis: every replica pointing at one Redis enforces one limit."""
+
+    def __init__(self, url: str, prefix: str, seed: Seed) -> None:
+        import redis.asyncio as redis
+
+        self.r = redis.from_url(url, decode_responses=True)
+        self.prefix = prefix
+        self.seed = seed
+
+    def _keys(self, key_id: str, w: Windows) -> tuple[str, str, str]:
+        p = self.prefix
+        return f"{p}rpm:{key_id}:{w.minute}", f"{p}tok:{key_id}:{w.day}", f"{p}usd:{key_id}:{w.month}"
+
+    async def _seeded(self, tok: str, usd: str, key_id: str, w: Windows) -> None:
+        """Redis may have restarted empty: start today's and this month's counters from the ledger."""
+        if await self.r.exists(tok, usd) == 2:
+            return
+        tokens, _, _ = await self.seed(key_id, w.day_start)
+        _, _, cloud = await self.seed(key_id, w.month_start)
+        async with self.r.pipeline(transaction=True) as p:
+            p.set(tok, tokens, nx=True, ex=int(w.to_day) + 3600)
+            p.set(usd, repr(cloud), nx=True, ex=int(w.to_month) + 3600)
+            await p.execute()
+
+    async def hit(self, key_id: str, w: Windows) -> tuple[int, int, float]:
+        rpm, tok, usd = self._keys(key_id, w)
+        await self._seeded(tok, usd, key_id, w)
+        async with self.r.pipeline(transaction=True) as p:
+            p.incr(rpm)
+            p.expire(rpm, 120)
+            p.get(tok)
+            p.get(usd)
+            n, _, tokens, cloud = await p.execute()
+        return int(n), int(tokens or 0), float(cloud or 0.0)
+
+    async def add(self, key_id: str, w: Windows, tokens: int, cloud_usd: float) -> None:
+        _, tok, usd = self._keys(key_id, w)
+        await self._seeded(tok, usd, key_id, w)
+        async with self.r.pipeline(transaction=True) as p:
+            p.incrby(tok, tokens)
+            p.incrbyfloat(usd, cloud_usd)
+            await p.execute()
+
+    async def close(self) -> None:
+        await self.r.aclose()

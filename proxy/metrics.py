@@ -1,0 +1,58 @@
+"""Prometheus metrics: one registry per app, filled from each finished request's `council` object."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter("shenron_requests", "Chat requests by model and HTTP status.",
+                                ["model", "status"], registry=r)
+        self.latency = Histogram("shenron_request_duration_seconds", "Chat request latency, to the last byte.",
+                                 ["model", "status"], buckets=BUCKETS, registry=r)
+        self.inflight = Gauge("shenron_inflight_requests", "Chat requests being served.", ["model"], registry=r)
+        self.member_calls = Counter("shenron_member_calls", "Calls to members by outcome "
+                                    "(ok, error, timeout, cancelled, skipped).", ["member", "status"], registry=r)
+        self.member_latency = Histogram("shenron_member_duration_seconds", "Member answer latency.", ["member"],
+                                        buckets=BUCKETS, registry=r)
+        self.agreement = Histogram("shenron_vote_agreement", "Weight share of the winning cluster in a council vote.",
+                                   ["model"], buckets=(0.2, 0.34, 0.5, 0.67, 0.75, 0.9, 1.0), registry=r)
+        self.cost = Counter("shenron_cost_usd", "Spend in USD by member.", ["member", "cloud"], registry=r)
+        self.tokens = Counter("shenron_tokens", "Tokens by member and kind.", ["member", "kind"], registry=r)
+        self.cache = Counter("shenron_cache_lookups", "Response cache lookups.", ["model", "result"], registry=r)
+        self.limited = Counter("shenron_rate_limited", "Requests refused by a tier limit.", ["tier", "limit"],
+                               registry=r)
+        self.backend_up = Gauge("shenron_backend_up", "1 when the backend answered its last probe.", ["backend"],
+                                registry=r)
+
+    def finished(self, model: str, status: int, seconds: float, council: dict[str, Any] | None) -> None:
+        self.requests.labels(model, str(status)).inc()
+        self.latency.labels(model, str(status)).observe(seconds)
+        if not council or council.get("cached"):
+            return
+        if council.get("agreement") is not None:
+            self.agreement.labels(model).observe(council["agreement"])
+        for m in council.get("members") or []:
+            name = m.get("name", "?")
+            self.member_calls.labels(name, m.get("status", "?")).inc()
+            if m.get("status") == "ok":
+                self.member_latency.labels(name).observe(m.get("latency_ms", 0) / 1000)
+            usage = m.get("usage") or {}
+            for kind in ("prompt_tokens", "completion_tokens"):
+                if usage.get(kind):
+                    self.tokens.labels(name, kind.removesuffix("_tokens")).inc(usage[kind])
+            if m.get("cost_usd"):
+                self.cost.labels(name, "true" if m.get("cloud") else "false").inc(m["cost_usd"])
+
+    def render(self, reachable: dict[str, bool]) -> bytes:
+        for name, ok in reachable.items():
+            self.backend_up.labels(name).set(1 if ok else 0)
+        return generate_latest(self.registry)

@@ -1,0 +1,89 @@
+"""GET /status: one self-refreshing HTML page a person reads at a glance. No scripts, no external assets."""
+
+from __future__ import annotations
+
+import time
+from html import escape
+from typing import Any
+
+from proxy.accounting import Books
+from routing.router import Router
+
+REFRESH_S = 5
+STYLE = """
+body{font:15px/1.4 system-ui,sans-serif;margin:1.5rem;color:#1d2330;background:#f7f8fa}
+h1{font-size:1.4rem;margin:0 0 .2rem}h2{font-size:1.1rem;margin:1.6rem 0 .5rem}
+table{border-collapse:collapse;background:#fff;min-width:40rem}
+th,td{border:1px solid #d8dce3;padding:.3rem .6rem;text-align:left;vertical-align:top}
+th{background:#eef1f5}.ok{color:#11772f;font-weight:600}.bad{color:#b3261e;font-weight:600}
+.muted{color:#667}.tiles{display:flex;gap:1rem;flex-wrap:wrap}
+.tile{background:#fff;border:1px solid #d8dce3;padding:.6rem 1rem;min-width:9rem}
+.tile b{display:block;font-size:1.5rem}
+"""
+
+
+def _e(v: Any) -> str:
+    return escape(str(v))
+
+
+def _ago(ts: float) -> str:
+    s = max(0, int(time.time() - ts))
+    return f"{s}s ago" if s < 120 else f"{s // 60}m ago" if s < 7200 else f"{s // 3600}h ago"
+
+
+def _backends(router: Router) -> str:
+    rows = []
+    for name, b in router.backends.items():
+        up = router.reachable.get(name)
+        state = ('<span class="ok">up</span>' if up else '<span class="bad">down</span>' if up is False
+                 else '<span class="muted">not probed yet</span>')
+        served = ", ".join(router.served.get(name, [])) or "-"
+        rows.append(f"<tr><td>{_e(name)}</td><td>{state}</td><td>{_e(b.model)}</td><td>{_e(served)}</td>"
+                    f"<td>{_e(b.cfg.url)}</td><td>{'cloud' if b.cfg.is_cloud else 'local'}</td></tr>")
+    head = "<tr><th>backend</th><th>health</th><th>model</th><th>models loaded / served</th><th>url</th><th></th></tr>"
+    return f"<table>{head}{''.join(rows) or '<tr><td colspan=6>no backends</td></tr>'}</table>"
+
+
+def _decisions(books: Books) -> str:
+    rows = []
+    for d in books.recent:
+        council = d.get("council") or {}
+        votes = []
+        for m in d["members"]:
+            cl = next((x.get("cluster") for x in council.get("members") or [] if x.get("name") == m.name), None)
+            mark = "ok" if m.status == "ok" else "bad"
+            vote = f" → answer {cl}" if cl is not None else ""
+            votes.append(f'<span class="{mark}">{_e(m.name)}</span> {_e(m.status)}{_e(vote)} '
+                         f'<span class="muted">{m.latency_ms} ms</span>')
+        agreement = council.get("agreement")
+        outcome = ("cached" if d["cached"] else f"winner {council.get('winner')}" if council.get("winner")
+                   else d.get("error") or "")
+        status_cls = "ok" if d["status"] < 400 else "bad"
+        rows.append(
+            f"<tr><td>{_ago(d['ts'])}</td><td>{_e(d['model'])}</td><td>{_e(d['strategy'])}</td>"
+            f"<td class='{status_cls}'>{d['status']}</td><td>{_e(outcome)}</td>"
+            f"<td>{'' if agreement is None else f'{agreement:.0%}'}</td><td>{d['latency_ms']} ms</td>"
+            f"<td>{'<br>'.join(votes)}</td></tr>")
+    head = ("<tr><th>when</th><th>model</th><th>strategy</th><th>status</th><th>outcome</th><th>agreement</th>"
+            "<th>latency</th><th>members: vote, latency</th></tr>")
+    return f"<table>{head}{''.join(rows) or '<tr><td colspan=8>no requests yet</td></tr>'}</table>"
+
+
+def render(router: Router, books: Books, spend_today: tuple[int, float, float], store: str) -> str:
+    inflight = sum(books.inflight.values())
+    per_model = ", ".join(f"{_e(m)}: {n}" for m, n in books.inflight.items() if n) or "none"
+    tokens, local, cloud = spend_today
+    up = sum(1 for ok in router.reachable.values() if ok)
+    tiles = (f'<div class="tile">backends up<b>{up} / {len(router.backends)}</b></div>'
+             f'<div class="tile">in flight<b>{inflight}</b><span class="muted">{per_model}</span></div>'
+             f'<div class="tile">spend today (UTC)<b>${local + cloud:.4f}</b>'
+             f'<span class="muted">cloud ${cloud:.4f} · local ${local:.4f}</span></div>'
+             f'<div class="tile">tokens today<b>{tokens}</b></div>')
+    return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>Shenron status</title>"
+            f'<meta http-equiv="refresh" content="{REFRESH_S}"><meta name=viewport content="width=device-width">'
+            f"<style>{STYLE}</style></head><body><h1>Shenron</h1>"
+            f'<div class="muted">virtual models: {_e(", ".join(router.virtual) or "none")} · ledger: {_e(store)} · '
+            f"refreshes every {REFRESH_S}s · {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}</div>"
+            f'<h2>At a glance</h2><div class="tiles">{tiles}</div>'
+            f"<h2>Backends</h2>{_backends(router)}"
+            f"<h2>Last decisions</h2>{_decisions(books)}</body></html>")

@@ -1,0 +1,123 @@
+"""The store's records and contract, shared by the SQLite and PostgreSQL stores."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+import msgspec
+
+KEY_PREFIX = "sk-shenron-"
+SHOWN = len(KEY_PREFIX) + 6
+"""Characters of a key that `keys list` and the logs may show."""
+
+
+def new_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_key(key: str) -> str:
+    """Keys are 256 random bits, so one SHA-256 is enough: there is nothing to guess from the hash."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_key_id() -> str:
+    return "key_" + secrets.token_hex(6)
+
+
+class KeyRecord(msgspec.Struct):
+    id: str
+    name: str
+    tier: str
+    prefix: str
+    created: float
+    revoked: float | None = None
+    hash: str = ""
+
+
+class MemberUse(msgspec.Struct, omit_defaults=True):
+    name: str
+    status: str
+    latency_ms: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    cloud: bool = False
+    model: str = ""
+
+
+class LedgerRow(msgspec.Struct):
+    ts: float
+    request_id: str
+    key_id: str | None
+    model: str
+    strategy: str
+    status: int
+    latency_ms: int
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    cloud_cost_usd: float = 0.0
+    cached: bool = False
+    stream: bool = False
+    error: str | None = None
+    members: list[MemberUse] = []
+
+
+encode_members = msgspec.json.Encoder().encode
+decode_members = msgspec.json.Decoder(list[MemberUse]).decode
+
+
+class Store(Protocol):
+    where: str
+
+    async def create_key(self, name: str, tier: str) -> tuple[KeyRecord, str]: ...
+    async def list_keys(self) -> list[KeyRecord]: ...
+    async def revoke_key(self, key_id: str) -> bool: ...
+    async def find_key(self, key_hash: str) -> KeyRecord | None: ...
+    async def record(self, row: LedgerRow) -> None: ...
+    async def rows(self, since: float) -> list[LedgerRow]: ...
+    async def totals(self, key_id: str | None, since: float) -> tuple[int, float, float]: ...
+    async def close(self) -> None: ...
+
+
+class GroupCommit:
+    """Rows are written in batches: whoever arrives during a write joins the next one.
+
+    `record` returns only when its row is committed, so a response is never sent for a
+    row that a crash could lose, and a busy proxy pays one commit per batch, not per row.
+    """
+
+    def __init__(self, write: Callable[[list[LedgerRow]], Awaitable[None]]) -> None:
+        self._write = write
+        self._pending: list[tuple[LedgerRow, asyncio.Future[None]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def record(self, row: LedgerRow) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        fut.add_done_callback(lambda f: f.cancelled() or f.exception())  # read even if the waiter left
+        self._pending.append((row, fut))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._drain())
+        await asyncio.shield(fut)  # a cancelled request still gets its row written
+
+    async def _drain(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                await self._write([r for r, _ in batch])
+            except Exception as e:  # every waiter learns of the failure; none is told its row is safe
+                for _, f in batch:
+                    if not f.done():
+                        f.set_exception(e)
+                continue
+            for _, f in batch:
+                if not f.done():
+                    f.set_result(None)
+
+    async def flush(self) -> None:
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)

@@ -1,0 +1,156 @@
+"""The embedded store: one SQLite file in WAL mode, created on first use.
+
+Every statement runs on one worker thread with one connection, so the event loop never
+blocks on disk. `shenron keys` and `shenron usage` open the same file from another
+process; WAL lets them read and write while the proxy runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from proxy.store.base import (
+    SHOWN,
+    GroupCommit,
+    KeyRecord,
+    LedgerRow,
+    decode_members,
+    encode_members,
+    hash_key,
+    new_key,
+    new_key_id,
+)
+from proxy.store.schema import KEY_COLUMNS, LEDGER_COLUMNS, MIGRATIONS, TOTALS, TOTALS_FOR_KEY
+
+T = TypeVar("T")
+
+
+def ledger_values(row: LedgerRow) -> tuple[Any, ...]:
+    return (row.ts, row.request_id, row.key_id, row.model, row.strategy, row.status, row.latency_ms,
+            row.prompt_tokens, row.completion_tokens, row.cost_usd, row.cloud_cost_usd, row.cached, row.stream,
+            row.error, encode_members(row.members).decode())
+
+
+def ledger_row(values: tuple[Any, ...]) -> LedgerRow:
+    d = dict(zip(LEDGER_COLUMNS, values, strict=True))
+    d["members"] = decode_members(d["members"])
+    d["cached"], d["stream"] = bool(d["cached"]), bool(d["stream"])
+    return LedgerRow(**d)
+
+
+class SQLiteStore:
+    def __init__(self, path: Path, fsync: bool = False) -> None:
+        self.path = path
+        self.where = f"sqlite:{path}"
+        self.fsync = fsync
+        self._db: sqlite3.Connection | None = None
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="shenron-sqlite")
+        self._commits = GroupCommit(self._write)
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    def _connect(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={'FULL' if self.fsync else 'NORMAL'}")
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        for n, statements in enumerate(MIGRATIONS[version:], start=version + 1):
+            db.execute("BEGIN IMMEDIATE")
+            for sql in statements:
+                db.execute(sql)
+            db.execute(f"PRAGMA user_version={n}")
+            db.execute("COMMIT")
+        self._db = db
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        assert self._db is not None, "open() first"
+        return self._db
+
+    async def open(self) -> None:
+        await self._run(self._connect)
+
+    def open_sync(self) -> SQLiteStore:
+        self._connect()
+        return self
+
+    async def close(self) -> None:
+        await self._commits.flush()
+        if self._db is not None:
+            await self._run(self._db.close)
+        self._pool.shutdown(wait=True)
+
+    # keys
+    def create_key_sync(self, name: str, tier: str) -> tuple[KeyRecord, str]:
+        key = new_key()
+        rec = KeyRecord(id=new_key_id(), name=name, tier=tier, prefix=key[:SHOWN], created=time.time(),
+                        hash=hash_key(key))
+        self.db.execute("INSERT INTO keys (id, name, tier, prefix, hash, created) VALUES (?, ?, ?, ?, ?, ?)",
+                        (rec.id, rec.name, rec.tier, rec.prefix, rec.hash, rec.created))
+        return rec, key
+
+    def list_keys_sync(self) -> list[KeyRecord]:
+        cur = self.db.execute(f"SELECT {', '.join(KEY_COLUMNS)} FROM keys ORDER BY created")
+        return [KeyRecord(**dict(zip(KEY_COLUMNS, r, strict=True))) for r in cur]
+
+    def revoke_key_sync(self, key_id: str) -> bool:
+        cur = self.db.execute("UPDATE keys SET revoked = ? WHERE id = ? AND revoked IS NULL", (time.time(), key_id))
+        return cur.rowcount > 0
+
+    def find_key_sync(self, key_hash: str) -> KeyRecord | None:
+        r = self.db.execute(f"SELECT {', '.join(KEY_COLUMNS)} FROM keys WHERE hash = ?", (key_hash,)).fetchone()
+        return KeyRecord(**dict(zip(KEY_COLUMNS, r, strict=True))) if r else None
+
+    async def create_key(self, name: str, tier: str) -> tuple[KeyRecord, str]:
+        return await self._run(self.create_key_sync, name, tier)  # type: ignore[no-any-return]
+
+    async def list_keys(self) -> list[KeyRecord]:
+        return await self._run(self.list_keys_sync)  # type: ignore[no-any-return]
+
+    async def revoke_key(self, key_id: str) -> bool:
+        return await self._run(self.revoke_key_sync, key_id)  # type: ignore[no-any-return]
+
+    async def find_key(self, key_hash: str) -> KeyRecord | None:
+        return await self._run(self.find_key_sync, key_hash)  # type: ignore[no-any-return]
+
+    # ledger
+    def _write_sync(self, rows: list[LedgerRow]) -> None:
+        marks = ", ".join("?" for _ in LEDGER_COLUMNS)
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.executemany(f"INSERT INTO ledger ({', '.join(LEDGER_COLUMNS)}) VALUES ({marks})",
+                                [ledger_values(r) for r in rows])
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    async def _write(self, rows: list[LedgerRow]) -> None:
+        await self._run(self._write_sync, rows)
+
+    async def record(self, row: LedgerRow) -> None:
+        await self._commits.record(row)
+
+    def rows_sync(self, since: float) -> list[LedgerRow]:
+        cur = self.db.execute(f"SELECT {', '.join(LEDGER_COLUMNS)} FROM ledger WHERE ts >= ? ORDER BY ts", (since,))
+        return [ledger_row(r) for r in cur]
+
+    async def rows(self, since: float) -> list[LedgerRow]:
+        return await self._run(self.rows_sync, since)  # type: ignore[no-any-return]
+
+    def totals_sync(self, key_id: str | None, since: float) -> tuple[int, float, float]:
+        sql = TOTALS.format(p="?") if key_id is None else TOTALS_FOR_KEY.format(p="?")
+        args: tuple[Any, ...] = (since,) if key_id is None else (since, key_id)
+        tokens, local, cloud = self.db.execute(sql, args).fetchone()
+        return int(tokens), float(local), float(cloud)
+
+    async def totals(self, key_id: str | None, since: float) -> tuple[int, float, float]:
+        """Tokens, local cost and cloud cost since a time, for one key or everyone."""
+        return await self._run(self.totals_sync, key_id, since)  # type: ignore[no-any-return]

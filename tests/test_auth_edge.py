@@ -1,0 +1,184 @@
+"""Keys, tiers, limits, the ledger, the cache and /metrics at the edge, in process (respx for the backends)."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import respx
+from litestar.testing import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from proxy.app import create_app
+from proxy.store.sqlite import SQLiteStore
+from routing import config
+from tests.test_edge import MSGS, answer
+
+CONFIG = """
+[auth]
+enabled = true
+
+[store]
+path = "{db}"
+
+[backends.goku]
+url = "http://goku.test/v1"
+model = "qwen"
+
+[backends.gpt]
+url = "https://api.openai.test/v1"
+model = "gpt-x"
+price-in = 2.5
+price-out = 10.0
+
+[models.ultra-instinct]
+strategy = "single"
+members = ["goku"]
+cache-ttl-s = 60
+
+[models.full-council]
+strategy = "council"
+members = ["goku", "gpt"]
+min-answers = 1
+
+[tiers.basic]
+models = []
+
+[tiers.pro]
+models = ["ultra-instinct", "cascade"]
+requests-per-minute = 3
+
+[tiers.enterprise]
+models = ["*"]
+cloud-budget-usd-per-month = 0.00001
+"""
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    db = tmp_path / "ledger.db"
+    store = SQLiteStore(db).open_sync()
+    keys = {tier: store.create_key_sync(f"{tier}-user", tier)[1] for tier in ("basic", "pro", "enterprise")}
+    cfg = config.parse(CONFIG.format(db=db))
+    with respx.mock(assert_all_called=False) as m:
+        m.get("http://goku.test/v1/models").respond(json={"data": [{"id": "qwen"}]})
+        m.get("https://api.openai.test/v1/models").respond(json={"data": [{"id": "gpt-x"}]})
+        goku = m.post("http://goku.test/v1/chat/completions").respond(json=answer("42", "qwen"))
+        m.post("https://api.openai.test/v1/chat/completions").respond(json=answer("42", "gpt-x"))
+        with TestClient(app=create_app(cfg)) as client:
+            yield {"client": client, "keys": keys, "db": db, "goku": goku, "store": store}
+
+
+def post(env: dict[str, Any], key: str | None, model: str = "ultra-instinct", **extra: Any) -> Any:
+    headers = {"authorization": f"Bearer {key}"} if key else {}
+    return env["client"].post("/v1/chat/completions", json={"model": model, "messages": MSGS, **extra},
+                              headers=headers)
+
+
+def test_no_key_and_a_wrong_key_get_401(env: dict[str, Any]) -> None:
+    r = post(env, None)
+    assert r.status_code == 401
+    assert r.json()["error"]["code"] == "invalid_api_key"
+    assert "Authorization: Bearer" in r.json()["error"]["message"]
+    wrong = "sk-shenron-" + "x" * 43
+    r = post(env, wrong)
+    assert r.status_code == 401 and wrong not in r.text  # the key is never echoed whole
+
+
+def test_pro_key_uses_its_models_and_gets_403_naming_the_tier(env: dict[str, Any]) -> None:
+    assert post(env, env["keys"]["pro"]).status_code == 200
+    r = post(env, env["keys"]["pro"], "full-council")
+    assert r.status_code == 403
+    err = r.json()["error"]
+    assert err["type"] == "permission_error" and err["param"] == "model"
+    assert "'pro'" in err["message"] and "ultra-instinct, cascade" in err["message"]
+    r = post(env, env["keys"]["basic"])
+    assert r.status_code == 403 and "no AI access" in r.json()["error"]["message"]
+
+
+def test_models_lists_only_what_the_key_may_use(env: dict[str, Any]) -> None:
+    def ids(key: str) -> set[str]:
+        r = env["client"].get("/v1/models", headers={"authorization": f"Bearer {key}"})
+        return {m["id"] for m in r.json()["data"]}
+
+    assert ids(env["keys"]["pro"]) == {"ultra-instinct"}
+    assert ids(env["keys"]["basic"]) == set()
+    assert {"ultra-instinct", "full-council", "qwen", "gpt-x"} <= ids(env["keys"]["enterprise"])
+    assert env["client"].get("/v1/models").status_code == 401
+
+
+def same_minute(needed_s: float) -> None:
+    """Limits count per calendar minute: wait for the next one rather than straddle two."""
+    if time.time() % 60 > 60 - needed_s:
+        time.sleep(60.5 - time.time() % 60)
+
+
+def test_over_the_rate_limit_gets_429_with_retry_after(env: dict[str, Any]) -> None:
+    same_minute(5)
+    codes = [post(env, env["keys"]["pro"]).status_code for _ in range(4)]
+    assert codes == [200, 200, 200, 429]
+    r = post(env, env["keys"]["pro"])
+    assert r.json()["error"]["type"] == "rate_limit_error"
+    assert 1 <= int(r.headers["retry-after"]) <= 60
+
+
+def test_revoked_key_is_refused(env: dict[str, Any]) -> None:
+    rec = next(k for k in env["store"].list_keys_sync() if k.tier == "basic")
+    env["store"].revoke_key_sync(rec.id)
+    r = post(env, env["keys"]["basic"])
+    assert r.status_code == 401 and "revoked" in r.json()["error"]["message"]
+
+
+def test_cloud_budget_skips_cloud_members_then_refuses(env: dict[str, Any]) -> None:
+    key = env["keys"]["enterprise"]
+    first = post(env, key, "full-council")  # budget left: the cloud member answers and spends
+    assert first.status_code == 200
+    council = first.json()["council"]
+    gpt = next(m for m in council["members"] if m["name"] == "gpt")
+    assert gpt["status"] == "ok" and gpt["cloud"] is True
+    assert gpt["cost_usd"] == pytest.approx((3 * 2.5 + 2 * 10.0) / 1e6)
+    assert council["cost_usd"] == pytest.approx(gpt["cost_usd"])
+    r = post(env, key, "full-council")  # the month's budget is spent
+    assert r.status_code == 429 and r.json()["error"]["code"] == "budget_exceeded"
+    assert int(r.headers["retry-after"]) > 0
+
+
+def test_every_request_is_a_ledger_row(env: dict[str, Any]) -> None:
+    ok = post(env, env["keys"]["pro"])
+    post(env, env["keys"]["pro"], "full-council")
+    rows = sqlite3.connect(env["db"]).execute(
+        "SELECT request_id, model, status, prompt_tokens, completion_tokens, key_id FROM ledger ORDER BY ts").fetchall()
+    assert [(r[1], r[2]) for r in rows] == [("ultra-instinct", 200), ("full-council", 403)]
+    assert rows[0][0] == ok.json()["id"] and rows[0][3:5] == (3, 2) and rows[0][5].startswith("key_")
+
+
+def test_identical_deterministic_requests_are_answered_from_the_cache(env: dict[str, Any]) -> None:
+    key = env["keys"]["enterprise"]
+    first = post(env, key, temperature=0)
+    second = post(env, key, temperature=0)
+    assert first.json()["choices"] == second.json()["choices"]
+    assert env["goku"].call_count == 1
+    assert second.json()["council"]["cached"] is True and "cached" not in first.json()["council"]
+    streamed = env["client"].post("/v1/chat/completions", headers={"authorization": f"Bearer {key}"},
+                                  json={"model": "ultra-instinct", "messages": MSGS, "temperature": 0, "stream": True})
+    assert '"content":"42"' in streamed.text and '"cached":true' in streamed.text and env["goku"].call_count == 1
+    post(env, key, temperature=0.7)  # not deterministic: always asked
+    post(env, key, temperature=0, max_tokens=5)  # a different request
+    assert env["goku"].call_count == 3
+
+
+def test_metrics_parse_as_prometheus_text(env: dict[str, Any]) -> None:
+    post(env, env["keys"]["pro"])
+    post(env, env["keys"]["pro"], "full-council")
+    text = env["client"].get("/metrics").text
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for fam in text_string_to_metric_families(text) for s in fam.samples}
+    assert samples[("shenron_requests_total", (("model", "ultra-instinct"), ("status", "200")))] == 1
+    assert samples[("shenron_requests_total", (("model", "full-council"), ("status", "403")))] == 1
+    assert samples[("shenron_member_calls_total", (("member", "goku"), ("status", "ok")))] == 1
+    assert samples[("shenron_backend_up", (("backend", "goku"),))] == 1
+    assert ("shenron_request_duration_seconds_count", (("model", "ultra-instinct"), ("status", "200"))) in samples
