@@ -50,12 +50,19 @@ def _describe(cfg: Config) -> str:
 
 
 def _auth_line(cfg: Config, insecure: bool) -> str | None:
-    """How requests are authenticated, or None when serving would expose the proxy without keys."""
-    from proxy.auth import enabled, loopback
+    """Settle whether keys are required and say so; None when serving would expose the proxy without keys.
 
-    if enabled(cfg):
+    Unset, keys are required on a non-loopback bind unless --insecure; `enabled = false` on such a
+    bind needs --insecure too.
+    """
+    from proxy.auth import loopback
+
+    local = loopback(cfg.server.host)
+    if cfg.auth.enabled is None:
+        cfg.auth.enabled = not local and not insecure
+    if cfg.auth.enabled:
         return f"auth: API keys required (tiers: {', '.join(cfg.tiers) or 'none defined'})"
-    if loopback(cfg.server.host):
+    if local:
         return "auth: off (loopback only; set [auth] enabled = true to require keys)"
     if insecure:
         return f"auth: OFF on {cfg.server.host} (--insecure): anyone who can reach this port can use every model"
@@ -68,9 +75,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     cfg.server = msgspec.structs.replace(cfg.server, **server_overrides)
     auth = _auth_line(cfg, args.insecure)
     if auth is None:
-        print(f"shenron: refusing to listen on {cfg.server.host} without API keys. Set [auth] enabled = true "
-              "and create keys with `shenron keys create`, or pass --insecure to serve without them.",
-              file=sys.stderr)
+        print(f"shenron: refusing to listen on {cfg.server.host} without API keys ([auth] enabled = false). "
+              "Remove that line and create keys with `shenron keys create`, or pass --insecure to serve without "
+              "them.", file=sys.stderr)
         return 2
     if cfg.store.path is None and not cfg.store.database_url:
         cfg.store.path = str(store_path(cfg))  # every worker, and `shenron keys`, then use the same file

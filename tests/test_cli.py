@@ -72,3 +72,37 @@ def test_serve_with_nothing_found_still_starts_and_says_503(tmp_path: Path, proc
                    json={"model": "ultra-instinct", "messages": [{"role": "user", "content": "hi"}]})
     assert r.status_code == 503 and "no backends" in r.json()["error"]["message"]
     assert httpx.get(f"http://127.0.0.1:{port}/v1/models").json()["data"] == []
+
+
+def test_a_network_bind_requires_keys_unless_insecure(tmp_path: Path, procs: list[Proc]) -> None:
+    backend = '[backends.a]\nurl = "http://127.0.0.1:9/v1"\nmodel = "m"\n'
+    keyed = tmp_path / "keyed.toml"
+    keyed.write_text(backend)
+    port = free_port()
+    proxy = Proc([str(SHENRON), "serve", "--config", str(keyed), "--host", "0.0.0.0", "--port", str(port)],
+                 tmp_path / "keyed.log")
+    procs.append(proxy)
+    proxy.wait_http(f"http://127.0.0.1:{port}/health")
+    assert httpx.get(f"http://127.0.0.1:{port}/v1/models").status_code == 401  # keys on by default off loopback
+    cfg = tmp_path / "open.toml"
+    cfg.write_text("[auth]\nenabled = false\n" + backend)
+    done = run("serve", "--config", str(cfg), "--host", "0.0.0.0", "--port", str(free_port()))
+    assert done.returncode == 2
+    assert "refusing to listen on 0.0.0.0 without API keys" in done.stderr and "--insecure" in done.stderr
+    port = free_port()
+    proxy = Proc([str(SHENRON), "serve", "--config", str(cfg), "--host", "0.0.0.0", "--port", str(port),
+                  "--insecure"], tmp_path / "insecure.log")
+    procs.append(proxy)
+    proxy.wait_http(f"http://127.0.0.1:{port}/health")
+    assert "auth: OFF on 0.0.0.0 (--insecure)" in proxy.log()
+
+
+def test_keys_and_usage_explain_mistakes(tmp_path: Path) -> None:
+    cfg = tmp_path / "tiers.toml"
+    cfg.write_text(f'[tiers.pro]\nmodels = ["*"]\n[store]\npath = "{tmp_path / "k.db"}"\n')
+    done = run("keys", "create", "--tier", "gold", "--name", "x", "--config", str(cfg))
+    assert done.returncode == 2 and "unknown tier 'gold'" in done.stderr and "defined tiers: pro" in done.stderr
+    assert run("keys", "revoke", "key_nope", "--config", str(cfg)).returncode == 1
+    bad = run("usage", "--since", "yesterday", "--config", str(cfg))
+    assert bad.returncode == 2 and "expected a duration" in bad.stderr and "Traceback" not in bad.stderr
+    assert "keys" in run("--help").stdout and "--tier" in run("keys", "create", "--help").stdout
