@@ -26,7 +26,7 @@ def deterministic(body: Json) -> bool:
 
 
 def key(model: str, body: Json) -> str:
-    canon = _encode({"model": model, **{k: v for k, v in body.items() if k not in IGNORED}})
+    canon = _encode({**{k: v for k, v in body.items() if k not in IGNORED}, "model": model})
     return hashlib.sha256(canon).hexdigest()
 
 

@@ -180,6 +180,9 @@ def test_sigkill_under_load_loses_no_answered_request(tmp_path: Path, procs: lis
     recorded = {r[0] for r in db.execute("SELECT request_id FROM ledger WHERE status = 200")}
     missing = set(acked) - recorded
     assert not missing, f"{len(missing)} of {len(acked)} answered requests are not in the ledger"
+    cfg = next(tmp_path.glob("shenron-*.toml"))
+    total = json.loads(cli("usage", "--format", "json", "--config", str(cfg), cwd=tmp_path).stdout)["rows"][-1]
+    assert total["requests"] >= len(acked)
 
 
 def test_two_replicas_on_one_postgres_and_redis_enforce_one_limit(tmp_path: Path, procs: list[Proc],
