@@ -53,6 +53,15 @@ class Line:
     cloud_usd: float = 0.0
     latencies: list[int] = field(default_factory=list)
 
+    def add(self, r: LedgerRow) -> None:
+        self.requests += 1
+        self.errors += r.status >= 400
+        self.prompt_tokens += r.prompt_tokens
+        self.completion_tokens += r.completion_tokens
+        self.local_usd += r.cost_usd - r.cloud_cost_usd
+        self.cloud_usd += r.cloud_cost_usd
+        self.latencies.append(r.latency_ms)
+
     def as_dict(self) -> dict[str, object]:
         return {"group": self.group, "requests": self.requests, "errors": self.errors,
                 "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
@@ -72,13 +81,7 @@ def summarize(rows: Iterable[LedgerRow], by: By, keys: dict[str, KeyRecord]) -> 
         return f"{k.name} ({kid})" if k else kid
 
     for r in rows:
-        total.requests += 1
-        total.errors += r.status >= 400
-        total.prompt_tokens += r.prompt_tokens
-        total.completion_tokens += r.completion_tokens
-        total.local_usd += r.cost_usd - r.cloud_cost_usd
-        total.cloud_usd += r.cloud_cost_usd
-        total.latencies.append(r.latency_ms)
+        total.add(r)
         if by == "member":
             for m in r.members:
                 line = lines.setdefault(m.name, Line(m.name))
@@ -94,14 +97,7 @@ def summarize(rows: Iterable[LedgerRow], by: By, keys: dict[str, KeyRecord]) -> 
                     line.latencies.append(m.latency_ms)
             continue
         name = key_name(r.key_id) if by == "key" else r.model
-        line = lines.setdefault(name, Line(name))
-        line.requests += 1
-        line.errors += r.status >= 400
-        line.prompt_tokens += r.prompt_tokens
-        line.completion_tokens += r.completion_tokens
-        line.local_usd += r.cost_usd - r.cloud_cost_usd
-        line.cloud_usd += r.cloud_cost_usd
-        line.latencies.append(r.latency_ms)
+        lines.setdefault(name, Line(name)).add(r)
     return [*sorted(lines.values(), key=lambda x: (-x.requests, x.group)), total]
 
 
