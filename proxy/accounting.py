@@ -72,8 +72,8 @@ class Books:
         if t.model in self.inflight:
             self.inflight[t.model] -= 1
             self.metrics.inflight.labels(t.model).dec()
-        self.metrics.finished(t.model, status, seconds, council)
-        members = members_of(council, exc)
+        members = [] if t.cached else members_of(council, exc)
+        self.metrics.finished(t.model, status, seconds, council, members)
         row = LedgerRow(
             ts=t.ts, request_id=t.request_id, key_id=t.principal.key_id, model=t.model, strategy=t.strategy,
             status=status, latency_ms=int(seconds * 1000),

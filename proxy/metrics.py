@@ -7,6 +7,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from proxy.store import MemberUse
+
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
@@ -33,24 +35,23 @@ class Metrics:
         self.backend_up = Gauge("shenron_backend_up", "1 when the backend answered its last probe.", ["backend"],
                                 registry=r)
 
-    def finished(self, model: str, status: int, seconds: float, council: dict[str, Any] | None) -> None:
+    def finished(self, model: str, status: int, seconds: float, council: dict[str, Any] | None,
+                 members: list[MemberUse]) -> None:
+        """Count a finished request and each member call it made, failed requests' members included."""
         self.requests.labels(model, str(status)).inc()
         self.latency.labels(model, str(status)).observe(seconds)
-        if not council or council.get("cached"):
-            return
-        if council.get("agreement") is not None:
+        if council and council.get("agreement") is not None:
             self.agreement.labels(model).observe(council["agreement"])
-        for m in council.get("members") or []:
-            name = m.get("name", "?")
-            self.member_calls.labels(name, m.get("status", "?")).inc()
-            if m.get("status") == "ok":
-                self.member_latency.labels(name).observe(m.get("latency_ms", 0) / 1000)
-            usage = m.get("usage") or {}
-            for kind in ("prompt_tokens", "completion_tokens"):
-                if usage.get(kind):
-                    self.tokens.labels(name, kind.removesuffix("_tokens")).inc(usage[kind])
-            if m.get("cost_usd"):
-                self.cost.labels(name, "true" if m.get("cloud") else "false").inc(m["cost_usd"])
+        for m in members:
+            self.member_calls.labels(m.name, m.status).inc()
+            if m.status == "ok":
+                self.member_latency.labels(m.name).observe(m.latency_ms / 1000)
+            if m.prompt_tokens:
+                self.tokens.labels(m.name, "prompt").inc(m.prompt_tokens)
+            if m.completion_tokens:
+                self.tokens.labels(m.name, "completion").inc(m.completion_tokens)
+            if m.cost_usd:
+                self.cost.labels(m.name, "true" if m.cloud else "false").inc(m.cost_usd)
 
     def render(self, reachable: dict[str, bool]) -> bytes:
         for name, ok in reachable.items():

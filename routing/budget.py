@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 from routing.config import BackendConfig
+from routing.errors import MemberFailure
 
 EXHAUSTED = "skipped: the cloud budget is spent"
+
+
+class Skipped(MemberFailure):
+    """A cloud member not asked because the request's budget was spent."""
+
+    kind = "skipped"
+
+    def __init__(self, member: str) -> None:
+        super().__init__(member, EXHAUSTED)
 
 
 class Budget:

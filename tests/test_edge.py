@@ -231,3 +231,14 @@ def test_no_backends_means_a_clear_503() -> None:
         r = c.post("/v1/chat/completions", json={"model": "ultra-instinct", "messages": MSGS})
         assert r.status_code == 503 and "no backends" in error_of(r)["message"]
         assert c.get("/ready").status_code == 503
+
+
+def test_a_failed_request_still_counts_its_members_in_metrics(client: TestClient[Any],
+                                                              mock: respx.MockRouter) -> None:
+    mock.post("http://goku.test/v1/chat/completions").respond(500, json={"error": {"message": "boom"}})
+    mock.post("http://vegeta.test/v1/chat/completions").respond(500, json={"error": {"message": "boom"}})
+    assert client.post("/v1/chat/completions", json={"model": "ultra-instinct", "messages": MSGS}).status_code == 502
+    text = client.get("/metrics").text
+    assert 'shenron_member_calls_total{member="goku",status="error"} 1.0' in text
+    assert 'shenron_member_calls_total{member="vegeta",status="error"} 1.0' in text
+    assert 'shenron_requests_total{model="ultra-instinct",status="502"} 1.0' in text

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from routing import wire
-from routing.budget import EXHAUSTED
+from routing.budget import EXHAUSTED, Skipped
 from routing.config import CouncilModel
 from routing.errors import AllMembersFailed, MemberFailure, MemberTimeout
 from routing.fanout import FanOut, Outcome, fan_out, ordered
@@ -132,7 +132,7 @@ class Council:
                 failures.append(o.failure)
             elif o.result is None:
                 failures.append(MemberTimeout(o.member, self._late))
-        failures += [MemberFailure(m, EXHAUSTED) for m in self.vm.members if m not in run.outcomes]
+        failures += [Skipped(m) for m in self.vm.members if m not in run.outcomes]
         what = (f"council {self.name!r} got {answered} answer(s) but needs {self.vm.min_answers} "
                 f"(min-answers)")
         return AllMembersFailed(what, failures, deadline=run.deadline_hit)

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 
 from routing import wire
-from routing.budget import EXHAUSTED
+from routing.budget import EXHAUSTED, Skipped
 from routing.config import SingleModel
 from routing.errors import AllMembersFailed, MemberFailure, UpstreamStatus
 from routing.report import CouncilReport, MemberReport, Timer, cost, failed, priced
@@ -50,7 +50,7 @@ class Single:
             return False
         reports.append(MemberReport(name=name, model=self._model_of(name), status="skipped", latency_ms=0,
                                     error=EXHAUSTED))
-        failures.append(MemberFailure(name, EXHAUSTED))
+        failures.append(Skipped(name))
         return True
 
     def _ok(self, call: Call, name: str, t: Timer, usage: Json | None, estimated: bool = False) -> MemberReport:
