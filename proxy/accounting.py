@@ -29,6 +29,8 @@ class Ticket:
     strategy: str = "-"
     stream: bool = False
     cached: bool = False
+    routed: bool = False
+    """The model resolved; until then its name is the client's and stays out of metric labels."""
     done: bool = False
     log: Json = field(default_factory=dict)
     """Fields for the access log line."""
@@ -57,10 +59,10 @@ class Books:
         self.recent: deque[Json] = deque(maxlen=RECENT)
         self._late: set[asyncio.Task[None]] = set()
 
-    def started(self, t: Ticket, model: str) -> None:
-        t.model = model
-        self.inflight[model] = self.inflight.get(model, 0) + 1
-        self.metrics.inflight.labels(model).inc()
+    def started(self, t: Ticket) -> None:
+        t.routed = True
+        self.inflight[t.model] = self.inflight.get(t.model, 0) + 1
+        self.metrics.inflight.labels(t.model).inc()
 
     async def finish(self, t: Ticket, status: int, council: Json | None = None, exc: BaseException | None = None,
                      error: str | None = None) -> None:
@@ -69,11 +71,11 @@ class Books:
             return
         t.done = True
         seconds = time.perf_counter() - t.start
-        if t.model in self.inflight:
+        if t.routed:
             self.inflight[t.model] -= 1
             self.metrics.inflight.labels(t.model).dec()
         members = [] if t.cached else members_of(council, exc)
-        self.metrics.finished(t.model, status, seconds, council, members)
+        self.metrics.finished(t.model if t.routed else "(unrouted)", status, seconds, council, members)
         row = LedgerRow(
             ts=t.ts, request_id=t.request_id, key_id=t.principal.key_id, model=t.model, strategy=t.strategy,
             status=status, latency_ms=int(seconds * 1000),

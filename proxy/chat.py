@@ -42,12 +42,12 @@ async def handle(request: Request[Any, Any, Any], state: State) -> Response[byte
     try:
         t.principal = await gate.principal(request.headers.get("authorization"))
         call = parse_chat(await request.body())
-        t.request_id, t.stream = call.id, call.stream
-        books.started(t, call.model)
-        gate.authorize(t.principal, call.model)
-        call.budget = await gate.admit(t.principal)
+        t.request_id, t.stream, t.model = call.id, call.stream, call.model
         strategy = router.resolve(call.model)
         t.strategy = strategy.label
+        books.started(t)
+        gate.authorize(t.principal, call.model)
+        call.budget = await gate.admit(t.principal)
         ttl = _ttl(router, call)
         ckey = cache.key(call.model, call.body) if ttl else ""
         if ttl:

@@ -182,3 +182,6 @@ def test_metrics_parse_as_prometheus_text(env: dict[str, Any]) -> None:
     assert samples[("shenron_member_calls_total", (("member", "goku"), ("status", "ok")))] == 1
     assert samples[("shenron_backend_up", (("backend", "goku"),))] == 1
     assert ("shenron_request_duration_seconds_count", (("model", "ultra-instinct"), ("status", "200"))) in samples
+    post(env, env["keys"]["pro"], "no-such-model-1234")  # a client's made-up name never becomes a label
+    text = env["client"].get("/metrics").text
+    assert "no-such-model-1234" not in text and 'model="(unrouted)",status="404"' in text
