@@ -14,8 +14,8 @@ log = logging.getLogger("shenron.access")
 _encode = msgspec.json.Encoder().encode
 
 
-def setup(destination: str) -> None:
-    """`-`: stderr; `off`: nothing; anything else: a file, appended to."""
+def setup(destination: str, debug: bool = False) -> None:
+    """`-`: stderr; `off`: nothing; anything else: a file, appended to. `debug` adds request bodies."""
     log.propagate = False
     log.handlers.clear()
     if destination == "off":
@@ -24,7 +24,7 @@ def setup(destination: str) -> None:
     handler = logging.StreamHandler(sys.stderr) if destination == "-" else logging.FileHandler(destination)
     handler.setFormatter(logging.Formatter("%(message)s"))
     log.addHandler(handler)
-    log.setLevel(logging.INFO)
+    log.setLevel(logging.DEBUG if debug else logging.INFO)
 
 
 def middleware(app: ASGIApp) -> ASGIApp:
@@ -36,7 +36,7 @@ def middleware(app: ASGIApp) -> ASGIApp:
         status = 0
         fields: dict[str, Any] = {}
         scope["shenron"] = fields  # type: ignore[typeddict-unknown-key]
-        debug = log.isEnabledFor(logging.DEBUG) or logging.getLogger("shenron").isEnabledFor(logging.DEBUG)
+        debug = log.isEnabledFor(logging.DEBUG)
 
         async def recv() -> Any:
             message = await receive()

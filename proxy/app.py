@@ -148,4 +148,6 @@ def app_from_env() -> Litestar:
     raw = os.environ.get(RESOLVED_ENV)
     if not raw:
         raise SystemExit(f"{RESOLVED_ENV} is not set: start Shenron with `shenron serve`")
-    return create_app(msgspec.json.decode(raw, type=Config))
+    cfg = msgspec.json.decode(raw, type=Config)
+    accesslog.setup(cfg.server.access_log, debug=cfg.server.log_level == "debug")  # in each worker process
+    return create_app(cfg)

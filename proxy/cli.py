@@ -81,11 +81,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     if cfg.store.path is None and not cfg.store.database_url:
         cfg.store.path = str(store_path(cfg))  # every worker, and `shenron keys`, then use the same file
-    from proxy import accesslog
     from proxy.app import RESOLVED_ENV  # the edge is only needed to serve
     from proxy.store import describe
 
-    accesslog.setup(cfg.server.access_log)
     _with_store(cfg, lambda s: asyncio.sleep(0))  # create or migrate it now, and fail here with a clear message
 
     os.environ[RESOLVED_ENV] = msgspec.json.encode(cfg).decode()

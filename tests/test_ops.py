@@ -233,3 +233,13 @@ def test_status_page_shows_the_council_in_a_browser(tmp_path: Path, procs: list[
     for name in names:
         assert name in text, f"{name!r} not readable in the screenshot; OCR saw:\n{text}"
     assert "full-council" in text and "winner" in text
+
+
+def test_debug_logging_adds_request_bodies_to_the_access_log(tmp_path: Path, procs: list[Proc]) -> None:
+    config = backends(procs, tmp_path, {"goku": ("--answer", "42")})
+    proxy, base = shenron(tmp_path, '[server]\nlog-level = "debug"\n' + config)
+    procs.append(proxy)
+    httpx.post(base + "/chat/completions", json={"model": "goku", "messages": MSGS})
+    lines = [json.loads(line) for line in proxy.log().splitlines() if line.startswith('{"ts"')]
+    chat = next(entry for entry in lines if entry["path"] == "/v1/chat/completions")
+    assert "secret-prompt-text" in chat["body"] and chat["status"] == 200 and chat["strategy"] == "passthrough"
