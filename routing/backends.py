@@ -1,4 +1,4 @@
-"""Backends: one class per wire protocol, registered by `kind` in `KINDS`.
+"""Backends: one class per wire protocol, chosen by `kind` in `build`'s table.
 
 Every call goes over the one shared `httpx.AsyncClient`; every failure of the
 layers below (httpx, the upstream's HTTP status, its body) is translated here,
@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -106,10 +106,25 @@ class OpenAIBackend:
                 content = await resp.aread()
             if resp.status_code >= 400:
                 raise upstream_error(self.name, resp.status_code, content)
-            result = _decode(content)
-            if not isinstance(result, dict) or not isinstance(result.get("choices"), list):
-                raise MemberFailure(self.name, "malformed response: no `choices`")
-            return result
+            return self._answer(_decode(content))
+
+    def _answer(self, result: Any) -> Json:
+        """The upstream's whole answer as an OpenAI chat.completion."""
+        if not isinstance(result, dict) or not isinstance(result.get("choices"), list):
+            raise MemberFailure(self.name, "malformed response: no `choices`")
+        return result
+
+    def _events(self) -> Callable[[Json], list[Json] | None]:
+        """A translator for one stream: an upstream event to OpenAI chunks, or None when the answer is over."""
+
+        def openai(chunk: Json) -> list[Json]:
+            if "error" in chunk and not chunk.get("choices"):
+                err = chunk["error"]
+                msg = err.get("message", str(err)) if isinstance(err, dict) else str(err)
+                raise MemberFailure(self.name, f"error in stream: {msg}")
+            return [chunk]
+
+        return openai
 
     async def stream(self, body: Json, model: str | None = None) -> AsyncGenerator[Json, None]:
         """Chunks of a streamed completion as they arrive.
@@ -127,6 +142,7 @@ class OpenAIBackend:
                     if resp.status_code >= 400:
                         raise upstream_error(self.name, resp.status_code, await resp.aread())
                 events = data_events(resp.aiter_raw())
+                translate = self._events()
                 first = True
                 finished = False
                 while True:
@@ -137,16 +153,17 @@ class OpenAIBackend:
                     if data == DONE:
                         finished = True
                         break
-                    chunk = _decode(data)
-                    if not isinstance(chunk, dict):
+                    event = _decode(data)
+                    if not isinstance(event, dict):
                         raise MemberFailure(self.name, "malformed stream event")
-                    if "error" in chunk and not chunk.get("choices"):
-                        err = chunk["error"]
-                        msg = err.get("message", str(err)) if isinstance(err, dict) else str(err)
-                        raise MemberFailure(self.name, f"error in stream: {msg}")
-                    first = False
-                    finished = finished or _has_finish(chunk)
-                    yield chunk
+                    chunks = translate(event)
+                    if chunks is None:
+                        finished = True
+                        break
+                    for chunk in chunks:
+                        first = False
+                        finished = finished or _has_finish(chunk)
+                        yield chunk
                 if not finished:
                     raise MemberFailure(self.name, "stream ended before the answer was complete")
         finally:
@@ -176,8 +193,9 @@ def _loop_time(deadline: float) -> float:
 
 Backend = OpenAIBackend
 
-KINDS: dict[str, type[OpenAIBackend]] = {"openai": OpenAIBackend}
-
 
 def build(name: str, cfg: BackendConfig, client: httpx.AsyncClient) -> Backend:
-    return KINDS[cfg.kind](name, cfg, client)
+    from routing.anthropic import AnthropicBackend  # registered here; it builds on OpenAIBackend
+
+    kinds: dict[str, type[OpenAIBackend]] = {"openai": OpenAIBackend, "anthropic": AnthropicBackend}
+    return kinds[cfg.kind](name, cfg, client)

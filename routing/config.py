@@ -47,7 +47,7 @@ class BackendConfig(_Base):
     """OpenAI-compatible base URL, ending in /v1 for most servers."""
     model: str
     """Upstream model id sent in the request body."""
-    kind: Literal["openai"] = "openai"
+    kind: Literal["openai", "anthropic"] = "openai"
     api_key_env: str | None = None
     weight: float = 1.0
     timeout_s: float = 120.0

@@ -1,0 +1,194 @@
+"""kind = "anthropic": OpenAI chat to Anthropic Messages and back, streamed and not, against recorded-shape fixtures."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import respx
+from litestar.testing import TestClient
+
+from proxy.app import create_app
+from routing import config
+from routing.anthropic import AnthropicBackend, to_messages
+from routing.config import BackendConfig
+from routing.errors import MemberFailure, UpstreamStatus
+
+URL = "https://api.anthropic.test/v1"
+CITY = {"type": "object", "properties": {"city": {"type": "string"}}}
+TOOLS = [{"type": "function", "function": {"name": "weather", "description": "Weather in a city", "parameters": CITY}}]
+
+MESSAGE = {  # the shape of a POST /v1/messages answer
+    "id": "msg_01", "type": "message", "role": "assistant", "model": "claude-sonnet-4",
+    "content": [{"type": "text", "text": "It is 42."}],
+    "stop_reason": "end_turn", "stop_sequence": None, "usage": {"input_tokens": 12, "output_tokens": 5},
+}
+TOOL_MESSAGE = {**MESSAGE, "stop_reason": "tool_use", "content": [
+    {"type": "text", "text": "Let me look."},
+    {"type": "tool_use", "id": "toolu_1", "name": "weather", "input": {"city": "Paris"}}]}
+
+
+def sse(*events: dict[str, Any]) -> httpx.Response:
+    body = "".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in events)
+    return httpx.Response(200, content=body.encode(), headers={"content-type": "text/event-stream"})
+
+
+STREAM = [
+    {"type": "message_start", "message": {"id": "msg_02", "type": "message", "role": "assistant", "content": [],
+                                          "model": "claude-sonnet-4",
+                                          "usage": {"input_tokens": 12, "output_tokens": 1}}},
+    {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+    {"type": "ping"},
+    {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "It is "}},
+    {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "42."}},
+    {"type": "content_block_stop", "index": 0},
+    {"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": "toolu_1",
+                                                                  "name": "weather", "input": {}}},
+    {"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": '{"city": '}},
+    {"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": '"Paris"}'}},
+    {"type": "content_block_stop", "index": 1},
+    {"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+     "usage": {"output_tokens": 9}},
+    {"type": "message_stop"},
+]
+
+
+@pytest.fixture
+def backend(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[AnthropicBackend, respx.MockRouter]]:
+    monkeypatch.setenv("TEST_ANTHROPIC_KEY", "sk-ant-test")
+    cfg = BackendConfig(url=URL, model="claude-sonnet-4", kind="anthropic", api_key_env="TEST_ANTHROPIC_KEY")
+    with respx.mock(assert_all_called=False) as m:
+        yield AnthropicBackend("claude", cfg, httpx.AsyncClient()), m
+
+
+def test_request_translation() -> None:
+    body = {"model": "x", "max_tokens": 100, "temperature": 1.5, "stop": "END", "user": "u1",
+            "tools": TOOLS, "tool_choice": "required", "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "developer", "content": [{"type": "text", "text": "Use tools."}]},
+                {"role": "user", "content": "Weather?"},
+                {"role": "user", "content": [{"type": "text", "text": "In Paris."},
+                                             {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAA"}}]},
+                {"role": "assistant", "content": None, "tool_calls": [
+                    {"id": "toolu_1", "type": "function",
+                     "function": {"name": "weather", "arguments": '{"city":"Paris"}'}}]},
+                {"role": "tool", "tool_call_id": "toolu_1", "content": "sunny"},
+                {"role": "user", "content": "Thanks"}]}
+    out = to_messages(body, "claude-sonnet-4")
+    assert out["system"] == "Be brief.\n\nUse tools."
+    assert [t["role"] for t in out["messages"]] == ["user", "assistant", "user"]  # alternating, merged
+    first = out["messages"][0]["content"]
+    assert first[0] == {"type": "text", "text": "Weather?"} and first[2]["source"]["type"] == "base64"
+    assert out["messages"][1]["content"] == [{"type": "tool_use", "id": "toolu_1", "name": "weather",
+                                              "input": {"city": "Paris"}}]
+    assert out["messages"][2]["content"][0] == {"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"}
+    assert out["max_tokens"] == 100 and out["temperature"] == 1.0 and out["stop_sequences"] == ["END"]
+    assert out["tools"][0]["input_schema"]["properties"] == {"city": {"type": "string"}}
+    assert out["tool_choice"] == {"type": "any"} and out["metadata"] == {"user_id": "u1"}
+    assert to_messages({"messages": [{"role": "user", "content": "hi"}]}, "m")["max_tokens"] == 4096
+    named = {"type": "function", "function": {"name": "weather"}}
+    assert to_messages({"messages": [], "tool_choice": named}, "m")["tool_choice"] == {"type": "tool",
+                                                                                       "name": "weather"}
+
+
+async def test_complete_sends_anthropic_headers_and_translates_back(backend: Any) -> None:
+    b, m = backend
+    route = m.post(f"{URL}/messages").respond(json=TOOL_MESSAGE)
+    out = await b.complete({"model": "x", "messages": [{"role": "user", "content": "Weather in Paris?"}],
+                            "tools": TOOLS})
+    sent = route.calls.last.request
+    assert sent.headers["x-api-key"] == "sk-ant-test" and sent.headers["anthropic-version"] == "2023-06-01"
+    assert "authorization" not in sent.headers
+    assert json.loads(sent.content)["model"] == "claude-sonnet-4"
+    choice = out["choices"][0]
+    assert choice["finish_reason"] == "tool_calls" and choice["message"]["content"] == "Let me look."
+    assert choice["message"]["tool_calls"][0]["function"] == {"name": "weather", "arguments": '{"city":"Paris"}'}
+    assert out["usage"] == {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17}
+
+
+@pytest.mark.parametrize(("reason", "finish"), [("end_turn", "stop"), ("stop_sequence", "stop"),
+                                                ("max_tokens", "length"), ("refusal", "content_filter")])
+async def test_stop_reasons(backend: Any, reason: str, finish: str) -> None:
+    b, m = backend
+    m.post(f"{URL}/messages").respond(json={**MESSAGE, "stop_reason": reason})
+    out = await b.complete({"messages": [{"role": "user", "content": "hi"}]})
+    assert out["choices"][0]["finish_reason"] == finish
+
+
+async def test_stream_events_become_openai_chunks(backend: Any) -> None:
+    b, m = backend
+    route = m.post(f"{URL}/messages").mock(return_value=sse(*STREAM))
+    chunks = [c async for c in b.stream({"messages": [{"role": "user", "content": "hi"}], "tools": TOOLS})]
+    assert json.loads(route.calls.last.request.content)["stream"] is True
+    deltas = [c["choices"][0]["delta"] for c in chunks]
+    assert deltas[0]["role"] == "assistant"
+    assert "".join(d.get("content") or "" for d in deltas) == "It is 42."
+    calls = [tc for d in deltas for tc in d.get("tool_calls") or []]
+    assert calls[0]["id"] == "toolu_1" and calls[0]["function"]["name"] == "weather"
+    assert "".join(tc["function"]["arguments"] for tc in calls) == '{"city": "Paris"}'
+    assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
+    assert chunks[-1]["usage"] == {"prompt_tokens": 12, "completion_tokens": 9, "total_tokens": 21}
+
+
+async def test_error_event_and_error_status_name_the_member(backend: Any) -> None:
+    b, m = backend
+    m.post(f"{URL}/messages").mock(return_value=sse(STREAM[0], {"type": "error", "error": {
+        "type": "overloaded_error", "message": "Overloaded"}}))
+    with pytest.raises(MemberFailure, match="overloaded_error: Overloaded"):
+        _ = [c async for c in b.stream({"messages": [{"role": "user", "content": "hi"}]})]
+    m.post(f"{URL}/messages").respond(400, json={"type": "error", "error": {
+        "type": "invalid_request_error", "message": "messages: roles must alternate"}})
+    with pytest.raises(UpstreamStatus) as e:
+        await b.complete({"messages": [{"role": "user", "content": "hi"}]})
+    assert e.value.status == 400 and "roles must alternate" in e.value.message
+
+
+CONFIG = f"""
+[backends.local]
+url = "http://local.test/v1"
+model = "qwen"
+
+[backends.claude]
+url = "{URL}"
+model = "claude-sonnet-4"
+kind = "anthropic"
+price-in = 3.0
+price-out = 15.0
+
+[models.ultra-instinct]
+strategy = "single"
+members = ["local"]
+fallbacks = ["claude"]
+
+[models.agent-lite]
+strategy = "council"
+members = ["local", "claude"]
+min-answers = 1
+"""
+
+
+def test_an_anthropic_member_works_in_any_virtual_model() -> None:
+    with respx.mock(assert_all_called=False) as m:
+        m.get("http://local.test/v1/models").respond(json={"data": [{"id": "qwen"}]})
+        m.get(f"{URL}/models").respond(json={"data": [{"id": "claude-sonnet-4", "type": "model"}]})
+        m.post("http://local.test/v1/chat/completions").respond(503, json={"error": {"message": "loading"}})
+        m.post(f"{URL}/messages").mock(side_effect=lambda req: sse(*STREAM) if json.loads(req.content)["stream"]
+                                       else httpx.Response(200, json=MESSAGE))
+        with TestClient(create_app(config.parse(CONFIG))) as client:
+            msgs = [{"role": "user", "content": "hi"}]
+            r = client.post("/v1/chat/completions", json={"model": "ultra-instinct", "messages": msgs})
+            assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "It is 42."
+            council = r.json()["council"]
+            assert council["winner"] == "claude"
+            assert council["cost_usd"] == pytest.approx((12 * 3.0 + 5 * 15.0) / 1e6)
+            streamed = client.post("/v1/chat/completions", json={"model": "ultra-instinct", "messages": msgs,
+                                                                 "stream": True})
+            assert '"content":"42."' in streamed.text and streamed.text.rstrip().endswith("data: [DONE]")
+            r = client.post("/v1/chat/completions", json={"model": "agent-lite", "messages": msgs})
+            status = {mm["name"]: mm["status"] for mm in r.json()["council"]["members"]}
+            assert r.status_code == 200 and status == {"local": "error", "claude": "ok"}
+            assert r.json()["choices"][0]["message"]["content"] == "It is 42."
+            assert "claude-sonnet-4" in {x["id"] for x in client.get("/v1/models").json()["data"]}
