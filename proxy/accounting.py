@@ -91,7 +91,7 @@ class Books:
         if t.principal.key_id is not None or not self.gate.enabled:
             self.recent.appendleft({"ts": t.ts, "model": t.model, "strategy": t.strategy, "status": status,
                                     "latency_ms": row.latency_ms, "cached": t.cached, "council": council,
-                                    "members": [m for m in members], "error": error})
+                                    "members": members, "error": error})
             await self.gate.spent(t.principal, row.prompt_tokens + row.completion_tokens, row.cloud_cost_usd)
             await self.store.record(row)
 

@@ -225,7 +225,7 @@ def _check_refs(cfg: Config) -> None:
                 problems.append(f"key `tiers.{name}.{key.replace('_', '-')}`: must be >= 0")
     db = cfg.store.database_url
     if db is not None and not db.startswith(("postgresql://", "postgres://")):
-        problems.append(f"key `store.database-url`: expected postgresql://..., got {db.split('@')[-1]!r}")
+        problems.append(f"key `store.database-url`: expected postgresql://..., got {redacted(db)!r}")
     if cfg.store.redis_url is not None and not cfg.store.redis_url.startswith(("redis://", "rediss://", "unix://")):
         problems.append("key `store.redis-url`: expected redis://... or rediss://...")
     if problems:
@@ -245,6 +245,12 @@ def parse(text: str, source: str = "<string>") -> Config:
         raise ConfigError(f"{source}: {e}") from None
     cfg.source = source
     return cfg
+
+
+def redacted(url: str) -> str:
+    """A database URL without its credentials, for messages and the status page."""
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.rsplit('@', 1)[-1]}"
 
 
 def default_store_path(environ: dict[str, str]) -> Path:

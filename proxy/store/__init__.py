@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from proxy.store.base import KeyRecord, LedgerRow, MemberUse, Store, hash_key, new_key
-from routing.config import Config, store_path
+from routing.config import Config, redacted, store_path
 
 __all__ = ["KeyRecord", "LedgerRow", "MemberUse", "Store", "StoreError", "hash_key", "new_key", "open_store"]
 
@@ -35,5 +35,5 @@ async def open_store(cfg: Config) -> Store:
 
 def describe(cfg: Config) -> str:
     if cfg.store.database_url:
-        return "postgresql://" + cfg.store.database_url.split("@")[-1].split("://")[-1]
+        return redacted(cfg.store.database_url)
     return f"sqlite:{store_path(cfg)}"

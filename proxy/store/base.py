@@ -6,9 +6,11 @@ import asyncio
 import hashlib
 import secrets
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
+
+from proxy.store import schema
 
 KEY_PREFIX = "sk-shenron-"
 SHOWN = len(KEY_PREFIX) + 6
@@ -69,6 +71,19 @@ class LedgerRow(msgspec.Struct):
 
 encode_members = msgspec.json.Encoder().encode
 decode_members = msgspec.json.Decoder(list[MemberUse]).decode
+
+
+def ledger_values(row: LedgerRow) -> tuple[Any, ...]:
+    return (row.ts, row.request_id, row.key_id, row.model, row.strategy, row.status, row.latency_ms,
+            row.prompt_tokens, row.completion_tokens, row.cost_usd, row.cloud_cost_usd, row.cached, row.stream,
+            row.error, encode_members(row.members).decode())
+
+
+def ledger_row(values: tuple[Any, ...]) -> LedgerRow:
+    d = dict(zip(schema.LEDGER_COLUMNS, values, strict=True))
+    d["members"] = decode_members(d["members"])
+    d["cached"], d["stream"] = bool(d["cached"]), bool(d["stream"])
+    return LedgerRow(**d)
 
 
 class Store(Protocol):

@@ -7,9 +7,19 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from proxy.store.base import SHOWN, GroupCommit, KeyRecord, LedgerRow, hash_key, new_key, new_key_id
+from proxy.store.base import (
+    SHOWN,
+    GroupCommit,
+    KeyRecord,
+    LedgerRow,
+    hash_key,
+    ledger_row,
+    ledger_values,
+    new_key,
+    new_key_id,
+)
 from proxy.store.schema import KEY_COLUMNS, LEDGER_COLUMNS, MIGRATIONS, TOTALS, TOTALS_FOR_KEY
-from proxy.store.sqlite import ledger_row, ledger_values
+from routing.config import redacted
 
 LOCK = 7_361_920_451
 """Advisory lock id: replicas starting together migrate one at a time."""
@@ -18,7 +28,7 @@ LOCK = 7_361_920_451
 class PostgresStore:
     def __init__(self, url: str) -> None:
         self.url = url
-        self.where = "postgresql://" + url.split("@")[-1].split("://")[-1]
+        self.where = redacted(url)
         self.pool = AsyncConnectionPool(url, min_size=1, max_size=8, open=False, kwargs={"autocommit": True})
         self._commits = GroupCommit(self._write)
 

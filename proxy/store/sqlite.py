@@ -12,35 +12,20 @@ import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from proxy.store.base import (
     SHOWN,
     GroupCommit,
     KeyRecord,
     LedgerRow,
-    decode_members,
-    encode_members,
     hash_key,
+    ledger_row,
+    ledger_values,
     new_key,
     new_key_id,
 )
 from proxy.store.schema import KEY_COLUMNS, LEDGER_COLUMNS, MIGRATIONS, TOTALS, TOTALS_FOR_KEY
-
-T = TypeVar("T")
-
-
-def ledger_values(row: LedgerRow) -> tuple[Any, ...]:
-    return (row.ts, row.request_id, row.key_id, row.model, row.strategy, row.status, row.latency_ms,
-            row.prompt_tokens, row.completion_tokens, row.cost_usd, row.cloud_cost_usd, row.cached, row.stream,
-            row.error, encode_members(row.members).decode())
-
-
-def ledger_row(values: tuple[Any, ...]) -> LedgerRow:
-    d = dict(zip(LEDGER_COLUMNS, values, strict=True))
-    d["members"] = decode_members(d["members"])
-    d["cached"], d["stream"] = bool(d["cached"]), bool(d["stream"])
-    return LedgerRow(**d)
 
 
 class SQLiteStore:
