@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from routing.config import BackendConfig
 from routing.errors import MemberFailure
+from routing.report import cost
 
 EXHAUSTED = "skipped: the cloud budget is spent"
 
@@ -37,6 +41,7 @@ class Budget:
     def allows(self, cfg: BackendConfig) -> bool:
         return self.limit_usd is None or not self._spends(cfg) or self.spent_usd < self.limit_usd
 
-    def charge(self, cfg: BackendConfig, usd: float | None) -> None:
-        if usd and cfg.is_cloud:
-            self.spent_usd += usd
+    def charge(self, cfg: BackendConfig, usage: Mapping[str, Any] | None) -> None:
+        """Charge one answer at its backend's prices (the same `cost` the metadata reports)."""
+        if cfg.is_cloud:
+            self.spent_usd += cost(usage, cfg)

@@ -17,7 +17,7 @@ from routing.budget import EXHAUSTED, Skipped
 from routing.config import CouncilModel
 from routing.errors import AllMembersFailed, MemberFailure, MemberTimeout
 from routing.fanout import FanOut, Outcome, fan_out, ordered
-from routing.report import ClusterReport, CouncilReport, MemberReport, Timer, cost, priced
+from routing.report import ClusterReport, CouncilReport, MemberReport, Timer, priced
 from routing.strategies.base import Backends, Call, Json, relay
 from routing.synthesis import chairman_messages
 from routing.vote import Ballot, Cluster, agreement, cluster, decided, ranked
@@ -111,7 +111,7 @@ class Council:
                              weight=self.weights[o.member])
             if o.result is not None:
                 r.usage = wire.usage_of(o.result["usage"]) if isinstance(o.result.get("usage"), dict) else None
-                call.budget.charge(backend.cfg, cost(r.usage, backend.cfg))
+                call.budget.charge(backend.cfg, r.usage)
                 r.cluster = cluster_of[o.member]
                 usage = wire.add_usage(usage, r.usage)
             elif o.failure is not None:
@@ -180,7 +180,7 @@ class Council:
                 resp = await self.backends[chair].complete(self._chairman_body(call, v))
                 winner, decided_by = chair, "synthesis"
                 chair_usage = resp.get("usage") if isinstance(resp.get("usage"), dict) else None
-                call.budget.charge(self.backends[chair].cfg, cost(chair_usage, self.backends[chair].cfg))
+                call.budget.charge(self.backends[chair].cfg, chair_usage)
                 usage = wire.add_usage(usage, chair_usage)
                 report, _ = self._chair_report(t, chair_usage)
             except MemberFailure as e:
@@ -225,7 +225,7 @@ class Council:
                     async for chunk in chunks:
                         yield chunk
                 chair_usage, estimated = shaper.measured_usage(self._chairman_body(call, v))
-                call.budget.charge(self.backends[chair].cfg, cost(chair_usage, self.backends[chair].cfg))
+                call.budget.charge(self.backends[chair].cfg, chair_usage)
                 usage = wire.add_usage(usage, chair_usage)
                 extra.append(self._chair_report(t, chair_usage, estimated)[0])
                 winner, decided_by, synthesized = chair, "synthesis", True

@@ -12,7 +12,7 @@ from routing import wire
 from routing.budget import EXHAUSTED, Skipped
 from routing.config import SingleModel
 from routing.errors import AllMembersFailed, MemberFailure, UpstreamStatus
-from routing.report import CouncilReport, MemberReport, Timer, cost, failed, priced
+from routing.report import CouncilReport, MemberReport, Timer, failed, priced
 from routing.strategies.base import Backends, Call, Json, relay
 
 
@@ -55,7 +55,7 @@ class Single:
 
     def _ok(self, call: Call, name: str, t: Timer, usage: Json | None, estimated: bool = False) -> MemberReport:
         cfg = self.backends[name].cfg
-        call.budget.charge(cfg, cost(usage, cfg))
+        call.budget.charge(cfg, usage)
         return MemberReport(name=name, model=self._model_of(name), status="ok", latency_ms=t.ms(), usage=usage,
                             usage_estimated=estimated)
 
