@@ -100,8 +100,14 @@ def test_a_pro_key_from_the_cli_works_at_once_and_is_refused_the_council(tmp_pat
         assert time.monotonic() < deadline, "a revoked key still works after 10s"
         time.sleep(0.2)
 
-    log = [json.loads(line) for line in proxy.log().splitlines() if line.startswith("{")]
-    chats = [entry for entry in log if entry["path"] == "/v1/chat/completions"]
+    def chat_lines() -> list[dict[str, object]]:
+        log = [json.loads(line) for line in proxy.log().splitlines() if line.startswith("{")]
+        return [entry for entry in log if entry["path"] == "/v1/chat/completions"]
+
+    deadline = time.monotonic() + 5  # a line is written just after its response is sent
+    while {c["status"] for c in chat_lines()} < {200, 403, 401} and time.monotonic() < deadline:
+        time.sleep(0.05)
+    chats = chat_lines()
     assert {c["status"] for c in chats} >= {200, 403, 401}
     assert all(c.get("key") in (None, key_id) for c in chats)
     assert key not in proxy.log() and "secret-prompt-text" not in proxy.log()
