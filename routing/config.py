@@ -128,7 +128,109 @@ class CouncilModel(_Base, tag="council", tag_field="strategy"):
     cache_ttl_s: float = 0.0
 
 
-VirtualModel = SingleModel | CouncilModel
+Thinking = Literal["solo", "duo-debate", "trio-consensus", "debate", "vote"]
+THINKING: tuple[str, ...] = ("solo", "duo-debate", "trio-consensus", "debate", "vote")
+
+
+class ThinkingModel(_Base):
+    """A thinking strategy as a virtual model; `members[0]` leads (proposes, refines)."""
+
+    members: list[str]
+    rounds: int = 2
+    """debate: rounds in all, the first one independent."""
+    weights: dict[str, float] = {}
+    similarity: float = 0.8
+    heartbeat_s: float = 5.0
+    description: str = ""
+    cache_ttl_s: float = 0.0
+
+    @property
+    def thinking(self) -> str:
+        return str(type(self).__struct_config__.tag)
+
+
+class SoloModel(ThinkingModel, tag="solo", tag_field="strategy"):
+    """One model thinks, then answers."""
+
+
+class DuoDebateModel(ThinkingModel, tag="duo-debate", tag_field="strategy"):
+    """The first member proposes, the second critiques, the first refines."""
+
+
+class TrioConsensusModel(ThinkingModel, tag="trio-consensus", tag_field="strategy"):
+    """Three members answer in parallel; the council's weighted vote picks the answer."""
+
+
+class DebateModel(ThinkingModel, tag="debate", tag_field="strategy"):
+    """N rounds; from the second on each member sees the others' last answers; then a majority vote."""
+
+
+class VoteModel(ThinkingModel, tag="vote", tag_field="strategy"):
+    """Every member answers independently; the majority wins (one member, one vote)."""
+
+
+class CheckConfig(_Base):
+    """How one language's code is checked without running it (`[checks.LANG]`)."""
+
+    command: list[str]
+    """argv of the check; `{file}` is the code's path and `{dir}` the fresh temp directory."""
+    file: str = "main.txt"
+    """Name of the file the code is written to, inside the temp directory."""
+    files: dict[str, str] = {}
+    """Other files written beside it first (a go.mod, a Cargo.toml, a tsconfig.json)."""
+    aliases: list[str] = []
+    """Other names of the language in a code fence (py, js, ts, rs...)."""
+    timeout_s: float = 20.0
+    memory_mb: int = 2048
+    run: list[str] | None = None
+    """Opt-in only: a command that executes the code (tests), after the check passed; off by default."""
+
+
+class Rung(_Base):
+    """One step of the code ladder: a coder, how often it may try, how it thinks, who judges it."""
+
+    coder: str
+    attempts: int = 1
+    thinking: Thinking = "solo"
+    validators: list[str] | None = None
+    """Unset: the previous rung's validators."""
+    partners: list[str] | None = None
+    """Who thinks with the coder (critic, voters, debaters); unset: the rung's validators, coder excluded."""
+
+
+class EscalateModel(_Base, tag="escalate", tag_field="strategy"):
+    """codegen-escalate: climb the rungs until the validators' weighted score reaches `pass-score`."""
+
+    rungs: list[Rung]
+    pass_score: float = 8.0
+    max_iterations: int = 10
+    cloud_budget_usd: float | None = None
+    """Cloud USD one request may spend; a rung that would exceed it is skipped and reported."""
+    validator_weights: dict[str, float] = {}
+    """Unset validators weigh their backend's `weight`."""
+    language: str | None = None
+    """Language when neither the code fence nor the request (`shenron.language`) names one."""
+    debate_rounds: int = 2
+    expected_tokens: int = 1024
+    """Completion tokens assumed per call when estimating whether a cloud rung fits the budget."""
+    heartbeat_s: float = 5.0
+    description: str = ""
+    cache_ttl_s: float = 0.0
+
+    @property
+    def members(self) -> list[str]:
+        """Every backend the ladder may call, in order of first use."""
+        seen: list[str] = []
+        for r in self.rungs:
+            for m in [r.coder, *(r.partners or []), *(r.validators or [])]:
+                if m not in seen:
+                    seen.append(m)
+        return seen
+
+
+VirtualModel = (SingleModel | CouncilModel | EscalateModel | SoloModel | DuoDebateModel | TrioConsensusModel
+                | DebateModel | VoteModel)
+STRATEGY_NAMES = ("single", "council", "escalate", *THINKING)
 
 
 class Config(_Base):
@@ -138,6 +240,8 @@ class Config(_Base):
     auth: AuthConfig = msgspec.field(default_factory=AuthConfig)
     tiers: dict[str, TierConfig] = {}
     store: StoreConfig = msgspec.field(default_factory=StoreConfig)
+    checks: dict[str, CheckConfig] = {}
+    """Per-language code checks for `escalate`, merged over the built-in table."""
     source: str | None = None
     """Where this config came from (a path, or a note about discovery); not read from TOML."""
 
@@ -155,13 +259,13 @@ def _explain(err: msgspec.ValidationError, prefix: str) -> str:
     what = what.replace("Expected `float`", "expected a number").replace("Expected `int`", "expected an integer")
     what = what.replace("Expected `str`", "expected a string").replace("Expected `array`", "expected a list")
     if what.startswith("Invalid value") and where.endswith("strategy"):
-        what += " (expected one of: single, council)"
+        what += f" (expected one of: {', '.join(STRATEGY_NAMES)})"
     return f"key `{key}`: {what}"
 
 
 def _convert(raw: dict[str, object]) -> Config:
     """Convert section by section so that an error names the table entry (msgspec says `[...]`)."""
-    sections = {"server", "backends", "models", "auth", "tiers", "store"}
+    sections = {"server", "backends", "models", "auth", "tiers", "store", "checks"}
     for key in raw:
         if key not in sections:
             raise ConfigError(f"key `{key}`: unknown key (expected: {', '.join(sorted(sections))})")
@@ -182,8 +286,9 @@ def _convert(raw: dict[str, object]) -> Config:
     backends = {k: conv(v, BackendConfig, f"backends.{k}") for k, v in table("backends").items()}
     models = {k: conv(v, VirtualModel, f"models.{k}") for k, v in table("models").items()}
     tiers = {k: conv(v, TierConfig, f"tiers.{k}") for k, v in table("tiers").items()}
+    checks = {k: conv(v, CheckConfig, f"checks.{k}") for k, v in table("checks").items()}
     return Config(server=server, backends=backends, models=models, auth=conv(raw.get("auth", {}), AuthConfig, "auth"),
-                  tiers=tiers, store=conv(raw.get("store", {}), StoreConfig, "store"))
+                  tiers=tiers, store=conv(raw.get("store", {}), StoreConfig, "store"), checks=checks)
 
 
 def _check_refs(cfg: Config) -> None:
@@ -197,27 +302,19 @@ def _check_refs(cfg: Config) -> None:
     for name, vm in cfg.models.items():
         if name in cfg.backends:
             problems.append(f"key `models.{name}`: a backend has the same name; names must be unique")
-        if not vm.members:
-            problems.append(f"key `models.{name}.members`: needs at least one backend")
-        fields = [("members", vm.members)]
-        if isinstance(vm, SingleModel):
-            fields.append(("fallbacks", vm.fallbacks))
-        else:
-            fields.append(("weights", list(vm.weights)))
-            if vm.chairman is not None:
-                fields.append(("chairman", [vm.chairman]))
-            if vm.merge == "synthesize" and vm.chairman is None:
-                problems.append(f"key `models.{name}.chairman`: merge = \"synthesize\" needs a chairman")
-            if not 1 <= vm.min_answers:
-                problems.append(f"key `models.{name}.min-answers`: must be >= 1")
-            if not 0.0 < vm.similarity <= 1.0:
-                problems.append(f"key `models.{name}.similarity`: must be in (0, 1]")
+        fields, faults = _model_refs(vm)
+        problems += [f"key `models.{name}.{f}" for f in faults]
         for key, names in fields:
             for member in names:
                 if member not in cfg.backends:
                     problems.append(
                         f"key `models.{name}.{key}`: unknown backend {member!r} (known: {', '.join(known) or 'none'})"
                     )
+    for lang, check in cfg.checks.items():
+        if not check.command:
+            problems.append(f"key `checks.{lang}.command`: needs at least the program to run")
+        if check.timeout_s <= 0:
+            problems.append(f"key `checks.{lang}.timeout-s`: must be > 0")
     for name, tier in cfg.tiers.items():
         for key in ("requests_per_minute", "tokens_per_day", "cloud_budget_usd_per_month"):
             v = getattr(tier, key)
@@ -230,6 +327,52 @@ def _check_refs(cfg: Config) -> None:
         problems.append("key `store.redis-url`: expected redis://... or rediss://...")
     if problems:
         raise ConfigError("\n  ".join(problems))
+
+
+def _model_refs(vm: VirtualModel) -> tuple[list[tuple[str, list[str]]], list[str]]:
+    """The backend names a virtual model refers to (by key), and its own faults (`key`: what)."""
+    faults: list[str] = []
+    if isinstance(vm, EscalateModel):
+        fields: list[tuple[str, list[str]]] = [("validator-weights", list(vm.validator_weights))]
+        if not vm.rungs:
+            faults.append("rungs`: needs at least one rung")
+        elif not vm.rungs[0].validators:
+            faults.append("rungs[0].validators`: the first rung needs validators (later ones inherit them)")
+        for i, r in enumerate(vm.rungs):
+            fields += [(f"rungs[{i}].coder", [r.coder]), (f"rungs[{i}].validators", r.validators or []),
+                       (f"rungs[{i}].partners", r.partners or [])]
+            if r.attempts < 1:
+                faults.append(f"rungs[{i}].attempts`: must be >= 1")
+        if not 0 <= vm.pass_score <= 10:
+            faults.append("pass-score`: must be between 0 and 10")
+        if vm.max_iterations < 1:
+            faults.append("max-iterations`: must be >= 1")
+        if vm.cloud_budget_usd is not None and vm.cloud_budget_usd < 0:
+            faults.append("cloud-budget-usd`: must be >= 0")
+        return fields, faults
+    if not vm.members:
+        faults.append("members`: needs at least one backend")
+    fields = [("members", vm.members)]
+    if isinstance(vm, SingleModel):
+        fields.append(("fallbacks", vm.fallbacks))
+        return fields, faults
+    fields.append(("weights", list(vm.weights)))
+    if not 0.0 < vm.similarity <= 1.0:
+        faults.append("similarity`: must be in (0, 1]")
+    if isinstance(vm, ThinkingModel):
+        need = {"duo-debate": 2, "trio-consensus": 3, "debate": 2}.get(vm.thinking, 1)
+        if len(vm.members) < need:
+            faults.append(f"members`: {vm.thinking} needs at least {need} members")
+        if vm.rounds < 1:
+            faults.append("rounds`: must be >= 1")
+        return fields, faults
+    if vm.chairman is not None:
+        fields.append(("chairman", [vm.chairman]))
+    if vm.merge == "synthesize" and vm.chairman is None:
+        faults.append("chairman`: merge = \"synthesize\" needs a chairman")
+    if not 1 <= vm.min_answers:
+        faults.append("min-answers`: must be >= 1")
+    return fields, faults
 
 
 def parse(text: str, source: str = "<string>") -> Config:

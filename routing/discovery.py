@@ -7,7 +7,7 @@ import asyncio
 import httpx
 
 from routing.backends import OpenAIBackend
-from routing.config import BackendConfig, Config, CouncilModel, ServerConfig, SingleModel
+from routing.config import BackendConfig, Config, CouncilModel, ServerConfig, SingleModel, VirtualModel
 from routing.errors import MemberFailure
 
 KNOWN_SERVERS: tuple[tuple[str, int], ...] = (
@@ -29,11 +29,11 @@ async def _probe(client: httpx.AsyncClient, kind: str, port: int, timeout_s: flo
     return [(f"{kind}/{mid}", url, mid) for mid in ids]
 
 
-def virtual_models(names: list[str]) -> dict[str, SingleModel | CouncilModel]:
+def virtual_models(names: list[str]) -> dict[str, VirtualModel]:
     """ultra-instinct over the first model (the rest as fallbacks), councils over the first three and six."""
     if not names:
         return {}
-    models: dict[str, SingleModel | CouncilModel] = {
+    models: dict[str, VirtualModel] = {
         "ultra-instinct": SingleModel(members=names[:1], fallbacks=names[1:4]),
     }
     if len(names) >= 2:

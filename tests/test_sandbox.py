@@ -1,0 +1,150 @@
+"""The compile-check sandbox: real subprocesses, hostile code, and proof that nothing generated runs."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from routing import sandbox
+from routing.config import CheckConfig
+
+
+class Listener:
+    """A TCP server on loopback that counts the connections it receives."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        self.stopped = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stopped:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.connections += 1
+            conn.close()
+
+    def close(self) -> None:
+        self.stopped = True
+        self.thread.join(2)
+        self.sock.close()
+
+
+@pytest.fixture
+def listener() -> object:
+    lst = Listener()
+    yield lst
+    lst.close()
+
+
+def marker_code(marker: Path, tail: str = "") -> str:
+    return f"open({str(marker)!r}, 'w').write('ran')\n{tail}"
+
+
+async def test_valid_python_compiles_without_running(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    result = await sandbox.check(marker_code(marker, "def f(x):\n    return x + 1\n"), "python")
+    assert result.ok is True and result.language == "python" and not result.ran_code
+    assert not marker.exists(), "the check executed the generated code"
+
+
+async def test_syntax_error_fails_with_the_line(tmp_path: Path) -> None:
+    result = await sandbox.check("def f(x)\n    return x\n", "py")
+    assert result.ok is False
+    assert "main.py:1" in result.output and "SyntaxError" in result.output
+    assert str(tmp_path) not in result.output
+
+
+async def test_an_endless_loop_is_not_run(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    start = time.monotonic()
+    result = await sandbox.check(marker_code(marker, "while True:\n    pass\n"), "python")
+    assert result.ok is True and time.monotonic() - start < 8
+    assert not marker.exists()
+
+
+async def test_a_missing_module_is_reported_not_imported() -> None:
+    result = await sandbox.check("import json\nimport surely_not_installed_xyz\nfrom os import path\n", "python")
+    assert result.ok is True
+    assert "surely_not_installed_xyz" in result.output and "json" not in result.output
+
+
+async def test_code_that_opens_a_socket_never_connects(listener: Listener) -> None:
+    code = f"import socket\nsocket.create_connection(('127.0.0.1', {listener.port})).close()\n"
+    result = await sandbox.check(code, "python")
+    time.sleep(0.3)
+    assert result.ok is True and listener.connections == 0
+
+
+@pytest.mark.skipif(not sandbox.can_isolate_network(), reason="this platform has no network namespaces")
+async def test_opted_in_tests_run_without_network(listener: Listener, tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    checks = {"python": CheckConfig(command=["{python}", "-c", "pass"], file="main.py", run=["{python}", "{file}"])}
+    code = marker_code(marker, f"import socket\nsocket.create_connection(('127.0.0.1', {listener.port})).close()\n")
+    result = await sandbox.check(code, "python", checks)
+    time.sleep(0.3)
+    assert result.ran_code and result.network_isolated
+    assert listener.connections == 0
+    assert result.ok is False and ("Network is unreachable" in result.output or "refused" in result.output)
+
+
+async def test_opted_in_endless_loop_is_killed_at_the_time_limit() -> None:
+    checks = {"python": CheckConfig(command=["{python}", "-c", "pass"], file="main.py", run=["{python}", "{file}"],
+                                    timeout_s=1.5)}
+    start = time.monotonic()
+    result = await sandbox.check("while True:\n    pass\n", "python", checks)
+    assert result.ok is False and result.timed_out and result.ran_code
+    assert "timed out" in result.output and time.monotonic() - start < 10
+
+
+async def test_a_hanging_checker_is_killed() -> None:
+    checks = {"slow": CheckConfig(command=["{python}", "-c", "import time; time.sleep(60)"], file="x", timeout_s=1)}
+    start = time.monotonic()
+    result = await sandbox.check("anything", "slow", checks)
+    assert result.ok is False and result.timed_out and time.monotonic() - start < 10
+
+
+async def test_memory_is_limited() -> None:
+    checks = {"python": CheckConfig(command=["{python}", "-c", "pass"], file="main.py", run=["{python}", "{file}"],
+                                    memory_mb=256)}
+    result = await sandbox.check("x = bytearray(2 * 1024 ** 3)\n", "python", checks)
+    assert result.ok is False and "MemoryError" in result.output
+
+
+async def test_unknown_language_and_missing_tool_are_not_checked() -> None:
+    result = await sandbox.check("whatever", "cobol")
+    assert result.ok is None and "cobol" in result.output
+    checks = {"zig": CheckConfig(command=["surely-not-a-compiler-xyz", "{file}"], file="main.zig")}
+    result = await sandbox.check("const x = 1;", "zig", checks)
+    assert result.ok is None and "not installed" in result.output
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+async def test_javascript_uses_node_check(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    good = f"require('fs').writeFileSync({str(marker)!r}, 'ran');\nfunction f(a) {{ return a + 1; }}\n"
+    assert (await sandbox.check(good, "js")).ok is True
+    assert not marker.exists()
+    bad = await sandbox.check("function f(a { return a; }\n", "javascript")
+    assert bad.ok is False and "SyntaxError" in bad.output
+
+
+def test_language_names_resolve_through_aliases() -> None:
+    table = sandbox.table()
+    assert sandbox.language("py", table) == "python"
+    assert sandbox.language("TS", table) == "typescript"
+    assert sandbox.language("rs", table) == "rust"
+    assert sandbox.language(None, table) is None
