@@ -48,3 +48,28 @@ class FakeBackend:
         for word in text.split(" "):
             yield {"choices": [{"index": 0, "delta": {"content": word + " "}}]}
         yield {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": resp["usage"]}
+
+
+class ScriptedBackend(FakeBackend):
+    """Answers from a script: a list consumed in order (the last one repeats), or a function of the body."""
+
+    def __init__(self, name: str, script: list[str] | Any, *, price_in: float = 0.0, price_out: float = 0.0,
+                 url: str = "http://fake.invalid/v1", fail_at: set[int] | None = None) -> None:
+        super().__init__(name)
+        self.cfg = BackendConfig(url=url, model=self.model, price_in=price_in, price_out=price_out)
+        self.script = script
+        self.fail_at = fail_at or set()
+
+    async def complete(self, body: dict[str, Any], model: str | None = None) -> dict[str, Any]:
+        n = len(self.bodies)
+        self.history.append("request")
+        self.bodies.append(body)
+        await self._wait()
+        if n in self.fail_at:
+            raise MemberFailure(self.name, "scripted failure")
+        if callable(self.script):
+            text = self.script(body)
+        else:
+            text = self.script[min(n, len(self.script) - 1)]
+        return {"choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 100, "completion_tokens": 50, "total_tokens": 150}}

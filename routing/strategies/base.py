@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from routing.backends import Backend
 from routing.budget import Budget
 from routing.wire import ChunkShaper
 
 Json = dict[str, Any]
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -62,3 +64,33 @@ async def relay(
         await upstream.aclose()
     for chunk in shaper.close():
         yield chunk
+
+
+async def narrate(work: asyncio.Task[T], lines: asyncio.Queue[str], shaper: ChunkShaper,
+                  heartbeat_s: float) -> AsyncGenerator[Json, None]:
+    """While `work` runs, stream its progress lines as `reasoning_content` (rendered as thinking by
+    Open WebUI, Continue, Cline, Roo and Aider) and a heartbeat when nothing happened for a while.
+
+    The task is cancelled if the client goes away; its result is left on the task.
+    """
+    def line(text: str) -> Json:
+        return shaper.shape({"choices": [{"index": 0, "delta": {"reasoning_content": text + "\n"}}]})[0]
+
+    try:
+        while True:
+            while not lines.empty():
+                yield line(lines.get_nowait())
+            if work.done():
+                break
+            getter = asyncio.ensure_future(lines.get())
+            done, _ = await asyncio.wait({work, getter}, timeout=heartbeat_s, return_when=asyncio.FIRST_COMPLETED)
+            if getter.done():
+                yield line(getter.result())
+            else:
+                getter.cancel()
+                if not done:
+                    yield shaper.heartbeat()
+    finally:
+        if not work.done():
+            work.cancel()
+            await asyncio.gather(work, return_exceptions=True)

@@ -1,0 +1,139 @@
+"""The contract of a thinking strategy, and the one way its members are asked.
+
+A thinking strategy is `async def think(asker, messages, lead, partners, opts) -> Thought`:
+it may ask `lead` and `partners` anything, through `asker`, which applies the request's
+settings and budget and records every call (who, in which role, how long, what it used)
+so that the metadata shows all of them. A failure of the lead's first answer propagates;
+what a partner's failure costs is up to each strategy, which says so in `Thought.note`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from routing import wire
+from routing.backends import Backend
+from routing.budget import EXHAUSTED, Budget, Skipped
+from routing.errors import AllMembersFailed, MemberFailure
+from routing.fanout import fan_out, ordered
+from routing.report import MemberReport, Timer, failed
+from routing.vote import Ballot, agreement, cluster, ranked
+
+Json = dict[str, Any]
+Messages = list[Json]
+DROPPED = ("messages", "stream", "stream_options", "tools", "tool_choice", "functions", "function_call", "n",
+           "parallel_tool_calls", "response_format", "logprobs", "top_logprobs")
+"""Request fields a member's inner call does not carry: it is asked for text, once."""
+
+
+@dataclass
+class Asker:
+    """Asks members on behalf of one request and keeps a report of every call."""
+
+    backends: Mapping[str, Backend]
+    budget: Budget
+    template: Json
+    reports: list[MemberReport] = field(default_factory=list)
+    progress: Callable[[str], None] = lambda line: None
+    """Called with a line of progress (streamed as `reasoning_content`)."""
+
+    @classmethod
+    def for_body(cls, backends: Mapping[str, Backend], budget: Budget, body: Json) -> Asker:
+        return cls(backends, budget, {k: v for k, v in body.items() if k not in DROPPED})
+
+    async def ask(self, member: str, messages: Messages, role: str, **overrides: Any) -> str:
+        """The member's text answer; raises MemberFailure (recorded) when it cannot give one."""
+        backend = self.backends[member]
+        if not self.budget.allows(backend.cfg):
+            self.reports.append(MemberReport(name=member, model=backend.model, status="skipped", latency_ms=0,
+                                             error=EXHAUSTED, role=role))
+            raise Skipped(member)
+        t = Timer()
+        try:
+            resp = await backend.complete({**self.template, **overrides, "messages": messages})
+        except MemberFailure as e:
+            self.reports.append(_with_role(failed(member, backend.model, e, t), role))
+            raise
+        except asyncio.CancelledError:
+            self.reports.append(MemberReport(name=member, model=backend.model, status="cancelled",
+                                             latency_ms=t.ms(), error="not needed any more", role=role))
+            raise
+        usage = wire.usage_of(resp["usage"]) if isinstance(resp.get("usage"), dict) else None
+        self.budget.charge(backend.cfg, usage)
+        choice = (resp.get("choices") or [{}])[0]
+        msg = choice.get("message") if isinstance(choice, dict) else None
+        text = msg.get("content") if isinstance(msg, dict) else None
+        report = MemberReport(name=member, model=backend.model, status="ok", latency_ms=t.ms(), usage=usage, role=role)
+        self.reports.append(report)
+        if not isinstance(text, str) or not text.strip():
+            report.status, report.error = "error", "empty answer"
+            raise MemberFailure(member, "empty answer")
+        return text
+
+    async def poll(self, asks: Mapping[str, Callable[[], Coroutine[Any, Any, str]]],
+                   timeout_s: float) -> dict[str, str]:
+        """Several asks at once; the answers of those that answered, in the given order."""
+        result = await fan_out(asks, timeout_s)
+        return {o.member: o.result for o in ordered(result.outcomes, list(asks)) if o.result is not None}
+
+    def deadline(self, members: list[str]) -> float:
+        """Long enough for the slowest member's own timeout: they bound themselves."""
+        return max(self.backends[m].cfg.timeout_s for m in members) + 5.0
+
+
+def _with_role(report: MemberReport, role: str) -> MemberReport:
+    report.role = role
+    return report
+
+
+@dataclass
+class Options:
+    rounds: int = 2
+    weights: Mapping[str, float] = field(default_factory=dict)
+    """Vote weights (trio-consensus); `vote` and `debate` count one member, one vote."""
+    similarity: float = 0.8
+
+
+@dataclass
+class Thought:
+    text: str
+    by: str
+    """The member whose answer this is."""
+    decided_by: str
+    agreement: float | None = None
+    note: str | None = None
+
+
+class Think(Protocol):
+    async def __call__(self, asker: Asker, messages: Messages, lead: str, partners: list[str],
+                       opts: Options) -> Thought: ...
+
+
+def majority(answers: Mapping[str, str], weights: Mapping[str, float], similarity: float) -> tuple[str, float]:
+    """The member whose answer leads the (weighted) vote, and the agreement behind it."""
+    ballots = [Ballot(m, weights.get(m, 1.0), i, text, ()) for i, (m, text) in enumerate(answers.items())]
+    clusters = cluster(ballots, similarity)
+    return ranked(clusters)[0].representative.member, agreement(clusters)
+
+
+def nobody(what: str, asker: Asker, members: list[str]) -> AllMembersFailed:
+    failures = [MemberFailure(r.name, r.error or r.status) for r in asker.reports if r.name in members
+                and r.status != "ok"]
+    return AllMembersFailed(what, failures)
+
+
+async def vote_of(asker: Asker, messages: Messages, members: list[str], weights: Mapping[str, float],
+                  similarity: float, role: str, label: str) -> Thought:
+    """Every member answers the same messages independently; the vote picks one answer."""
+    asker.progress(f"{label} · asking {', '.join(members)}")
+    answers = await asker.poll({m: functools.partial(asker.ask, m, messages, role) for m in members},
+                               asker.deadline(members))
+    if not answers:
+        raise nobody(f"{label}: no member answered", asker, members)
+    winner, agree = majority(answers, weights, similarity)
+    return Thought(answers[winner], winner, "vote", agree,
+                   None if len(answers) == len(members) else f"{len(answers)} of {len(members)} members answered")
