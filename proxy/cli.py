@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -15,7 +16,17 @@ import httpx
 import msgspec
 
 from routing.backends import build
-from routing.config import CONFIG_ENV, DEFAULT_FILE, Config, ConfigError, ServerConfig, find, load, store_path
+from routing.config import (
+    CONFIG_ENV,
+    DEFAULT_FILE,
+    Config,
+    ConfigError,
+    EscalateModel,
+    ServerConfig,
+    find,
+    load,
+    store_path,
+)
 from routing.discovery import KNOWN_SERVERS, discover
 from routing.errors import MemberFailure
 
@@ -139,7 +150,24 @@ def cmd_check(args: argparse.Namespace) -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[4])
+    if any(isinstance(vm, EscalateModel) for vm in cfg.models.values()):
+        _print_checks(cfg)
     return 0 if all(r[2] == "yes" for r in rows[1:]) else 1
+
+
+def _print_checks(cfg: Config) -> None:
+    """Which languages the code ladder can check here, and how."""
+    from routing import sandbox
+
+    print("\ncode checks (never run the code unless `run` is set):")
+    for lang, c in sandbox.table(cfg.checks).items():
+        program = c.command[0]
+        here = program == "{python}" or shutil.which(program) is not None
+        status = "available" if here else f"not checked here: `{program}` not on PATH"
+        how = "compile() and an import lookup" if c is sandbox.BUILTIN["python"] else " ".join(c.command)[:40]
+        print(f"  {lang.ljust(11)} {how.ljust(40)}  {status}{'  RUNS TESTS' if c.run else ''}")
+    isolated = "no network (unshare -rn)" if sandbox.can_isolate_network() else "network NOT isolated on this host"
+    print(f"  sandbox: fresh temp dir, time and memory limits, {isolated}")
 
 
 def _store_config(explicit: str | None) -> Config:

@@ -41,6 +41,18 @@ class Budget:
     def allows(self, cfg: BackendConfig) -> bool:
         return self.limit_usd is None or not self._spends(cfg) or self.spent_usd < self.limit_usd
 
+    def cap(self, usd: float) -> None:
+        """Spend at most `usd` more (a virtual model's per-request cap on top of the key's budget)."""
+        ceiling = self.spent_usd + usd
+        self.limit_usd = ceiling if self.limit_usd is None else min(self.limit_usd, ceiling)
+
+    def left(self) -> float:
+        return float("inf") if self.limit_usd is None else max(0.0, self.limit_usd - self.spent_usd)
+
+    def affords(self, usd: float) -> bool:
+        """Whether spending about `usd` more stays inside the limit."""
+        return self.limit_usd is None or self.spent_usd + usd <= self.limit_usd + 1e-12
+
     def charge(self, cfg: BackendConfig, usage: Mapping[str, Any] | None) -> None:
         """Charge one answer at its backend's prices (the same `cost` the metadata reports)."""
         if cfg.is_cloud:

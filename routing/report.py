@@ -36,6 +36,36 @@ class ClusterReport(msgspec.Struct, omit_defaults=True):
     preview: str
 
 
+class IterationReport(msgspec.Struct, omit_defaults=True):
+    """One attempt of the code ladder."""
+
+    attempt: int
+    rung: int
+    coder: str
+    thinking: str
+    compiled: bool | None
+    """None: no check exists for the language here (the validators still judged it)."""
+    check_output: str
+    scores: dict[str, float]
+    score: float
+    cost_usd: float
+    latency_ms: int
+    language: str | None = None
+    issues: list[str] = []
+    invalid: dict[str, str] = {}
+    """Validators left out of the score, and why (nonsense, failure, skipped)."""
+    note: str | None = None
+
+
+class RungReport(msgspec.Struct, omit_defaults=True):
+    rung: int
+    coder: str
+    thinking: str
+    status: Literal["passed", "failed", "skipped", "not reached"]
+    attempts: int = 0
+    reason: str | None = None
+
+
 class CouncilReport(msgspec.Struct, omit_defaults=True):
     virtual_model: str
     strategy: str
@@ -49,6 +79,10 @@ class CouncilReport(msgspec.Struct, omit_defaults=True):
     note: str | None = None
     cost_usd: float = 0.0
     cached: bool = False
+    score: float | None = None
+    pass_score: float | None = None
+    iterations: list[IterationReport] | None = None
+    rungs: list[RungReport] | None = None
 
     def as_json(self) -> dict[str, Any]:
         self.cost_usd = round(sum(m.cost_usd or 0.0 for m in self.members), 8)

@@ -26,7 +26,7 @@ class Router:
         self.created = int(time.time())
         self.backends = {n: backends_mod.build(n, b, client) for n, b in cfg.backends.items()}
         self.virtual: dict[str, Strategy] = {
-            name: STRATEGIES[str(type(vm).__struct_config__.tag)](name, vm, self.backends)
+            name: STRATEGIES[str(type(vm).__struct_config__.tag)](name, vm, self.backends, cfg)
             for name, vm in cfg.models.items()
         }
         self._direct: dict[str, Strategy] = {}

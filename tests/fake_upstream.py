@@ -86,8 +86,16 @@ class Upstream:
         listener.cancel()
         return True
 
+    def answer(self) -> str:
+        """The fixed answer, or the next one of --answers-file (the last one repeats)."""
+        if not self.a.answers_file:
+            return str(self.a.answer)
+        with open(self.a.answers_file, encoding="utf-8") as f:
+            answers = json.load(f)
+        return str(answers[min(self.requests - 1, len(answers) - 1)])
+
     def words(self) -> list[str]:
-        words = self.a.answer.split(" ")
+        words = self.answer().split(" ")
         return [w if i == 0 else " " + w for i, w in enumerate(words)]
 
     def usage(self) -> dict[str, int]:
@@ -95,7 +103,7 @@ class Upstream:
         return {"prompt_tokens": 7, "completion_tokens": n, "total_tokens": 7 + n}
 
     def completion(self, req: dict[str, Any]) -> dict[str, Any]:
-        msg: dict[str, Any] = {"role": "assistant", "content": self.a.answer}
+        msg: dict[str, Any] = {"role": "assistant", "content": self.answer()}
         finish = "stop"
         if self.a.tool_call:
             name, args = self.a.tool_call.split(":", 1)
@@ -148,6 +156,7 @@ def main() -> None:
     p.add_argument("--models", default="fake")
     p.add_argument("--any-model", action="store_true", help="answer whatever model is asked for")
     p.add_argument("--answer", default="The answer is 42.")
+    p.add_argument("--answers-file", default=None, help="JSON list: the Nth request gets the Nth answer")
     p.add_argument("--latency-ms", type=float, default=0)
     p.add_argument("--token-ms", type=float, default=0)
     p.add_argument("--fail", default=None, help="http500|http429|timeout|truncate")

@@ -22,6 +22,9 @@ def test_example_config_is_valid(path: Path) -> None:
                           timeout=60)
     assert done.returncode in (0, 1), done.stderr  # 1: some backend is not running here; 2 would be invalid
     assert "config OK" in done.stdout and "Traceback" not in done.stderr
+    if "codegen-escalate" in cfg.models:  # a ladder's user learns which languages can be checked here
+        assert "code checks" in done.stdout
+        assert any(line.split()[:1] == ["python"] and "available" in line for line in done.stdout.splitlines())
 
 
 def test_the_seed_council_has_six_members() -> None:

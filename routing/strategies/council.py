@@ -14,7 +14,7 @@ from typing import Any
 
 from routing import wire
 from routing.budget import EXHAUSTED, Skipped
-from routing.config import CouncilModel
+from routing.config import Config, CouncilModel
 from routing.errors import AllMembersFailed, MemberFailure, MemberTimeout
 from routing.fanout import FanOut, Outcome, fan_out, ordered
 from routing.report import ClusterReport, CouncilReport, MemberReport, Timer, priced
@@ -53,7 +53,7 @@ class Council:
         self.weights = {m: vm.weights.get(m, backends[m].cfg.weight) for m in vm.members}
 
     @classmethod
-    def from_config(cls, name: str, vm: CouncilModel, backends: Backends) -> Council:
+    def from_config(cls, name: str, vm: CouncilModel, backends: Backends, cfg: Config | None = None) -> Council:
         return cls(name, vm, backends)
 
     @property

@@ -10,7 +10,7 @@ from contextlib import aclosing
 
 from routing import wire
 from routing.budget import EXHAUSTED, Skipped
-from routing.config import SingleModel
+from routing.config import Config, SingleModel
 from routing.errors import AllMembersFailed, MemberFailure, UpstreamStatus
 from routing.report import CouncilReport, MemberReport, Timer, failed, priced
 from routing.strategies.base import Backends, Call, Json, relay
@@ -27,7 +27,7 @@ class Single:
         """Upstream model id to ask for instead of the backend's configured one (pass-through)."""
 
     @classmethod
-    def from_config(cls, name: str, vm: SingleModel, backends: Backends) -> Single:
+    def from_config(cls, name: str, vm: SingleModel, backends: Backends, cfg: Config | None = None) -> Single:
         return cls(name, [*vm.members, *vm.fallbacks], backends)
 
     def _report(self, winner: str | None, members: list[MemberReport], timer: Timer) -> Json:
