@@ -192,3 +192,34 @@ def test_an_anthropic_member_works_in_any_virtual_model() -> None:
             assert r.status_code == 200 and status == {"local": "error", "claude": "ok"}
             assert r.json()["choices"][0]["message"]["content"] == "It is 42."
             assert "claude-sonnet-4" in {x["id"] for x in client.get("/v1/models").json()["data"]}
+
+
+def test_an_anthropic_coder_climbs_the_ladder_and_critiques_in_a_debate() -> None:
+    code = {**MESSAGE, "content": [{"type": "text", "text": "```python\ndef f():\n    return 42\n```"}]}
+    cfg = CONFIG + """
+[models.codegen-escalate]
+strategy = "escalate"
+rungs = [{ coder = "claude", validators = ["local"] }]
+
+[models.duo]
+strategy = "duo-debate"
+members = ["local", "claude"]
+"""
+    with respx.mock(assert_all_called=False) as m:
+        m.get("http://local.test/v1/models").respond(json={"data": [{"id": "qwen"}]})
+        m.get(f"{URL}/models").respond(json={"data": [{"id": "claude-sonnet-4", "type": "model"}]})
+        m.post("http://local.test/v1/chat/completions").respond(json={"choices": [{"index": 0, "message": {
+            "role": "assistant", "content": '{"score": 9, "issues": []}'}, "finish_reason": "stop"}]})
+        anthropic = m.post(f"{URL}/messages").respond(json=code)
+        with TestClient(create_app(config.parse(cfg))) as client:
+            msgs = [{"role": "user", "content": "write f"}]
+            r = client.post("/v1/chat/completions", json={"model": "codegen-escalate", "messages": msgs})
+            assert r.status_code == 200, r.text
+            council = r.json()["council"]
+            assert council["iterations"][0]["coder"] == "claude" and council["iterations"][0]["compiled"] is True
+            assert council["decided_by"] == "passed" and council["cost_usd"] > 0
+            sent = json.loads(anthropic.calls[0].request.content)
+            assert "ONE fenced code block" in sent["system"] and sent["messages"][0]["role"] == "user"
+            r = client.post("/v1/chat/completions", json={"model": "duo", "messages": msgs})
+            roles = {mm["role"]: mm["name"] for mm in r.json()["council"]["members"]}
+            assert r.status_code == 200 and roles["critic"] == "claude"
