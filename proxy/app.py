@@ -124,13 +124,15 @@ def create_app(cfg: Config) -> Litestar:
             router = Router(cfg, client)
             app.state.update(router=router, store=store, gate=gate, books=books, metrics=m, cache=response_cache)
             await router.refresh()
-            task = asyncio.create_task(router.refresh_forever(cfg.server.models_refresh_s))
+            stack.callback(router.decisions.close)
+            tasks = [asyncio.create_task(router.refresh_forever(cfg.server.models_refresh_s)),
+                     asyncio.create_task(router.watch_forever())]
             try:
                 yield
             finally:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
 
     return Litestar(
         route_handlers=[chat_completions, list_models, get_model, health, ready, metrics, status],

@@ -15,6 +15,7 @@ from proxy import cache, errors
 from proxy.accounting import Books, Ticket
 from proxy.auth import Gate
 from proxy.requests import parse_chat
+from routing.health import begin_notes
 from routing.router import Router
 from routing.strategies import Call
 
@@ -42,6 +43,9 @@ async def handle(request: Request[Any, Any, Any], state: State) -> Response[byte
     try:
         t.principal = await gate.principal(request.headers.get("authorization"))
         call = parse_chat(await request.body())
+        if request.headers.get("x-shenron-validate", "").lower() in ("1", "true", "yes"):
+            call.extras["validate"] = True
+        begin_notes()
         t.request_id, t.stream, t.model = call.id, call.stream, call.model
         strategy = router.resolve(call.model)
         t.strategy = strategy.label

@@ -19,6 +19,7 @@ import msgspec
 
 from routing.config import BackendConfig
 from routing.errors import MemberFailure, MemberTimeout, UpstreamStatus
+from routing.health import Guard
 from routing.sse import DONE, data_events
 
 Json = dict[str, Any]
@@ -74,6 +75,8 @@ class OpenAIBackend:
         if key:
             self.headers["authorization"] = f"Bearer {key}"
         self.timeout = httpx.Timeout(cfg.timeout_s, connect=cfg.connect_timeout_s)
+        self.guard = Guard(name, cfg)
+        """Replaced by the router's, which knows the GPU pool and is probed in the background."""
 
     @contextlib.contextmanager
     def _translated(self) -> Iterator[None]:
@@ -99,6 +102,18 @@ class OpenAIBackend:
         )
 
     async def complete(self, body: Json, model: str | None = None) -> Json:
+        """One non-streamed completion, through the backend's guard (GPU slot, breaker)."""
+        async with self.guard.call():
+            return await self._complete(body, model)
+
+    async def stream(self, body: Json, model: str | None = None) -> AsyncGenerator[Json, None]:
+        """A streamed completion, holding the backend's GPU slot until it ends; see `_stream`."""
+        async with self.guard.call():
+            async with contextlib.aclosing(self._stream(body, model)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+
+    async def _complete(self, body: Json, model: str | None = None) -> Json:
         """One non-streamed completion; the whole exchange is bounded by the member's timeout."""
         with self._translated():
             async with asyncio.timeout(self.cfg.timeout_s):
@@ -126,7 +141,7 @@ class OpenAIBackend:
 
         return openai
 
-    async def stream(self, body: Json, model: str | None = None) -> AsyncGenerator[Json, None]:
+    async def _stream(self, body: Json, model: str | None = None) -> AsyncGenerator[Json, None]:
         """Chunks of a streamed completion as they arrive.
 
         The first chunk is awaited within the member's timeout, so a caller that has not yet

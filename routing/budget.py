@@ -13,12 +13,12 @@ EXHAUSTED = "skipped: the cloud budget is spent"
 
 
 class Skipped(MemberFailure):
-    """A cloud member not asked because the request's budget was spent."""
+    """A member not asked: the request's cloud budget was spent, or its health says it cannot answer now."""
 
     kind = "skipped"
 
-    def __init__(self, member: str) -> None:
-        super().__init__(member, EXHAUSTED)
+    def __init__(self, member: str, reason: str = EXHAUSTED) -> None:
+        super().__init__(member, reason)
 
 
 class Budget:

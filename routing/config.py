@@ -40,6 +40,16 @@ class ServerConfig(_Base):
     """How often the served-model lists of backends are refreshed in the background."""
     access_log: str = "-"
     """JSON access log: `-` for stderr, `off`, or a file path."""
+    health_interval_s: float = 2.0
+    """How often every backend's health is probed (breakers, loaded models)."""
+    warmup_interval_s: float = 240.0
+    """How often `keep-alive = true` members are loaded again (Ollama unloads after 5 minutes)."""
+    breaker_failures: int = 3
+    """Consecutive failures (requests or probes) that open a backend's circuit breaker."""
+    breaker_open_s: float = 10.0
+    """How long an open breaker waits before a trial (half-open)."""
+    decision_log: str = "off"
+    """Decision records, one JSON line per request (for `shenron replay`): `off`, `-` or a file path."""
 
 
 class BackendConfig(_Base):
@@ -59,6 +69,18 @@ class BackendConfig(_Base):
     """USD per million completion tokens."""
     cloud: bool | None = None
     """Whether its spend is cloud spend (counts against budgets); unset: true for a public host name."""
+    server: Literal["auto", "llamacpp", "vllm", "ollama", "lmstudio", "openai"] = "auto"
+    """What serves it, for health probes; auto: Ollama by its port 11434, else the generic /models."""
+    keep_alive: bool = False
+    """Keep the model loaded: warm it at start and every `warmup-interval-s`."""
+    gpu: str | None = None
+    """The `[gpus.NAME]` pool it runs on: its requests share that GPU's concurrency limit."""
+    params_b: float | None = None
+    """Parameters in billions, for `shenron plan`."""
+    quant: str | None = None
+    """Quantization (fp16, q8_0, q6_k, q5_k_m, q4_k_m, ...), for `shenron plan`."""
+    context_tokens: int = 4096
+    """Context length it is served with, for the plan's KV-cache allowance."""
 
     @property
     def is_cloud(self) -> bool:
@@ -101,7 +123,27 @@ class StoreConfig(_Base):
     """SQLite: fsync every commit (survives power loss); off still survives a killed process."""
 
 
-class SingleModel(_Base, tag="single", tag_field="strategy"):
+class GpuConfig(_Base):
+    vram_gb: float
+    max_concurrent: int | None = None
+    """Requests admitted at once to the members on this GPU; others queue (the wait is in the metadata)."""
+
+
+class _Routed(_Base, kw_only=True):
+    """What every virtual model may set: load-aware degradation to a smaller virtual model."""
+
+    degrade_to: str | None = None
+    max_inflight: int | None = None
+    """Requests of this model in flight at or above which new ones run `degrade-to`."""
+    max_p95_ms: float | None = None
+    """p95 latency of its last 100 answers above which new ones run `degrade-to`."""
+    min_healthy_members: int | None = None
+    """Fewer members with a closed breaker than this: run `degrade-to`."""
+    min_mem_available_pct: float | None = None
+    """Host memory available below this percentage: run `degrade-to`."""
+
+
+class SingleModel(_Routed, tag="single", tag_field="strategy"):
     """ultra-instinct: one member, then fallbacks while nothing has been sent."""
 
     members: list[str]
@@ -111,7 +153,7 @@ class SingleModel(_Base, tag="single", tag_field="strategy"):
     """Answer identical deterministic requests from a cache for this long (0: off)."""
 
 
-class CouncilModel(_Base, tag="council", tag_field="strategy"):
+class CouncilModel(_Routed, tag="council", tag_field="strategy"):
     """agent-lite / full-council: every member at once, merged by weighted vote."""
 
     members: list[str]
@@ -132,7 +174,7 @@ Thinking = Literal["solo", "duo-debate", "trio-consensus", "debate", "vote"]
 THINKING: tuple[str, ...] = ("solo", "duo-debate", "trio-consensus", "debate", "vote")
 
 
-class ThinkingModel(_Base):
+class ThinkingModel(_Routed):
     """A thinking strategy as a virtual model; `members[0]` leads (proposes, refines)."""
 
     members: list[str]
@@ -198,7 +240,7 @@ class Rung(_Base):
     """Who thinks with the coder (critic, voters, debaters); unset: the rung's validators, coder excluded."""
 
 
-class EscalateModel(_Base, tag="escalate", tag_field="strategy"):
+class EscalateModel(_Routed, tag="escalate", tag_field="strategy"):
     """codegen-escalate: climb the rungs until the validators' weighted score reaches `pass-score`."""
 
     rungs: list[Rung]
@@ -228,9 +270,27 @@ class EscalateModel(_Base, tag="escalate", tag_field="strategy"):
         return seen
 
 
-VirtualModel = (SingleModel | CouncilModel | EscalateModel | SoloModel | DuoDebateModel | TrioConsensusModel
-                | DebateModel | VoteModel)
-STRATEGY_NAMES = ("single", "council", "escalate", *THINKING)
+RISK_WORDS = ["delete", "remove", "rm", "drop", "destroy", "invest", "trade", "buy", "sell", "money", "deploy",
+              "restart", "reboot", "shutdown", "password", "key", "secret", "token", "critical", "production", "live"]
+
+
+class CascadeModel(_Routed, tag="cascade", tag_field="strategy"):
+    """One fast virtual model answers; another takes over when confidence is low, the request risky, or asked."""
+
+    first: str
+    escalate_to: str
+    min_confidence: float = 0.95
+    risk_words: list[str] = msgspec.field(default_factory=lambda: list(RISK_WORDS))
+    second_opinion: str | None = None
+    """A backend asked in parallel for agreement when the first answer has no logprobs; unset: no fallback."""
+    heartbeat_s: float = 5.0
+    description: str = ""
+    cache_ttl_s: float = 0.0
+
+
+VirtualModel = (SingleModel | CouncilModel | EscalateModel | CascadeModel | SoloModel | DuoDebateModel
+                | TrioConsensusModel | DebateModel | VoteModel)
+STRATEGY_NAMES = ("single", "council", "escalate", "cascade", *THINKING)
 
 
 class Config(_Base):
@@ -242,6 +302,7 @@ class Config(_Base):
     store: StoreConfig = msgspec.field(default_factory=StoreConfig)
     checks: dict[str, CheckConfig] = {}
     """Per-language code checks for `escalate`, merged over the built-in table."""
+    gpus: dict[str, GpuConfig] = {}
     source: str | None = None
     """Where this config came from (a path, or a note about discovery); not read from TOML."""
 
@@ -265,7 +326,7 @@ def _explain(err: msgspec.ValidationError, prefix: str) -> str:
 
 def _convert(raw: dict[str, object]) -> Config:
     """Convert section by section so that an error names the table entry (msgspec says `[...]`)."""
-    sections = {"server", "backends", "models", "auth", "tiers", "store", "checks"}
+    sections = {"server", "backends", "models", "auth", "tiers", "store", "checks", "gpus"}
     for key in raw:
         if key not in sections:
             raise ConfigError(f"key `{key}`: unknown key (expected: {', '.join(sorted(sections))})")
@@ -287,8 +348,9 @@ def _convert(raw: dict[str, object]) -> Config:
     models = {k: conv(v, VirtualModel, f"models.{k}") for k, v in table("models").items()}
     tiers = {k: conv(v, TierConfig, f"tiers.{k}") for k, v in table("tiers").items()}
     checks = {k: conv(v, CheckConfig, f"checks.{k}") for k, v in table("checks").items()}
+    gpus = {k: conv(v, GpuConfig, f"gpus.{k}") for k, v in table("gpus").items()}
     return Config(server=server, backends=backends, models=models, auth=conv(raw.get("auth", {}), AuthConfig, "auth"),
-                  tiers=tiers, store=conv(raw.get("store", {}), StoreConfig, "store"), checks=checks)
+                  tiers=tiers, store=conv(raw.get("store", {}), StoreConfig, "store"), checks=checks, gpus=gpus)
 
 
 def _check_refs(cfg: Config) -> None:
@@ -299,11 +361,21 @@ def _check_refs(cfg: Config) -> None:
             problems.append(f"key `backends.{name}.url`: must start with http:// or https://, got {b.url!r}")
         if b.timeout_s <= 0:
             problems.append(f"key `backends.{name}.timeout-s`: must be > 0")
+        if b.gpu is not None and b.gpu not in cfg.gpus:
+            problems.append(f"key `backends.{name}.gpu`: unknown GPU {b.gpu!r} "
+                            f"(known: {', '.join(cfg.gpus) or 'none; add a [gpus.NAME] table'})")
     for name, vm in cfg.models.items():
         if name in cfg.backends:
             problems.append(f"key `models.{name}`: a backend has the same name; names must be unique")
         fields, faults = _model_refs(vm)
         problems += [f"key `models.{name}.{f}" for f in faults]
+        targets = [("degrade-to", vm.degrade_to)]
+        if isinstance(vm, CascadeModel):
+            targets += [("first", vm.first), ("escalate-to", vm.escalate_to)]
+        for key, target in targets:
+            if target is not None and (target not in cfg.models or target == name):
+                problems.append(f"key `models.{name}.{key}`: {target!r} is not another virtual model "
+                                f"(known: {', '.join(m for m in cfg.models if m != name) or 'none'})")
         for key, names in fields:
             for member in names:
                 if member not in cfg.backends:
@@ -332,6 +404,10 @@ def _check_refs(cfg: Config) -> None:
 def _model_refs(vm: VirtualModel) -> tuple[list[tuple[str, list[str]]], list[str]]:
     """The backend names a virtual model refers to (by key), and its own faults (`key`: what)."""
     faults: list[str] = []
+    if isinstance(vm, CascadeModel):
+        if not 0 <= vm.min_confidence <= 1:
+            faults.append("min-confidence`: must be between 0 and 1")
+        return [("second-opinion", [vm.second_opinion] if vm.second_opinion else [])], faults
     if isinstance(vm, EscalateModel):
         fields: list[tuple[str, list[str]]] = [("validator-weights", list(vm.validator_weights))]
         if not vm.rungs:

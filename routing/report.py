@@ -27,6 +27,10 @@ class MemberReport(msgspec.Struct, omit_defaults=True):
     role: str | None = None
     cost_usd: float | None = None
     cloud: bool = False
+    queue_ms: int | None = None
+    """Time waiting for a slot on its GPU (`[gpus.NAME] max-concurrent`)."""
+    cold_start: bool = False
+    """The model was not loaded when asked: its latency includes loading it."""
 
 
 class ClusterReport(msgspec.Struct, omit_defaults=True):
@@ -107,8 +111,15 @@ def cost(usage: Mapping[str, Any] | None, cfg: BackendConfig) -> float:
 
 
 def priced(members: list[MemberReport], backends: Mapping[str, _HasConfig]) -> list[MemberReport]:
-    """Fill each member's cost from its usage and its backend's prices."""
+    """Fill each member's cost from its usage and its backend's prices, and what its guard noticed."""
+    from routing.health import notes_for
+
     for m in members:
+        noted = notes_for(m.name)
+        if "queue_ms" in noted and m.queue_ms is None:
+            m.queue_ms = noted["queue_ms"]
+        if noted.get("cold_start") and m.status == "ok":
+            m.cold_start = True
         b = backends.get(m.name)
         if b is None:
             continue

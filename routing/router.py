@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from typing import Any
@@ -10,8 +11,10 @@ from typing import Any
 import httpx
 
 from routing import backends as backends_mod
-from routing.config import Config
+from routing.config import CascadeModel, Config
 from routing.errors import MemberFailure, ModelNotFound, NoBackends
+from routing.governor import DecisionLog, Governed, mem_available_pct
+from routing.health import Health
 from routing.strategies import STRATEGIES, Single, Strategy
 
 Json = dict[str, Any]
@@ -25,14 +28,46 @@ class Router:
         self.cfg = cfg
         self.created = int(time.time())
         self.backends = {n: backends_mod.build(n, b, client) for n, b in cfg.backends.items()}
-        self.virtual: dict[str, Strategy] = {
+        self.health = Health(cfg, self.backends, client)
+        self.decisions = DecisionLog(cfg.server.decision_log)
+        self.mem_available_pct: float | None = mem_available_pct()
+        """Read by the health loop, not per request."""
+        raw: dict[str, Strategy] = {
             name: STRATEGIES[str(type(vm).__struct_config__.tag)](name, vm, self.backends, cfg)
             for name, vm in cfg.models.items()
         }
+        self.virtual: dict[str, Strategy] = {}
+        for name, vm in cfg.models.items():
+            healthy = functools.partial(self.health.healthy, self._members(name))
+            self.virtual[name] = Governed(name, vm, raw[name], self.virtual, healthy,
+                                          lambda: self.mem_available_pct, self.decisions)
+        for strategy in raw.values():
+            bind = getattr(strategy, "bind", None)
+            if bind is not None:
+                bind(self.virtual)
         self._direct: dict[str, Strategy] = {}
         self.served: dict[str, list[str]] = {}
         """Model ids each backend reported serving, refreshed in the background."""
         self.reachable: dict[str, bool] = {}
+
+    def _members(self, name: str, seen: frozenset[str] = frozenset()) -> list[str]:
+        """The backends a virtual model asks (a cascade: those of its first model)."""
+        vm = self.cfg.models[name]
+        if isinstance(vm, CascadeModel):
+            return [] if vm.first in seen else self._members(vm.first, seen | {name})
+        return list(vm.members)
+
+    async def watch_forever(self) -> None:
+        """Health probes, warm-up, and the host's available memory, on the health timer."""
+        self.mem_available_pct = mem_available_pct()
+        task = asyncio.create_task(self.health.run_forever())
+        try:
+            while True:
+                await asyncio.sleep(self.cfg.server.health_interval_s)
+                self.mem_available_pct = mem_available_pct()
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     def resolve(self, model: str) -> Strategy:
         strategy = self.virtual.get(model) or self._direct.get(model)

@@ -198,7 +198,7 @@ def test_the_issues_config_parses() -> None:
         ("deepseek-coder", "solo", 2), ("qwen-coder", "duo-debate", 2), ("codestral", "trio-consensus", 2),
         ("claude-sonnet", "debate", 2), ("claude-opus", "vote", 2)]
     assert vm.validator_weights == {"phi4": 0.2, "gemma3": 0.25, "qwen-coder": 0.2, "deepseek-sec": 0.2, "llama": 0.15}
-    ladder = Router(cfg, httpx.AsyncClient()).virtual["codegen-escalate"]
+    ladder = Router(cfg, httpx.AsyncClient()).virtual["codegen-escalate"].inner  # type: ignore[attr-defined]
     assert isinstance(ladder, Escalate)
     assert ladder.validators[3] == ladder.validators[2] == ["phi4", "gemma3", "qwen-coder", "deepseek-sec", "llama"]
 

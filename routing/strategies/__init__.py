@@ -7,6 +7,7 @@ from typing import Any
 
 from routing.config import THINKING, Config
 from routing.strategies.base import Backends, Call, Strategy
+from routing.strategies.cascade import Cascade
 from routing.strategies.council import Council
 from routing.strategies.escalate import Escalate
 from routing.strategies.single import Single
@@ -18,6 +19,7 @@ STRATEGIES: dict[str, Factory] = {
     "single": Single.from_config,
     "council": Council.from_config,
     "escalate": Escalate.from_config,
+    "cascade": Cascade.from_config,
     **{name: ThinkingStrategy.from_config for name in THINKING},
 }
 

@@ -17,6 +17,7 @@ from routing.budget import EXHAUSTED, Skipped
 from routing.config import Config, CouncilModel
 from routing.errors import AllMembersFailed, MemberFailure, MemberTimeout
 from routing.fanout import FanOut, Outcome, fan_out, ordered
+from routing.health import unusable
 from routing.report import ClusterReport, CouncilReport, MemberReport, Timer, priced
 from routing.strategies.base import Backends, Call, Json, relay
 from routing.synthesis import chairman_messages
@@ -95,12 +96,14 @@ class Council:
         return decided(cluster(ballots, self.vm.similarity), sum(self.weights[m] for m in pending))
 
     async def deliberate(self, call: Call) -> Verdict:
-        asked = [m for m in self.vm.members if call.budget.allows(self.backends[m].cfg)]
+        skipped = {m: EXHAUSTED for m in self.vm.members if not call.budget.allows(self.backends[m].cfg)}
+        skipped |= {m: why for m in self.vm.members if m not in skipped and (why := unusable(self.backends[m]))}
+        asked = [m for m in self.vm.members if m not in skipped]
         calls = {m: functools.partial(self._ask, m, call.body) for m in asked}
         run: FanOut[Json] = await fan_out(calls, self.vm.timeout_s, self._enough)
         ballots = self._ballots(run.outcomes)
         if len(ballots) < self.vm.min_answers:
-            raise self._failure(run, len(ballots))
+            raise self._failure(run, len(ballots), skipped)
         clusters = cluster(ballots, self.vm.similarity)
         winner = ranked(clusters)[0].representative
         cluster_of = {b.member: i for i, c in enumerate(clusters) for b in c.ballots}
@@ -121,18 +124,18 @@ class Council:
                 r.error = "not needed: the vote was already decided" if o.stopped == "cancelled" else self._late
             reports.append(r)
         reports += [MemberReport(name=m, model=self.backends[m].model, status="skipped", latency_ms=0,
-                                 weight=self.weights[m], error=EXHAUSTED) for m in self.vm.members if m not in calls]
+                                 weight=self.weights[m], error=why) for m, why in skipped.items()]
         answers = {o.member: o.result for o in run.outcomes.values() if o.result is not None}
         return Verdict(clusters, winner, answers, reports, usage, "early" if run.stopped_early else "vote")
 
-    def _failure(self, run: FanOut[Json], answered: int) -> AllMembersFailed:
+    def _failure(self, run: FanOut[Json], answered: int, skipped: dict[str, str]) -> AllMembersFailed:
         failures: list[MemberFailure] = []
         for o in ordered(run.outcomes, self.vm.members):
             if o.failure is not None:
                 failures.append(o.failure)
             elif o.result is None:
                 failures.append(MemberTimeout(o.member, self._late))
-        failures += [Skipped(m) for m in self.vm.members if m not in run.outcomes]
+        failures += [Skipped(m, why) for m, why in skipped.items()]
         what = (f"council {self.name!r} got {answered} answer(s) but needs {self.vm.min_answers} "
                 f"(min-answers)")
         return AllMembersFailed(what, failures, deadline=run.deadline_hit)

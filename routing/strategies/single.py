@@ -12,6 +12,7 @@ from routing import wire
 from routing.budget import EXHAUSTED, Skipped
 from routing.config import Config, SingleModel
 from routing.errors import AllMembersFailed, MemberFailure, UpstreamStatus
+from routing.health import unusable
 from routing.report import CouncilReport, MemberReport, Timer, failed, priced
 from routing.strategies.base import Backends, Call, Json, relay
 
@@ -45,12 +46,13 @@ class Single:
         return self.model or self.backends[name].model
 
     def _skip(self, call: Call, name: str, reports: list[MemberReport], failures: list[MemberFailure]) -> bool:
-        """A cloud member is not asked once the request's budget is spent; it is reported, not hidden."""
-        if call.budget.allows(self.backends[name].cfg):
-            return False
-        reports.append(MemberReport(name=name, model=self._model_of(name), status="skipped", latency_ms=0,
-                                    error=EXHAUSTED))
-        failures.append(Skipped(name))
+        """Not asked: a cloud member once the budget is spent, or a member whose breaker is open or which
+        is loading while a fallback remains; reported, not hidden."""
+        why = EXHAUSTED if not call.budget.allows(self.backends[name].cfg) else unusable(self.backends[name])
+        if why is None or (why != EXHAUSTED and len(self.order) == 1):
+            return False  # a lone member is still tried: a 502 from it says more than "skipped"
+        reports.append(MemberReport(name=name, model=self._model_of(name), status="skipped", latency_ms=0, error=why))
+        failures.append(Skipped(name, why))
         return True
 
     def _ok(self, call: Call, name: str, t: Timer, usage: Json | None, estimated: bool = False) -> MemberReport:

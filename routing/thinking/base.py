@@ -20,6 +20,7 @@ from routing.backends import Backend
 from routing.budget import EXHAUSTED, Budget, Skipped
 from routing.errors import AllMembersFailed, MemberFailure
 from routing.fanout import fan_out, ordered
+from routing.health import unusable
 from routing.report import MemberReport, Timer, failed
 from routing.vote import Ballot, agreement, cluster, ranked
 
@@ -48,10 +49,11 @@ class Asker:
     async def ask(self, member: str, messages: Messages, role: str, **overrides: Any) -> str:
         """The member's text answer; raises MemberFailure (recorded) when it cannot give one."""
         backend = self.backends[member]
-        if not self.budget.allows(backend.cfg):
+        why = EXHAUSTED if not self.budget.allows(backend.cfg) else unusable(backend)
+        if why is not None:
             self.reports.append(MemberReport(name=member, model=backend.model, status="skipped", latency_ms=0,
-                                             error=EXHAUSTED, role=role))
-            raise Skipped(member)
+                                             error=why, role=role))
+            raise Skipped(member, why)
         t = Timer()
         try:
             resp = await backend.complete({**self.template, **overrides, "messages": messages})

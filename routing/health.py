@@ -1,0 +1,287 @@
+"""Backend health: probes per server kind, circuit breakers, GPU pools, warm-up, per-call notes.
+
+Every backend has a `Guard`. Each real request passes through it: it waits for a slot in the
+backend's GPU pool (the wait is noted), and its outcome feeds the breaker. Background probes
+feed the breaker too and learn what is loaded (Ollama `/api/ps`) or loading (llama.cpp's
+`/health` 503). Strategies ask `usable()` before asking a member, so a council skips a dead
+member at once instead of waiting on it. The transitions themselves are `routing.rules`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from routing import rules
+from routing.config import BackendConfig, Config
+from routing.errors import MemberFailure, UpstreamStatus
+
+if TYPE_CHECKING:
+    from routing.backends import OpenAIBackend
+
+log = logging.getLogger("shenron")
+Json = dict[str, Any]
+
+NOTES: ContextVar[dict[str, Json] | None] = ContextVar("shenron_call_notes", default=None)
+"""Per request: what the guards noticed about each member (queue time, cold start), for the metadata."""
+
+
+def unusable(backend: Any) -> str | None:
+    """Why a member should not be asked now (open breaker, loading), or None."""
+    guard = getattr(backend, "guard", None)
+    return guard.usable() if guard is not None else None
+
+
+def notes_for(member: str) -> Json:
+    notes = NOTES.get()
+    return notes.get(member, {}) if notes else {}
+
+
+def begin_notes() -> dict[str, Json]:
+    notes: dict[str, Json] = {}
+    NOTES.set(notes)
+    return notes
+
+
+def _note(member: str, **fields: Any) -> None:
+    notes = NOTES.get()
+    if notes is None:
+        return
+    entry = notes.setdefault(member, {})
+    for k, v in fields.items():
+        entry[k] = entry.get(k, 0) + v if isinstance(v, int) and not isinstance(v, bool) else v
+
+
+class Pool:
+    """One GPU's concurrency limit: requests beyond `max_concurrent` wait, first come first served."""
+
+    def __init__(self, name: str, max_concurrent: int | None) -> None:
+        self.name = name
+        self.max_concurrent = max_concurrent
+        self.inflight = 0
+        self.waiters: deque[asyncio.Future[None]] = deque()
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[int]:
+        """Hold a slot; yields the milliseconds spent waiting for it."""
+        start = time.perf_counter()
+        if self.waiters or not rules.may_start(self.inflight, self.max_concurrent):
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self.waiters.append(fut)
+            try:
+                await fut  # woken holding the slot its holder handed over
+            except asyncio.CancelledError:
+                if fut.done() and not fut.cancelled():
+                    self._release()
+                elif fut in self.waiters:
+                    self.waiters.remove(fut)
+                raise
+        else:
+            self.inflight += 1
+        try:
+            yield int((time.perf_counter() - start) * 1000)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        """Hand the slot straight to the next waiter (no overtaking), or free it."""
+        while self.waiters:
+            nxt = self.waiters.popleft()
+            if not nxt.done():
+                nxt.set_result(None)
+                return
+        self.inflight -= 1
+
+
+def probe_kind(cfg: BackendConfig) -> str:
+    if cfg.server != "auto":
+        return cfg.server
+    return "ollama" if urlsplit(cfg.url).port == 11434 else "openai"
+
+
+def root_url(url: str) -> str:
+    base = url.rstrip("/")
+    return base[:-3] if base.endswith("/v1") else base
+
+
+class Guard:
+    """One backend's health and admission, shared by every request."""
+
+    def __init__(self, name: str, cfg: BackendConfig, pool: Pool | None = None, threshold: int = 3,
+                 open_s: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.name = name
+        self.cfg = cfg
+        self.pool = pool
+        self.threshold = threshold
+        self.open_s = open_s
+        self.clock = clock
+        self.breaker = rules.Breaker()
+        self.loading = False
+        self.loaded: bool | None = None
+        """Whether the model is in memory (Ollama /api/ps, LM Studio); None: the server does not say."""
+        self.probed_at: float | None = None
+        self.warmed_at: float | None = None
+        self.last_error: str | None = None
+
+    @property
+    def state(self) -> rules.State:
+        self.breaker = rules.breaker_at(self.breaker, self.clock(), self.open_s)
+        return self.breaker.state
+
+    def usable(self) -> str | None:
+        """None when the member may be asked; else why it is skipped."""
+        if self.state == "open":
+            return f"skipped: circuit open ({self.breaker.reason or 'repeated failures'})"
+        if self.loading:
+            return "skipped: the server is loading the model"
+        return None
+
+    def record(self, ok: bool, reason: str = "") -> None:
+        before = self.state
+        self.breaker = rules.breaker_after(self.breaker, ok, self.clock(), self.threshold, reason)
+        self.last_error = None if ok else reason
+        if before != self.breaker.state:
+            log.warning("backend %s: circuit %s -> %s%s", self.name, before, self.breaker.state,
+                        f" ({reason})" if reason else "")
+
+    def _outcome(self, e: MemberFailure) -> None:
+        if isinstance(e, UpstreamStatus):
+            if e.status == 503 and "loading" in e.message.lower():
+                self.loading = True
+                return
+            if e.is_client_error:  # the request's fault, not the backend's
+                return
+        self.record(False, e.reason)
+
+    @contextlib.asynccontextmanager
+    async def call(self) -> AsyncIterator[None]:
+        """Around one real request: the GPU slot, the cold-start note, and the outcome for the breaker."""
+        slot = self.pool.slot() if self.pool else None
+        queued = await slot.__aenter__() if slot else 0
+        try:
+            if self.pool is not None:
+                _note(self.name, queue_ms=queued)
+            if self.loaded is False or self.loading:
+                _note(self.name, cold_start=True)
+            try:
+                yield
+            except MemberFailure as e:
+                self._outcome(e)
+                raise
+            self.record(True)
+            self.loaded = True if self.loaded is not None else None
+            self.loading = False
+        finally:
+            if slot:
+                await slot.__aexit__(None, None, None)
+
+
+class Health:
+    """Probes every backend on a timer and keeps `keep-alive` members loaded."""
+
+    def __init__(self, cfg: Config, backends: dict[str, OpenAIBackend], client: httpx.AsyncClient) -> None:
+        self.cfg = cfg
+        self.client = client
+        self.backends = backends
+        self.pools = {name: Pool(name, g.max_concurrent) for name, g in cfg.gpus.items()}
+        self.guards: dict[str, Guard] = {}
+        for name, b in backends.items():
+            pool = self.pools.get(b.cfg.gpu) if b.cfg.gpu else None
+            guard = Guard(name, b.cfg, pool, cfg.server.breaker_failures, cfg.server.breaker_open_s)
+            b.guard = guard
+            self.guards[name] = guard
+
+    def healthy(self, members: list[str]) -> int:
+        """How many of these members may be asked now (breaker not open, not loading)."""
+        return sum(1 for m in members if self.guards[m].usable() is None)
+
+    async def _get(self, url: str, headers: dict[str, str]) -> httpx.Response:
+        timeout = min(3.0, max(0.5, self.cfg.server.health_interval_s))
+        return await self.client.get(url, headers=headers, timeout=timeout)
+
+    async def probe(self, name: str) -> None:
+        b = self.backends[name]
+        g = self.guards[name]
+        kind = probe_kind(b.cfg)
+        root = root_url(b.cfg.url)
+        headers = {k: v for k, v in b.headers.items() if k != "content-type"}
+        try:
+            if kind in ("llamacpp", "vllm"):
+                r = await self._get(root + "/health", headers)
+                if r.status_code == 503 and kind == "llamacpp":
+                    g.loading, g.probed_at = True, time.time()
+                    return
+                ok = r.status_code == 200
+            elif kind == "ollama":
+                ok = (await self._get(root + "/api/version", headers)).status_code == 200
+                if ok:
+                    ps = (await self._get(root + "/api/ps", headers)).json()
+                    names = {m.get("name") for m in ps.get("models") or []} | {m.get("model") for m in
+                                                                               ps.get("models") or []}
+                    g.loaded = b.model in names
+            elif kind == "lmstudio":
+                r = await self._get(root + "/api/v1/models", headers)
+                ok = r.status_code == 200
+                if ok:
+                    states = {m.get("id"): m.get("state") for m in r.json().get("data") or [] if isinstance(m, dict)}
+                    if b.model in states and states[b.model] is not None:
+                        g.loaded = states[b.model] == "loaded"
+            else:
+                r = await self._get(b.models_url, headers)
+                ok = r.status_code == 200
+            reason = "" if ok else f"health probe answered {r.status_code}" if kind != "ollama" else "probe failed"
+        except (httpx.HTTPError, ValueError, AttributeError) as e:
+            ok, reason = False, f"health probe failed: {type(e).__name__}: {e}"[:200]
+        g.probed_at = time.time()
+        if ok:
+            g.loading = False
+        g.record(ok, reason)
+
+    async def probe_all(self) -> None:
+        await asyncio.gather(*(self.probe(n) for n in self.backends))
+
+    async def warm(self, name: str) -> None:
+        """Load a keep-alive member the way real traffic would find it loaded."""
+        b = self.backends[name]
+        g = self.guards[name]
+        start = time.perf_counter()
+        try:
+            if probe_kind(b.cfg) == "ollama":
+                r = await self.client.post(root_url(b.cfg.url) + "/api/generate", headers=b.headers,
+                                           json={"model": b.model, "prompt": "", "keep_alive": "30m", "stream": False},
+                                           timeout=b.timeout)
+                if r.status_code >= 400:
+                    raise MemberFailure(name, f"warm-up answered {r.status_code}")
+            else:
+                await b.complete({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1})
+            g.warmed_at, g.loaded = time.time(), True if g.loaded is not None else None
+            log.info("warmed %s (%s) in %.1fs", name, b.model, time.perf_counter() - start)
+        except (MemberFailure, httpx.HTTPError) as e:
+            log.warning("warming %s failed: %s", name, e)
+
+    async def warm_all(self) -> None:
+        for name, b in self.backends.items():  # one at a time: loading several models at once thrashes VRAM
+            if b.cfg.keep_alive:
+                await self.warm(name)
+
+    async def run_forever(self) -> None:
+        last_warm = 0.0
+        while True:
+            try:
+                if any(b.cfg.keep_alive for b in self.backends.values()) and \
+                        time.monotonic() - last_warm >= self.cfg.server.warmup_interval_s:
+                    last_warm = time.monotonic()
+                    asyncio.get_running_loop().create_task(self.warm_all())
+                await self.probe_all()
+            except Exception:  # a bug here must not stop the probing; logged, not hidden
+                log.exception("probing backends failed")
+            await asyncio.sleep(self.cfg.server.health_interval_s)

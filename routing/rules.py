@@ -1,0 +1,145 @@
+"""Routing decisions as pure functions of counters and config: escalation, breakers, admission, degradation.
+
+Nothing here does I/O or reads a clock; callers pass `now`. Each decision is also what a
+decision record stores, so `shenron replay` can re-decide recorded traffic under a new config.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+_WORD = re.compile(r"[\w'-]+", re.U)
+
+
+# --- cascade ---------------------------------------------------------------------------------
+
+def words(text: str) -> set[str]:
+    """The whole words of a text, lowercased (`rm -rf` has the word `rm`; `firmware` has no `rm`)."""
+    return {w.strip("'-") for w in _WORD.findall(text.lower())} - {""}
+
+
+def word_hashes(text: str) -> list[str]:
+    """The words as short hashes: a decision record can be re-checked against new risk words
+    without keeping the prompt."""
+    return sorted(hashlib.sha256(w.encode()).hexdigest()[:12] for w in words(text))
+
+
+def risk_word(hashes: Iterable[str], risk_words: Sequence[str]) -> str | None:
+    """The first configured risk word that the text contains, as a whole word, in any case."""
+    present = set(hashes)
+    for w in risk_words:
+        if hashlib.sha256(w.lower().encode()).hexdigest()[:12] in present:
+            return w
+    return None
+
+
+def logprob_confidence(logprobs: Any) -> float | None:
+    """exp(mean token logprob): the geometric mean of the chosen tokens' probabilities, in [0, 1].
+
+    Reads OpenAI's `choices[0].logprobs.content[*].logprob` (llama.cpp and vLLM send the same);
+    None when the backend sent none.
+    """
+    content = logprobs.get("content") if isinstance(logprobs, dict) else None
+    values = [t["logprob"] for t in content or () if isinstance(t, dict) and isinstance(t.get("logprob"), (int, float))]
+    if not values:
+        return None
+    return round(math.exp(max(-50.0, sum(values) / len(values))), 4)
+
+
+Reason = Literal["asked", "risk-word", "low-confidence"]
+
+
+def escalate_before(asked: bool, hashes: Iterable[str], risk_words: Sequence[str]) -> tuple[Reason, str] | None:
+    """Escalation known before any model answers: the client asked, or the request holds a risk word."""
+    if asked:
+        return "asked", "the client asked for validation"
+    hit = risk_word(hashes, risk_words)
+    if hit is not None:
+        return "risk-word", f"the request contains the risk word {hit!r}"
+    return None
+
+
+def escalate_after(confidence: float | None, min_confidence: float) -> tuple[Reason, str] | None:
+    """Escalation from the first answer's confidence; an unknown confidence does not escalate."""
+    if confidence is not None and confidence < min_confidence:
+        return "low-confidence", f"confidence {confidence:.3f} < min-confidence {min_confidence:g}"
+    return None
+
+
+# --- circuit breaker -------------------------------------------------------------------------
+
+State = Literal["closed", "open", "half-open"]
+
+
+@dataclass(frozen=True)
+class Breaker:
+    state: State = "closed"
+    failures: int = 0
+    opened_at: float = 0.0
+    reason: str = ""
+
+
+def breaker_after(b: Breaker, ok: bool, now: float, threshold: int, reason: str = "") -> Breaker:
+    """A success closes the breaker; failures in a row open it; a failed trial re-opens it at once."""
+    if ok:
+        return Breaker()
+    failures = b.failures + 1
+    if b.state == "half-open" or (b.state == "closed" and failures >= threshold):
+        return Breaker("open", failures, now, reason)
+    if b.state == "open":
+        return replace(b, failures=failures, reason=reason or b.reason)
+    return replace(b, failures=failures, reason=reason)
+
+
+def breaker_at(b: Breaker, now: float, open_s: float) -> Breaker:
+    """An open breaker half-opens once `open_s` has passed: the next probe or request is a trial."""
+    if b.state == "open" and now - b.opened_at >= open_s:
+        return replace(b, state="half-open")
+    return b
+
+
+def usable(b: Breaker) -> bool:
+    return b.state != "open"
+
+
+# --- admission -------------------------------------------------------------------------------
+
+def may_start(inflight: int, max_concurrent: int | None) -> bool:
+    """A GPU pool admits a request while fewer than `max-concurrent` run on it."""
+    return max_concurrent is None or inflight < max_concurrent
+
+
+# --- degradation -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Load:
+    inflight: int
+    p95_ms: float | None
+    healthy_members: int
+    mem_available_pct: float | None
+
+
+def p95(samples: Sequence[float]) -> float | None:
+    if not samples:
+        return None
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
+
+
+def degrade(load: Load, limits: Mapping[str, Any]) -> str | None:
+    """Why a request should run the smaller model, or None. `limits` are the model's thresholds."""
+    if limits.get("max_inflight") is not None and load.inflight >= limits["max_inflight"]:
+        return f"max-inflight: {load.inflight} in flight >= {limits['max_inflight']}"
+    if limits.get("max_p95_ms") is not None and load.p95_ms is not None and load.p95_ms > limits["max_p95_ms"]:
+        return f"max-p95-ms: p95 {load.p95_ms:.0f} ms > {limits['max_p95_ms']:g}"
+    if limits.get("min_healthy_members") is not None and load.healthy_members < limits["min_healthy_members"]:
+        return f"min-healthy-members: {load.healthy_members} healthy < {limits['min_healthy_members']}"
+    pct = limits.get("min_mem_available_pct")
+    if pct is not None and load.mem_available_pct is not None and load.mem_available_pct < pct:
+        return f"min-mem-available-pct: {load.mem_available_pct:.1f}% available < {pct:g}%"
+    return None

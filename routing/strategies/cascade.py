@@ -1,0 +1,212 @@
+"""`cascade`: one fast virtual model answers; another takes over when it matters.
+
+Escalation rules (pure, in `routing.rules`), in order:
+1. `asked`: the client sent `extra_body={"shenron": {"validate": true}}` or `x-shenron-validate: 1`;
+2. `risk-word`: the last user message contains a configured risk word (whole word, any case);
+3. `low-confidence`: the first answer's confidence is below `min-confidence`.
+
+Confidence comes from the first answer's token logprobs (asked for, and removed again when
+the client did not ask): exp(mean logprob). When the backend sends none and a
+`second-opinion` backend is configured, it is asked in parallel and the confidence is the
+agreement of the two answers (1.0 when the vote reduces them to one claim, else their word
+similarity). With neither, the confidence is unknown and does not escalate.
+
+The first two rules are known before anything is asked, so such a request goes straight to
+`escalate-to` (streamed live). Otherwise a non-streamed request costs one call of `first` when
+it is not escalated; a streamed one is buffered behind heartbeats until the confidence is
+known, unless `min-confidence` is 0 (nothing can follow), when it streams live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from routing import rules, wire
+from routing.config import CascadeModel, Config
+from routing.errors import MemberFailure
+from routing.report import Timer
+from routing.strategies.base import Backends, Call, Json, Strategy
+from routing.strategies.thinking import text_chunks
+from routing.vote import canonical, similarity
+
+
+def last_user_text(body: Json) -> str:
+    for m in reversed(body.get("messages") or []):
+        if isinstance(m, dict) and m.get("role") == "user":
+            content = m.get("content")
+            if isinstance(content, list):
+                return "\n".join(p.get("text", "") for p in content if isinstance(p, dict))
+            return str(content or "")
+    return ""
+
+
+def replay(shaper: wire.ChunkShaper, resp: Json) -> list[Json]:
+    """A whole answer as stream chunks: its text in pieces, or its tool calls, then the finish."""
+    choice = (resp.get("choices") or [{}])[0]
+    msg = choice.get("message") or {}
+    finish = choice.get("finish_reason") or "stop"
+    if msg.get("tool_calls"):
+        calls = [{"index": i, **tc} for i, tc in enumerate(msg["tool_calls"])]
+        return [*shaper.shape({"choices": [{"index": 0, "delta": {"tool_calls": calls}}]}), shaper.finish(0, finish)]
+    return [*text_chunks(shaper, msg.get("content") or "")[:-1], shaper.finish(0, finish)]
+
+
+def agreement_of(a: str, b: str) -> float:
+    return 1.0 if canonical(a) == canonical(b) else round(similarity(a, b), 4)
+
+
+class Cascade:
+    label = "cascade"
+
+    def __init__(self, name: str, vm: CascadeModel, backends: Backends) -> None:
+        self.name = name
+        self.vm = vm
+        self.backends = backends
+        self.models: Mapping[str, Strategy] = {}
+
+    @classmethod
+    def from_config(cls, name: str, vm: CascadeModel, backends: Backends, cfg: Config | None = None) -> Cascade:
+        return cls(name, vm, backends)
+
+    def bind(self, models: Mapping[str, Strategy]) -> None:
+        """The router's virtual models, once all are built (`first` and `escalate-to` are among them)."""
+        self.models = models
+
+    def inputs(self, call: Call) -> Json:
+        """What the rules decide from, as recorded in the decision log (words as hashes, not the prompt)."""
+        return {"asked": bool(call.extras.get("validate")), "words": rules.word_hashes(last_user_text(call.body))}
+
+    def _first_call(self, call: Call) -> tuple[Call, bool]:
+        """The call for `first`, asking for logprobs unless the client did; and whether the client did."""
+        wanted = bool(call.body.get("logprobs"))
+        body = dict(call.body)
+        body["logprobs"] = True
+        return Call(body=body, model=call.model, stream=False, include_usage=call.include_usage, id=call.id,
+                    created=call.created, extras=call.extras, budget=call.budget), wanted
+
+    async def _second(self, call: Call) -> str | None:
+        name = self.vm.second_opinion
+        if name is None:
+            return None
+        try:
+            resp = await self.backends[name].complete({k: v for k, v in call.body.items() if k != "stream"})
+        except MemberFailure:
+            return None
+        msg = (resp.get("choices") or [{}])[0].get("message") or {}
+        return msg.get("content") if isinstance(msg.get("content"), str) else None
+
+    async def _first(self, call: Call) -> tuple[Json, float | None, str]:
+        """The first answer, its confidence and where the confidence came from."""
+        first_call, wanted = self._first_call(call)
+        second = asyncio.create_task(self._second(call)) if self.vm.second_opinion else None
+        try:
+            out = await self.models[self.vm.first].complete(first_call)
+        except BaseException:
+            if second is not None:
+                second.cancel()
+            raise
+        choice = (out.get("choices") or [{}])[0]
+        confidence = rules.logprob_confidence(choice.get("logprobs"))
+        source = "logprobs"
+        if confidence is not None and second is not None:
+            second.cancel()
+        elif second is not None:
+            other = await second
+            text = (choice.get("message") or {}).get("content") or ""
+            confidence, source = (agreement_of(text, other), "second-opinion") if other else (None, "none")
+        if confidence is None and source == "logprobs":
+            source = "none"
+        if not wanted:
+            for c in out.get("choices") or []:
+                c["logprobs"] = None
+        return out, confidence, source
+
+    def _meta(self, council: Json | None, **fields: Any) -> Json:
+        """The answering model's metadata under the cascade's name, with the rule that fired; when the
+        first answer was overruled its metadata is kept (`first`) and its members are counted too."""
+        inner = dict(council or {})
+        first = fields.get("first") or {}
+        out: Json = {"virtual_model": self.name, "strategy": self.label, "answered_by": inner.get("virtual_model"),
+                     **{k: v for k, v in inner.items() if k not in ("virtual_model", "strategy")}, **fields}
+        out["escalated"] = bool(fields.get("escalated"))
+        if first:
+            out["members"] = [{**m, "role": m.get("role") or "first"} for m in first.get("members") or []] + \
+                list(inner.get("members") or [])
+        out["cost_usd"] = round((inner.get("cost_usd") or 0.0) + (first.get("cost_usd") or 0.0), 8)
+        return out
+
+    async def complete(self, call: Call) -> Json:
+        timer = Timer()
+        inputs = self.inputs(call)
+        before = rules.escalate_before(inputs["asked"], inputs["words"], self.vm.risk_words)
+        if before is not None:
+            out = await self.models[self.vm.escalate_to].complete(call)
+            out["council"] = self._meta(out.get("council"), escalated=True, escalated_because=before[0],
+                                        why=before[1], confidence=None, latency_ms=timer.ms())
+            return out
+        first, confidence, source = await self._first(call)
+        after = rules.escalate_after(confidence, self.vm.min_confidence)
+        if after is None:
+            first["council"] = self._meta(first.get("council"), confidence=confidence, confidence_source=source,
+                                          latency_ms=timer.ms())
+            return first
+        out = await self.models[self.vm.escalate_to].complete(call)
+        usage = wire.add_usage(first.get("usage"), out.get("usage"))
+        if usage:
+            out["usage"] = usage
+        out["council"] = self._meta(out.get("council"), escalated=True, escalated_because=after[0], why=after[1],
+                                    confidence=confidence, confidence_source=source, first=first.get("council"),
+                                    latency_ms=timer.ms())
+        return out
+
+    async def _relay(self, inner: AsyncIterator[Json], skip_role: bool, **meta: Any) -> AsyncIterator[Json]:
+        """An inner model's stream with the cascade's metadata on its council chunk."""
+        async for chunk in inner:
+            if "council" in chunk:
+                chunk = {**chunk, "council": self._meta(chunk["council"], **meta)}
+            elif skip_role and chunk.get("choices") and chunk["choices"][0].get("delta", {}).get("role") and \
+                    not any(v for k, v in chunk["choices"][0]["delta"].items() if k != "role"):
+                continue
+            yield chunk
+
+    async def stream(self, call: Call) -> AsyncIterator[Json]:
+        timer = Timer()
+        inputs = self.inputs(call)
+        before = rules.escalate_before(inputs["asked"], inputs["words"], self.vm.risk_words)
+        if before is not None:
+            async for chunk in self._relay(self.models[self.vm.escalate_to].stream(call), False, escalated=True,
+                                           escalated_because=before[0], why=before[1], confidence=None):
+                yield chunk
+            return
+        if self.vm.min_confidence <= 0:
+            async for chunk in self._relay(self.models[self.vm.first].stream(call), False, confidence=None,
+                                           confidence_source="not needed: min-confidence is 0"):
+                yield chunk
+            return
+        shaper = wire.ChunkShaper(id=call.id, created=call.created, model=call.model)
+        yield shaper.role()
+        task = asyncio.create_task(self._first(call))
+        try:
+            while not (await asyncio.wait({task}, timeout=self.vm.heartbeat_s))[0]:
+                yield shaper.heartbeat()
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        first, confidence, source = task.result()
+        after = rules.escalate_after(confidence, self.vm.min_confidence)
+        if after is None:
+            for chunk in replay(shaper, first):
+                yield chunk
+            if call.include_usage and first.get("usage"):
+                yield shaper.usage_chunk(first["usage"])
+            yield shaper.extension_chunk("council", self._meta(first.get("council"), confidence=confidence,
+                                                               confidence_source=source, latency_ms=timer.ms()))
+            return
+        async for chunk in self._relay(self.models[self.vm.escalate_to].stream(call), True, escalated=True,
+                                       escalated_because=after[0], why=after[1], confidence=confidence,
+                                       confidence_source=source, first=copy.deepcopy(first.get("council"))):
+            yield chunk
