@@ -84,7 +84,7 @@ async def ready(state: State) -> Response[bytes]:
 
 @get("/metrics")
 async def metrics(state: State) -> Response[bytes]:
-    return Response(state.metrics.render(state.router.reachable), media_type=METRICS_TYPE)
+    return Response(state.metrics.render(state.router.reachable, state.router.health), media_type=METRICS_TYPE)
 
 
 @get("/status")

@@ -247,6 +247,50 @@ def cmd_usage(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ram_gb() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) / 1024 / 1024
+    except OSError:
+        pass
+    return None
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from routing import plan
+
+    path = find(args.config, dict(os.environ), Path.cwd())
+    if path is None:
+        print("shenron plan: no config found; pass --config PATH (plan needs [gpus.NAME] and each backend's "
+              "params-b and quant)", file=sys.stderr)
+        return 2
+    devices = plan.plan(load(path), _ram_gb())
+    print(plan.render(devices))
+    return 0 if all(d.fits is not False for d in devices) else 1
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from routing import replay
+
+    path = find(args.config, dict(os.environ), Path.cwd())
+    if path is None:
+        print("shenron replay: pass --config NEW.toml, the config to replay the records under", file=sys.stderr)
+        return 2
+    cfg = load(path)
+    try:
+        records = replay.read(args.records)
+    except OSError as e:
+        print(f"shenron replay: cannot read {args.records}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    except ValueError as e:
+        print(f"shenron replay: {e}", file=sys.stderr)
+        return 2
+    changes, stats = replay.replay(records, cfg)
+    print(replay.render(changes, stats))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="shenron", description=DESCRIPTION)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -288,6 +332,21 @@ def parser() -> argparse.ArgumentParser:
     u.add_argument("--by", choices=("key", "model", "member"), default="model")
     u.add_argument("--format", choices=("table", "csv", "json"), default="table")
     u.set_defaults(func=cmd_usage)
+
+    pl = sub.add_parser("plan", help="will the models fit the GPUs? memory per model and quantization",
+                        description="Estimate each local model's memory (weights at its quantization, KV cache, "
+                                    "overhead) per [gpus.NAME] and, for backends on no GPU, against host RAM; "
+                                    "say whether they fit and at which quantization they would. Exit status: "
+                                    "0 everything fits, 1 some device is over budget, 2 no config.")
+    pl.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
+    pl.set_defaults(func=cmd_plan)
+
+    rp = sub.add_parser("replay", help="re-decide recorded traffic under a new config",
+                        description="Read decision records ([server] decision-log) and print every request whose "
+                                    "routing (degradation, cascade escalation) would differ under --config.")
+    rp.add_argument("records", metavar="RECORDS.jsonl", help="a decision log written by `shenron serve`")
+    rp.add_argument("--config", metavar="NEW.toml", help="the config to replay under (default: as for serve)")
+    rp.set_defaults(func=cmd_replay)
     return p
 
 

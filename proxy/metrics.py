@@ -8,9 +8,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from proxy.store import MemberUse
+from routing.health import Health
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+BREAKER = {"closed": 0, "half-open": 1, "open": 2}
 
 
 class Metrics:
@@ -34,6 +38,11 @@ class Metrics:
                                registry=r)
         self.backend_up = Gauge("shenron_backend_up", "1 when the backend answered its last probe.", ["backend"],
                                 registry=r)
+        self.breaker = Gauge("shenron_breaker_state", "Circuit breaker per backend: 0 closed, 1 half-open, 2 open.",
+                             ["backend"], registry=r)
+        self.gpu_inflight = Gauge("shenron_gpu_inflight", "Requests running on each GPU pool.", ["gpu"], registry=r)
+        self.gpu_queued = Gauge("shenron_gpu_queued", "Requests waiting for a slot on each GPU pool.", ["gpu"],
+                                registry=r)
 
     def finished(self, model: str, status: int, seconds: float, council: dict[str, Any] | None,
                  members: list[MemberUse]) -> None:
@@ -53,7 +62,15 @@ class Metrics:
             if m.cost_usd:
                 self.cost.labels(m.name, "true" if m.cloud else "false").inc(m.cost_usd)
 
-    def render(self, reachable: dict[str, bool]) -> bytes:
+    def render(self, reachable: dict[str, bool], health: Health | None = None) -> bytes:
         for name, ok in reachable.items():
             self.backend_up.labels(name).set(1 if ok else 0)
+        if health is not None:
+            for name, g in health.guards.items():
+                self.breaker.labels(name).set(BREAKER[g.state])
+                if g.probed_at is not None:
+                    self.backend_up.labels(name).set(1 if g.state == "closed" and not g.loading else 0)
+            for gpu, pool in health.pools.items():
+                self.gpu_inflight.labels(gpu).set(pool.inflight)
+                self.gpu_queued.labels(gpu).set(sum(1 for w in pool.waiters if not w.done()))
         return generate_latest(self.registry)

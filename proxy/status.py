@@ -35,8 +35,21 @@ def _backends(router: Router) -> str:
     rows = []
     for name, b in router.backends.items():
         up = router.reachable.get(name)
-        state = ('<span class="ok">up</span>' if up else '<span class="bad">down</span>' if up is False
-                 else '<span class="muted">not probed yet</span>')
+        g = router.health.guards[name]
+        if g.state == "open":
+            state = f'<span class="bad">down: circuit open</span> <span class="muted">{_e(g.breaker.reason)}</span>'
+        elif g.loading:
+            state = '<span class="muted">loading model</span>'
+        elif g.state == "half-open":
+            state = '<span class="muted">half-open (trying)</span>'
+        elif g.probed_at is not None or up:
+            state = '<span class="ok">up</span>'
+        else:
+            state = '<span class="bad">down</span>' if up is False else '<span class="muted">not probed yet</span>'
+        if g.loaded is not None:
+            state += ' <span class="muted">(loaded)</span>' if g.loaded else ' <span class="muted">(not loaded)</span>'
+        if g.pool is not None:
+            state += f' <span class="muted">{_e(g.pool.name)} {g.pool.inflight}/{g.pool.max_concurrent or "∞"}</span>'
         served = ", ".join(router.served.get(name, [])) or "-"
         rows.append(f"<tr><td>{_e(name)}</td><td>{state}</td><td>{_e(b.model)}</td><td>{_e(served)}</td>"
                     f"<td>{_e(b.cfg.url)}</td><td>{'cloud' if b.cfg.is_cloud else 'local'}</td></tr>")

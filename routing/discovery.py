@@ -7,7 +7,7 @@ import asyncio
 import httpx
 
 from routing.backends import OpenAIBackend
-from routing.config import BackendConfig, Config, CouncilModel, ServerConfig, SingleModel, VirtualModel
+from routing.config import BackendConfig, CascadeModel, Config, CouncilModel, ServerConfig, SingleModel, VirtualModel
 from routing.errors import MemberFailure
 
 KNOWN_SERVERS: tuple[tuple[str, int], ...] = (
@@ -39,6 +39,7 @@ def virtual_models(names: list[str]) -> dict[str, VirtualModel]:
     if len(names) >= 2:
         models["agent-lite"] = CouncilModel(members=names[:3], min_answers=min(2, len(names[:3])))
         models["full-council"] = CouncilModel(members=names[:6], min_answers=min(2, len(names[:6])))
+        models["cascade"] = CascadeModel(first="ultra-instinct", escalate_to="full-council")
     return models
 
 

@@ -155,7 +155,7 @@ class Guard:
 
     def _outcome(self, e: MemberFailure) -> None:
         if isinstance(e, UpstreamStatus):
-            if e.status == 503 and "loading" in e.message.lower():
+            if e.upstream_status == 503 and "loading" in e.upstream_message.lower():
                 self.loading = True
                 return
             if e.is_client_error:  # the request's fault, not the backend's

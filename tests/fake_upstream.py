@@ -42,6 +42,9 @@ class Upstream:
             return await self.json(send, 200, {"object": "list", "data": [
                 {"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in self.a.models.split(",")]})
         if path == "/health":
+            if self.a.loading:  # llama.cpp's answer while it loads the model
+                return await self.json(send, 503, {"error": {"code": 503, "message": "Loading model",
+                                                             "type": "unavailable_error"}})
             return await self.json(send, 200, {"status": "ok"})
         if not path.endswith("/chat/completions"):
             return await self.json(send, 404, {"detail": "Not Found"})
@@ -54,6 +57,9 @@ class Upstream:
         req = json.loads(body)
         self.requests += 1
         self.log(event="request", body=req)
+        if self.a.loading:
+            return await self.json(send, 503, {"error": {"code": 503, "message": "Loading model",
+                                                         "type": "unavailable_error"}})
         if self.a.latency_ms and not await self.wait_or_disconnect(self.a.latency_ms / 1000, receive):
             return
         fail = self.a.fail
@@ -110,8 +116,13 @@ class Upstream:
             msg = {"role": "assistant", "content": None, "tool_calls": [
                 {"id": "call_1", "type": "function", "function": {"name": name, "arguments": args}}]}
             finish = "tool_calls"
+        logprobs = None
+        if req.get("logprobs") and self.a.logprob is not None:
+            logprobs = {"content": [{"token": w, "logprob": self.a.logprob, "bytes": None, "top_logprobs": []}
+                                    for w in self.words()]}
         return {"id": "fake-1", "object": "chat.completion", "created": int(time.time()), "model": req["model"],
-                "choices": [{"index": 0, "message": msg, "finish_reason": finish}], "usage": self.usage()}
+                "choices": [{"index": 0, "message": msg, "logprobs": logprobs, "finish_reason": finish}],
+                "usage": self.usage()}
 
     async def stream(self, req: dict[str, Any], send: Any, receive: Any) -> None:
         await send({"type": "http.response.start", "status": 200,
@@ -165,6 +176,8 @@ def main() -> None:
     p.add_argument("--no-usage", action="store_true", help="ignore stream_options.include_usage (llama.cpp)")
     p.add_argument("--tool-call", default=None, help="NAME:JSON_ARGS")
     p.add_argument("--log", default=None)
+    p.add_argument("--loading", action="store_true", help="answer 503 'Loading model' like llama.cpp while loading")
+    p.add_argument("--logprob", type=float, default=None, help="per-token logprob sent when logprobs are asked")
     a = p.parse_args()
     uvicorn.run(Upstream(a), host="127.0.0.1", port=a.port, log_level="warning", lifespan="on")
 

@@ -66,7 +66,7 @@ def fake_upstream(tmp: Path, *extra: str, port: int | None = None) -> tuple[Proc
     port = port or free_port()
     proc = Proc([sys.executable, "-m", "tests.fake_upstream", "--port", str(port), *extra],
                 tmp / f"upstream-{port}.log", cwd=ROOT)
-    proc.wait_http(f"http://127.0.0.1:{port}/health")
+    proc.wait_http(f"http://127.0.0.1:{port}/health", ok=(200, 503) if "--loading" in extra else (200,))
     return proc, f"http://127.0.0.1:{port}/v1"
 
 

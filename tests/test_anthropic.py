@@ -174,7 +174,7 @@ def test_an_anthropic_member_works_in_any_virtual_model() -> None:
     with respx.mock(assert_all_called=False) as m:
         m.get("http://local.test/v1/models").respond(json={"data": [{"id": "qwen"}]})
         m.get(f"{URL}/models").respond(json={"data": [{"id": "claude-sonnet-4", "type": "model"}]})
-        m.post("http://local.test/v1/chat/completions").respond(503, json={"error": {"message": "loading"}})
+        m.post("http://local.test/v1/chat/completions").respond(500, json={"error": {"message": "boom"}})
         m.post(f"{URL}/messages").mock(side_effect=lambda req: sse(*STREAM) if json.loads(req.content)["stream"]
                                        else httpx.Response(200, json=MESSAGE))
         with TestClient(create_app(config.parse(CONFIG))) as client:

@@ -1,0 +1,124 @@
+"""cascade with in-process fakes: each escalation rule, the one that does not fire, and what it costs."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from routing.config import CascadeModel, CouncilModel
+from routing.strategies import Call, Council, Single
+from routing.strategies.cascade import Cascade
+from tests.fakes import FakeBackend
+
+
+class Sure(FakeBackend):
+    """Answers with token logprobs when asked for them."""
+
+    def __init__(self, name: str, answer: str, p: float) -> None:
+        super().__init__(name, answer)
+        self.p = p
+
+    async def complete(self, body: dict[str, Any], model: str | None = None) -> dict[str, Any]:
+        out = await super().complete(body, model)
+        if body.get("logprobs"):
+            out["choices"][0]["logprobs"] = {"content": [{"token": t, "logprob": math.log(self.p)}
+                                                         for t in self.answer.split()]}
+        return out
+
+
+def build(first: FakeBackend, second_opinion: FakeBackend | None = None,
+          **kw: Any) -> tuple[Cascade, dict[str, FakeBackend]]:
+    council = {n: FakeBackend(n, "The answer is 42.") for n in ("c1", "c2", "c3")}
+    backends: dict[str, Any] = {"fast": first, **council}
+    if second_opinion is not None:
+        backends["other"] = second_opinion
+    vm = CascadeModel(first="ultra-instinct", escalate_to="full-council",
+                      second_opinion="other" if second_opinion else None, **kw)
+    cascade = Cascade("cascade", vm, backends)
+    cascade.bind({"ultra-instinct": Single("ultra-instinct", ["fast"], backends),
+                  "full-council": Council("full-council", CouncilModel(members=list(council), early_decision=False),
+                                          backends)})
+    return cascade, backends
+
+
+def call(text: str, stream: bool = False, **extras: Any) -> Call:
+    return Call(body={"model": "cascade", "messages": [{"role": "user", "content": text}]}, model="cascade",
+                stream=stream, include_usage=False, id="chatcmpl-1", created=1, extras=extras)
+
+
+async def test_an_ordinary_question_costs_one_call() -> None:
+    cascade, b = build(Sure("fast", "Paris", 0.99))
+    out = await cascade.complete(call("What is the capital of France?"))
+    assert out["choices"][0]["message"]["content"] == "Paris"
+    assert out["choices"][0]["logprobs"] is None, "logprobs the client did not ask for are not returned"
+    c = out["council"]
+    assert c["escalated"] is False and c["confidence"] == 0.99 and c["confidence_source"] == "logprobs"
+    assert len(b["fast"].bodies) == 1 and not any(b[n].bodies for n in ("c1", "c2", "c3"))
+
+
+@pytest.mark.parametrize("text, word", [("Please DELETE the production database", "delete"),
+                                        ("deploy it to live now", "deploy")])
+async def test_a_risk_word_goes_straight_to_the_council(text: str, word: str) -> None:
+    cascade, b = build(Sure("fast", "ok", 0.99))
+    out = await cascade.complete(call(text))
+    c = out["council"]
+    assert c["escalated"] and c["escalated_because"] == "risk-word" and word in c["why"]
+    assert c["answered_by"] == "full-council" and not b["fast"].bodies
+
+
+async def test_the_client_can_ask_for_the_council() -> None:
+    cascade, b = build(Sure("fast", "ok", 0.99))
+    out = await cascade.complete(call("hello", validate=True))
+    assert out["council"]["escalated_because"] == "asked" and not b["fast"].bodies
+
+
+async def test_low_confidence_escalates_and_keeps_the_first_answers_metadata() -> None:
+    cascade, _b = build(Sure("fast", "maybe 41", 0.5))
+    out = await cascade.complete(call("What is 6 x 7?"))
+    c = out["council"]
+    assert c["escalated_because"] == "low-confidence" and c["confidence"] == 0.5
+    assert c["first"]["winner"] == "fast" and out["choices"][0]["message"]["content"] == "The answer is 42."
+    assert [m["name"] for m in c["members"]] == ["fast", "c1", "c2", "c3"] and c["members"][0]["role"] == "first"
+    assert out["usage"]["total_tokens"] == 4 * 15
+
+
+async def test_without_logprobs_a_second_opinion_measures_agreement() -> None:
+    cascade, _ = build(FakeBackend("fast", "42"), FakeBackend("other", "The answer is 42."))
+    out = await cascade.complete(call("What is 6 x 7?"))
+    assert out["council"]["confidence"] == 1.0 and out["council"]["confidence_source"] == "second-opinion"
+    assert not out["council"]["escalated"]
+    cascade, _b = build(FakeBackend("fast", "42"), FakeBackend("other", "I believe it is 48."))
+    out = await cascade.complete(call("What is 6 x 7?"))
+    assert out["council"]["escalated_because"] == "low-confidence"
+
+
+async def test_without_logprobs_or_second_opinion_the_confidence_is_unknown_and_not_escalated() -> None:
+    cascade, _b = build(FakeBackend("fast", "42"))
+    out = await cascade.complete(call("What is 6 x 7?"))
+    assert out["council"]["confidence"] is None and out["council"]["confidence_source"] == "none"
+    assert not out["council"]["escalated"]
+
+
+def text_of(chunks: list[dict[str, Any]]) -> str:
+    return "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c.get("choices"))
+
+
+async def test_streams_escalated_before_asking_live() -> None:
+    cascade, _b = build(Sure("fast", "ok", 0.99))
+    chunks = [c async for c in cascade.stream(call("drop the table", stream=True))]
+    assert text_of(chunks) == "The answer is 42." and chunks[-1]["council"]["escalated_because"] == "risk-word"
+    roles = [c for c in chunks if c.get("choices") and c["choices"][0]["delta"].get("role")]
+    assert len(roles) == 1
+
+
+async def test_a_buffered_stream_replays_the_first_answer_or_hands_over() -> None:
+    cascade, _ = build(Sure("fast", "Paris", 0.99))
+    chunks = [c async for c in cascade.stream(call("capital of France?", stream=True))]
+    assert text_of(chunks) == "Paris" and chunks[-1]["council"]["escalated"] is False
+    cascade, _b = build(Sure("fast", "maybe 41", 0.4))
+    chunks = [c async for c in cascade.stream(call("6 x 7?", stream=True))]
+    assert text_of(chunks) == "The answer is 42." and chunks[-1]["council"]["escalated_because"] == "low-confidence"
+    roles = [c for c in chunks if c.get("choices") and c["choices"][0]["delta"].get("role")]
+    assert len(roles) == 1, "the council's own role chunk is not sent twice"
