@@ -376,6 +376,9 @@ def _check_refs(cfg: Config) -> None:
             if target is not None and (target not in cfg.models or target == name):
                 problems.append(f"key `models.{name}.{key}`: {target!r} is not another virtual model "
                                 f"(known: {', '.join(m for m in cfg.models if m != name) or 'none'})")
+            elif target is not None and isinstance(cfg.models[target], CascadeModel):
+                problems.append(f"key `models.{name}.{key}`: {target!r} is itself a cascade; point at the model "
+                                "that answers")
         for key, names in fields:
             for member in names:
                 if member not in cfg.backends:

@@ -19,7 +19,7 @@ from typing import IO, Any
 
 from routing import rules
 from routing.config import VirtualModel
-from routing.strategies.base import Call, Json, Strategy
+from routing.strategies.base import NESTED, Call, Json, Strategy
 
 SAMPLES = 100
 
@@ -94,7 +94,7 @@ class Governed:
                 start: float) -> None:
         ms = (time.perf_counter() - start) * 1000
         self.latencies.append(ms)
-        if self.log.dest == "off":
+        if self.log.dest == "off" or call.extras.get(NESTED):
             return
         c = council or {}
         record: Json = {

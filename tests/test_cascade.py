@@ -122,3 +122,18 @@ async def test_a_buffered_stream_replays_the_first_answer_or_hands_over() -> Non
     assert text_of(chunks) == "The answer is 42." and chunks[-1]["council"]["escalated_because"] == "low-confidence"
     roles = [c for c in chunks if c.get("choices") and c["choices"][0]["delta"].get("role")]
     assert len(roles) == 1, "the council's own role chunk is not sent twice"
+
+
+@pytest.mark.parametrize("first, error", [("nope", "'nope' is not another virtual model"),
+                                          ("c", "'c' is not another virtual model"),
+                                          ("c2", "'c2' is itself a cascade")])
+def test_cascade_targets_are_checked(first: str, error: str) -> None:
+    from routing import config
+
+    text = ('[backends.a]\nurl = "http://127.0.0.1:1/v1"\nmodel = "a"\n'
+            '[models.ultra-instinct]\nstrategy = "single"\nmembers = ["a"]\n'
+            f'[models.c]\nstrategy = "cascade"\nfirst = "{first}"\nescalate-to = "ultra-instinct"\n'
+            '[models.c2]\nstrategy = "cascade"\nfirst = "ultra-instinct"\nescalate-to = "ultra-instinct"\n')
+    with pytest.raises(config.ConfigError) as e:
+        config.parse(text)
+    assert error in str(e.value)

@@ -209,6 +209,10 @@ def test_cascade_answers_ordinary_questions_with_one_call_and_escalates_risk(tmp
     chunks = list(stream)
     assert "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices) == "Paris"
 
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["model"] for r in records] == ["cascade"] * 4, "one decision record per request"
+    assert [r["cascade"]["escalated_because"] for r in records] == [None, "risk-word", "asked", None]
+
     strict = tmp_path / "strict.toml"
     strict.write_text(cfg.replace("min-confidence = 0.95", "min-confidence = 0.999"))
     done = cli("replay", str(log), "--config", str(strict), cwd=tmp_path)

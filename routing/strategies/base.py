@@ -13,6 +13,8 @@ from routing.wire import ChunkShaper
 
 Json = dict[str, Any]
 T = TypeVar("T")
+NESTED = "_nested"
+"""Key in `Call.extras` of a call one virtual model makes to another: counted, but not recorded twice."""
 
 
 @dataclass(slots=True)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -28,7 +29,7 @@ from routing import rules, wire
 from routing.config import CascadeModel, Config
 from routing.errors import MemberFailure
 from routing.report import Timer
-from routing.strategies.base import Backends, Call, Json, Strategy
+from routing.strategies.base import NESTED, Backends, Call, Json, Strategy
 from routing.strategies.thinking import text_chunks
 from routing.vote import canonical, similarity
 
@@ -41,6 +42,15 @@ def last_user_text(body: Json) -> str:
                 return "\n".join(p.get("text", "") for p in content if isinstance(p, dict))
             return str(content or "")
     return ""
+
+
+def nested(call: Call) -> dict[str, Any]:
+    """Extras for a call the cascade makes on the client's behalf: its own decision record is the cascade's."""
+    return {**call.extras, NESTED: True}
+
+
+def inner_call(call: Call) -> Call:
+    return dataclasses.replace(call, extras=nested(call))
 
 
 def replay(shaper: wire.ChunkShaper, resp: Json) -> list[Json]:
@@ -85,7 +95,7 @@ class Cascade:
         body = dict(call.body)
         body["logprobs"] = True
         return Call(body=body, model=call.model, stream=False, include_usage=call.include_usage, id=call.id,
-                    created=call.created, extras=call.extras, budget=call.budget), wanted
+                    created=call.created, extras=nested(call), budget=call.budget), wanted
 
     async def _second(self, call: Call) -> str | None:
         name = self.vm.second_opinion
@@ -143,7 +153,7 @@ class Cascade:
         inputs = self.inputs(call)
         before = rules.escalate_before(inputs["asked"], inputs["words"], self.vm.risk_words)
         if before is not None:
-            out = await self.models[self.vm.escalate_to].complete(call)
+            out = await self.models[self.vm.escalate_to].complete(inner_call(call))
             out["council"] = self._meta(out.get("council"), escalated=True, escalated_because=before[0],
                                         why=before[1], confidence=None, latency_ms=timer.ms())
             return out
@@ -153,7 +163,7 @@ class Cascade:
             first["council"] = self._meta(first.get("council"), confidence=confidence, confidence_source=source,
                                           latency_ms=timer.ms())
             return first
-        out = await self.models[self.vm.escalate_to].complete(call)
+        out = await self.models[self.vm.escalate_to].complete(inner_call(call))
         usage = wire.add_usage(first.get("usage"), out.get("usage"))
         if usage:
             out["usage"] = usage
@@ -177,12 +187,14 @@ class Cascade:
         inputs = self.inputs(call)
         before = rules.escalate_before(inputs["asked"], inputs["words"], self.vm.risk_words)
         if before is not None:
-            async for chunk in self._relay(self.models[self.vm.escalate_to].stream(call), False, escalated=True,
-                                           escalated_because=before[0], why=before[1], confidence=None):
+            upstream = self.models[self.vm.escalate_to].stream(inner_call(call))
+            async for chunk in self._relay(upstream, False, escalated=True, escalated_because=before[0],
+                                           why=before[1], confidence=None):
                 yield chunk
             return
         if self.vm.min_confidence <= 0:
-            async for chunk in self._relay(self.models[self.vm.first].stream(call), False, confidence=None,
+            upstream = self.models[self.vm.first].stream(inner_call(call))
+            async for chunk in self._relay(upstream, False, confidence=None,
                                            confidence_source="not needed: min-confidence is 0"):
                 yield chunk
             return
@@ -206,7 +218,8 @@ class Cascade:
             yield shaper.extension_chunk("council", self._meta(first.get("council"), confidence=confidence,
                                                                confidence_source=source, latency_ms=timer.ms()))
             return
-        async for chunk in self._relay(self.models[self.vm.escalate_to].stream(call), True, escalated=True,
+        upstream = self.models[self.vm.escalate_to].stream(inner_call(call))
+        async for chunk in self._relay(upstream, True, escalated=True,
                                        escalated_because=after[0], why=after[1], confidence=confidence,
                                        confidence_source=source, first=copy.deepcopy(first.get("council"))):
             yield chunk
