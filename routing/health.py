@@ -193,6 +193,7 @@ class Health:
         self.client = client
         self.backends = backends
         self.pools = {name: Pool(name, g.max_concurrent) for name, g in cfg.gpus.items()}
+        self._warming: asyncio.Task[None] | None = None
         self.guards: dict[str, Guard] = {}
         for name, b in backends.items():
             pool = self.pools.get(b.cfg.gpu) if b.cfg.gpu else None
@@ -280,8 +281,14 @@ class Health:
                 if any(b.cfg.keep_alive for b in self.backends.values()) and \
                         time.monotonic() - last_warm >= self.cfg.server.warmup_interval_s:
                     last_warm = time.monotonic()
-                    asyncio.get_running_loop().create_task(self.warm_all())
+                    if self._warming is None or self._warming.done():  # kept: the loop holds tasks weakly
+                        self._warming = asyncio.get_running_loop().create_task(self.warm_all())
                 await self.probe_all()
             except Exception:  # a bug here must not stop the probing; logged, not hidden
                 log.exception("probing backends failed")
             await asyncio.sleep(self.cfg.server.health_interval_s)
+
+    async def close(self) -> None:
+        if self._warming is not None:
+            self._warming.cancel()
+            await asyncio.gather(self._warming, return_exceptions=True)

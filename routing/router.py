@@ -68,6 +68,7 @@ class Router:
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+            await self.health.close()
 
     def resolve(self, model: str) -> Strategy:
         strategy = self.virtual.get(model) or self._direct.get(model)
