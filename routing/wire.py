@@ -171,3 +171,29 @@ class ChunkShaper:
         p = estimate_tokens(prompt_text(body))
         c = self.content_chunks
         return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}, True
+
+
+PIECE = 48
+"""Characters per content chunk when a whole answer is replayed as a stream."""
+
+
+def answer_chunks(shaper: ChunkShaper, message: Json, finish: str = "stop") -> list[Json]:
+    """A whole assistant message as stream chunks, then its finish: text in pieces, or each tool call
+    with index, id and name first and its arguments after (as OpenAI streams them)."""
+    out: list[Json] = []
+    tool_calls = message.get("tool_calls") or ()
+    if tool_calls:
+        for i, tc in enumerate(tool_calls):
+            fn = tc.get("function") or {}
+            head = {"index": i, "id": tc.get("id") or f"call_{i}", "type": "function",
+                    "function": {"name": fn.get("name"), "arguments": ""}}
+            for delta in ({"tool_calls": [head]},
+                          {"tool_calls": [{"index": i, "function": {"arguments": fn.get("arguments") or ""}}]}):
+                out += shaper.shape({"choices": [{"index": 0, "delta": delta}]})
+        out.append(shaper.finish(0, "tool_calls"))
+        return out
+    text = message.get("content") or ""
+    for start in range(0, len(text), PIECE):
+        out += shaper.shape({"choices": [{"index": 0, "delta": {"content": text[start:start + PIECE]}}]})
+    out.append(shaper.finish(0, finish))
+    return out

@@ -30,7 +30,6 @@ from routing.config import CascadeModel, Config
 from routing.errors import MemberFailure
 from routing.report import Timer
 from routing.strategies.base import NESTED, Backends, Call, Json, Strategy
-from routing.strategies.thinking import text_chunks
 from routing.vote import canonical, similarity
 
 
@@ -51,17 +50,6 @@ def nested(call: Call) -> dict[str, Any]:
 
 def inner_call(call: Call) -> Call:
     return dataclasses.replace(call, extras=nested(call))
-
-
-def replay(shaper: wire.ChunkShaper, resp: Json) -> list[Json]:
-    """A whole answer as stream chunks: its text in pieces, or its tool calls, then the finish."""
-    choice = (resp.get("choices") or [{}])[0]
-    msg = choice.get("message") or {}
-    finish = choice.get("finish_reason") or "stop"
-    if msg.get("tool_calls"):
-        calls = [{"index": i, **tc} for i, tc in enumerate(msg["tool_calls"])]
-        return [*shaper.shape({"choices": [{"index": 0, "delta": {"tool_calls": calls}}]}), shaper.finish(0, finish)]
-    return [*text_chunks(shaper, msg.get("content") or "")[:-1], shaper.finish(0, finish)]
 
 
 def agreement_of(a: str, b: str) -> float:
@@ -211,7 +199,8 @@ class Cascade:
         first, confidence, source = task.result()
         after = rules.escalate_after(confidence, self.vm.min_confidence)
         if after is None:
-            for chunk in replay(shaper, first):
+            choice = first["choices"][0]
+            for chunk in wire.answer_chunks(shaper, choice.get("message") or {}, choice.get("finish_reason") or "stop"):
                 yield chunk
             if call.include_usage and first.get("usage"):
                 yield shaper.usage_chunk(first["usage"])

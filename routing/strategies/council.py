@@ -10,7 +10,6 @@ import functools
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any
 
 from routing import wire
 from routing.budget import EXHAUSTED, Skipped
@@ -24,8 +23,6 @@ from routing.synthesis import chairman_messages
 from routing.vote import Ballot, Cluster, agreement, cluster, decided, ranked
 
 PREVIEW = 80
-PIECE = 48
-"""Characters per content chunk when the decided answer is streamed."""
 
 
 @dataclass
@@ -233,29 +230,10 @@ class Council:
                 extra.append(self._chair_report(t, chair_usage, estimated)[0])
                 winner, decided_by, synthesized = chair, "synthesis", True
         if not synthesized:
-            for chunk in self._replay(shaper, v):
+            answer = v.answers[v.winner.member]
+            finish = (answer.get("choices") or [{}])[0].get("finish_reason") or "stop"
+            for chunk in wire.answer_chunks(shaper, _message(answer), finish):
                 yield chunk
         if call.include_usage:
             yield shaper.usage_chunk(usage or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0})
         yield shaper.extension_chunk("council", self._report(v, timer, winner, decided_by, note, extra))
-
-    def _replay(self, shaper: wire.ChunkShaper, v: Verdict) -> list[Json]:
-        """The decided answer as chunks: text in pieces, tool calls with index, id and name first."""
-        delta: Any
-        out = []
-        if v.winner.tool_calls:
-            for i, tc in enumerate(v.winner.tool_calls):
-                fn = tc.get("function") or {}
-                head = {"index": i, "id": tc.get("id") or f"call_{i}", "type": "function",
-                        "function": {"name": fn.get("name"), "arguments": ""}}
-                for delta in ({"tool_calls": [head]},
-                              {"tool_calls": [{"index": i, "function": {"arguments": fn.get("arguments") or ""}}]}):
-                    out += shaper.shape({"choices": [{"index": 0, "delta": delta}]})
-            out.append(shaper.finish(0, "tool_calls"))
-            return out
-        text = v.winner.text
-        for start in range(0, len(text), PIECE):
-            out += shaper.shape({"choices": [{"index": 0, "delta": {"content": text[start:start + PIECE]}}]})
-        finish = (v.answers[v.winner.member].get("choices") or [{}])[0].get("finish_reason") or "stop"
-        out.append(shaper.finish(0, finish))
-        return out

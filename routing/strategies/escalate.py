@@ -23,7 +23,7 @@ from routing.errors import AllMembersFailed, MemberFailure
 from routing.judging import Code, extract_code, parse_verdict, weighted_score
 from routing.report import CouncilReport, IterationReport, RungReport, Timer, cost, priced
 from routing.strategies.base import Backends, Call, Json, narrate
-from routing.strategies.thinking import text_chunks, usage_of
+from routing.strategies.thinking import usage_of
 from routing.thinking import PARTNERS, THINKERS, Asker, Options, calls
 
 CHECK_SHOWN = 1000
@@ -307,7 +307,7 @@ class Escalate:
             yield chunk
         work.result()
         text, report = self._result(ladder, timer)
-        for chunk in text_chunks(shaper, text):
+        for chunk in wire.answer_chunks(shaper, {"content": text}):
             yield chunk
         if call.include_usage:
             yield shaper.usage_chunk(usage_of(ladder.asker) or {"prompt_tokens": 0, "completion_tokens": 0,

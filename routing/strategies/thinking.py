@@ -17,22 +17,12 @@ from routing.report import CouncilReport, Timer, priced
 from routing.strategies.base import Backends, Call, Json, narrate
 from routing.thinking import THINKERS, Asker, Options, Thought
 
-PIECE = 48
-
 
 def usage_of(asker: Asker) -> Json | None:
     usage: Json | None = None
     for r in asker.reports:
         usage = wire.add_usage(usage, r.usage)
     return usage
-
-
-def text_chunks(shaper: wire.ChunkShaper, text: str) -> list[Json]:
-    out: list[Json] = []
-    for start in range(0, len(text), PIECE):
-        out += shaper.shape({"choices": [{"index": 0, "delta": {"content": text[start:start + PIECE]}}]})
-    out.append(shaper.finish(0, "stop"))
-    return out
 
 
 class ThinkingStrategy:
@@ -84,7 +74,7 @@ class ThinkingStrategy:
         async for chunk in narrate(work, lines, shaper, self.vm.heartbeat_s):
             yield chunk
         thought = work.result()
-        for chunk in text_chunks(shaper, thought.text):
+        for chunk in wire.answer_chunks(shaper, {"content": thought.text}):
             yield chunk
         if call.include_usage:
             yield shaper.usage_chunk(usage_of(asker) or {"prompt_tokens": 0, "completion_tokens": 0,
