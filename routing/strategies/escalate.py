@@ -136,7 +136,7 @@ class Escalate:
 
     def _estimate(self, i: int, rung: Rung, messages: list[Json], call: Call) -> float:
         """What the rung's next attempt would cost in the cloud, from the prompt's size and the expected answer."""
-        prompt = wire.estimate_tokens(wire.prompt_text({"messages": messages})) + 100
+        prompt = wire.estimate_tokens(wire.prompt_text({"messages": messages}))
         out = int(call.body.get("max_completion_tokens") or call.body.get("max_tokens") or self.vm.expected_tokens)
         lead_calls, partner_calls = calls(rung.thinking, self.vm.debate_rounds)
         thinkers = [(rung.coder, lead_calls)] + [(p, partner_calls) for p in self._partners(i, rung)]
@@ -175,14 +175,17 @@ class Escalate:
             issues += [f"{i_}" for i_ in verdict.issues if i_ not in issues]
         return scores, issues, invalid
 
-    async def _attempt(self, ladder: Ladder, n: int, i: int, rung: Rung) -> Attempt:
-        t = Timer()
-        before = len(ladder.asker.reports)
-        messages: list[Json] = list(ladder.call.body.get("messages") or [])
+    def _coder_messages(self, ladder: Ladder) -> list[Json]:
+        """What the coder is asked: our instructions, the conversation, and the last attempt's findings."""
         lang_hint = f" (```{ladder.language})" if ladder.language else ""
-        messages = instructed(messages, CODER.format(lang=lang_hint))
+        messages = instructed(list(ladder.call.body.get("messages") or []), CODER.format(lang=lang_hint))
         if ladder.attempts:
             messages += _feedback(ladder.attempts[-1], self.vm.pass_score)
+        return messages
+
+    async def _attempt(self, ladder: Ladder, messages: list[Json], n: int, i: int, rung: Rung) -> Attempt:
+        t = Timer()
+        before = len(ladder.asker.reports)
         opts = Options(rounds=self.vm.debate_rounds, weights={m: b.cfg.weight for m, b in self.backends.items()})
         report = IterationReport(attempt=n, rung=i + 1, coder=rung.coder, thinking=rung.thinking, compiled=None,
                                  check_output="", scores={}, score=0.0, cost_usd=0.0, latency_ms=0)
@@ -232,9 +235,7 @@ class Escalate:
             for _ in range(rung.attempts):
                 if n >= self.vm.max_iterations:
                     break
-                messages = list(ladder.call.body.get("messages") or [])
-                if ladder.attempts:
-                    messages += _feedback(ladder.attempts[-1], self.vm.pass_score)
+                messages = self._coder_messages(ladder)
                 need = self._estimate(i, rung, messages, ladder.call)
                 if need > 0 and not budget.affords(need):
                     rr.status = "skipped" if rr.attempts == 0 else rr.status
@@ -243,7 +244,7 @@ class Escalate:
                     ladder.asker.progress(f"rung {i + 1} · {rung.coder} · skipped: {rr.reason}")
                     break
                 n += 1
-                attempt = await self._attempt(ladder, n, i, rung)
+                attempt = await self._attempt(ladder, messages, n, i, rung)
                 ladder.attempts.append(attempt)
                 rr.attempts += 1
                 ladder.asker.progress(self._line(attempt.report))
