@@ -248,13 +248,10 @@ def cmd_usage(args: argparse.Namespace) -> int:
 
 
 def _ram_gb() -> float | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) / 1024 / 1024
-    except OSError:
-        pass
-    return None
+    from routing.governor import meminfo
+
+    total = meminfo().get("MemTotal")
+    return total / 1024 / 1024 if total else None
 
 
 def cmd_plan(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from routing import rules
 from routing.config import VirtualModel
@@ -24,14 +24,25 @@ from routing.strategies.base import NESTED, Call, Json, Strategy
 SAMPLES = 100
 
 
-def mem_available_pct(meminfo: str = "/proc/meminfo") -> float | None:
-    """MemAvailable over MemTotal, in percent; None where /proc/meminfo does not exist."""
+def meminfo(path: str = "/proc/meminfo") -> dict[str, int]:
+    """The host's memory figures in kB (MemTotal, MemAvailable...); empty where the file does not exist."""
     try:
-        fields = dict(line.split(":", 1) for line in Path(meminfo).read_text().splitlines() if ":" in line)
-        total = int(fields["MemTotal"].split()[0])
-        return round(100.0 * int(fields["MemAvailable"].split()[0]) / total, 1) if total else None
-    except (OSError, KeyError, ValueError):
-        return None
+        lines = Path(path).read_text().splitlines()
+    except OSError:
+        return {}
+    out = {}
+    for line in lines:
+        key, _, value = line.partition(":")
+        if value.split() and value.split()[0].isdigit():
+            out[key] = int(value.split()[0])
+    return out
+
+
+def mem_available_pct(path: str = "/proc/meminfo") -> float | None:
+    """MemAvailable over MemTotal, in percent; None where /proc/meminfo does not say."""
+    info = meminfo(path)
+    total, available = info.get("MemTotal"), info.get("MemAvailable")
+    return round(100.0 * available / total, 1) if total and available is not None else None
 
 
 class DecisionLog:
@@ -140,6 +151,3 @@ class Governed:
         finally:
             self.inflight -= 1
             self._record(call, load, why, council, status, start)
-
-    def __getattr__(self, item: str) -> Any:
-        return getattr(self.inner, item)

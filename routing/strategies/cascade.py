@@ -80,10 +80,8 @@ class Cascade:
     def _first_call(self, call: Call) -> tuple[Call, bool]:
         """The call for `first`, asking for logprobs unless the client did; and whether the client did."""
         wanted = bool(call.body.get("logprobs"))
-        body = dict(call.body)
-        body["logprobs"] = True
-        return Call(body=body, model=call.model, stream=False, include_usage=call.include_usage, id=call.id,
-                    created=call.created, extras=nested(call), budget=call.budget), wanted
+        first = dataclasses.replace(call, body={**call.body, "logprobs": True}, stream=False, extras=nested(call))
+        return first, wanted
 
     async def _second(self, call: Call) -> str | None:
         name = self.vm.second_opinion
