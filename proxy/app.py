@@ -15,7 +15,6 @@ import msgspec
 from litestar import Litestar, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.params import FromPath
-from litestar.response import Stream
 
 from proxy import accesslog, chat, errors
 from proxy import status as status_page
@@ -26,6 +25,7 @@ from proxy.limits import Counters, MemoryCounters, RedisCounters, Windows
 from proxy.metrics import CONTENT_TYPE as METRICS_TYPE
 from proxy.metrics import Metrics
 from proxy.store import Store, open_store
+from proxy.streaming import EventStream
 from routing.config import Config
 from routing.router import Router
 
@@ -42,7 +42,7 @@ def _json(body: Any, status: int = 200) -> Response[bytes]:
 
 
 @post("/v1/chat/completions", status_code=200)
-async def chat_completions(request: Request[Any, Any, Any], state: State) -> Response[bytes] | Stream:
+async def chat_completions(request: Request[Any, Any, Any], state: State) -> Response[bytes] | EventStream:
     return await chat.handle(request, state)
 
 

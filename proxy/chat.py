@@ -9,12 +9,12 @@ from typing import Any
 import msgspec
 from litestar import Request, Response
 from litestar.datastructures import State
-from litestar.response import Stream
 
 from proxy import cache, errors
 from proxy.accounting import Books, Ticket
 from proxy.auth import Gate
 from proxy.requests import parse_chat
+from proxy.streaming import EventStream, watched
 from routing.health import begin_notes
 from routing.router import Router
 from routing.strategies import Call
@@ -35,7 +35,7 @@ def _from_cache(hit: Json, call: Call) -> Json:
     return {**hit, "id": call.id, "created": call.created, "council": council}
 
 
-async def handle(request: Request[Any, Any, Any], state: State) -> Response[bytes] | Stream:
+async def handle(request: Request[Any, Any, Any], state: State) -> Response[bytes] | EventStream:
     books: Books = state.books
     gate: Gate = state.gate
     router: Router = state.router
@@ -63,22 +63,22 @@ async def handle(request: Request[Any, Any, Any], state: State) -> Response[byte
                 await books.finish(t, 200, out["council"])
                 if call.stream:
                     replayed = cache.as_chunks(out, call.include_usage)
-                    return Stream(_replay(replayed), media_type="text/event-stream", headers=SSE_HEADERS)
+                    return EventStream(_replay(replayed), media_type="text/event-stream", headers=SSE_HEADERS)
                 return Response(_encode(out), media_type="application/json")
         if not call.stream:
-            out = await strategy.complete(call)
+            out = await watched(strategy.complete(call), request.receive)
             if ttl:
                 await state.cache.put(ckey, out, ttl)
             await books.finish(t, 200, out.get("council"))
             return Response(_encode(out), media_type="application/json")
         chunks = strategy.stream(call)
-        first = await anext(chunks)  # errors before the first chunk are still ordinary HTTP errors
+        first = await watched(anext(chunks), request.receive)  # errors before it are still HTTP errors
     except Exception as e:
         status, code = errors.classify(e)
         await books.finish(t, status, exc=e, error=code)
         raise
     filled = (state.cache, ckey, ttl) if ttl else None
-    return Stream(_sse(first, chunks, books, t, filled), media_type="text/event-stream", headers=SSE_HEADERS)
+    return EventStream(_sse(first, chunks, books, t, filled), media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 async def _replay(chunks: list[Json]) -> AsyncIterator[bytes]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Collection, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -11,6 +11,27 @@ from routing.errors import MemberFailure
 from routing.report import Timer
 
 T = TypeVar("T")
+
+
+async def stop(tasks: Collection[asyncio.Future[Any]]) -> None:
+    """Cancel each unfinished task exactly once and wait until their cleanup has run.
+
+    `asyncio.gather` is not used here: when the caller is cancelled again while it waits (anyio's
+    cancel scopes re-deliver cancellation on every step), gather passes that second cancellation on
+    to the tasks, into httpcore's shielded close, and the connection stays ACTIVE in the pool for
+    good. Here a second cancellation of the caller only ends the wait: the tasks, cancelled once,
+    finish their cleanup on their own.
+    """
+    pending = {t for t in tasks if not t.done()}
+    for t in pending:
+        t.cancel()
+    try:
+        if pending:
+            await asyncio.wait(pending)
+    finally:
+        for t in tasks:
+            if t.done() and not t.cancelled():
+                t.exception()  # retrieved, so asyncio does not log "exception was never retrieved"
 
 
 @dataclass
@@ -71,10 +92,7 @@ async def fan_out(
         else:
             return result
     finally:
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
+        await stop(pending)
     stopped = "cancelled" if result.stopped_early else "timeout"
     for task in pending:
         result.outcomes[tasks[task]] = Outcome(tasks[task], timer.ms(), len(result.outcomes), stopped=stopped)

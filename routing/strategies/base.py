@@ -9,6 +9,7 @@ from typing import Any, Protocol, TypeVar
 
 from routing.backends import Backend
 from routing.budget import Budget
+from routing.fanout import stop
 from routing.wire import ChunkShaper
 
 Json = dict[str, Any]
@@ -93,6 +94,4 @@ async def narrate(work: asyncio.Task[T], lines: asyncio.Queue[str], shaper: Chun
                 if not done:
                     yield shaper.heartbeat()
     finally:
-        if not work.done():
-            work.cancel()
-            await asyncio.gather(work, return_exceptions=True)
+        await stop({work})

@@ -28,6 +28,7 @@ from typing import Any
 from routing import rules, wire
 from routing.config import CascadeModel, Config
 from routing.errors import MemberFailure
+from routing.fanout import stop
 from routing.report import Timer
 from routing.strategies.base import NESTED, Backends, Call, Json, Strategy
 from routing.vote import canonical, similarity
@@ -102,13 +103,13 @@ class Cascade:
             out = await self.models[self.vm.first].complete(first_call)
         except BaseException:
             if second is not None:
-                second.cancel()
+                await stop({second})
             raise
         choice = (out.get("choices") or [{}])[0]
         confidence = rules.logprob_confidence(choice.get("logprobs"))
         source = "logprobs"
         if confidence is not None and second is not None:
-            second.cancel()
+            await stop({second})
         elif second is not None:
             other = await second
             text = (choice.get("message") or {}).get("content") or ""
@@ -191,9 +192,7 @@ class Cascade:
             while not (await asyncio.wait({task}, timeout=self.vm.heartbeat_s))[0]:
                 yield shaper.heartbeat()
         finally:
-            if not task.done():
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+            await stop({task})
         first, confidence, source = task.result()
         after = rules.escalate_after(confidence, self.vm.min_confidence)
         if after is None:

@@ -15,7 +15,7 @@ from routing import wire
 from routing.budget import EXHAUSTED, Skipped
 from routing.config import Config, CouncilModel
 from routing.errors import AllMembersFailed, MemberFailure, MemberTimeout
-from routing.fanout import FanOut, Outcome, fan_out, ordered
+from routing.fanout import FanOut, Outcome, fan_out, ordered, stop
 from routing.health import unusable
 from routing.report import ClusterReport, CouncilReport, MemberReport, Timer, priced
 from routing.strategies.base import Backends, Call, Json, relay
@@ -204,9 +204,7 @@ class Council:
                 yield shaper.heartbeat()
             v = task.result()
         finally:
-            if not task.done():
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+            await stop({task})
         extra: list[MemberReport] = []
         winner, decided_by, note, usage = v.winner.member, v.decided_by, None, v.usage
         synthesized = False

@@ -1,0 +1,79 @@
+"""A client that goes away cancels what it started: once, within a loop turn, streamed or not."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterable, Awaitable
+from typing import Any, TypeVar
+
+from litestar import Request
+from litestar.response import Stream
+from litestar.response.base import ASGIResponse
+from litestar.response.streaming import ASGIStreamingResponse
+from litestar.types import Receive, Send
+
+from routing.errors import ShenronError
+from routing.fanout import stop
+
+T = TypeVar("T")
+
+
+class ClientDisconnected(ShenronError):
+    """The client closed its connection before the answer was sent (nginx's 499; nobody reads it)."""
+
+    status = 499
+    type = "client_disconnected"
+    code = "client_disconnected"
+
+    def __init__(self) -> None:
+        super().__init__("The client closed the connection before the answer was sent.")
+
+
+async def _disconnected(receive: Receive) -> None:
+    """Returns when the server says the client left (after the body, `receive` waits for exactly that)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def watched(work: Awaitable[T], receive: Receive) -> T:
+    """`work`'s result, or ClientDisconnected once the client has left and `work` was cancelled.
+
+    Litestar reads nothing more after the body, so without this a non-streamed answer (or a stream's
+    first chunk) keeps every member generating for a client that is gone.
+    """
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(receive))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        await stop({task, watcher})
+    if task.cancelled() and watcher.done() and not watcher.cancelled():
+        raise ClientDisconnected
+    return task.result()
+
+
+class _ASGIEventStream(ASGIStreamingResponse):
+    __slots__ = ()
+
+    async def send_body(self, send: Send, receive: Receive) -> None:
+        """Like Litestar's, but with plain asyncio: anyio's cancel scope re-cancels the stream on every
+        step of its cleanup, and a cleanup cancelled twice leaks the upstream connections it closes."""
+        streaming = asyncio.ensure_future(self._stream(send))
+        watcher = asyncio.ensure_future(_disconnected(receive))
+        try:
+            await asyncio.wait({streaming, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            await stop({streaming, watcher})
+        if not streaming.cancelled():
+            streaming.result()
+
+
+class EventStream(Stream):
+    """A server-sent event stream whose iterator is cancelled exactly once when the client leaves."""
+
+    def to_asgi_response(self, app: Any, request: Request[Any, Any, Any], **kwargs: Any) -> ASGIResponse:
+        iterator = self.iterator
+        assert isinstance(iterator, AsyncIterable)
+        return _ASGIEventStream(iterator=iterator, content_length=0, headers=self.headers,
+                                media_type=str(self.media_type), status_code=self.status_code or 200,
+                                encoding=self.encoding)
