@@ -16,6 +16,8 @@ from routing.strategies import Call
 
 _decode = msgspec.json.Decoder().decode
 
+MAX_DEPTH = 64
+"""Deepest nesting of objects and arrays a body may have (a JSON schema in `tools` needs far less)."""
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
 
@@ -28,13 +30,38 @@ def _number(body: dict[str, Any], key: str, lo: float, hi: float) -> None:
     if v is None:
         return
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
-        raise _bad(f"Invalid value for '{key}': expected a number between {lo:g} and {hi:g}, got {v!r}.", key)
+        raise _bad(f"Invalid value for '{key}': expected a number between {lo:g} and {hi:g}, got {_short(v)}.", key)
 
 
 def _positive_int(body: dict[str, Any], key: str) -> None:
     v = body.get(key)
     if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-        raise _bad(f"Invalid value for '{key}': expected an integer >= 1, got {v!r}.", key)
+        raise _bad(f"Invalid value for '{key}': expected an integer >= 1, got {_short(v)}.", key)
+
+
+def _parts(parts: list[Any], where: str) -> None:
+    for j, p in enumerate(parts):
+        at = f"{where}[{j}]"
+        if not isinstance(p, dict) or not isinstance(p.get("type"), str):
+            raise _bad(f"Invalid type for '{at}': expected a content part object with a string 'type'.", at,
+                       "invalid_type")
+        if p["type"] == "text" and not isinstance(p.get("text"), str):
+            raise _bad(f"Invalid type for '{at}.text': expected a string.", f"{at}.text", "invalid_type")
+        if p["type"] == "image_url" and not isinstance(p.get("image_url"), (dict, str)):
+            raise _bad(f"Invalid type for '{at}.image_url': expected an object.", f"{at}.image_url", "invalid_type")
+
+
+def _tool_calls(calls: Any, where: str) -> None:
+    if not isinstance(calls, list):
+        raise _bad(f"Invalid type for '{where}': expected an array.", where, "invalid_type")
+    for j, c in enumerate(calls):
+        fn = c.get("function") if isinstance(c, dict) else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+            raise _bad(f"Invalid value for '{where}[{j}]': expected a tool call with 'function.name'.",
+                       f"{where}[{j}]", "invalid_type")
+        if not isinstance(fn.get("arguments", ""), str):
+            raise _bad(f"Invalid type for '{where}[{j}].function.arguments': expected a string of JSON.",
+                       f"{where}[{j}].function.arguments", "invalid_type")
 
 
 def _messages(messages: Any) -> None:
@@ -49,8 +76,8 @@ def _messages(messages: Any) -> None:
         role = m.get("role")
         if role is None:
             raise _bad(f"Missing required parameter: '{where}.role'.", f"{where}.role", "missing_required_parameter")
-        if role not in ROLES:
-            raise _bad(f"Invalid value for '{where}.role': {role!r}. Supported values are: "
+        if not isinstance(role, str) or role not in ROLES:
+            raise _bad(f"Invalid value for '{where}.role': {_short(role)}. Supported values are: "
                        + ", ".join(sorted(ROLES)) + ".", f"{where}.role")
         content = m.get("content")
         if content is not None and not isinstance(content, (str, list)):
@@ -59,6 +86,69 @@ def _messages(messages: Any) -> None:
         if content is None and role in ("user", "system", "developer"):
             raise _bad(f"Missing required parameter: '{where}.content'.", f"{where}.content",
                        "missing_required_parameter")
+        if isinstance(content, list):
+            _parts(content, f"{where}.content")
+        for key in ("name", "tool_call_id", "reasoning_content"):
+            if m.get(key) is not None and not isinstance(m[key], str):
+                raise _bad(f"Invalid type for '{where}.{key}': expected a string.", f"{where}.{key}", "invalid_type")
+        if m.get("tool_calls") is not None:
+            _tool_calls(m["tool_calls"], f"{where}.tool_calls")
+
+
+def _tools(tools: Any) -> None:
+    if not isinstance(tools, list):
+        raise _bad("Invalid type for 'tools': expected an array.", "tools", "invalid_type")
+    for i, t in enumerate(tools):
+        where = f"tools[{i}]"
+        if not isinstance(t, dict) or not isinstance(t.get("type", "function"), str):
+            raise _bad(f"Invalid type for '{where}': expected a tool object.", where, "invalid_type")
+        fn = t.get("function")
+        if t.get("type", "function") == "function" and (not isinstance(fn, dict)
+                                                      or not isinstance(fn.get("name"), str)):
+            raise _bad(f"Missing required parameter: '{where}.function.name'.", f"{where}.function.name",
+                       "missing_required_parameter")
+
+
+def _short(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _depth(value: Any, limit: int) -> bool:
+    """True when `value` nests containers deeper than `limit` (iterative: no recursion to exhaust)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if d > limit:
+            return True
+        children = v.values() if isinstance(v, dict) else v
+        stack.extend((c, d + 1) for c in children if isinstance(c, (dict, list)))
+    return False
+
+
+def _types(body: dict[str, Any]) -> None:
+    """The optional fields a backend would choke on, each with the type OpenAI documents."""
+    for key, kinds, name in (
+        ("stop", (str, list), "a string or an array of strings"), ("seed", (int,), "an integer"),
+        ("logprobs", (bool,), "a boolean"), ("user", (str,), "a string"), ("metadata", (dict,), "an object"),
+        ("response_format", (dict,), "an object"), ("tool_choice", (str, dict), "a string or an object"),
+        ("parallel_tool_calls", (bool,), "a boolean"), ("logit_bias", (dict,), "an object"),
+        ("reasoning_effort", (str,), "a string"), ("modalities", (list,), "an array"),
+    ):
+        v = body.get(key)
+        if v is not None and (not isinstance(v, kinds) or (isinstance(v, bool) and bool not in kinds)):
+            raise _bad(f"Invalid type for '{key}': expected {name}, got {_short(v)}.", key, "invalid_type")
+    stop = body.get("stop")
+    if isinstance(stop, list) and not all(isinstance(x, str) for x in stop):
+        raise _bad("Invalid type for 'stop': expected an array of strings.", "stop", "invalid_type")
+    rf = body.get("response_format")
+    if isinstance(rf, dict) and not isinstance(rf.get("type"), str):
+        raise _bad("Missing required parameter: 'response_format.type'.", "response_format.type",
+                   "missing_required_parameter")
+    top = body.get("top_logprobs")
+    if top is not None and (isinstance(top, bool) or not isinstance(top, int) or not 0 <= top <= 20):
+        raise _bad(f"Invalid value for 'top_logprobs': expected an integer between 0 and 20, got {_short(top)}.",
+                   "top_logprobs")
 
 
 def parse_chat(raw: bytes) -> Call:
@@ -68,6 +158,10 @@ def parse_chat(raw: bytes) -> Call:
     except msgspec.DecodeError as e:
         raise _bad(f"We could not parse the JSON body of your request ({e}). Send valid JSON.", None,
                    "invalid_json") from None
+    except RecursionError:
+        body = None
+    if body is None or (isinstance(body, dict) and _depth(body, MAX_DEPTH)):
+        raise _bad(f"The JSON body nests objects and arrays more than {MAX_DEPTH} deep.", None, "too_deep")
     if not isinstance(body, dict):
         raise _bad("The request body must be a JSON object.", None, "invalid_type")
     model = body.get("model")
@@ -78,22 +172,25 @@ def parse_chat(raw: bytes) -> Call:
     _messages(body.get("messages"))
     stream = body.get("stream", False)
     if stream is not None and not isinstance(stream, bool):
-        raise _bad(f"Invalid type for 'stream': expected a boolean, got {stream!r}.", "stream", "invalid_type")
+        raise _bad(f"Invalid type for 'stream': expected a boolean, got {_short(stream)}.", "stream", "invalid_type")
     options = body.get("stream_options")
-    if options is not None and not isinstance(options, dict):
-        raise _bad("Invalid type for 'stream_options': expected an object.", "stream_options", "invalid_type")
+    if options is not None and (not isinstance(options, dict)
+                                or not isinstance(options.get("include_usage", False), (bool, type(None)))):
+        raise _bad("Invalid type for 'stream_options': expected an object with a boolean 'include_usage'.",
+                   "stream_options", "invalid_type")
     _number(body, "temperature", 0, 2)
     _number(body, "top_p", 0, 1)
     _number(body, "presence_penalty", -2, 2)
     _number(body, "frequency_penalty", -2, 2)
     for key in ("max_tokens", "max_completion_tokens", "n"):
         _positive_int(body, key)
-    tools = body.get("tools")
-    if tools is not None and not isinstance(tools, list):
-        raise _bad("Invalid type for 'tools': expected an array.", "tools", "invalid_type")
+    if body.get("tools") is not None:
+        _tools(body["tools"])
+    _types(body)
     extras = body.pop("shenron", None)
     if extras is not None and not isinstance(extras, dict):
         raise _bad("Invalid type for 'shenron': expected an object.", "shenron", "invalid_type")
+    extras = {k: v for k, v in (extras or {}).items() if not k.startswith("_")}  # internal markers stay internal
     return Call(body=body, model=model, stream=bool(stream),
                 include_usage=bool(options and options.get("include_usage")),
-                id=wire.new_id(), created=wire.now(), extras=extras or {})
+                id=wire.new_id(), created=wire.now(), extras=extras)

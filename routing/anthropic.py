@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import msgspec
 
+from routing import answers
 from routing.backends import OpenAIBackend
 from routing.config import BackendConfig
 from routing.errors import MemberFailure
@@ -240,7 +241,18 @@ class AnthropicBackend(OpenAIBackend):
     def _answer(self, result: Any) -> Json:
         if not isinstance(result, dict) or result.get("type") != "message":
             raise MemberFailure(self.name, "malformed response: not an Anthropic message")
-        return to_completion(result)
+        try:
+            return answers.completion(self.name, to_completion(result))
+        except (AttributeError, TypeError, ValueError) as e:  # a block or usage of the wrong shape
+            raise MemberFailure(self.name, f"malformed response: {e}") from e
 
     def _events(self) -> Callable[[Json], list[Json] | None]:
-        return StreamTranslator(self.name)
+        translate = StreamTranslator(self.name)
+
+        def checked(event: Json) -> list[Json] | None:
+            try:
+                return translate(event)
+            except (AttributeError, TypeError, ValueError) as e:
+                raise MemberFailure(self.name, f"malformed stream event: {e}") from e
+
+        return checked

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import msgspec
 
+from routing import answers
 from routing.config import BackendConfig
 from routing.errors import MemberFailure, MemberTimeout, UpstreamStatus
 from routing.health import Guard
@@ -124,10 +125,8 @@ class OpenAIBackend:
             return self._answer(_decode(content))
 
     def _answer(self, result: Any) -> Json:
-        """The upstream's whole answer as an OpenAI chat.completion."""
-        if not isinstance(result, dict) or not isinstance(result.get("choices"), list):
-            raise MemberFailure(self.name, "malformed response: no `choices`")
-        return result
+        """The upstream's whole answer as an OpenAI chat.completion, checked (`routing.answers`)."""
+        return answers.completion(self.name, result)
 
     def _events(self) -> Callable[[Json], list[Json] | None]:
         """A translator for one stream: an upstream event to OpenAI chunks, or None when the answer is over."""
@@ -159,7 +158,8 @@ class OpenAIBackend:
                 events = data_events(resp.aiter_raw())
                 translate = self._events()
                 first = True
-                finished = False
+                finished = said = False
+                held: list[Json] = []
                 while True:
                     async with asyncio.timeout_at(_loop_time(deadline) if first else None):
                         data = await anext(events, None)
@@ -176,9 +176,19 @@ class OpenAIBackend:
                         finished = True
                         break
                     for chunk in chunks:
-                        first = False
+                        answers.chunk(self.name, chunk)
                         finished = finished or _has_finish(chunk)
+                        if not said:  # held back until it says something: until then a caller can fall back
+                            held.append(chunk)
+                            said = answers.says_something(chunk)
+                            if said:
+                                first = False
+                                for c in held:
+                                    yield c
+                            continue
                         yield chunk
+                if not said:
+                    raise MemberFailure(self.name, "stream ended without an answer (no content, no finish reason)")
                 if not finished:
                     raise MemberFailure(self.name, "stream ended before the answer was complete")
         finally:

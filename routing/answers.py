@@ -1,0 +1,153 @@
+"""What an upstream may answer: checked once, at the backend's wire, before any strategy reads it.
+
+A member whose answer has the wrong shape has failed (its reason names what was wrong), so the
+vote and the fallbacks go on with the healthy ones instead of a strategy tripping over it later.
+Shapes servers really send are normalized on the way: content as an array of text parts becomes
+one string, usage with missing or non-numeric counts is dropped (and estimated downstream).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from routing.errors import MemberFailure
+
+Json = dict[str, Any]
+USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
+MAX_CHOICES = 128
+
+
+def _text(member: str, content: Any, where: str) -> str | None:
+    if content is None or isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for p in content:
+            if isinstance(p, str):
+                parts.append(p)
+            elif isinstance(p, dict) and isinstance(p.get("text"), str):
+                parts.append(p["text"])
+            elif not (isinstance(p, dict) and isinstance(p.get("type"), str)):
+                raise MemberFailure(member, f"malformed response: {where} has a part that is not a content part")
+        return "".join(parts)
+    raise MemberFailure(member, f"malformed response: {where} is a {type(content).__name__}, not text")
+
+
+def _tool_calls(member: str, calls: Any, where: str, streamed: bool) -> list[Json] | None:
+    if calls is None:
+        return None
+    if not isinstance(calls, list) or not all(isinstance(c, dict) for c in calls):
+        raise MemberFailure(member, f"malformed response: {where}.tool_calls is not an array of objects")
+    for c in calls:
+        fn = c.get("function")
+        if fn is None and streamed:
+            continue
+        if not isinstance(fn, dict):
+            raise MemberFailure(member, f"malformed response: {where}.tool_calls[].function is not an object")
+        name, args = fn.get("name"), fn.get("arguments")
+        if (name is not None or not streamed) and not isinstance(name, str):
+            raise MemberFailure(member, f"malformed response: {where}.tool_calls[].function.name is not a string")
+        if args is not None and not isinstance(args, str):
+            fn["arguments"] = _json_text(args)
+        if streamed and "index" in c and not _index(c["index"]):
+            raise MemberFailure(member, f"malformed response: {where}.tool_calls[].index is not a small integer")
+    return calls
+
+
+def _json_text(value: Any) -> str:
+    return msgspec.json.encode(value).decode()
+
+
+def _index(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < MAX_CHOICES
+
+
+def usage(raw: Any) -> Json | None:
+    """Token counts as non-negative integers, or None when the upstream's are missing or not numbers."""
+    if not isinstance(raw, dict):
+        return None
+    p, c = raw.get("prompt_tokens"), raw.get("completion_tokens")
+    if not _count(p) or not _count(c):
+        return None
+    t = raw.get("total_tokens")
+    out = {k: v for k, v in raw.items() if v is not None and k not in USAGE_KEYS}
+    return {**out, "prompt_tokens": p, "completion_tokens": c, "total_tokens": t if _count(t) else p + c}
+
+
+def _count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _finish(member: str, reason: Any, where: str) -> None:
+    if reason is not None and not isinstance(reason, str):
+        raise MemberFailure(member, f"malformed response: {where}.finish_reason is not a string")
+
+
+def completion(member: str, raw: Any) -> Json:
+    """A whole chat.completion, checked and normalized in place; raises MemberFailure."""
+    if not isinstance(raw, dict):
+        raise MemberFailure(member, "malformed response: not a JSON object")
+    choices = raw.get("choices")
+    if not isinstance(choices, list) or not choices:
+        raise MemberFailure(member, "malformed response: no `choices`")
+    for i, c in enumerate(choices[:MAX_CHOICES]):
+        where = f"choices[{i}]"
+        if not isinstance(c, dict) or not isinstance(c.get("message"), dict):
+            raise MemberFailure(member, f"malformed response: {where}.message is not an object")
+        if "index" in c and not _index(c["index"]):
+            raise MemberFailure(member, f"malformed response: {where}.index is not a small integer")
+        msg = c["message"]
+        msg["content"] = _text(member, msg.get("content"), f"{where}.message.content")
+        if not isinstance(msg.get("reasoning_content"), (str, type(None))):
+            msg.pop("reasoning_content")
+        _tool_calls(member, msg.get("tool_calls"), f"{where}.message", streamed=False)
+        _finish(member, c.get("finish_reason"), where)
+    if "usage" in raw:
+        raw["usage"] = usage(raw["usage"])
+        if raw["usage"] is None:
+            del raw["usage"]
+    return raw
+
+
+def chunk(member: str, raw: Any) -> Json:
+    """One streamed chat.completion.chunk, checked and normalized in place; raises MemberFailure."""
+    if not isinstance(raw, dict):
+        raise MemberFailure(member, "malformed stream event: not a JSON object")
+    choices = raw.get("choices")
+    if choices is None:
+        choices = raw["choices"] = []
+    if not isinstance(choices, list):
+        raise MemberFailure(member, "malformed stream event: `choices` is not an array")
+    for c in choices:
+        if not isinstance(c, dict):
+            raise MemberFailure(member, "malformed stream event: a choice is not an object")
+        if not _index(c.get("index", 0)):
+            raise MemberFailure(member, "malformed stream event: a choice's index is not a small integer")
+        delta = c.get("delta")
+        if delta is None:
+            delta = c["delta"] = {}
+        if not isinstance(delta, dict):
+            raise MemberFailure(member, "malformed stream event: `delta` is not an object")
+        if "content" in delta:
+            delta["content"] = _text(member, delta["content"], "delta.content")
+        for key in ("reasoning_content", "reasoning", "role"):
+            if not isinstance(delta.get(key), (str, type(None))):
+                delta.pop(key)
+        _tool_calls(member, delta.get("tool_calls"), "delta", streamed=True)
+        _finish(member, c.get("finish_reason"), "choice")
+    if "usage" in raw:
+        raw["usage"] = usage(raw["usage"])
+        if raw["usage"] is None:
+            del raw["usage"]
+    return raw
+
+
+def says_something(c: Json) -> bool:
+    """A chunk that carries an answer: text, reasoning, a tool call or a finish reason."""
+    for choice in c.get("choices") or ():
+        d = choice.get("delta") or {}
+        if d.get("content") or d.get("tool_calls") or d.get("reasoning_content") or choice.get("finish_reason"):
+            return True
+    return False
