@@ -27,7 +27,13 @@ def setup(destination: str, debug: bool = False) -> None:
     log.setLevel(logging.DEBUG if debug else logging.INFO)
 
 
+def line(fields: dict[str, Any]) -> None:
+    if log.isEnabledFor(logging.INFO):
+        log.info(_encode(fields).decode())
+
+
 def middleware(app: ASGIApp) -> ASGIApp:
+    """Logs every HTTP request, served or not: it wraps the whole app, not only its routes."""
     async def logged(scope: Scope, receive: Receive, send: Send) -> None:
         if str(scope["type"]) != "http" or not log.isEnabledFor(logging.INFO):
             await app(scope, receive, send)

@@ -15,6 +15,7 @@ import msgspec
 from litestar import Litestar, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.params import FromPath
+from litestar.types import ASGIApp
 
 from proxy import accesslog, chat, errors
 from proxy import status as status_page
@@ -136,7 +137,6 @@ def create_app(cfg: Config) -> Litestar:
 
     return Litestar(
         route_handlers=[chat_completions, list_models, get_model, health, ready, metrics, status],
-        middleware=[accesslog.middleware],
         lifespan=[lifespan],
         exception_handlers={Exception: errors.handler},
         request_max_body_size=int(cfg.server.max_body_mb * 1024 * 1024),
@@ -145,11 +145,11 @@ def create_app(cfg: Config) -> Litestar:
     )
 
 
-def app_from_env() -> Litestar:
+def app_from_env() -> ASGIApp:
     """Factory the ASGI server imports in each worker; the CLI put the resolved config in the environment."""
     raw = os.environ.get(RESOLVED_ENV)
     if not raw:
         raise SystemExit(f"{RESOLVED_ENV} is not set: start Shenron with `shenron serve`")
     cfg = msgspec.json.decode(raw, type=Config)
     accesslog.setup(cfg.server.access_log, debug=cfg.server.log_level == "debug")  # in each worker process
-    return create_app(cfg)
+    return accesslog.middleware(create_app(cfg))  # outside Litestar, so unknown paths are logged too

@@ -112,8 +112,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     else:
         import uvicorn
 
+        from proxy.sockets import protocol
+
+        http = protocol(cfg.server.max_header_kb, cfg.server.read_timeout_s, cfg.server.max_connections)
         uvicorn.run("proxy.app:app_from_env", factory=True, host=host, port=port, loop="uvloop",
-                    http="httptools", log_level=cfg.server.log_level, access_log=False)
+                    http=http, log_level=cfg.server.log_level, access_log=False, backlog=4096)
     return 0
 
 

@@ -48,6 +48,16 @@ class ServerConfig(_Base):
     """Consecutive failures (requests or probes) that open a backend's circuit breaker."""
     breaker_open_s: float = 10.0
     """How long an open breaker waits before a trial (half-open)."""
+    max_header_kb: int = 64
+    """Request line and headers larger than this get a 431 (uvicorn, the default server)."""
+    read_timeout_s: float = 30.0
+    """A client whose headers, or whose body, take longer than this to arrive is dropped with a 408."""
+    max_connections: int = 2048
+    """Client connections open at once; one more gets a 503 and is closed."""
+    upstream_max_connections: int = 256
+    """Default size of each backend's connection pool (`[backends.X] max-connections` overrides it)."""
+    upstream_keepalive_s: float = 60.0
+    """How long an idle upstream connection is kept for reuse (`[backends.X] keepalive-s` overrides it)."""
     decision_log: str = "off"
     """Decision records, one JSON line per request (for `shenron replay`): `off`, `-` or a file path."""
 

@@ -1,0 +1,145 @@
+"""Limits at the socket, below the ASGI app: header size, slow clients, concurrent connections.
+
+uvicorn's httptools protocol has none of these (a 32 MB header was answered 200, and hundreds of
+slow-header connections were held open for ever), so `shenron serve` runs this subclass of it.
+Each refusal is written in OpenAI's error envelope and access-logged like any other request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import msgspec
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from proxy import accesslog
+
+_REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large", 503: b"Service Unavailable"}
+
+
+def refusal(status: int, message: str, code: str) -> bytes:
+    body = msgspec.json.encode({"error": {"message": message, "type": "invalid_request_error" if status < 500
+                                          else "service_unavailable", "param": None, "code": code}})
+    return (b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
+            % (status, _REASONS[status], len(body)) + body)
+
+
+class GuardedHttpTools(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a header budget, read deadlines and a connection cap.
+
+    - Headers (request line included) over `max_header_bytes`: 431, connection closed.
+    - Headers not complete within `read_timeout_s` of the connection (or of a request's first
+      byte), or a body not complete within `read_timeout_s` of its headers: 408, closed. The
+      time the app takes to answer is not counted: keep-alive idling is uvicorn's own timeout.
+    - More than `max_connections` open at once: the newest gets a 503 and is closed.
+    """
+
+    max_header_bytes = 64 * 1024
+    read_timeout_s = 30.0
+    max_connections = 2048
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._reading: str | None = None
+        self._header_bytes = 0
+        self._raw_bytes = 0
+        self._deadline: asyncio.TimerHandle | None = None
+        self._refused = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.max_connections:
+            self._refuse(503, f"Too many connections (more than {self.max_connections}); try again shortly.",
+                         "too_many_connections")
+            return
+        self._expect("headers")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        reading_headers = self._reading == "headers"
+        super().data_received(data)
+        if reading_headers and self._reading == "headers" and not self._refused:
+            self._raw_bytes += len(data)  # headers still incomplete: all of it is header (a 32 MB one, say)
+            if self._raw_bytes > self.max_header_bytes:
+                self._refuse(431, f"Request headers exceed {self.max_header_bytes // 1024} KB.", "headers_too_large")
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._header_bytes = self._raw_bytes = 0
+        if self._reading != "headers":
+            self._expect("headers")
+
+    def on_url(self, url: bytes) -> None:
+        self._header_bytes += len(url)
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value) + 4
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        if self._header_bytes > self.max_header_bytes:
+            self._refuse(431, f"Request headers exceed {self.max_header_bytes // 1024} KB.", "headers_too_large")
+            return
+        self._expect("body")
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self._refused:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if self._refused:
+            return
+        self._disarm()
+        super().on_message_complete()
+
+    def _expect(self, what: str) -> None:
+        self._disarm()
+        self._reading = what
+        self._deadline = self.loop.call_later(self.read_timeout_s, self._too_slow)
+
+    def _disarm(self) -> None:
+        self._reading = None
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _too_slow(self) -> None:
+        what = self._reading or "request"
+        self._deadline = None
+        if what == "body" and self.cycle is not None and self.cycle.response_started:
+            self.transport.close()  # the app already answered; nothing more can be said
+            return
+        self._refuse(408, f"The request {what} did not arrive within {self.read_timeout_s:g}s.", "request_timeout")
+
+    def _refuse(self, status: int, message: str, code: str) -> None:
+        self._refused = True
+        self._disarm()
+        if not self.transport.is_closing():
+            self.transport.write(refusal(status, message, code))
+            self.transport.close()
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.disconnected = True
+            self.cycle.message_event.set()
+        try:
+            method: str | None = self.parser.get_method().decode("latin-1")
+        except Exception:  # httptools raises when no request line was parsed yet
+            method = None
+        path = self.url.split(b"?", 1)[0][:512].decode("latin-1") if getattr(self, "url", b"") else None
+        accesslog.line({"ts": round(time.time(), 3), "method": method, "path": path, "status": status, "ms": 0,
+                        "client": self.client[0] if self.client else None, "error": code})
+
+
+def protocol(max_header_kb: int, read_timeout_s: float, max_connections: int) -> type[GuardedHttpTools]:
+    """The protocol class for one server's settings (uvicorn instantiates it per connection)."""
+    return type("ShenronHttp", (GuardedHttpTools,), {"max_header_bytes": max_header_kb * 1024,
+                                                    "read_timeout_s": read_timeout_s,
+                                                    "max_connections": max_connections})

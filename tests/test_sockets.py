@@ -1,0 +1,142 @@
+"""Integration: limits at the socket of a real `shenron serve` (uvicorn, the default server).
+
+Huge headers get a 431, clients too slow with their headers or body are dropped with a 408, the
+connection cap answers 503, and every one of those, like a request for a path Shenron does not
+serve, is in the access log.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.procs import Proc, fake_upstream, shenron
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Proc, str]]:
+    tmp = tmp_path_factory.mktemp("sockets")
+    upstream, url = fake_upstream(tmp, "--models", "m")
+    proxy = None
+    try:
+        proxy, base = shenron(tmp, f"""
+[server]
+read-timeout-s = 1
+max-connections = 40
+
+[backends.m]
+url = "{url}"
+model = "m"
+""")
+        yield proxy, base
+    finally:
+        if proxy is not None:
+            proxy.stop()
+        upstream.stop()
+
+
+def connect(base: str) -> socket.socket:
+    host, port = base.split("//")[1].split("/")[0].split(":")
+    s = socket.create_connection((host, int(port)))
+    s.settimeout(10)
+    return s
+
+
+def read_all(s: socket.socket) -> bytes:
+    out = b""
+    while True:
+        try:
+            piece = s.recv(65536)
+        except ConnectionResetError:
+            break
+        if not piece:
+            break
+        out += piece
+    return out
+
+
+def status_of(raw: bytes) -> int:
+    return int(raw.split(b" ", 2)[1])
+
+
+def access_lines(proxy: Proc) -> list[dict[str, object]]:
+    return [json.loads(line) for line in proxy.log().splitlines() if line.startswith('{"ts"')]
+
+
+def chat(base: str, headers: dict[str, str] | None = None) -> httpx.Response:
+    return httpx.post(f"{base}/chat/completions", json={"model": "m", "messages": [{"role": "user", "content": "x"}]},
+                      headers=headers, timeout=10)
+
+
+def test_a_32_mb_header_gets_a_431_before_it_is_all_sent(stack: tuple[Proc, str]) -> None:
+    proxy, base = stack
+    s = connect(base)
+    s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nx-big: ")
+    sent = 0
+    try:
+        while sent < 32 * 1024 * 1024:
+            s.sendall(b"a" * 65536)
+            sent += 65536
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # refused part way, as it should be
+    raw = read_all(s)
+    s.close()
+    assert status_of(raw) == 431 and b"headers_too_large" in raw
+    assert sent < 32 * 1024 * 1024  # it did not wait for all 32 MB
+    assert chat(base).status_code == 200  # and the next client is served
+
+
+def test_headers_just_under_the_limit_are_served_and_just_over_are_refused(stack: tuple[Proc, str]) -> None:
+    _, base = stack
+    assert chat(base, {"x-pad": "a" * 60_000}).status_code == 200
+    r = chat(base, {"x-pad": "a" * 40_000, "x-pad2": "b" * 40_000})
+    assert r.status_code == 431 and r.json()["error"]["code"] == "headers_too_large"
+
+
+def test_slow_headers_and_slow_bodies_are_dropped(stack: tuple[Proc, str]) -> None:
+    proxy, base = stack
+    slow_head, slow_body, idle = connect(base), connect(base), connect(base)
+    slow_head.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n")
+    slow_body.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                      b"content-length: 100\r\n\r\n{\"model\":")
+    start = time.monotonic()
+    answers = [read_all(s) for s in (slow_head, slow_body, idle)]
+    assert time.monotonic() - start < 5  # read-timeout-s = 1
+    assert [status_of(a) for a in answers] == [408, 408, 408]
+    assert b"request_timeout" in answers[1]
+    logged = [e for e in access_lines(proxy) if e.get("status") == 408]
+    assert len(logged) >= 3
+
+
+def test_more_connections_than_the_cap_get_a_503(stack: tuple[Proc, str]) -> None:
+    _, base = stack
+    held = [connect(base) for _ in range(40)]
+    time.sleep(0.2)
+    extra = connect(base)
+    raw = read_all(extra)
+    assert status_of(raw) == 503 and b"too_many_connections" in raw
+    for s in held:
+        s.close()
+    time.sleep(0.2)
+    assert chat(base).status_code == 200
+
+
+def test_paths_and_methods_shenron_does_not_serve_are_access_logged(stack: tuple[Proc, str]) -> None:
+    proxy, base = stack
+    root = base.removesuffix("/v1")
+    assert httpx.post(f"{root}/v1/unknown-thing", json={}).status_code == 404
+    assert httpx.delete(f"{root}/v1/models").status_code == 405
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        seen = {(e["method"], e["path"], e["status"]) for e in access_lines(proxy)}
+        if {("POST", "/v1/unknown-thing", 404), ("DELETE", "/v1/models", 405)} <= seen:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"not logged: {seen}")
