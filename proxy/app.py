@@ -27,6 +27,7 @@ from proxy.metrics import CONTENT_TYPE as METRICS_TYPE
 from proxy.metrics import Metrics
 from proxy.store import Store, open_store
 from proxy.streaming import EventStream
+from routing import upstream
 from routing.config import Config
 from routing.router import Router
 
@@ -108,10 +109,12 @@ def _cache(cfg: Config) -> Cache:
 def create_app(cfg: Config) -> Litestar:
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        limits = httpx.Limits(max_connections=1024, max_keepalive_connections=256, keepalive_expiry=60)
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=16, keepalive_expiry=30)
         async with contextlib.AsyncExitStack() as stack:
-            client = await stack.enter_async_context(
+            client = await stack.enter_async_context(  # health probes and warm-up
                 httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(120, connect=5)))
+            clients = {n: await stack.enter_async_context(upstream.client_for(b, cfg.server))
+                       for n, b in cfg.backends.items()}
             store = await open_store(cfg)
             stack.push_async_callback(store.close)
             counters = _counters(cfg, store)
@@ -122,7 +125,7 @@ def create_app(cfg: Config) -> Litestar:
             gate = Gate(cfg, store, counters, m)
             books = Books(store, gate, m)
             stack.push_async_callback(books.drain)
-            router = Router(cfg, client)
+            router = Router(cfg, client, clients)
             app.state.update(router=router, store=store, gate=gate, books=books, metrics=m, cache=response_cache)
             await router.refresh()
             stack.callback(router.decisions.close)

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import msgspec
 
-from routing import answers
+from routing import answers, upstream
 from routing.config import BackendConfig
 from routing.errors import MemberFailure, MemberTimeout, UpstreamStatus
 from routing.health import Guard
@@ -86,9 +86,11 @@ class OpenAIBackend:
         except MemberFailure:
             raise
         except (httpx.TimeoutException, TimeoutError) as e:
+            if why := upstream.cause(e):
+                raise MemberFailure(self.name, why) from e
             raise MemberTimeout(self.name, f"no answer within {self.cfg.timeout_s:g}s") from e
         except (httpx.HTTPError, msgspec.DecodeError, UnicodeDecodeError, OSError) as e:
-            raise MemberFailure(self.name, _reason(e)) from e
+            raise MemberFailure(self.name, upstream.cause(e) or _reason(e)) from e
 
     def _request(self, body: Json, stream: bool, model: str | None) -> httpx.Request:
         upstream = {**body, "model": model or self.model}

@@ -58,6 +58,8 @@ class ServerConfig(_Base):
     """Default size of each backend's connection pool (`[backends.X] max-connections` overrides it)."""
     upstream_keepalive_s: float = 60.0
     """How long an idle upstream connection is kept for reuse (`[backends.X] keepalive-s` overrides it)."""
+    upstream_transport: Literal["aiohttp", "httpx"] | None = None
+    """What carries upstream requests under httpx's API; unset: aiohttp's (see routing/upstream.py)."""
     decision_log: str = "off"
     """Decision records, one JSON line per request (for `shenron replay`): `off`, `-` or a file path."""
 
@@ -91,6 +93,10 @@ class BackendConfig(_Base):
     """Quantization (fp16, q8_0, q6_k, q5_k_m, q4_k_m, ...), for `shenron plan`."""
     context_tokens: int = 4096
     """Context length it is served with, for the plan's KV-cache allowance."""
+    max_connections: int | None = None
+    """Its connection pool's size; unset: `[server] upstream-max-connections`."""
+    keepalive_s: float | None = None
+    """How long its idle connections are kept; unset: `[server] upstream-keepalive-s`."""
 
     @property
     def is_cloud(self) -> bool:

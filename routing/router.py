@@ -6,6 +6,7 @@ import asyncio
 import functools
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -24,10 +25,13 @@ log = logging.getLogger("shenron")
 class Router:
     """Holds the backends and strategies built from one config and the shared client."""
 
-    def __init__(self, cfg: Config, client: httpx.AsyncClient) -> None:
+    def __init__(self, cfg: Config, client: httpx.AsyncClient,
+                 clients: Mapping[str, httpx.AsyncClient] | None = None) -> None:
+        """`client` carries health probes (and every backend's requests unless `clients` has its own)."""
         self.cfg = cfg
         self.created = int(time.time())
-        self.backends = {n: backends_mod.build(n, b, client) for n, b in cfg.backends.items()}
+        own = clients or {}
+        self.backends = {n: backends_mod.build(n, b, own.get(n, client)) for n, b in cfg.backends.items()}
         self.health = Health(cfg, self.backends, client)
         self.decisions = DecisionLog(cfg.server.decision_log)
         self.mem_available_pct: float | None = mem_available_pct()

@@ -29,3 +29,13 @@ def session_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 from tests.services import postgres_url, redis_prefix, redis_url  # noqa: E402, F401  (fixtures)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def respx_can_see_upstream_requests() -> Iterator[None]:
+    """respx intercepts httpx's own transport; in-process apps use it (processes run the default)."""
+    import routing.upstream
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(routing.upstream, "DEFAULT", "httpx")
+        yield

@@ -1,0 +1,53 @@
+"""The connections to upstream servers: one small pool per backend, under httpx's API.
+
+What sits under httpx was chosen by measurement (BENCHMARKS.md, "Upstream transport"): httpx's
+own transport scans its whole pool on every request (httpcore's `_assign_requests_to_connections`)
+and cost 1.3 ms of CPU per request at 16 concurrent requests; `httpx-aiohttp`'s transport puts
+aiohttp's connector (idle connections in a deque per host: O(1) to acquire) and its C parser
+behind the same interface for 0.26-0.33 ms. aiohttp closes a connection whose response was not
+read to the end instead of returning it to the pool, which is what cancellation relies on.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import aiohttp
+import httpx
+from httpx_aiohttp import AiohttpTransport
+
+from routing.config import BackendConfig, ServerConfig
+
+Transport = Literal["aiohttp", "httpx"]
+DEFAULT: Transport = "aiohttp"
+"""Used when `[server] upstream-transport` is unset. In-process tests switch it to `httpx`, the
+transport respx intercepts; everything started as a process runs the default."""
+
+
+def limits(backend: BackendConfig, server: ServerConfig) -> httpx.Limits:
+    n = backend.max_connections or server.upstream_max_connections
+    keep = backend.keepalive_s if backend.keepalive_s is not None else server.upstream_keepalive_s
+    return httpx.Limits(max_connections=n, max_keepalive_connections=n, keepalive_expiry=keep)
+
+
+def client_for(backend: BackendConfig, server: ServerConfig) -> httpx.AsyncClient:
+    """A client with a pool of its own, for one backend."""
+    lim = limits(backend, server)
+    kind = server.upstream_transport or DEFAULT
+    transport: httpx.AsyncBaseTransport = (AiohttpTransport(limits=lim, trust_env=False) if kind == "aiohttp"
+                                           else httpx.AsyncHTTPTransport(limits=lim, trust_env=False))
+    return httpx.AsyncClient(transport=transport, trust_env=False,
+                             timeout=httpx.Timeout(backend.timeout_s, connect=backend.connect_timeout_s))
+
+
+def cause(exc: BaseException) -> str | None:
+    """What aiohttp under httpx really saw, where httpx-aiohttp's mapping would mislead: it maps
+    every aiohttp connection error, a connection the upstream closed included, to ConnectTimeout."""
+    c = exc.__cause__
+    if isinstance(c, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError)):
+        return f"upstream closed the connection: {c}"
+    if isinstance(c, aiohttp.ClientConnectorError):
+        return "connection refused" if isinstance(c.os_error, ConnectionRefusedError) else f"cannot connect: {c}"
+    if isinstance(c, aiohttp.ClientOSError):
+        return f"connection error: {c}"
+    return None
