@@ -8,7 +8,7 @@ one string, usage with missing or non-numeric counts is dropped (and estimated d
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeGuard
 
 import msgspec
 
@@ -76,7 +76,7 @@ def usage(raw: Any) -> Json | None:
     return {**out, "prompt_tokens": p, "completion_tokens": c, "total_tokens": t if _count(t) else p + c}
 
 
-def _count(v: Any) -> bool:
+def _count(v: Any) -> TypeGuard[int]:
     return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
 

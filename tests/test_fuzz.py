@@ -57,7 +57,8 @@ GOOD = {"id": "u", "object": "chat.completion", "created": 1, "model": "x",
         "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 
-scalars = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8)
+scalars = (st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False, allow_infinity=False)
+           | st.text(max_size=8))
 json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3)
                            | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=12)
 roles = st.sampled_from(["user", "system", "assistant", "tool", "developer"]) | json_values

@@ -76,7 +76,7 @@ def chat(base: str, headers: dict[str, str] | None = None) -> httpx.Response:
 
 
 def test_a_32_mb_header_gets_a_431_before_it_is_all_sent(stack: tuple[Proc, str]) -> None:
-    proxy, base = stack
+    _, base = stack
     s = connect(base)
     s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nx-big: ")
     sent = 0
