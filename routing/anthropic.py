@@ -235,8 +235,7 @@ class AnthropicBackend(OpenAIBackend):
     def _request(self, body: Json, stream: bool, model: str | None) -> httpx.Request:
         upstream = to_messages(body, model or self.model)
         upstream["stream"] = stream
-        return self._client.build_request("POST", self.chat_url, content=_encode(upstream), headers=self.headers,
-                                          timeout=self.timeout)
+        return self._post(_encode(upstream))
 
     def _answer(self, result: Any) -> Json:
         if not isinstance(result, dict) or result.get("type") != "message":

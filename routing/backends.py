@@ -76,6 +76,8 @@ class OpenAIBackend:
         if key:
             self.headers["authorization"] = f"Bearer {key}"
         self.timeout = httpx.Timeout(cfg.timeout_s, connect=cfg.connect_timeout_s)
+        self._wire: tuple[httpx.URL, httpx.Headers, dict[str, Any]] | None = None
+        """The chat URL, headers and timeouts as httpx holds them, built on the first request."""
         self.guard = Guard(name, cfg)
         """Replaced by the router's, which knows the GPU pool and is probed in the background."""
 
@@ -100,9 +102,13 @@ class OpenAIBackend:
         else:
             upstream.pop("stream_options", None)
             upstream["stream"] = False
-        return self._client.build_request(
-            "POST", self.chat_url, content=_encode(upstream), headers=self.headers, timeout=self.timeout
-        )
+        return self._post(_encode(upstream))
+
+    def _post(self, content: bytes) -> httpx.Request:
+        if self._wire is None:  # after __init__: a subclass sets its own URL and headers there
+            self._wire = (httpx.URL(self.chat_url), httpx.Headers(self.headers), {"timeout": self.timeout.as_dict()})
+        url, headers, extensions = self._wire
+        return httpx.Request("POST", url, content=content, headers=headers, extensions=extensions)
 
     async def complete(self, body: Json, model: str | None = None) -> Json:
         """One non-streamed completion, through the backend's guard (GPU slot, breaker)."""
@@ -120,8 +126,11 @@ class OpenAIBackend:
         """One non-streamed completion; the whole exchange is bounded by the member's timeout."""
         with self._translated():
             async with asyncio.timeout(self.cfg.timeout_s):
-                resp = await self._client.send(self._request(body, False, model))
-                content = await resp.aread()
+                resp = await upstream.send(self._client, self._request(body, False, model))
+                try:
+                    content = await resp.aread()
+                finally:
+                    await resp.aclose()
             if resp.status_code >= 400:
                 raise upstream_error(self.name, resp.status_code, content)
             return self._answer(_decode(content))
@@ -154,7 +163,7 @@ class OpenAIBackend:
         try:
             with self._translated():
                 async with asyncio.timeout_at(_loop_time(deadline)):
-                    resp = await self._client.send(self._request(body, True, model), stream=True)
+                    resp = await upstream.send(self._client, self._request(body, True, model))
                     if resp.status_code >= 400:
                         raise upstream_error(self.name, resp.status_code, await resp.aread())
                 events = data_events(resp.aiter_raw())

@@ -51,3 +51,13 @@ def cause(exc: BaseException) -> str | None:
     if isinstance(c, aiohttp.ClientOSError):
         return f"connection error: {c}"
     return None
+
+
+async def send(client: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
+    """`client.send(request, stream=True)` without the client's redirect, auth, cookie and event-hook
+    machinery, which a proxy never uses and which cost 0.33 ms of CPU a request (measured, see
+    BENCHMARKS.md). Still httpx's Request, Response and transport contract, and still whatever
+    transport (and mounts) the client was built with. Read the response or close it."""
+    response = await client._transport_for_url(request.url).handle_async_request(request)
+    response.request = request
+    return response
