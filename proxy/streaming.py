@@ -16,6 +16,8 @@ from routing.errors import ShenronError
 from routing.fanout import stop
 
 T = TypeVar("T")
+CLIENT_LEFT = "shenron: the client disconnected"
+"""The message of the one cancellation `watched` delivers, told apart from the server's own."""
 
 
 class ClientDisconnected(ShenronError):
@@ -39,17 +41,28 @@ async def watched(work: Awaitable[T], receive: Receive) -> T:
     """`work`'s result, or ClientDisconnected once the client has left and `work` was cancelled.
 
     Litestar reads nothing more after the body, so without this a non-streamed answer (or a stream's
-    first chunk) keeps every member generating for a client that is gone.
+    first chunk) keeps every member generating for a client that is gone. `work` runs in the
+    caller's task; only the watcher is a task of its own, and it cancels the caller once.
     """
-    task = asyncio.ensure_future(work)
+    caller = asyncio.current_task()
+    assert caller is not None
     watcher = asyncio.ensure_future(_disconnected(receive))
+    settled = False
+
+    def gone(w: asyncio.Future[None]) -> None:
+        if not settled and not w.cancelled() and w.exception() is None:
+            caller.cancel(CLIENT_LEFT)
+
+    watcher.add_done_callback(gone)
     try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        return await work
+    except asyncio.CancelledError as e:
+        if e.args == (CLIENT_LEFT,) and caller.uncancel() == 0:
+            raise ClientDisconnected from None
+        raise
     finally:
-        await stop({task, watcher})
-    if task.cancelled() and watcher.done() and not watcher.cancelled():
-        raise ClientDisconnected
-    return task.result()
+        settled = True  # from here on a late disconnect cancels nothing: the answer is settled
+        await stop({watcher})
 
 
 class _ASGIEventStream(ASGIStreamingResponse):

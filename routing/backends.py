@@ -76,7 +76,7 @@ class OpenAIBackend:
         if key:
             self.headers["authorization"] = f"Bearer {key}"
         self.timeout = httpx.Timeout(cfg.timeout_s, connect=cfg.connect_timeout_s)
-        self._wire: tuple[httpx.URL, httpx.Headers, dict[str, Any]] | None = None
+        self._wire: tuple[httpx.URL, list[tuple[str, str]], dict[str, Any]] | None = None
         """The chat URL, headers and timeouts as httpx holds them, built on the first request."""
         self.guard = Guard(name, cfg)
         """Replaced by the router's, which knows the GPU pool and is probed in the background."""
@@ -105,10 +105,18 @@ class OpenAIBackend:
         return self._post(_encode(upstream))
 
     def _post(self, content: bytes) -> httpx.Request:
+        """A POST of `content` to the chat URL. Built with `stream=` and a prepared header list, so
+        httpx neither re-merges nor re-detects the headers' encoding per request (that was a tenth of
+        a millisecond of CPU per member call, measured)."""
         if self._wire is None:  # after __init__: a subclass sets its own URL and headers there
-            self._wire = (httpx.URL(self.chat_url), httpx.Headers(self.headers), {"timeout": self.timeout.as_dict()})
-        url, headers, extensions = self._wire
-        return httpx.Request("POST", url, content=content, headers=headers, extensions=extensions)
+            url = httpx.URL(self.chat_url)
+            raw = [("host", url.netloc.decode("ascii")), *self.headers.items()]
+            self._wire = (url, raw, {"timeout": self.timeout.as_dict()})
+        url, raw, extensions = self._wire
+        headers = httpx.Headers([*raw, ("content-length", str(len(content)))], encoding="utf-8")
+        request = httpx.Request("POST", url, headers=headers, stream=httpx.ByteStream(content), extensions=extensions)
+        request.read()  # a ByteStream reads at once; the transport can then send it as plain bytes
+        return request
 
     async def complete(self, body: Json, model: str | None = None) -> Json:
         """One non-streamed completion, through the backend's guard (GPU slot, breaker)."""

@@ -6,6 +6,7 @@ returns a `Config` or raises `ConfigError` naming the file, the key and the faul
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import re
@@ -103,7 +104,9 @@ class BackendConfig(_Base):
         return self.cloud if self.cloud is not None else _public(self.url)
 
 
+@functools.lru_cache(maxsize=256)
 def _public(url: str) -> bool:
+    """Asked on every member call (budgets); parsing the address each time cost 0.05 ms a request."""
     host = (urlsplit(url).hostname or "").lower()
     if host in ("localhost", "") or host.endswith((".local", ".lan", ".internal", ".localdomain")) or "." not in host:
         return False
