@@ -85,12 +85,14 @@ async def ready(state: State) -> Response[bytes]:
 
 
 @get("/metrics")
-async def metrics(state: State) -> Response[bytes]:
+async def metrics(request: Request[Any, Any, Any], state: State) -> Response[bytes]:
+    await state.gate.operator(request.headers.get("authorization"))
     return Response(state.metrics.render(state.router.reachable, state.router.health), media_type=METRICS_TYPE)
 
 
 @get("/status")
-async def status(state: State) -> Response[str]:
+async def status(request: Request[Any, Any, Any], state: State) -> Response[str]:
+    await state.gate.operator(request.headers.get("authorization"))
     spend = await state.store.totals(None, Windows.at(time.time()).day_start)
     page = status_page.render(state.router, state.books, spend, state.store.where)
     return Response(page, media_type="text/html; charset=utf-8", headers={"cache-control": "no-store"})

@@ -14,7 +14,7 @@ from proxy.limits import Counters, Windows, decide
 from proxy.metrics import Metrics
 from proxy.store import Store, hash_key
 from routing.budget import Budget
-from routing.config import Config, TierConfig
+from routing.config import ADMIN_TIER, Config, TierConfig
 from routing.errors import ShenronError
 
 KEY_CACHE_S = 2.0
@@ -54,6 +54,7 @@ class Principal:
 
 
 ANONYMOUS = Principal(None, "anonymous", None, None)
+BUILTIN_ADMIN = TierConfig(models=[], admin=True)
 
 
 def loopback(host: str) -> bool:
@@ -103,7 +104,7 @@ class Gate:
             raise Unauthorized(f"Incorrect API key provided: {shown(key)}.")
         if rec.revoked is not None:
             raise Unauthorized(f"The API key {rec.prefix}*** ({rec.name}) has been revoked.", code="revoked_api_key")
-        tier = self.cfg.tiers.get(rec.tier)
+        tier = self.cfg.tiers.get(rec.tier) or (BUILTIN_ADMIN if rec.tier == ADMIN_TIER else None)
         if tier is None:
             raise Forbidden(f"The key {rec.prefix}*** has tier {rec.tier!r}, which this proxy's config does not "
                             f"define (tiers: {', '.join(self.cfg.tiers) or 'none'}).", code="unknown_tier")
@@ -117,6 +118,20 @@ class Gate:
         what = ", ".join(p.tier.models) if p.tier.models else "no models: it has no AI access"
         raise Forbidden(f"Your key's tier {p.tier_name!r} does not allow the model `{model}`. "
                         f"It allows: {what}.", param="model")
+
+    async def operator(self, authorization: str | None) -> None:
+        """/status and /metrics: open while auth is off; with it on, an admin tier's key or the metrics token."""
+        if not self.enabled:
+            return
+        token = self.cfg.server.metrics_token
+        scheme, _, given = (authorization or "").partition(" ")
+        if token and scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
+            return
+        p = await self.principal(authorization)
+        if p.tier is None or not p.tier.admin:
+            raise Forbidden(f"The key's tier {p.tier_name!r} may not read this page: it needs a tier with "
+                            "`admin = true` (`shenron keys create --admin`) or `[server] metrics-token`.",
+                            code="admin_required")
 
     def visible(self, p: Principal, ids: list[str]) -> set[str]:
         return {i for i in ids if allows(p.tier, i)}

@@ -12,6 +12,8 @@ from typing import Any, Protocol
 import msgspec
 from cachetools import TTLCache
 
+from proxy.auth import Principal
+
 Json = dict[str, Any]
 IGNORED = frozenset({"stream", "stream_options", "user", "metadata", "store"})
 """Body fields that do not change the answer."""
@@ -25,8 +27,16 @@ def deterministic(body: Json) -> bool:
     return body.get("temperature") == 0 or body.get("seed") is not None
 
 
-def key(model: str, body: Json) -> str:
-    canon = _encode({**{k: v for k, v in body.items() if k not in IGNORED}, "model": model})
+def scope(p: Principal) -> str:
+    """Whose answers a cached answer may be served to: the key's own, or its tier's with `shared-cache`
+    (one key must not learn what another asked); everyone's while auth is off."""
+    if p.key_id is None:
+        return ""
+    return f"tier:{p.tier_name}" if p.tier is not None and p.tier.shared_cache else f"key:{p.key_id}"
+
+
+def key(model: str, body: Json, scope: str = "") -> str:
+    canon = _encode({**{k: v for k, v in body.items() if k not in IGNORED}, "model": model, "_scope": scope})
     return hashlib.sha256(canon).hexdigest()
 
 

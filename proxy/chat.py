@@ -12,7 +12,7 @@ from litestar.datastructures import State
 
 from proxy import cache, errors
 from proxy.accounting import Books, Ticket
-from proxy.auth import Gate
+from proxy.auth import Gate, allows
 from proxy.requests import parse_chat
 from proxy.streaming import EventStream, watched
 from routing.health import begin_notes
@@ -47,13 +47,16 @@ async def handle(request: Request[Any, Any, Any], state: State) -> Response[byte
             call.extras["validate"] = True
         begin_notes()
         t.request_id, t.stream, t.model = call.id, call.stream, call.model
-        strategy = router.resolve(call.model)
+        strategy = router.resolve(call.model, lambda m: allows(t.principal.tier, m))
         t.strategy = strategy.label
         books.started(t)
         gate.authorize(t.principal, call.model)
         call.budget = await gate.admit(t.principal)
+        tier = t.principal.tier
+        if tier is not None:
+            call.may = lambda model: allows(tier, model)
         ttl = _ttl(router, call)
-        ckey = cache.key(call.model, call.body) if ttl else ""
+        ckey = cache.key(call.model, call.body, cache.scope(t.principal)) if ttl else ""
         if ttl:
             hit = await state.cache.get(ckey)
             books.metrics.cache.labels(call.model, "hit" if hit else "miss").inc()

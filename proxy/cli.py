@@ -17,6 +17,7 @@ import msgspec
 
 from routing.backends import build
 from routing.config import (
+    ADMIN_TIER,
     CONFIG_ENV,
     DEFAULT_FILE,
     Config,
@@ -25,6 +26,7 @@ from routing.config import (
     ServerConfig,
     find,
     load,
+    redacted,
     store_path,
 )
 from routing.discovery import KNOWN_SERVERS, discover
@@ -52,7 +54,7 @@ def resolve(explicit: str | None, server: ServerConfig | None = None) -> Config:
 def _describe(cfg: Config) -> str:
     lines = [f"config: {cfg.source}"]
     if cfg.backends:
-        lines.append("backends: " + ", ".join(f"{n} ({b.model} at {b.url})" for n, b in cfg.backends.items()))
+        lines.append("backends: " + ", ".join(f"{n} ({b.model} at {redacted(b.url)})" for n, b in cfg.backends.items()))
         lines.append("virtual models: " + (", ".join(cfg.models) or "none"))
     else:
         lines.append("No backends configured or found. Shenron is up, but chat requests will get 503 until "
@@ -132,12 +134,12 @@ async def _probe_all(cfg: Config) -> list[tuple[str, str, str, str, str]]:
                     ids = await b.list_models()
             except (MemberFailure, TimeoutError) as e:
                 reason = e.reason if isinstance(e, MemberFailure) else "no answer within 10s"
-                return name, b.cfg.url, "no", reason, "-"
+                return name, redacted(b.cfg.url), "no", reason, "-"
             ms = f"{(time.perf_counter() - start) * 1000:.0f} ms"
             served = ", ".join(ids) or "(none listed)"
             if b.model not in ids and ids:
                 served += f"  [configured model {b.model!r} not listed]"
-            return name, b.cfg.url, "yes", served, ms
+            return name, redacted(b.cfg.url), "yes", served, ms
 
         return list(await asyncio.gather(*(one(n) for n in backends)))
 
@@ -194,7 +196,12 @@ def _with_store(cfg: Config, fn: Callable[[Store], Awaitable[T]]) -> T:
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
     cfg = _store_config(args.config)
-    if args.tier not in cfg.tiers:
+    if args.admin:
+        args.tier = args.tier or ADMIN_TIER
+    if args.tier is None:
+        print("shenron: give --tier NAME (or --admin for a key that reads /status and /metrics)", file=sys.stderr)
+        return 2
+    if args.tier not in cfg.tiers and args.tier != ADMIN_TIER:
         where = cfg.source if cfg.source != "defaults" else "no config file found"
         print(f"shenron: unknown tier {args.tier!r} ({where}); defined tiers: {', '.join(cfg.tiers) or 'none'}. "
               "Add a [tiers.NAME] table to the config first.", file=sys.stderr)
@@ -312,7 +319,10 @@ def parser() -> argparse.ArgumentParser:
                                    "[store] database-url). Keys are stored hashed; `create` prints a key once.")
     ksub = k.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
     kc = ksub.add_parser("create", help="create a key and print it once")
-    kc.add_argument("--tier", required=True, help="a tier defined in the config's [tiers.NAME]")
+    kc.add_argument("--tier", help="a tier defined in the config's [tiers.NAME]")
+    kc.add_argument("--admin", action="store_true",
+                    help="a key of the `admin` tier: it may read /status and /metrics while auth is on "
+                         "(and use no model, unless the config defines [tiers.admin])")
     kc.add_argument("--name", required=True, help="who the key is for (shown in `keys list` and `usage`)")
     kc.set_defaults(func=cmd_keys_create)
     kl = ksub.add_parser("list", help="list keys (id, name, tier, prefix; never the key)")

@@ -7,6 +7,7 @@ from html import escape
 from typing import Any
 
 from proxy.accounting import Books
+from routing.config import redacted
 from routing.router import Router
 
 REFRESH_S = 5
@@ -52,7 +53,7 @@ def _backends(router: Router) -> str:
             state += f' <span class="muted">{_e(g.pool.name)} {g.pool.inflight}/{g.pool.max_concurrent or "∞"}</span>'
         served = ", ".join(router.served.get(name, [])) or "-"
         rows.append(f"<tr><td>{_e(name)}</td><td>{state}</td><td>{_e(b.model)}</td><td>{_e(served)}</td>"
-                    f"<td>{_e(b.cfg.url)}</td><td>{'cloud' if b.cfg.is_cloud else 'local'}</td></tr>")
+                    f"<td>{_e(redacted(b.cfg.url))}</td><td>{'cloud' if b.cfg.is_cloud else 'local'}</td></tr>")
     head = "<tr><th>backend</th><th>health</th><th>model</th><th>models loaded / served</th><th>url</th><th></th></tr>"
     return f"<table>{head}{''.join(rows) or '<tr><td colspan=6>no backends</td></tr>'}</table>"
 

@@ -61,6 +61,8 @@ class ServerConfig(_Base):
     """How long an idle upstream connection is kept for reuse (`[backends.X] keepalive-s` overrides it)."""
     upstream_transport: Literal["aiohttp", "httpx"] | None = None
     """What carries upstream requests under httpx's API; unset: aiohttp's (see routing/upstream.py)."""
+    metrics_token: str | None = None
+    """With auth on, a Bearer token that may read /metrics and /status besides admin keys."""
     decision_log: str = "off"
     """Decision records, one JSON line per request (for `shenron replay`): `off`, `-` or a file path."""
 
@@ -128,6 +130,15 @@ class TierConfig(_Base):
     requests_per_minute: int | None = None
     tokens_per_day: int | None = None
     cloud_budget_usd_per_month: float | None = None
+    admin: bool = False
+    """Keys of this tier may read /status and /metrics while auth is on."""
+    shared_cache: bool = False
+    """Keys of this tier share cached answers; otherwise each key sees only its own."""
+
+
+ADMIN_TIER = "admin"
+"""`shenron keys create --admin` uses this tier; unless the config defines it, it may read /status and
+/metrics and use no model."""
 
 
 class StoreConfig(_Base):
@@ -489,9 +500,14 @@ def parse(text: str, source: str = "<string>") -> Config:
 
 
 def redacted(url: str) -> str:
-    """A database URL without its credentials, for messages and the status page."""
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://{rest.rsplit('@', 1)[-1]}"
+    """A URL without the credentials it may carry (`user:pass@`, `?key=`), for pages, logs and messages."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    where, q, query = rest.partition("?")
+    authority, slash, path = where.partition("/")
+    shown = f"{scheme}://{authority.rsplit('@', 1)[-1]}{slash}{path}"
+    return shown + ("?***" if q and query else "")
 
 
 def default_store_path(environ: dict[str, str]) -> Path:

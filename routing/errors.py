@@ -30,6 +30,14 @@ class ModelNotFound(ShenronError):
     code = "model_not_found"
 
 
+class NotAllowed(ShenronError):
+    """A virtual model would reach only models outside the caller's tier."""
+
+    status = 403
+    type = "permission_error"
+    code = "model_not_allowed"
+
+
 class NoBackends(ShenronError):
     status = 503
     type = "service_unavailable"

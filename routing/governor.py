@@ -22,6 +22,8 @@ from routing.config import VirtualModel
 from routing.strategies.base import NESTED, Call, Json, Strategy
 
 SAMPLES = 100
+NOT_DEGRADED = "not degraded: "
+"""Marks a degrade reason that could not be acted on (the target is outside the caller's tier)."""
 
 
 def meminfo(path: str = "/proc/meminfo") -> dict[str, int]:
@@ -86,7 +88,7 @@ class Governed:
         return rules.Load(inflight=self.inflight, p95_ms=rules.p95(self.latencies), healthy_members=self.healthy(),
                           mem_available_pct=self.memory())
 
-    def decide(self) -> tuple[Strategy, str | None, rules.Load]:
+    def decide(self, call: Call) -> tuple[Strategy, str | None, rules.Load]:
         load = self.load()
         if self.vm.degrade_to is None:
             return self.inner, None, load
@@ -94,11 +96,15 @@ class Governed:
         target = self.models.get(self.vm.degrade_to) if why else None
         if target is None:
             return self.inner, None, load
+        if not call.may(self.vm.degrade_to):
+            return self.inner, f"{NOT_DEGRADED}{why}, but `{self.vm.degrade_to}` is outside the key's tier", load
         return getattr(target, "inner", target), why, load
 
     def _annotate(self, council: Json | None, why: str | None) -> Json | None:
         if why is None or council is None:
             return council
+        if why.startswith(NOT_DEGRADED):
+            return {**council, "degrade_skipped": why.removeprefix(NOT_DEGRADED)}
         return {**council, "degraded": True, "degraded_from": self.name, "degraded_because": why}
 
     def _record(self, call: Call, load: rules.Load, why: str | None, council: Json | None, status: str,
@@ -113,7 +119,8 @@ class Governed:
             "stream": call.stream, "status": status, "latency_ms": int(ms),
             "load": {"inflight": load.inflight, "p95_ms": load.p95_ms, "healthy_members": load.healthy_members,
                      "mem_available_pct": load.mem_available_pct},
-            "degraded_to": self.vm.degrade_to if why else None, "degrade_reason": why,
+            "degraded_to": self.vm.degrade_to if why and not why.startswith(NOT_DEGRADED) else None,
+            "degrade_reason": why,
             "skipped": {m["name"]: m.get("error") for m in c.get("members") or [] if m.get("status") == "skipped"},
         }
         inputs = getattr(self.inner, "inputs", None)
@@ -123,7 +130,7 @@ class Governed:
         self.log.write(record)
 
     async def complete(self, call: Call) -> Json:
-        strategy, why, load = self.decide()
+        strategy, why, load = self.decide(call)
         start = time.perf_counter()
         self.inflight += 1
         out: Json | None = None
@@ -136,7 +143,7 @@ class Governed:
             self._record(call, load, why, (out or {}).get("council"), "ok" if out is not None else "error", start)
 
     async def stream(self, call: Call) -> AsyncIterator[Json]:
-        strategy, why, load = self.decide()
+        strategy, why, load = self.decide(call)
         start = time.perf_counter()
         self.inflight += 1
         council: Json | None = None

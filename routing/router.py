@@ -6,7 +6,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
@@ -74,7 +74,9 @@ class Router:
             await asyncio.gather(task, return_exceptions=True)
             await self.health.close()
 
-    def resolve(self, model: str) -> Strategy:
+    def resolve(self, model: str, visible: Callable[[str], bool] = lambda _: True) -> Strategy:
+        """The strategy for `model`; the 404 for an unknown one lists only the models `visible` admits
+        (those the caller's key may use)."""
         strategy = self.virtual.get(model) or self._direct.get(model)
         if strategy is not None:
             return strategy
@@ -85,7 +87,7 @@ class Router:
             )
         strategy = self._passthrough(model)
         if strategy is None:
-            available = ", ".join(m["id"] for m in self.models())
+            available = ", ".join(m["id"] for m in self.models() if visible(m["id"])) or "none for this key"
             raise ModelNotFound(f"The model `{model}` does not exist. Available models: {available}", param="model")
         self._direct[model] = strategy
         return strategy

@@ -62,7 +62,7 @@ cloud-budget-usd-per-month = 0.00001
 def env(tmp_path: Path) -> Iterator[dict[str, Any]]:
     db = tmp_path / "ledger.db"
     store = SQLiteStore(db).open_sync()
-    keys = {tier: store.create_key_sync(f"{tier}-user", tier)[1] for tier in ("basic", "pro", "enterprise")}
+    keys = {tier: store.create_key_sync(f"{tier}-user", tier)[1] for tier in ("basic", "pro", "enterprise", "admin")}
     cfg = config.parse(CONFIG.format(db=db))
     with respx.mock(assert_all_called=False) as m:
         m.get("http://goku.test/v1/models").respond(json={"data": [{"id": "qwen"}]})
@@ -174,7 +174,7 @@ def test_identical_deterministic_requests_are_answered_from_the_cache(env: dict[
 def test_metrics_parse_as_prometheus_text(env: dict[str, Any]) -> None:
     post(env, env["keys"]["pro"])
     post(env, env["keys"]["pro"], "full-council")
-    text = env["client"].get("/metrics").text
+    text = env["client"].get("/metrics", headers={"authorization": f"Bearer {env['keys']['admin']}"}).text
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
                for fam in text_string_to_metric_families(text) for s in fam.samples}
     assert samples[("shenron_requests_total", (("model", "ultra-instinct"), ("status", "200")))] == 1
@@ -183,5 +183,5 @@ def test_metrics_parse_as_prometheus_text(env: dict[str, Any]) -> None:
     assert samples[("shenron_backend_up", (("backend", "goku"),))] == 1
     assert ("shenron_request_duration_seconds_count", (("model", "ultra-instinct"), ("status", "200"))) in samples
     post(env, env["keys"]["pro"], "no-such-model-1234")  # a client's made-up name never becomes a label
-    text = env["client"].get("/metrics").text
+    text = env["client"].get("/metrics", headers={"authorization": f"Bearer {env['keys']['admin']}"}).text
     assert "no-such-model-1234" not in text and 'model="(unrouted)",status="404"' in text

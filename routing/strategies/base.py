@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -31,6 +31,9 @@ class Call:
     extras: Json = field(default_factory=dict)
     """Shenron's own request options (`extra_body={"shenron": {...}}`), removed from `body`."""
     budget: Budget = field(default_factory=Budget)
+    may: Callable[[str], bool] = field(default=lambda model: True)
+    """Whether the caller's key may reach a model: every virtual model a strategy reaches on its behalf
+    (a cascade's `first` and `escalate-to`, a `degrade-to`) is checked here, not only the one it named."""
 
 
 class Strategy(Protocol):

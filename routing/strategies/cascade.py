@@ -27,7 +27,7 @@ from typing import Any
 
 from routing import rules, wire
 from routing.config import CascadeModel, Config
-from routing.errors import MemberFailure
+from routing.errors import MemberFailure, NotAllowed
 from routing.fanout import stop
 from routing.report import Timer
 from routing.strategies.base import NESTED, Backends, Call, Json, Strategy
@@ -135,10 +135,25 @@ class Cascade:
         out["cost_usd"] = round((inner.get("cost_usd") or 0.0) + (first.get("cost_usd") or 0.0), 8)
         return out
 
-    async def complete(self, call: Call) -> Json:
-        timer = Timer()
+    def _reach(self, call: Call) -> tuple[tuple[str, str] | None, str | None]:
+        """The escalation decided before the first model (a rule, or `first` being outside the caller's
+        tier), and why escalating is impossible when `escalate-to` is outside it."""
         inputs = self.inputs(call)
         before = rules.escalate_before(inputs["asked"], inputs["words"], self.vm.risk_words)
+        first_ok, escalate_ok = call.may(self.vm.first), call.may(self.vm.escalate_to)
+        if not first_ok and not escalate_ok:
+            raise NotAllowed(f"`{self.name}` answers with `{self.vm.first}` or `{self.vm.escalate_to}`, and the "
+                             "key's tier allows neither.", param="model")
+        if not first_ok:
+            return ("first-not-allowed", f"`{self.vm.first}` is outside the key's tier"), None
+        if not escalate_ok:
+            blocked = f"`{self.vm.escalate_to}` is outside the key's tier"
+            return None, (f"{before[0]} ({before[1]}), but {blocked}" if before else blocked)
+        return before, None
+
+    async def complete(self, call: Call) -> Json:
+        timer = Timer()
+        before, blocked = self._reach(call)
         if before is not None:
             out = await self.models[self.vm.escalate_to].complete(inner_call(call))
             out["council"] = self._meta(out.get("council"), escalated=True, escalated_because=before[0],
@@ -146,9 +161,12 @@ class Cascade:
             return out
         first, confidence, source = await self._first(call)
         after = rules.escalate_after(confidence, self.vm.min_confidence)
+        if after is not None and blocked is not None:
+            blocked = f"{after[0]} ({after[1]}), but {blocked}"
+            after = None
         if after is None:
             first["council"] = self._meta(first.get("council"), confidence=confidence, confidence_source=source,
-                                          latency_ms=timer.ms())
+                                          latency_ms=timer.ms(), **_skipped(blocked))
             return first
         out = await self.models[self.vm.escalate_to].complete(inner_call(call))
         usage = wire.add_usage(first.get("usage"), out.get("usage"))
@@ -171,8 +189,7 @@ class Cascade:
 
     async def stream(self, call: Call) -> AsyncIterator[Json]:
         timer = Timer()
-        inputs = self.inputs(call)
-        before = rules.escalate_before(inputs["asked"], inputs["words"], self.vm.risk_words)
+        before, blocked = self._reach(call)
         if before is not None:
             upstream = self.models[self.vm.escalate_to].stream(inner_call(call))
             async for chunk in self._relay(upstream, False, escalated=True, escalated_because=before[0],
@@ -182,7 +199,7 @@ class Cascade:
         if self.vm.min_confidence <= 0:
             upstream = self.models[self.vm.first].stream(inner_call(call))
             async for chunk in self._relay(upstream, False, confidence=None,
-                                           confidence_source="not needed: min-confidence is 0"):
+                                           confidence_source="not needed: min-confidence is 0", **_skipped(blocked)):
                 yield chunk
             return
         shaper = wire.ChunkShaper(id=call.id, created=call.created, model=call.model)
@@ -195,6 +212,9 @@ class Cascade:
             await stop({task})
         first, confidence, source = task.result()
         after = rules.escalate_after(confidence, self.vm.min_confidence)
+        if after is not None and blocked is not None:
+            blocked = f"{after[0]} ({after[1]}), but {blocked}"
+            after = None
         if after is None:
             choice = first["choices"][0]
             for chunk in wire.answer_chunks(shaper, choice.get("message") or {}, choice.get("finish_reason") or "stop"):
@@ -202,10 +222,16 @@ class Cascade:
             if call.include_usage and first.get("usage"):
                 yield shaper.usage_chunk(first["usage"])
             yield shaper.extension_chunk("council", self._meta(first.get("council"), confidence=confidence,
-                                                               confidence_source=source, latency_ms=timer.ms()))
+                                                               confidence_source=source, latency_ms=timer.ms(),
+                                                               **_skipped(blocked)))
             return
         upstream = self.models[self.vm.escalate_to].stream(inner_call(call))
         async for chunk in self._relay(upstream, True, escalated=True,
                                        escalated_because=after[0], why=after[1], confidence=confidence,
                                        confidence_source=source, first=copy.deepcopy(first.get("council"))):
             yield chunk
+
+
+def _skipped(blocked: str | None) -> Json:
+    """`escalation_skipped` in the metadata when escalating was wanted (or possible) but not allowed."""
+    return {"escalation_skipped": blocked} if blocked else {}
