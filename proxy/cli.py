@@ -169,10 +169,11 @@ def _print_checks(cfg: Config) -> None:
         program = c.command[0]
         here = program == "{python}" or shutil.which(program) is not None
         status = "available" if here else f"not checked here: `{program}` not on PATH"
+        if here and sandbox.bubblewrap() is None and c is not sandbox.BUILTIN["python"]:
+            status = "refused here: no isolation (install bubblewrap)"
         how = "compile() and an import lookup" if c is sandbox.BUILTIN["python"] else " ".join(c.command)[:40]
         print(f"  {lang.ljust(11)} {how.ljust(40)}  {status}{'  RUNS TESTS' if c.run else ''}")
-    isolated = "no network (unshare -rn)" if sandbox.can_isolate_network() else "network NOT isolated on this host"
-    print(f"  sandbox: fresh temp dir, time and memory limits, {isolated}")
+    print(f"  isolation: {sandbox.isolation()}")
 
 
 def _store_config(explicit: str | None) -> Config:

@@ -4,14 +4,21 @@ Each language has a check command (`python` is built in; `node --check`, `tsc --
 `go vet`, `cargo check` and `dotnet build` are used when on PATH; `[checks.LANG]` adds or
 replaces entries). The command runs:
 
-- in a new temporary directory that is deleted afterwards, with HOME pointing into it;
-- with a small environment (PATH, locale, the toolchain homes), not the proxy's secrets;
-- under resource limits (address space, CPU seconds, file size, no core dumps) set by a tiny
-  launcher before it execs the command, and killed with its whole process group at the deadline;
-- without network, inside a new network namespace (`unshare -rn`) where the platform allows it;
-  `CheckResult.network_isolated` says whether it did.
+- inside bubblewrap (`bwrap`, Debian's `bubblewrap`): the process sees its own temporary directory
+  (writable, deleted afterwards, HOME points into it), the system's /usr and the toolchain it needs
+  (read-only), a /proc of its own PID namespace, and nothing else of the host: no other paths (so
+  `include_str!("/etc/...")`, `#[path]` or `//go:embed` of a host file find nothing), no network,
+  no other processes (so no `/proc/<proxy>/environ`);
+- as the unprivileged user `nobody` when the proxy runs as root, with a small environment (PATH,
+  locale, the toolchain homes), never the proxy's secrets;
+- under resource limits (address space, CPU seconds, file size, processes, no core dumps) set by a
+  tiny launcher before it execs the command, and killed with its whole process group (and so its
+  PID namespace) at the deadline.
 
-Generated code is only executed when a language's config sets `run` (opt-in, for tests).
+Where bubblewrap cannot run, every check but Python's built-in one (which compiles its one file and
+looks imports up without executing or reading anything else) is refused and reported as not
+checked, never run unisolated; so is `run`. Generated code is only executed when a language's
+config sets `run` (opt-in, for tests).
 """
 
 from __future__ import annotations
@@ -67,20 +74,29 @@ for name in missing:
 
 _LIMITS = r"""
 import os, resource, sys
-mem, cpu, fsize = (int(v) for v in sys.argv[1:4])
+mem, cpu, fsize, nproc = (int(v) for v in sys.argv[1:5])
 resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
 resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
 resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
 resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+if nproc:
+    resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
+if os.geteuid() == 0 and nproc:  # root ignores RLIMIT_NPROC: become nobody (a fork bomb then stops)
+    os.setgroups([])
+    os.setgid(65534)
+    os.setuid(65534)
 try:
-    os.execvp(sys.argv[5], sys.argv[5:])
+    os.execvp(sys.argv[6], sys.argv[6:])
 except OSError as e:
-    print(f"cannot start {sys.argv[5]!r}: {e.strerror}", file=sys.stderr)
+    print(f"cannot start {sys.argv[6]!r}: {e.strerror}", file=sys.stderr)
     sys.exit(127)
 """
 """Sets the limits in the child and execs the check: no `preexec_fn`, which is unsafe with threads."""
 
 FILE_LIMIT = 64 * 1024 * 1024
+PROCESS_LIMIT = 256
+"""Processes the check's user may have at once (toolchains fork a few dozen; a fork bomb stops here)."""
+NOBODY = 65534
 
 BUILTIN: dict[str, CheckConfig] = {
     "python": CheckConfig(command=["{python}", "-I", "-B", "-c", _PY_CHECK, "{file}"], file="main.py",
@@ -113,6 +129,8 @@ class CheckResult:
     ran_code: bool = False
     """True only when the language's config opted in to `run`."""
     network_isolated: bool = False
+    isolation: str = "none"
+    """`bubblewrap`, or `none` (only Python's built-in check runs so)."""
 
 
 def table(overrides: Mapping[str, CheckConfig] | None = None) -> dict[str, CheckConfig]:
@@ -133,23 +151,77 @@ def language(name: str | None, checks: Mapping[str, CheckConfig]) -> str | None:
 
 
 @cache
-def can_isolate_network() -> bool:
-    """Whether `unshare -rn` works here (Linux with user namespaces, as in most containers run as root)."""
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        return False
+def bubblewrap() -> str | None:
+    """The bwrap binary when it can build a sandbox here (namespaces allowed), else None."""
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        return None
     try:
-        return subprocess.run([unshare, "-rn", "true"], capture_output=True, timeout=5).returncode == 0
+        probe = subprocess.run([bwrap, *_mounts(), "--unshare-all", "--die-with-parent", "/usr/bin/true"],
+                               capture_output=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
-        return False
+        return None
+    return bwrap if probe.returncode == 0 else None
+
+
+def can_isolate_network() -> bool:
+    return bubblewrap() is not None
+
+
+def isolation() -> str:
+    """What `shenron check` says of the sandbox."""
+    if bubblewrap() is not None:
+        return "bubblewrap: own temp dir, read-only toolchain, no network, no host paths or processes"
+    return ("NONE: bubblewrap is missing or cannot run here, so only Python's built-in check runs; install "
+            "Debian's `bubblewrap` for the others")
+
+
+def _mounts() -> list[str]:
+    """The system a check may read: /usr (and the merged-/usr links), loader and alternatives."""
+    out = ["--ro-bind", "/usr", "/usr"]
+    for top in ("bin", "lib", "lib64", "sbin", "lib32"):
+        path = Path("/" + top)
+        if path.is_symlink():
+            out += ["--symlink", os.readlink(path), str(path)]
+        elif path.is_dir():
+            out += ["--ro-bind", str(path), str(path)]
+    out += ["--perms", "0755", "--dir", "/etc"]  # else bwrap makes it 0700, and `nobody` reads nothing below
+    for extra in ("/etc/alternatives", "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d",
+                  "/etc/ssl", "/etc/localtime"):  # node reads /etc/ssl/openssl.cnf; private/ is root-only
+        out += ["--ro-bind-try", extra, extra]
+    return [*out, "--proc", "/proc", "--dev", "/dev"]
+
+
+def _toolchain(program: str, env: Mapping[str, str]) -> list[Path]:
+    """What the check's program needs outside /usr, bound read-only: its installation (for
+    /root/.cargo/bin/cargo, /root/.cargo), the Python that runs the launcher, the toolchain homes."""
+    roots: set[Path] = {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve()}
+    where = shutil.which(program, path=env.get("PATH"))
+    if where is not None:
+        roots |= {p.parent.parent for p in (Path(where), Path(where).resolve())}
+    roots |= {Path(env[var]) for var in ("RUSTUP_HOME", "CARGO_HOME", "DOTNET_ROOT", "GOROOT") if env.get(var)}
+    return sorted(r for r in roots if not r.is_relative_to("/usr") and r != Path("/"))  # /usr is bound already
+
+
+def _binds(read_only: list[Path], writable: Path) -> list[str]:
+    """Binds at the same paths, their parent directories created first as 0755 (bwrap would make
+    them 0700 root, which `nobody` cannot pass through)."""
+    parents = sorted({a for p in [*read_only, writable] for a in p.parents if a != Path("/")},
+                     key=lambda a: len(a.parts))
+    out: list[str] = []
+    for a in parents:
+        out += ["--perms", "0755", "--dir", str(a)]
+    for p in read_only:
+        out += ["--ro-bind-try", str(p), str(p)]
+    return [*out, "--bind", str(writable), str(writable)]
 
 
 def _env(home: str) -> dict[str, str]:
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": home, "LANG": "C.UTF-8", "TMPDIR": home,
            "NO_COLOR": "1", "DOTNET_CLI_TELEMETRY_OPTOUT": "1", "GOFLAGS": "-mod=mod", "GOPROXY": "off"}
     real_home = os.path.expanduser("~")
-    for var, default in (("RUSTUP_HOME", ".rustup"), ("CARGO_HOME", ".cargo"), ("GOPATH", "go"),
-                         ("GOCACHE", ".cache/go-build"), ("DOTNET_ROOT", ".dotnet")):
+    env["GOPATH"], env["GOCACHE"] = os.path.join(home, "go"), os.path.join(home, ".cache", "go-build")
+    for var, default in (("RUSTUP_HOME", ".rustup"), ("CARGO_HOME", ".cargo"), ("DOTNET_ROOT", ".dotnet")):
         value = os.environ.get(var) or os.path.join(real_home, default)
         if os.path.exists(value):
             env[var] = value
@@ -166,10 +238,23 @@ def _argv(template: list[str], file: Path, tmp: Path) -> list[str]:
     return out
 
 
-def _launcher(cfg: CheckConfig, argv: list[str], isolate: bool) -> list[str]:
+def _launcher(cfg: CheckConfig, argv: list[str], tmp: Path, env: Mapping[str, str], isolated: bool) -> list[str]:
     limits = [sys.executable, "-I", "-S", "-c", _LIMITS, str(cfg.memory_mb * 1024 * 1024),
-              str(int(cfg.timeout_s) + 1), str(FILE_LIMIT), "--", *argv]
-    return ["unshare", "-rn", *limits] if isolate else limits
+              str(int(cfg.timeout_s) + 1), str(FILE_LIMIT), str(PROCESS_LIMIT if isolated else 0), "--", *argv]
+    bwrap = bubblewrap()
+    if not isolated or bwrap is None:
+        return limits
+    return [bwrap, *_mounts(), *_binds(_toolchain(argv[0], env), tmp), "--chdir", str(tmp),
+            "--unshare-ipc", "--unshare-pid", "--unshare-net",
+            "--unshare-uts", "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--", *limits]
+
+
+def _hand_over(tmp: Path) -> None:
+    """The temp dir belongs to `nobody`, who runs the check when the proxy is root."""
+    if os.geteuid() != 0:
+        return
+    for path in (tmp, *tmp.rglob("*")):
+        os.chown(path, NOBODY, NOBODY, follow_symlinks=False)
 
 
 async def _run(argv: list[str], cwd: Path, env: dict[str, str], timeout_s: float) -> tuple[int | None, str]:
@@ -214,7 +299,10 @@ async def check(code: str, lang: str | None, checks: Mapping[str, CheckConfig] |
     program = cfg.command[0]
     if program != "{python}" and shutil.which(program) is None:
         return CheckResult(lang, None, f"not checked: `{program}` is not installed here")
-    isolate = can_isolate_network()
+    isolated = bubblewrap() is not None
+    if not isolated and (program != "{python}" or cfg.command != BUILTIN["python"].command or cfg.run):
+        return CheckResult(lang, None, f"not checked: `{program}` would run without isolation (bubblewrap is "
+                                       "missing or cannot run here), and only Python's built-in check may")
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="shenron-check-") as tmp_name:
         tmp = Path(tmp_name)
@@ -224,24 +312,32 @@ async def check(code: str, lang: str | None, checks: Mapping[str, CheckConfig] |
         file = tmp / cfg.file
         file.parent.mkdir(parents=True, exist_ok=True)
         file.write_text(code, encoding="utf-8")
+        if isolated:
+            _hand_over(tmp)
         env = _env(tmp_name)
-        status, output = await _run(_launcher(cfg, _argv(cfg.command, file, tmp), isolate), tmp, env, cfg.timeout_s)
+        how = "bubblewrap" if isolated else "none"
+
+        def launch(template: list[str]) -> list[str]:
+            return _launcher(cfg, _argv(template, file, tmp), tmp, env, isolated)
+
+        status, output = await _run(launch(cfg.command), tmp, env, cfg.timeout_s)
         if status is None:
             return CheckResult(lang, False, _trim(f"{output}\ncheck timed out after {cfg.timeout_s:g}s and was killed"),
-                               time.perf_counter() - start, timed_out=True, network_isolated=isolate)
+                               time.perf_counter() - start, timed_out=True, network_isolated=isolated,
+                               isolation=how)
         ok = status == 0
         ran = False
         if ok and cfg.run:
             ran = True
-            run_status, run_out = await _run(_launcher(cfg, _argv(cfg.run, file, tmp), isolate), tmp, env,
-                                             cfg.timeout_s)
+            run_status, run_out = await _run(launch(cfg.run), tmp, env, cfg.timeout_s)
             if run_status is None:
                 return CheckResult(lang, False, _trim(f"{output}\n{run_out}\ntests timed out after "
                                                       f"{cfg.timeout_s:g}s and were killed"),
                                    time.perf_counter() - start, timed_out=True, ran_code=True,
-                                   network_isolated=isolate)
+                                   network_isolated=isolated, isolation=how)
             ok = run_status == 0
             output = f"{output}\n{run_out}".strip()
         if not ok and not output.strip():
             output = f"`{program}` exited with status {status}"
-    return CheckResult(lang, ok, _trim(output), time.perf_counter() - start, ran_code=ran, network_isolated=isolate)
+    return CheckResult(lang, ok, _trim(output), time.perf_counter() - start, ran_code=ran,
+                       network_isolated=isolated, isolation=how)

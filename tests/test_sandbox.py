@@ -91,12 +91,11 @@ async def test_code_that_opens_a_socket_never_connects(listener: Listener) -> No
 
 @pytest.mark.skipif(not sandbox.can_isolate_network(), reason="this platform has no network namespaces")
 async def test_opted_in_tests_run_without_network(listener: Listener, tmp_path: Path) -> None:
-    marker = tmp_path / "ran"
     checks = {"python": CheckConfig(command=["{python}", "-c", "pass"], file="main.py", run=["{python}", "{file}"])}
-    code = marker_code(marker, f"import socket\nsocket.create_connection(('127.0.0.1', {listener.port})).close()\n")
+    code = f"print('ran')\nimport socket\nsocket.create_connection(('127.0.0.1', {listener.port})).close()\n"
     result = await sandbox.check(code, "python", checks)
     time.sleep(0.3)
-    assert result.ran_code and result.network_isolated
+    assert result.ran_code and result.network_isolated and result.output.startswith("ran")
     assert listener.connections == 0
     assert result.ok is False and ("Network is unreachable" in result.output or "refused" in result.output)
 
@@ -148,3 +147,84 @@ def test_language_names_resolve_through_aliases() -> None:
     assert sandbox.language("TS", table) == "typescript"
     assert sandbox.language("rs", table) == "rust"
     assert sandbox.language(None, table) is None
+
+
+RUN = {"python": CheckConfig(command=["{python}", "-c", "pass"], file="main.py", run=["{python}", "{file}"],
+                             timeout_s=5)}
+needs_bwrap = pytest.mark.skipif(sandbox.bubblewrap() is None,
+                                 reason="bubblewrap is not installed or cannot run here (.ci/run installs it)")
+
+
+@needs_bwrap
+async def test_generated_code_writes_nothing_outside_its_temp_dir(tmp_path: Path) -> None:
+    escape = tmp_path / "escaped"
+    code = (f"import os\nfor p in ({str(escape)!r}, '/tmp/shenron-escaped', '/usr/escaped'):\n"
+            "    try:\n        open(p, 'w').write('x')\n    except OSError as e:\n        print('refused', p)\n"
+            "open('inside.txt', 'w').write('fine')\nprint('inside ok')\n")
+    result = await sandbox.check(code, "python", RUN)
+    assert result.ok is True and "inside ok" in result.output and result.isolation == "bubblewrap"
+    assert not escape.exists() and not Path("/tmp/shenron-escaped").exists() and not Path("/usr/escaped").exists()
+
+
+@needs_bwrap
+async def test_generated_code_reads_no_host_file_and_no_process_environment(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "sk-cloud-" + "7" * 24
+    monkeypatch.setenv("SHENRON_TEST_CLOUD_KEY", secret)  # what /proc/<proxy>/environ would hold
+    (tmp_path / "ledger.db").write_text(secret)
+    code = ("import glob, os\nfound = []\n"
+            "for p in glob.glob('/proc/*/environ') + " + repr([str(tmp_path / "ledger.db"), "/etc/passwd"]) + ":\n"
+            "    try:\n        found.append(open(p, 'rb').read().decode('latin-1'))\n"
+            "    except OSError:\n        pass\n"
+            f"print('SECRET' if any({secret!r} in f for f in found) else 'nothing', len(os.listdir('/proc')))\n")
+    result = await sandbox.check(code, "python", RUN)
+    assert result.ok is True and result.output.startswith("nothing")
+    assert secret not in result.output
+
+
+@needs_bwrap
+async def test_a_fork_bomb_stops_at_the_process_limit_and_leaves_nothing_behind() -> None:
+    code = ("import os, time\nn = 0\ntry:\n    while True:\n        if os.fork() == 0:\n"
+            "            os.close(1)\n            os.close(2)\n            time.sleep(30)\n            os._exit(0)\n"
+            "        n += 1\nexcept OSError:\n    print('stopped after', n)\n")
+    start = time.monotonic()
+    result = await sandbox.check(code, "python", RUN)
+    assert not result.timed_out and time.monotonic() - start < 10
+    assert int(result.output.split("stopped after")[1].split()[0]) < sandbox.PROCESS_LIMIT
+    time.sleep(0.5)  # the sandbox's PID namespace went with it: none of the sleepers is left
+    left = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _runs_main_py(p)]
+    assert left == []
+
+
+def _runs_main_py(p: Path) -> bool:
+    """A process running a sandbox's generated `main.py` (its argv is `python /tmp/shenron-check-*/main.py`)."""
+    try:
+        argv = (p / "cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return len(argv) > 1 and b"shenron-check-" in argv[1] and argv[1].endswith(b"/main.py")
+
+
+@needs_bwrap
+@pytest.mark.skipif(shutil.which("cargo") is None, reason="cargo is not installed here")
+@pytest.mark.parametrize("trick", [
+    'pub const X: &str = include_str!("{secret}");\ncompile_error!(include_str!("{secret}"));\n',
+    '#[path = "{secret}"]\nmod leaked;\n',
+])
+async def test_rust_compiler_tricks_read_nothing_of_the_host(tmp_path: Path, trick: str) -> None:
+    secret_file = tmp_path / "host-secret.rs"
+    secret_file.write_text('compile_error!("HOST-SECRET-CONTENT-42");\n')
+    result = await sandbox.check(trick.format(secret=secret_file), "rust")
+    assert result.ok is False and result.isolation == "bubblewrap"
+    assert "HOST-SECRET-CONTENT-42" not in result.output
+    assert "couldn't read" in result.output or "No such file" in result.output or "not found" in result.output
+
+
+async def test_without_isolation_only_python_s_own_check_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sandbox, "bubblewrap", lambda: None)
+    rust = await sandbox.check("fn main() {}", "rust", {"rust": CheckConfig(command=["{python}", "-c", "pass"])})
+    assert rust.ok is None and "without isolation" in rust.output
+    opted_in = await sandbox.check("print(1)", "python", RUN)
+    assert opted_in.ok is None and not opted_in.ran_code
+    plain = await sandbox.check("def f():\n    return 1\n", "python")
+    assert plain.ok is True and plain.isolation == "none"
