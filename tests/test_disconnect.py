@@ -54,6 +54,22 @@ heartbeat-s = 0.2
 [models.fast]
 strategy = "single"
 members = ["quick"]
+
+[models.cascade]
+strategy = "cascade"
+first = "ultra-instinct"
+escalate-to = "full-council"
+heartbeat-s = 0.2
+
+[models.debate]
+strategy = "duo-debate"
+members = ["alpha", "beta"]
+heartbeat-s = 0.2
+
+[models.ladder]
+strategy = "escalate"
+rungs = [{ coder = "alpha", attempts = 1, thinking = "solo", validators = ["beta"] }]
+heartbeat-s = 0.2
 """
         proxy, base = shenron(tmp, config)
         started.append(proxy)
@@ -139,6 +155,10 @@ def disconnects(log: Path) -> int:
     ("full-council", False, False, 3),   # non-streamed
     ("ultra-instinct", True, False, 1),  # streamed, before the first byte
     ("ultra-instinct", False, False, 1),  # non-streamed
+    ("cascade", True, True, 1),          # its first model, behind heartbeats
+    ("cascade", False, False, 1),
+    ("debate", True, True, 1),           # a thinking strategy's proposer, narrated
+    ("ladder", False, False, 1),         # the code ladder's coder
 ])
 def test_a_client_that_leaves_cancels_every_upstream_request_and_leaks_nothing(
         stack: dict[str, object], model: str, stream: bool, after_first_event: bool, members: int) -> None:
