@@ -14,6 +14,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -246,6 +247,11 @@ def test_debug_logging_adds_request_bodies_to_the_access_log(tmp_path: Path, pro
     proxy, base = shenron(tmp_path, '[server]\nlog-level = "debug"\n' + config)
     procs.append(proxy)
     httpx.post(base + "/chat/completions", json={"model": "goku", "messages": MSGS})
-    lines = [json.loads(line) for line in proxy.log().splitlines() if line.startswith('{"ts"')]
-    chat = next(entry for entry in lines if entry["path"] == "/v1/chat/completions")
+    deadline = time.monotonic() + 5  # the line is written once the response is out: a moment after the client
+    chat: dict[str, Any] | None = None
+    while chat is None and time.monotonic() < deadline:
+        lines = [json.loads(line) for line in proxy.log().splitlines() if line.startswith('{"ts"')]
+        chat = next((entry for entry in lines if entry["path"] == "/v1/chat/completions"), None)
+        time.sleep(0.02)
+    assert chat is not None
     assert "secret-prompt-text" in chat["body"] and chat["status"] == 200 and chat["strategy"] == "passthrough"
