@@ -12,6 +12,7 @@ from proxy.auth import ANONYMOUS, Gate, Principal
 from proxy.metrics import Metrics
 from proxy.store import LedgerRow, MemberUse, Store
 from routing.errors import AllMembersFailed, MemberFailure
+from routing.spend import Spend
 
 Json = dict[str, Any]
 RECENT = 25
@@ -36,7 +37,10 @@ class Ticket:
     """Fields for the access log line."""
 
 
-def members_of(council: Json | None, exc: BaseException | None) -> list[MemberUse]:
+def members_of(council: Json | None, exc: BaseException | None, calls: list[Spend] | None = None) -> list[MemberUse]:
+    """Each member's use: from the `council` report when the request got one; otherwise from the calls
+    it made as they happened (a client that left: finished ones with their cost, the rest cancelled)
+    and the failures that never became a call (skipped members)."""
     if council:
         out = []
         for m in council.get("members") or []:
@@ -47,7 +51,12 @@ def members_of(council: Json | None, exc: BaseException | None) -> list[MemberUs
                                  cost_usd=m.get("cost_usd") or 0.0, cloud=bool(m.get("cloud"))))
         return out
     failures = exc.failures if isinstance(exc, AllMembersFailed) else [exc] if isinstance(exc, MemberFailure) else []
-    return [MemberUse(name=f.member, status=f.kind) for f in failures]
+    used = [MemberUse(name=c.name, model=c.model, status="cancelled" if c.status == "running" else c.status,
+                      latency_ms=c.latency_ms, prompt_tokens=(c.usage or {}).get("prompt_tokens") or 0,
+                      completion_tokens=(c.usage or {}).get("completion_tokens") or 0, cost_usd=c.cost_usd,
+                      cloud=c.cfg.is_cloud) for c in calls or ()]
+    called = {c.name for c in calls or ()}
+    return used + [MemberUse(name=f.member, status=f.kind) for f in failures if f.member not in called]
 
 
 class Books:
@@ -65,7 +74,7 @@ class Books:
         self.metrics.inflight.labels(t.model).inc()
 
     async def finish(self, t: Ticket, status: int, council: Json | None = None, exc: BaseException | None = None,
-                     error: str | None = None) -> None:
+                     error: str | None = None, calls: list[Spend] | None = None) -> None:
         """Account for a request once; the ledger row is committed before this returns."""
         if t.done:
             return
@@ -74,7 +83,7 @@ class Books:
         if t.routed:
             self.inflight[t.model] -= 1
             self.metrics.inflight.labels(t.model).dec()
-        members = [] if t.cached else members_of(council, exc)
+        members = [] if t.cached else members_of(council, exc, calls)
         self.metrics.finished(t.model if t.routed else "(unrouted)", status, seconds, council, members)
         row = LedgerRow(
             ts=t.ts, request_id=t.request_id, key_id=t.principal.key_id, model=t.model, strategy=t.strategy,
@@ -95,9 +104,10 @@ class Books:
             await self.gate.spent(t.principal, row.prompt_tokens + row.completion_tokens, row.cloud_cost_usd)
             await self.store.record(row)
 
-    def finish_later(self, t: Ticket, status: int, council: Json | None = None, error: str | None = None) -> None:
+    def finish_later(self, t: Ticket, status: int, council: Json | None = None, error: str | None = None,
+                     calls: list[Spend] | None = None) -> None:
         """For a stream the client left: its task is being cancelled, so the row is written by another."""
-        task = asyncio.get_running_loop().create_task(self.finish(t, status, council, error=error))
+        task = asyncio.get_running_loop().create_task(self.finish(t, status, council, error=error, calls=calls))
         self._late.add(task)
         task.add_done_callback(self._late.discard)
 

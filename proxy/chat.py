@@ -15,8 +15,10 @@ from proxy.accounting import Books, Ticket
 from proxy.auth import Gate, allows
 from proxy.requests import parse_chat
 from proxy.streaming import EventStream, watched
+from routing import spend
 from routing.health import begin_notes
 from routing.router import Router
+from routing.spend import Spend
 from routing.strategies import Call
 
 Json = dict[str, Any]
@@ -40,6 +42,7 @@ async def handle(request: Request[Any, Any, Any], state: State) -> Response[byte
     gate: Gate = state.gate
     router: Router = state.router
     t = Ticket(log=request.scope.setdefault("shenron", {}))  # type: ignore[typeddict-item]
+    calls = spend.begin()
     try:
         t.principal = await gate.principal(request.headers.get("authorization"))
         call = parse_chat(await request.body())
@@ -78,10 +81,11 @@ async def handle(request: Request[Any, Any, Any], state: State) -> Response[byte
         first = await watched(anext(chunks), request.receive)  # errors before it are still HTTP errors
     except Exception as e:
         status, code = errors.classify(e)
-        await books.finish(t, status, exc=e, error=code)
+        await books.finish(t, status, exc=e, error=code, calls=calls)
         raise
     filled = (state.cache, ckey, ttl) if ttl else None
-    return EventStream(_sse(first, chunks, books, t, filled), media_type="text/event-stream", headers=SSE_HEADERS)
+    return EventStream(_sse(first, chunks, books, t, filled, calls), media_type="text/event-stream",
+                       headers=SSE_HEADERS)
 
 
 async def _replay(chunks: list[Json]) -> AsyncIterator[bytes]:
@@ -91,7 +95,7 @@ async def _replay(chunks: list[Json]) -> AsyncIterator[bytes]:
 
 
 async def _sse(first: Json, rest: AsyncIterator[Json], books: Books, t: Ticket,
-               filled: tuple[cache.Cache, str, float] | None) -> AsyncIterator[bytes]:
+               filled: tuple[cache.Cache, str, float] | None, calls: list[Spend]) -> AsyncIterator[bytes]:
     council: Json | None = None
     kept: list[Json] | None = [first] if filled else None
     status, error = 200, None
@@ -115,7 +119,7 @@ async def _sse(first: Json, rest: AsyncIterator[Json], books: Books, t: Ticket,
         await books.finish(t, status, council, error=error)  # committed before the client sees [DONE]
         yield b"data: [DONE]\n\n"
     except (asyncio.CancelledError, GeneratorExit):
-        books.finish_later(t, 499, council, error="client_disconnected")
+        books.finish_later(t, 499, council, error="client_disconnected", calls=calls)
         raise
     finally:
         await rest.aclose()  # type: ignore[attr-defined]

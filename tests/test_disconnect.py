@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,7 +41,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object
             started.append(proc)
             ports.append(int(url.split(":")[2].split("/")[0]))
             blocks.append(f'[backends.{name}]\nurl = "{url}"\nmodel = "{name}"\n')
-        config = "\n".join(blocks) + """
+        config = f'[store]\npath = "{tmp / "ledger.db"}"\n' + "\n".join(blocks) + """
 [models.ultra-instinct]
 strategy = "single"
 members = ["alpha"]
@@ -54,6 +55,12 @@ heartbeat-s = 0.2
 [models.fast]
 strategy = "single"
 members = ["quick"]
+
+[models.mixed-council]
+strategy = "council"
+members = ["quick", "alpha", "beta"]
+early-decision = false
+timeout-s = 30
 
 [models.cascade]
 strategy = "cascade"
@@ -73,7 +80,7 @@ heartbeat-s = 0.2
 """
         proxy, base = shenron(tmp, config)
         started.append(proxy)
-        yield {"base": base, "log": log, "proxy": proxy, "ports": ports}
+        yield {"base": base, "log": log, "proxy": proxy, "ports": ports, "ledger": tmp / "ledger.db"}
     finally:
         for p in reversed(started):
             p.stop()
@@ -186,3 +193,37 @@ def test_a_client_that_leaves_cancels_every_upstream_request_and_leaks_nothing(
     gone = [e for e in lines if e.get("error") == "client_disconnected" and e.get("model") == model
             and e.get("stream") == stream]
     assert len(gone) >= ROUNDS and all(e["outcome"] == 499 for e in gone)
+
+
+def ledger_rows(path: Path, model: str) -> list[tuple[int, str | None, list[dict[str, object]]]]:
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT status, error, members FROM ledger WHERE model = ? ORDER BY ts", (model,)).fetchall()
+    return [(status, error, json.loads(members)) for status, error, members in rows]
+
+
+def test_the_ledger_keeps_what_was_spent_and_marks_the_rest_cancelled(stack: dict[str, object]) -> None:
+    base, log, ledger = str(stack["base"]), Path(str(stack["log"])), Path(str(stack["ledger"]))
+    done_before = count(log, "done")
+    s = post(base, {"model": "mixed-council", "messages": [{"role": "user", "content": "hi"}]})
+    deadline = time.monotonic() + 5
+    while count(log, "done") <= done_before:  # the quick member has answered; the slow two still work
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    time.sleep(0.1)
+    s.close()
+    deadline = time.monotonic() + 5
+    while not [r for r in ledger_rows(ledger, "mixed-council") if r[1] == "client_disconnected"]:
+        assert time.monotonic() < deadline, "no ledger row for the request the client left"
+        time.sleep(0.05)
+    status, _, members = ledger_rows(ledger, "mixed-council")[-1]
+    by_name = {m["name"]: m for m in members}
+    assert status == 499
+    assert by_name["quick"]["status"] == "ok" and int(str(by_name["quick"]["completion_tokens"])) > 0
+    assert by_name["alpha"]["status"] == by_name["beta"]["status"] == "cancelled"
+
+
+def test_every_abandoned_request_has_a_ledger_row_with_its_members_cancelled(stack: dict[str, object]) -> None:
+    ledger = Path(str(stack["ledger"]))
+    rows = [r for r in ledger_rows(ledger, "full-council") if r[1] == "client_disconnected"]
+    assert len(rows) >= 2 * ROUNDS  # the streamed and the non-streamed cases above
+    assert all(r[0] == 499 and sorted(m["status"] for m in r[2]) == ["cancelled"] * 3 for r in rows)

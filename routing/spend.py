@@ -1,0 +1,58 @@
+"""What a request's member calls spent, kept as they happen, for when its answer never gets a report.
+
+A client that leaves cancels the strategy before it can build its `council` report; the ledger
+still gets a row for every call the request made: the calls that finished with their usage and
+cost, the ones cut short as `cancelled`. Nothing is lost silently.
+"""
+
+from __future__ import annotations
+
+import time
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+from routing.config import BackendConfig
+from routing.report import cost
+
+Json = dict[str, Any]
+
+
+@dataclass(slots=True)
+class Spend:
+    name: str
+    model: str
+    cfg: BackendConfig
+    status: str = "running"
+    usage: Json | None = None
+    start: float = field(default_factory=time.perf_counter)
+    latency_ms: int = 0
+
+    def end(self, status: str, usage: Json | None = None) -> None:
+        if self.status == "running":
+            self.status = status
+            self.latency_ms = int((time.perf_counter() - self.start) * 1000)
+        if usage is not None:
+            self.usage = usage
+
+    @property
+    def cost_usd(self) -> float:
+        return round(cost(self.usage, self.cfg), 8) if self.usage else 0.0
+
+
+SPENT: ContextVar[list[Spend] | None] = ContextVar("shenron_spent", default=None)
+
+
+def begin() -> list[Spend]:
+    """Start keeping the calls of the current request (tasks it starts share the list)."""
+    calls: list[Spend] = []
+    SPENT.set(calls)
+    return calls
+
+
+def track(name: str, model: str, cfg: BackendConfig) -> Spend:
+    entry = Spend(name, model, cfg)
+    calls = SPENT.get()
+    if calls is not None:
+        calls.append(entry)
+    return entry
