@@ -46,6 +46,16 @@ fallbacks = ["vegeta"]
 strategy = "council"
 members = ["goku", "vegeta", "piccolo"]
 min-answers = 2
+
+[models.solo-piccolo]
+strategy = "single"
+members = ["piccolo"]
+
+[models.cascade]
+strategy = "cascade"
+first = "solo-piccolo"
+escalate-to = "agent-lite"
+min-confidence = 0.000001
 """
         proxy, base = shenron(tmp, config)
         started.append(proxy)
@@ -121,3 +131,12 @@ def test_killing_the_first_member_makes_the_fallback_answer(stack: dict[str, obj
     assert {m["name"]: m["status"] for m in council["members"]}["goku"] == "error"
 
 
+
+
+def test_the_cascade_reads_llama_cpp_python_s_logprobs(sdk: openai.OpenAI) -> None:
+    """llama-cpp-python returns logprobs only when `top_logprobs` is set too; without it the cascade was
+    blind (`confidence: null, confidence_source: "none"`) on the most common local server."""
+    r = sdk.chat.completions.create(model="cascade", messages=MSGS, max_tokens=8)  # type: ignore[arg-type]
+    council = r.model_extra["council"]  # type: ignore[index]
+    assert council["confidence_source"] == "logprobs" and 0 < council["confidence"] <= 1
+    assert r.choices[0].logprobs is None  # asked for the cascade's sake, not shown to a client that did not ask

@@ -81,7 +81,8 @@ class Cascade:
     def _first_call(self, call: Call) -> tuple[Call, bool]:
         """The call for `first`, asking for logprobs unless the client did; and whether the client did."""
         wanted = bool(call.body.get("logprobs"))
-        first = dataclasses.replace(call, body={**call.body, "logprobs": True}, stream=False, extras=nested(call))
+        asked = {"logprobs": True} if wanted else {"logprobs": True, "top_logprobs": 1}  # llama-cpp-python: both
+        first = dataclasses.replace(call, body={**call.body, **asked}, stream=False, extras=nested(call))
         return first, wanted
 
     async def _second(self, call: Call) -> str | None:
