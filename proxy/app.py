@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import msgspec
-from litestar import Litestar, Request, Response, get, post
+from litestar import Litestar, Request, Response, get, head, post
 from litestar.datastructures import State
 from litestar.params import FromPath
 from litestar.types import ASGIApp
@@ -68,6 +68,17 @@ async def get_model(model_id: FromPath[str], request: Request[Any, Any, Any], st
             return _json(m)
     return _json(errors.envelope(f"The model `{mid}` does not exist.", "invalid_request_error", "model",
                                  "model_not_found"), 404)
+
+
+@get("/", include_in_schema=False)
+async def root(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """What a client probing the base URL sees (Claude Code sends `HEAD /` first): 200 and the routes."""
+    return _json({"name": "shenron", "object": "server", "endpoints": errors.served(request).split(", ")})
+
+
+@head("/", include_in_schema=False)
+async def root_head() -> None:
+    return None
 
 
 @get("/health")
@@ -141,7 +152,7 @@ def create_app(cfg: Config) -> Litestar:
                 await asyncio.gather(*tasks, return_exceptions=True)
 
     return Litestar(
-        route_handlers=[chat_completions, list_models, get_model, health, ready, metrics, status],
+        route_handlers=[root, root_head, chat_completions, list_models, get_model, health, ready, metrics, status],
         lifespan=[lifespan],
         exception_handlers={Exception: errors.handler},
         request_max_body_size=int(cfg.server.max_body_mb * 1024 * 1024),

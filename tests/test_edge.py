@@ -242,3 +242,14 @@ def test_a_failed_request_still_counts_its_members_in_metrics(client: TestClient
     assert 'shenron_member_calls_total{member="goku",status="error"} 1.0' in text
     assert 'shenron_member_calls_total{member="vegeta",status="error"} 1.0' in text
     assert 'shenron_requests_total{model="ultra-instinct",status="502"} 1.0' in text
+
+
+def test_the_base_url_answers_a_probe_and_unknown_paths_name_what_is_served(client: TestClient[Any]) -> None:
+    assert client.head("/").status_code == 200  # Claude Code sends HEAD / before anything else
+    assert "POST /v1/chat/completions" in client.get("/").json()["endpoints"]
+    r = client.post("/v1/unknown-endpoint", json={})
+    err = error_of(r)
+    assert r.status_code == 404 and "POST /v1/unknown-endpoint" in err["message"]
+    assert "POST /v1/chat/completions" in err["message"] and "GET /v1/models" in err["message"]
+    r = client.delete("/v1/models")
+    assert r.status_code == 405 and "Method not allowed: DELETE /v1/models" in error_of(r)["message"]
