@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import random
@@ -28,7 +29,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 STUB = ROOT.parent / "shared" / "bench" / "stub_backend.py"
@@ -129,7 +132,10 @@ def connections_to(pid: int, port: int) -> int:
     return n
 
 
-async def run_all(jobs: list, conc: int) -> None:
+Job = Callable[[], Coroutine[Any, Any, None]]
+
+
+async def run_all(jobs: list[Job], conc: int) -> None:
     queue = iter(jobs)
 
     async def worker() -> None:
@@ -175,7 +181,7 @@ async def main() -> None:
                                             ("single, streamed, before first byte", "slow-single", True, False),
                                             ("single, non-streamed", "slow-single", False, False)):
             t0 = time.monotonic()
-            await run_all([lambda m=model, s=stream, f=first: leave(port, m, s, f)] * a.disconnects, a.conc)
+            await run_all([functools.partial(leave, port, model, stream, first)] * a.disconnects, a.conc)
             took = time.monotonic() - t0
             await asyncio.sleep(1.0)  # cancellation is delivered within a second
             t1 = time.perf_counter()
@@ -186,13 +192,13 @@ async def main() -> None:
         kinds = [("bench", False), ("f1", True), ("ultra-instinct", False), ("ultra-instinct", True),
                  ("full-council", False), ("full-council", True)]
         rng = random.Random(1)
-        jobs = []
+        jobs: list[Job] = []
         for i in range(a.mixed):
             if i % 20 == 19:
-                jobs.append(lambda: leave(port, "slow-council", True, True))
+                jobs.append(functools.partial(leave, port, "slow-council", True, True))
             else:
                 m, s = rng.choice(kinds)
-                jobs.append(lambda m=m, s=s: full(port, "f1" if m == "bench" else m, s))
+                jobs.append(functools.partial(full, port, "f1" if m == "bench" else m, s))
         print(f"\nmixed load: {a.mixed} requests at {a.conc} connections (one in 20 abandoned mid-council)")
         print("| requests done | RSS MB | open files | s |")
         print("|---|---|---|---|")
@@ -203,10 +209,10 @@ async def main() -> None:
             await run_all(jobs[start:start + step], a.conc)
             print(f"| {start + step} | {rss_mb(pid):.0f} | {fds(pid)} | {time.monotonic() - t0:.0f} |", flush=True)
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(10)
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(10)
 
 
 if __name__ == "__main__":

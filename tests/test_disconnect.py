@@ -226,4 +226,4 @@ def test_every_abandoned_request_has_a_ledger_row_with_its_members_cancelled(sta
     ledger = Path(str(stack["ledger"]))
     rows = [r for r in ledger_rows(ledger, "full-council") if r[1] == "client_disconnected"]
     assert len(rows) >= 2 * ROUNDS  # the streamed and the non-streamed cases above
-    assert all(r[0] == 499 and sorted(m["status"] for m in r[2]) == ["cancelled"] * 3 for r in rows)
+    assert all(r[0] == 499 and sorted(str(m["status"]) for m in r[2]) == ["cancelled"] * 3 for r in rows)

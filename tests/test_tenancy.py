@@ -138,10 +138,9 @@ def test_degrade_to_outside_the_tier_is_skipped_and_said(tmp_path: Path) -> None
 
 
 def test_one_key_never_gets_another_key_s_cached_answer(env: dict[str, Any]) -> None:
-    body = {"temperature": 0}
-    assert "cached" not in post(env, "pro1", "ultra-instinct", **body).json()["council"]
-    assert post(env, "pro1", "ultra-instinct", **body).json()["council"]["cached"] is True
-    assert "cached" not in post(env, "pro2", "ultra-instinct", **body).json()["council"]  # asked upstream again
+    assert "cached" not in post(env, "pro1", "ultra-instinct", temperature=0).json()["council"]
+    assert post(env, "pro1", "ultra-instinct", temperature=0).json()["council"]["cached"] is True
+    assert "cached" not in post(env, "pro2", "ultra-instinct", temperature=0).json()["council"]  # asked again
     assert env["goku"].call_count == 2
 
 
