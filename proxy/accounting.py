@@ -71,7 +71,7 @@ class Books:
     def started(self, t: Ticket) -> None:
         t.routed = True
         self.inflight[t.model] = self.inflight.get(t.model, 0) + 1
-        self.metrics.inflight.labels(t.model).inc()
+        self.metrics.child(self.metrics.inflight, t.model).inc()
 
     async def finish(self, t: Ticket, status: int, council: Json | None = None, exc: BaseException | None = None,
                      error: str | None = None, calls: list[Spend] | None = None) -> None:
@@ -82,7 +82,7 @@ class Books:
         seconds = time.perf_counter() - t.start
         if t.routed:
             self.inflight[t.model] -= 1
-            self.metrics.inflight.labels(t.model).dec()
+            self.metrics.child(self.metrics.inflight, t.model).dec()
         members = [] if t.cached else members_of(council, exc, calls)
         self.metrics.finished(t.model if t.routed else "(unrouted)", status, seconds, council, members)
         row = LedgerRow(
