@@ -59,8 +59,9 @@ class ServerConfig(_Base):
     """Default size of each backend's connection pool (`[backends.X] max-connections` overrides it)."""
     upstream_keepalive_s: float = 60.0
     """How long an idle upstream connection is kept for reuse (`[backends.X] keepalive-s` overrides it)."""
-    upstream_transport: Literal["aiohttp", "httpx"] | None = None
-    """What carries upstream requests under httpx's API; unset: aiohttp's (see routing/upstream.py)."""
+    upstream_transport: Literal["aiohttp", "httpx", "shenron"] | None = None
+    """What carries upstream requests under httpx's API: `shenron` (the default, routing/transport.py),
+    `aiohttp` (httpx-aiohttp) or `httpx` (httpcore); see routing/upstream.py."""
     metrics_token: str | None = None
     """With auth on, a Bearer token that may read /metrics and /status besides admin keys."""
     decision_log: str = "off"

@@ -1,11 +1,12 @@
 """The connections to upstream servers: one small pool per backend, under httpx's API.
 
-What sits under httpx was chosen by measurement (BENCHMARKS.md, "Upstream transport"): httpx's
-own transport scans its whole pool on every request (httpcore's `_assign_requests_to_connections`)
-and cost 1.3 ms of CPU per request at 16 concurrent requests; `httpx-aiohttp`'s transport puts
-aiohttp's connector (idle connections in a deque per host: O(1) to acquire) and its C parser
-behind the same interface for 0.26-0.33 ms. aiohttp closes a connection whose response was not
-read to the end instead of returning it to the pool, which is what cancellation relies on.
+What sits under httpx was chosen by measurement (BENCHMARKS.md, "Field-ready transport"):
+httpx's own transport scans its whole pool on every request (httpcore's
+`_assign_requests_to_connections`) and cost 1.3 ms of CPU per request at 16 concurrent requests;
+`httpx-aiohttp`'s transport (aiohttp's connector and C parser) 0.26-0.33 ms; Shenron's own
+(`routing.transport`: asyncio protocols and httptools) less again, and it is the default. All
+three close a connection whose response was not read to the end instead of returning it to the
+pool, which is what cancellation relies on; `[server] upstream-transport` picks one.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from httpx_aiohttp import AiohttpTransport
 
 from routing.config import BackendConfig, ServerConfig
 
-Transport = Literal["aiohttp", "httpx"]
-DEFAULT: Transport = "aiohttp"
+Transport = Literal["aiohttp", "httpx", "shenron"]
+DEFAULT: Transport = "shenron"
 """Used when `[server] upstream-transport` is unset. In-process tests switch it to `httpx`, the
 transport respx intercepts; everything started as a process runs the default."""
+# aiohttp stays available (`upstream-transport = "aiohttp"`): a well-worn client to fall back on.
 
 
 def limits(backend: BackendConfig, server: ServerConfig) -> httpx.Limits:
@@ -34,8 +36,15 @@ def client_for(backend: BackendConfig, server: ServerConfig) -> httpx.AsyncClien
     """A client with a pool of its own, for one backend."""
     lim = limits(backend, server)
     kind = server.upstream_transport or DEFAULT
-    transport: httpx.AsyncBaseTransport = (AiohttpTransport(limits=lim, trust_env=False) if kind == "aiohttp"
-                                           else httpx.AsyncHTTPTransport(limits=lim, trust_env=False))
+    transport: httpx.AsyncBaseTransport
+    if kind == "aiohttp":
+        transport = AiohttpTransport(limits=lim, trust_env=False)
+    elif kind == "shenron":
+        from routing.transport import Transport as Own
+
+        transport = Own(lim)
+    else:
+        transport = httpx.AsyncHTTPTransport(limits=lim, trust_env=False)
     return httpx.AsyncClient(transport=transport, trust_env=False,
                              timeout=httpx.Timeout(backend.timeout_s, connect=backend.connect_timeout_s))
 

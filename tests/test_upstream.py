@@ -23,13 +23,14 @@ def test_a_backend_s_own_pool_settings_win_over_the_server_default() -> None:
 
 
 @pytest.mark.integration
-async def test_a_pool_of_two_holds_at_most_two_connections_and_reuses_them(tmp_path: Path,
-                                                                          procs: list[Proc]) -> None:
+@pytest.mark.parametrize("transport", ["shenron", "aiohttp", "httpx"])
+async def test_a_pool_of_two_holds_at_most_two_connections_and_reuses_them(tmp_path: Path, procs: list[Proc],
+                                                                          transport: upstream.Transport) -> None:
     proc, url = fake_upstream(tmp_path, "--models", "m", "--latency-ms", "300")
     procs.append(proc)
     port = int(url.split(":")[2].split("/")[0])
     cfg = BackendConfig(url=url, model="m", max_connections=2)
-    async with upstream.client_for(cfg, ServerConfig(upstream_transport="aiohttp")) as client:
+    async with upstream.client_for(cfg, ServerConfig(upstream_transport=transport)) as client:
         body = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
         requests = [asyncio.create_task(client.post(url + "/chat/completions", json=body)) for _ in range(6)]
         await asyncio.sleep(0.15)

@@ -1,0 +1,147 @@
+"""Shenron's own httpx transport against a raw asyncio HTTP server that misbehaves on request."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from routing.transport import Transport
+
+JSON = b'{"ok": true}'
+
+
+class Server:
+    """Answers by path: /json (content-length), /sse (chunked, three events), /close (answers, then closes),
+    /slow (never answers), /hang-body (headers, half a body, then nothing)."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.open = 0
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def handle(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self.open += 1
+        try:
+            while True:
+                head = await r.readuntil(b"\r\n\r\n")
+                path = head.split(b" ", 2)[1]
+                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length")), 0)
+                if length:
+                    await r.readexactly(length)
+                if path == b"/json":
+                    w.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
+                            % len(JSON) + JSON)
+                elif path == b"/sse":
+                    w.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+                    for i in range(3):
+                        event = b"data: %d\n\n" % i
+                        w.write(b"%x\r\n%s\r\n" % (len(event), event))
+                        await w.drain()
+                        await asyncio.sleep(0.01)
+                    w.write(b"0\r\n\r\n")
+                elif path == b"/close":
+                    w.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+                    await w.drain()
+                    return
+                elif path == b"/slow":
+                    await r.read(1)  # until the client closes the connection
+                    return
+                elif path == b"/hang-body":
+                    w.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nhalf")
+                    await w.drain()
+                    await r.read(1)
+                    return
+                await w.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self.open -= 1
+            w.close()
+
+    async def stop(self) -> None:
+        assert self.server is not None
+        self.server.close()
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[Server]:
+    s = Server()
+    await s.start()
+    yield s
+    await s.stop()
+
+
+def client(limit: int = 4, keepalive: float = 30) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=Transport(httpx.Limits(max_connections=limit, keepalive_expiry=keepalive)),
+                             timeout=httpx.Timeout(2, connect=2))
+
+
+async def test_keep_alive_reuses_one_connection(server: Server) -> None:
+    async with client() as c:
+        for _ in range(5):
+            r = await c.post(f"http://127.0.0.1:{server.port}/json", content=b"{}")
+            assert r.json() == {"ok": True}
+    assert server.connections == 1
+
+
+async def test_a_chunked_stream_arrives_event_by_event(server: Server) -> None:
+    async with client() as c, c.stream("GET", f"http://127.0.0.1:{server.port}/sse") as r:
+        pieces = [p async for p in r.aiter_raw()]
+    assert b"".join(pieces) == b"data: 0\n\ndata: 1\n\ndata: 2\n\n" and len(pieces) >= 2
+
+
+async def test_a_response_not_read_to_the_end_closes_its_connection(server: Server) -> None:
+    async with client() as c:
+        async with c.stream("GET", f"http://127.0.0.1:{server.port}/sse") as r:
+            async for _ in r.aiter_raw():
+                break  # the caller stops reading: a cancelled member
+        await asyncio.sleep(0.1)
+        assert server.open == 0  # closed, never returned to the pool half-read
+        assert (await c.post(f"http://127.0.0.1:{server.port}/json", content=b"{}")).status_code == 200
+    assert server.connections == 2
+
+
+async def test_cancelling_a_request_closes_its_connection(server: Server) -> None:
+    async with client() as c:
+        task = asyncio.create_task(c.get(f"http://127.0.0.1:{server.port}/slow"))
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(0.1)
+        assert server.open == 0
+
+
+async def test_a_connection_the_upstream_closed_is_not_reused(server: Server) -> None:
+    async with client() as c:
+        assert (await c.get(f"http://127.0.0.1:{server.port}/close")).text == "ok"
+        await asyncio.sleep(0.05)
+        assert (await c.post(f"http://127.0.0.1:{server.port}/json", content=b"{}")).status_code == 200
+    assert server.connections == 2
+
+
+async def test_the_pool_limit_queues_requests_instead_of_opening_more(server: Server) -> None:
+    async with client(limit=2) as c:
+        answers = await asyncio.gather(*(c.post(f"http://127.0.0.1:{server.port}/json", content=b"{}")
+                                         for _ in range(8)))
+    assert all(r.status_code == 200 for r in answers) and server.connections <= 2
+
+
+async def test_failures_are_httpx_errors(server: Server) -> None:
+    async with client() as c:
+        with pytest.raises(httpx.ReadTimeout):
+            await c.get(f"http://127.0.0.1:{server.port}/slow", timeout=httpx.Timeout(0.3))
+        with pytest.raises(httpx.ReadTimeout):
+            await c.get(f"http://127.0.0.1:{server.port}/hang-body", timeout=httpx.Timeout(0.3))
+        with pytest.raises(httpx.ConnectError):
+            await c.get("http://127.0.0.1:1/json")
