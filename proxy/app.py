@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import msgspec
 from litestar import Litestar, Request, Response, get, head, post
+from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.params import FromPath
 from litestar.types import ASGIApp
@@ -156,6 +157,8 @@ def create_app(cfg: Config) -> Litestar:
         lifespan=[lifespan],
         exception_handlers={Exception: errors.handler},
         request_max_body_size=int(cfg.server.max_body_mb * 1024 * 1024),
+        cors_config=CORSConfig(allow_origins=cfg.server.cors_origins, allow_methods=["GET", "POST", "OPTIONS"],
+                               allow_headers=["*"], max_age=600) if cfg.server.cors_origins else None,
         openapi_config=None,
         logging_config=None,
     )

@@ -225,7 +225,9 @@ class AnthropicBackend(OpenAIBackend):
 
     def __init__(self, name: str, cfg: BackendConfig, client: httpx.AsyncClient) -> None:
         super().__init__(name, cfg, client)
-        self.chat_url = cfg.url.rstrip("/") + "/messages"
+        base = cfg.url.rstrip("/")
+        root = base if base.endswith("/v1") else base + "/v1"  # the URL works with or without /v1
+        self.chat_url, self.models_url = root + "/messages", root + "/models"
         self.headers.pop("authorization", None)
         self.headers.setdefault("anthropic-version", VERSION)
         key = os.environ.get(cfg.api_key_env) if cfg.api_key_env else None

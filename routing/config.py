@@ -62,6 +62,8 @@ class ServerConfig(_Base):
     upstream_transport: Literal["aiohttp", "httpx", "shenron"] | None = None
     """What carries upstream requests under httpx's API: `shenron` (the default, routing/transport.py),
     `aiohttp` (httpx-aiohttp) or `httpx` (httpcore); see routing/upstream.py."""
+    cors_origins: list[str] = []
+    """Browser origins allowed to call the API (`["https://chat.example.com"]`, or `["*"]`); none by default."""
     metrics_token: str | None = None
     """With auth on, a Bearer token that may read /metrics and /status besides admin keys."""
     decision_log: str = "off"

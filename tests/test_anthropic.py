@@ -223,3 +223,10 @@ members = ["local", "claude"]
             r = client.post("/v1/chat/completions", json={"model": "duo", "messages": msgs})
             roles = {mm["role"]: mm["name"] for mm in r.json()["council"]["members"]}
             assert r.status_code == 200 and roles["critic"] == "claude"
+
+
+@pytest.mark.parametrize("url", ["https://api.anthropic.test", "https://api.anthropic.test/", "https://api.anthropic.test/v1"])
+def test_an_anthropic_url_works_with_or_without_v1(url: str) -> None:
+    b = AnthropicBackend("claude", BackendConfig(url=url, model="m", kind="anthropic"), httpx.AsyncClient())
+    assert b.chat_url == "https://api.anthropic.test/v1/messages"
+    assert b.models_url == "https://api.anthropic.test/v1/models"

@@ -253,3 +253,20 @@ def test_the_base_url_answers_a_probe_and_unknown_paths_name_what_is_served(clie
     assert "POST /v1/chat/completions" in err["message"] and "GET /v1/models" in err["message"]
     r = client.delete("/v1/models")
     assert r.status_code == 405 and "Method not allowed: DELETE /v1/models" in error_of(r)["message"]
+
+
+def test_cors_is_off_unless_origins_are_configured(mock: respx.MockRouter) -> None:
+    preflight = {"origin": "https://chat.example.com", "access-control-request-method": "POST",
+                 "access-control-request-headers": "authorization, content-type"}
+    with TestClient(create_app(config.parse(CONFIG))) as c:
+        r = c.options("/v1/chat/completions", headers=preflight)
+        assert "access-control-allow-origin" not in r.headers
+    with TestClient(create_app(config.parse('[server]\ncors-origins = ["https://chat.example.com"]\n' +
+                                            CONFIG.replace("[server]\n", "")))) as c:
+        r = c.options("/v1/chat/completions", headers=preflight)
+        assert r.status_code in (200, 204)
+        assert r.headers["access-control-allow-origin"] == "https://chat.example.com"
+        mock.post("http://goku.test/v1/chat/completions").respond(json=answer("42"))
+        r = c.post("/v1/chat/completions", json={"model": "ultra-instinct", "messages": MSGS},
+                   headers={"origin": "https://chat.example.com"})
+        assert r.headers["access-control-allow-origin"] == "https://chat.example.com"
