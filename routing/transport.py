@@ -264,8 +264,14 @@ class Transport(httpx.AsyncBaseTransport):
         except httpx.RequestNotRead:
             body = await request.aread()
         lines = [request.method.encode(), b" ", url.raw_path, b" HTTP/1.1\r\n"]
+        framed = False
         for name, value in request.headers.raw:
+            if name.lower() == b"transfer-encoding":
+                continue  # the body was read whole above: it goes with a Content-Length
+            framed = framed or name.lower() == b"content-length"
             lines += [name, b": ", value, b"\r\n"]
+        if not framed and (body or request.method in ("POST", "PUT", "PATCH")):
+            lines.append(b"content-length: %d\r\n" % len(body))
         lines.append(b"\r\n")
         head = b"".join(lines)
         while True:

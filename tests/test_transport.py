@@ -145,3 +145,15 @@ async def test_failures_are_httpx_errors(server: Server) -> None:
             await c.get(f"http://127.0.0.1:{server.port}/hang-body", timeout=httpx.Timeout(0.3))
         with pytest.raises(httpx.ConnectError):
             await c.get("http://127.0.0.1:1/json")
+
+
+async def test_a_streamed_request_body_goes_with_a_content_length(server: Server) -> None:
+    async def parts() -> AsyncIterator[bytes]:
+        yield b'{"a":'
+        yield b" 1}"
+
+    async with client() as c:
+        r = await c.post(f"http://127.0.0.1:{server.port}/json", content=parts())
+        assert r.status_code == 200
+        assert (await c.post(f"http://127.0.0.1:{server.port}/json", content=b"{}")).status_code == 200
+    assert server.connections == 1  # the server read exactly the body, and the connection stayed usable
