@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import ssl
+import subprocess
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -157,3 +161,31 @@ async def test_a_streamed_request_body_goes_with_a_content_length(server: Server
         assert r.status_code == 200
         assert (await c.post(f"http://127.0.0.1:{server.port}/json", content=b"{}")).status_code == 200
     assert server.connections == 1  # the server read exactly the body, and the connection stayed usable
+
+
+async def test_https_upstreams_verify_the_certificate(tmp_path: Path) -> None:
+    """Cloud backends are HTTPS: the handshake, SNI and verification go through the same path."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl (Debian) is not installed: no certificate to test with")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    s = Server()
+    s.server = await asyncio.start_server(s.handle, "127.0.0.1", 0, ssl=server_ctx)
+    s.port = s.server.sockets[0].getsockname()[1]
+    try:
+        trusting = ssl.create_default_context(cafile=str(cert))
+        limits = httpx.Limits(max_connections=2, keepalive_expiry=30)
+        async with httpx.AsyncClient(transport=Transport(limits, trusting)) as c:
+            for _ in range(2):
+                r = await c.post(f"https://localhost:{s.port}/json", content=b"{}")
+                assert r.json() == {"ok": True}
+        assert s.connections == 1
+        async with httpx.AsyncClient(transport=Transport(limits)) as c:  # the system's trust store: refused
+            with pytest.raises(httpx.ConnectError):
+                await c.post(f"https://localhost:{s.port}/json", content=b"{}")
+    finally:
+        await s.stop()
