@@ -28,6 +28,7 @@ def setup(destination: str, debug: bool = False) -> None:
 
 
 def line(fields: dict[str, Any]) -> None:
+    """One access-log line (the middleware's, and the socket guard's for requests it refused)."""
     if log.isEnabledFor(logging.INFO):
         log.info(_encode(fields).decode())
 
@@ -60,10 +61,8 @@ def middleware(app: ASGIApp) -> ASGIApp:
             await app(scope, recv if debug else receive, sent)
         finally:
             client = scope.get("client")
-            line = {"ts": round(time.time(), 3), "method": scope.get("method"), "path": scope["path"],
-                    "status": status,
-                    "ms": round((time.perf_counter() - start) * 1000, 1),
-                    "client": client[0] if client else None, **{k: v for k, v in fields.items() if v is not None}}
-            log.info(_encode(line).decode())
+            line({"ts": round(time.time(), 3), "method": scope.get("method"), "path": scope["path"],
+                  "status": status, "ms": round((time.perf_counter() - start) * 1000, 1),
+                  "client": client[0] if client else None, **{k: v for k, v in fields.items() if v is not None}})
 
     return logged

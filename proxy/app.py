@@ -74,7 +74,7 @@ async def get_model(model_id: FromPath[str], request: Request[Any, Any, Any], st
 @get("/", include_in_schema=False)
 async def root(request: Request[Any, Any, Any]) -> Response[bytes]:
     """What a client probing the base URL sees (Claude Code sends `HEAD /` first): 200 and the routes."""
-    return _json({"name": "shenron", "object": "server", "endpoints": errors.served(request).split(", ")})
+    return _json({"name": "shenron", "object": "server", "endpoints": errors.served(request)})
 
 
 @head("/", include_in_schema=False)

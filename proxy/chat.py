@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -50,14 +51,12 @@ async def handle(request: Request[Any, Any, Any], state: State) -> Response[byte
             call.extras["validate"] = True
         begin_notes()
         t.request_id, t.stream, t.model = call.id, call.stream, call.model
-        strategy = router.resolve(call.model, lambda m: allows(t.principal.tier, m))
+        call.may = functools.partial(allows, t.principal.tier)  # what the key may reach, wherever it travels
+        strategy = router.resolve(call.model, call.may)
         t.strategy = strategy.label
         books.started(t)
         gate.authorize(t.principal, call.model)
         call.budget = await gate.admit(t.principal)
-        tier = t.principal.tier
-        if tier is not None:
-            call.may = lambda model: allows(tier, model)
         ttl = _ttl(router, call)
         ckey = cache.key(call.model, call.body, cache.scope(t.principal)) if ttl else ""
         if ttl:

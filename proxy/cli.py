@@ -197,17 +197,13 @@ def _with_store(cfg: Config, fn: Callable[[Store], Awaitable[T]]) -> T:
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
     cfg = _store_config(args.config)
-    if args.admin:
-        args.tier = args.tier or ADMIN_TIER
-    if args.tier is None:
-        print("shenron: give --tier NAME (or --admin for a key that reads /status and /metrics)", file=sys.stderr)
-        return 2
-    if args.tier not in cfg.tiers and args.tier != ADMIN_TIER:
+    tier = ADMIN_TIER if args.admin else args.tier
+    if tier not in cfg.tiers and tier != ADMIN_TIER:
         where = cfg.source if cfg.source != "defaults" else "no config file found"
-        print(f"shenron: unknown tier {args.tier!r} ({where}); defined tiers: {', '.join(cfg.tiers) or 'none'}. "
+        print(f"shenron: unknown tier {tier!r} ({where}); defined tiers: {', '.join(cfg.tiers) or 'none'}. "
               "Add a [tiers.NAME] table to the config first.", file=sys.stderr)
         return 2
-    rec, key = _with_store(cfg, lambda s: s.create_key(args.name, args.tier))
+    rec, key = _with_store(cfg, lambda s: s.create_key(args.name, tier))
     print(key)
     print(f"created {rec.id} (name {rec.name!r}, tier {rec.tier!r}). This key is shown once: store it now.",
           file=sys.stderr)
@@ -320,8 +316,9 @@ def parser() -> argparse.ArgumentParser:
                                    "[store] database-url). Keys are stored hashed; `create` prints a key once.")
     ksub = k.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
     kc = ksub.add_parser("create", help="create a key and print it once")
-    kc.add_argument("--tier", help="a tier defined in the config's [tiers.NAME]")
-    kc.add_argument("--admin", action="store_true",
+    which = kc.add_mutually_exclusive_group(required=True)
+    which.add_argument("--tier", help="a tier defined in the config's [tiers.NAME]")
+    which.add_argument("--admin", action="store_true",
                     help="a key of the `admin` tier: it may read /status and /metrics while auth is on "
                          "(and use no model, unless the config defines [tiers.admin])")
     kc.add_argument("--name", required=True, help="who the key is for (shown in `keys list` and `usage`)")

@@ -54,20 +54,20 @@ def of(exc: BaseException) -> tuple[int, dict[str, Any]]:
                          None, "internal_error")
 
 
-def served(request: Request[Any, Any, Any]) -> str:
+def served(request: Request[Any, Any, Any]) -> list[str]:
     """The routes this app answers, as `METHOD /path`, for a client that asked for another."""
     routes = []
     for route in request.app.routes:
         methods = sorted(m for m in getattr(route, "methods", ()) if m not in ("HEAD", "OPTIONS"))
         routes += [f"{m} {route.path}" for m in methods]
-    return ", ".join(routes)
+    return routes
 
 
 def handler(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     status, body = of(exc)
     if isinstance(exc, HTTPException) and status in (404, 405):
         what = "Unknown path" if status == 404 else "Method not allowed"
-        body["error"]["message"] = f"{what}: {request.method} {request.url.path}. Shenron serves: {served(request)}."
+        body["error"]["message"] = f"{what}: {request.method} {request.url.path}. Shenron serves: {', '.join(served(request))}."
     headers = dict(exc.headers or {}) if isinstance(exc, HTTPException) else {}
     retry_after = getattr(exc, "retry_after", None)
     if retry_after is not None:

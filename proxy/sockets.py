@@ -30,9 +30,9 @@ class GuardedHttpTools(HttpToolsProtocol):
     """uvicorn's httptools protocol with a header budget, read deadlines and a connection cap.
 
     - Headers (request line included) over `max_header_bytes`: 431, connection closed.
-    - Headers not complete within `read_timeout_s` of the connection (or of a request's first
-      byte), or a body not complete within `read_timeout_s` of its headers: 408, closed. The
-      time the app takes to answer is not counted: keep-alive idling is uvicorn's own timeout.
+    - A request (headers and body) not read within `read_timeout_s` of the connection, or of its
+      first byte on a kept-alive one: 408, closed. One timer per request. The time the app takes to
+      answer is not counted; keep-alive idling is uvicorn's own timeout.
     - More than `max_connections` open at once: the newest gets a 503 and is closed.
     """
 
@@ -68,7 +68,7 @@ class GuardedHttpTools(HttpToolsProtocol):
         if reading_headers and self._reading == "headers" and not self._refused:
             self._raw_bytes += len(data)  # headers still incomplete: all of it is header (a 32 MB one, say)
             if self._raw_bytes > self.max_header_bytes:
-                self._refuse(431, f"Request headers exceed {self.max_header_bytes // 1024} KB.", "headers_too_large")
+                self._too_large()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -86,9 +86,9 @@ class GuardedHttpTools(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         if self._header_bytes > self.max_header_bytes:
-            self._refuse(431, f"Request headers exceed {self.max_header_bytes // 1024} KB.", "headers_too_large")
+            self._too_large()
             return
-        self._expect("body")
+        self._reading = "body"  # the same deadline goes on: the whole request must arrive in time
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
@@ -111,6 +111,9 @@ class GuardedHttpTools(HttpToolsProtocol):
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
+
+    def _too_large(self) -> None:
+        self._refuse(431, f"Request headers exceed {self.max_header_bytes // 1024} KB.", "headers_too_large")
 
     def _too_slow(self) -> None:
         what = self._reading or "request"

@@ -70,12 +70,15 @@ async def watched(work: Awaitable[T], receive: Receive) -> T:
 class _ASGIEventStream(ASGIStreamingResponse):
     __slots__ = ()
 
-    async def _stream(self, send: Send) -> None:
-        """Send the events, those that are ready together in one body message.
+    async def send_body(self, send: Send, receive: Receive) -> None:
+        """Send the events, those that are ready together in one body message, until the client leaves.
 
-        An upstream read often holds several events; the iterator turns them into frames without
-        waiting, and one `send` (one syscall) for all of them instead of one each is most of what
-        a streamed chunk costs. At most MAX_PENDING frames wait for a slow client.
+        Plain asyncio instead of Litestar's anyio task group: its cancel scope re-cancels the stream on
+        every step of cleanup, and a cleanup cancelled twice leaks the upstream connections it closes.
+        A producer task turns the iterator into frames; an upstream read often holds several events,
+        and one `send` (one syscall) for all of them is most of what a streamed chunk costs. At most
+        MAX_PENDING frames wait for a slow client. A disconnect wakes the sender, which stops the
+        producer exactly once on its way out.
         """
         frames: list[bytes] = []
         ready, room = asyncio.Event(), asyncio.Event()
@@ -95,10 +98,14 @@ class _ASGIEventStream(ASGIStreamingResponse):
                 ready.set()
 
         producer = asyncio.ensure_future(produce())
+        watcher = asyncio.ensure_future(_disconnected(receive))
+        watcher.add_done_callback(lambda _: ready.set())
         try:
             while True:
                 await ready.wait()
                 ready.clear()
+                if watcher.done():
+                    return  # the client left: the finally below cancels the producer, once
                 if frames:
                     body = b"".join(frames)
                     frames.clear()
@@ -109,19 +116,7 @@ class _ASGIEventStream(ASGIStreamingResponse):
             producer.result()  # an error of the iterator's is raised here
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
-            await stop({producer})
-
-    async def send_body(self, send: Send, receive: Receive) -> None:
-        """Like Litestar's, but with plain asyncio: anyio's cancel scope re-cancels the stream on every
-        step of its cleanup, and a cleanup cancelled twice leaks the upstream connections it closes."""
-        streaming = asyncio.ensure_future(self._stream(send))
-        watcher = asyncio.ensure_future(_disconnected(receive))
-        try:
-            await asyncio.wait({streaming, watcher}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            await stop({streaming, watcher})
-        if not streaming.cancelled():
-            streaming.result()
+            await stop({producer, watcher})
 
 
 class EventStream(Stream):
