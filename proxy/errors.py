@@ -67,7 +67,8 @@ def handler(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     status, body = of(exc)
     if isinstance(exc, HTTPException) and status in (404, 405):
         what = "Unknown path" if status == 404 else "Method not allowed"
-        body["error"]["message"] = f"{what}: {request.method} {request.url.path}. Shenron serves: {', '.join(served(request))}."
+        routes = ", ".join(served(request))
+        body["error"]["message"] = f"{what}: {request.method} {request.url.path}. Shenron serves: {routes}."
     headers = dict(exc.headers or {}) if isinstance(exc, HTTPException) else {}
     retry_after = getattr(exc, "retry_after", None)
     if retry_after is not None:

@@ -121,36 +121,21 @@ class OpenAIBackend:
     async def complete(self, body: Json, model: str | None = None) -> Json:
         """One non-streamed completion, through the backend's guard (GPU slot, breaker); what it
         spent is kept for the request's ledger row (`routing.spend`), cancelled or not."""
-        spent = spend.track(self.name, model or self.model, self.cfg)
-        try:
+        with spend.tracked(self.name, model or self.model, self.cfg) as spent:
             async with self.guard.call():
                 resp = await self._complete(body, model)
-        except MemberFailure as e:
-            spent.end(e.kind)
-            raise
-        except BaseException:
-            spent.end("cancelled")
-            raise
-        spent.end("ok", resp.get("usage"))
+            spent.usage = resp.get("usage")
         return resp
 
     async def stream(self, body: Json, model: str | None = None) -> AsyncGenerator[Json, None]:
         """A streamed completion, holding the backend's GPU slot until it ends; see `_stream`."""
-        spent = spend.track(self.name, model or self.model, self.cfg)
-        try:
+        with spend.tracked(self.name, model or self.model, self.cfg) as spent:
             async with self.guard.call():
                 async with contextlib.aclosing(self._stream(body, model)) as chunks:
                     async for chunk in chunks:
                         if "usage" in chunk:
                             spent.usage = chunk["usage"]
                         yield chunk
-        except MemberFailure as e:
-            spent.end(e.kind)
-            raise
-        except BaseException:  # cancelled, or closed by a caller that stopped reading
-            spent.end("cancelled")
-            raise
-        spent.end("ok")
 
     async def _complete(self, body: Json, model: str | None = None) -> Json:
         """One non-streamed completion; the whole exchange is bounded by the member's timeout."""

@@ -14,6 +14,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -22,8 +23,17 @@ from routing.config import VirtualModel
 from routing.strategies.base import NESTED, Call, Json, Strategy
 
 SAMPLES = 100
-NOT_DEGRADED = "not degraded: "
-"""Marks a degrade reason that could not be acted on (the target is outside the caller's tier)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Which strategy serves one request, and why: `degraded` when it runs `degrade-to`; `skipped` when
+    the load said degrade but `degrade-to` is outside the caller's tier."""
+
+    strategy: Strategy
+    load: rules.Load
+    degraded: str | None = None
+    skipped: str | None = None
 
 
 def meminfo(path: str = "/proc/meminfo") -> dict[str, int]:
@@ -88,27 +98,28 @@ class Governed:
         return rules.Load(inflight=self.inflight, p95_ms=rules.p95(self.latencies), healthy_members=self.healthy(),
                           mem_available_pct=self.memory())
 
-    def decide(self, call: Call) -> tuple[Strategy, str | None, rules.Load]:
+    def decide(self, call: Call) -> Decision:
         load = self.load()
         if self.vm.degrade_to is None:
-            return self.inner, None, load
+            return Decision(self.inner, load)
         why = rules.degrade(load, self.limits)
         target = self.models.get(self.vm.degrade_to) if why else None
-        if target is None:
-            return self.inner, None, load
+        if target is None or why is None:
+            return Decision(self.inner, load)
         if not call.may(self.vm.degrade_to):
-            return self.inner, f"{NOT_DEGRADED}{why}, but `{self.vm.degrade_to}` is outside the key's tier", load
-        return getattr(target, "inner", target), why, load
+            return Decision(self.inner, load, skipped=f"{why}, but `{self.vm.degrade_to}` is outside the key's tier")
+        return Decision(getattr(target, "inner", target), load, degraded=why)
 
-    def _annotate(self, council: Json | None, why: str | None) -> Json | None:
-        if why is None or council is None:
+    def _annotate(self, council: Json | None, d: Decision) -> Json | None:
+        if council is None:
             return council
-        if why.startswith(NOT_DEGRADED):
-            return {**council, "degrade_skipped": why.removeprefix(NOT_DEGRADED)}
-        return {**council, "degraded": True, "degraded_from": self.name, "degraded_because": why}
+        if d.skipped:
+            return {**council, "degrade_skipped": d.skipped}
+        if d.degraded:
+            return {**council, "degraded": True, "degraded_from": self.name, "degraded_because": d.degraded}
+        return council
 
-    def _record(self, call: Call, load: rules.Load, why: str | None, council: Json | None, status: str,
-                start: float) -> None:
+    def _record(self, call: Call, d: Decision, council: Json | None, status: str, start: float) -> None:
         ms = (time.perf_counter() - start) * 1000
         self.latencies.append(ms)
         if self.log.dest == "off" or call.extras.get(NESTED):
@@ -117,44 +128,43 @@ class Governed:
         record: Json = {
             "ts": round(time.time(), 3), "id": call.id, "model": self.name, "strategy": self.label,
             "stream": call.stream, "status": status, "latency_ms": int(ms),
-            "load": {"inflight": load.inflight, "p95_ms": load.p95_ms, "healthy_members": load.healthy_members,
-                     "mem_available_pct": load.mem_available_pct},
-            "degraded_to": self.vm.degrade_to if why and not why.startswith(NOT_DEGRADED) else None,
-            "degrade_reason": why,
+            "load": {"inflight": d.load.inflight, "p95_ms": d.load.p95_ms,
+                     "healthy_members": d.load.healthy_members, "mem_available_pct": d.load.mem_available_pct},
+            "degraded_to": self.vm.degrade_to if d.degraded else None, "degrade_reason": d.degraded or d.skipped,
             "skipped": {m["name"]: m.get("error") for m in c.get("members") or [] if m.get("status") == "skipped"},
         }
         inputs = getattr(self.inner, "inputs", None)
-        if inputs is not None and not why:
+        if inputs is not None and not d.degraded:
             record["cascade"] = {**inputs(call), "confidence": c.get("confidence"),
                                  "escalated_because": c.get("escalated_because")}
         self.log.write(record)
 
     async def complete(self, call: Call) -> Json:
-        strategy, why, load = self.decide(call)
+        d = self.decide(call)
         start = time.perf_counter()
         self.inflight += 1
         out: Json | None = None
         try:
-            out = await strategy.complete(call)
-            out["council"] = self._annotate(out.get("council"), why)
+            out = await d.strategy.complete(call)
+            out["council"] = self._annotate(out.get("council"), d)
             return out
         finally:
             self.inflight -= 1
-            self._record(call, load, why, (out or {}).get("council"), "ok" if out is not None else "error", start)
+            self._record(call, d, (out or {}).get("council"), "ok" if out is not None else "error", start)
 
     async def stream(self, call: Call) -> AsyncIterator[Json]:
-        strategy, why, load = self.decide(call)
+        d = self.decide(call)
         start = time.perf_counter()
         self.inflight += 1
         council: Json | None = None
         status = "error"
         try:
-            async for chunk in strategy.stream(call):
+            async for chunk in d.strategy.stream(call):
                 if "council" in chunk:
-                    council = self._annotate(chunk["council"], why)
+                    council = self._annotate(chunk["council"], d)
                     chunk = {**chunk, "council": council}
                 yield chunk
             status = "ok"
         finally:
             self.inflight -= 1
-            self._record(call, load, why, council, status, start)
+            self._record(call, d, council, status, start)

@@ -7,12 +7,15 @@ cost, the ones cut short as `cancelled`. Nothing is lost silently.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
 from routing.config import BackendConfig
+from routing.errors import MemberFailure
 from routing.report import cost
 
 Json = dict[str, Any]
@@ -28,12 +31,10 @@ class Spend:
     start: float = field(default_factory=time.perf_counter)
     latency_ms: int = 0
 
-    def end(self, status: str, usage: Json | None = None) -> None:
+    def end(self, status: str) -> None:
         if self.status == "running":
             self.status = status
             self.latency_ms = int((time.perf_counter() - self.start) * 1000)
-        if usage is not None:
-            self.usage = usage
 
     @property
     def cost_usd(self) -> float:
@@ -50,9 +51,20 @@ def begin() -> list[Spend]:
     return calls
 
 
-def track(name: str, model: str, cfg: BackendConfig) -> Spend:
+@contextlib.contextmanager
+def tracked(name: str, model: str, cfg: BackendConfig) -> Iterator[Spend]:
+    """Around one member call: kept in the request's list, ended `ok`, with the member's failure kind, or
+    `cancelled` (cancelled, or a stream closed by a caller that stopped reading)."""
     entry = Spend(name, model, cfg)
     calls = SPENT.get()
     if calls is not None:
         calls.append(entry)
-    return entry
+    try:
+        yield entry
+    except MemberFailure as e:
+        entry.end(e.kind)
+        raise
+    except BaseException:
+        entry.end("cancelled")
+        raise
+    entry.end("ok")

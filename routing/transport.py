@@ -98,9 +98,7 @@ class _Conn(asyncio.Protocol):
         if self.closed or self.transport is None or self.transport.is_closing():
             self._head.set_exception(httpx.RemoteProtocolError("the pooled connection was closed"))
             return self._head
-        self.transport.write(head + body if len(body) < 65536 else head)
-        if len(body) >= 65536:
-            self.transport.write(body)
+        self.transport.write(head + body)
         return self._head
 
     def headers(self) -> list[tuple[bytes, bytes]]:
@@ -188,6 +186,10 @@ class _Pool:
 
     def discard(self, conn: _Conn) -> None:
         conn.close()
+        self.vacate()
+
+    def vacate(self) -> None:
+        """One connection fewer (closed, or never opened): the next waiter may open one."""
         self.open -= 1
         self.wake()
 
@@ -284,8 +286,7 @@ class Transport(httpx.AsyncBaseTransport):
                 try:
                     conn = await self._connect(origin, timeouts.get("connect"))
                 except BaseException:
-                    pool.open -= 1
-                    pool.wake()
+                    pool.vacate()
                     raise
             try:
                 async with asyncio.timeout(timeouts.get("read")):

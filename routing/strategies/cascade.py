@@ -152,6 +152,14 @@ class Cascade:
             return None, (f"{before[0]} ({before[1]}), but {blocked}" if before else blocked)
         return before, None
 
+    def _after(self, confidence: float | None, blocked: str | None) -> tuple[tuple[str, str] | None, str | None]:
+        """The escalation the first answer's confidence calls for, unless escalating is not allowed (then
+        the reason it would have escalated joins `blocked`)."""
+        after = rules.escalate_after(confidence, self.vm.min_confidence)
+        if after is not None and blocked is not None:
+            return None, f"{after[0]} ({after[1]}), but {blocked}"
+        return after, blocked
+
     async def complete(self, call: Call) -> Json:
         timer = Timer()
         before, blocked = self._reach(call)
@@ -161,10 +169,7 @@ class Cascade:
                                         why=before[1], confidence=None, latency_ms=timer.ms())
             return out
         first, confidence, source = await self._first(call)
-        after = rules.escalate_after(confidence, self.vm.min_confidence)
-        if after is not None and blocked is not None:
-            blocked = f"{after[0]} ({after[1]}), but {blocked}"
-            after = None
+        after, blocked = self._after(confidence, blocked)
         if after is None:
             first["council"] = self._meta(first.get("council"), confidence=confidence, confidence_source=source,
                                           latency_ms=timer.ms(), **_skipped(blocked))
@@ -212,10 +217,7 @@ class Cascade:
         finally:
             await stop({task})
         first, confidence, source = task.result()
-        after = rules.escalate_after(confidence, self.vm.min_confidence)
-        if after is not None and blocked is not None:
-            blocked = f"{after[0]} ({after[1]}), but {blocked}"
-            after = None
+        after, blocked = self._after(confidence, blocked)
         if after is None:
             choice = first["choices"][0]
             for chunk in wire.answer_chunks(shaper, choice.get("message") or {}, choice.get("finish_reason") or "stop"):
