@@ -14,8 +14,9 @@ from proxy.limits import Counters, Windows, decide
 from proxy.metrics import Metrics
 from proxy.store import Store, hash_key
 from routing.budget import Budget
-from routing.config import ADMIN_TIER, Config, TierConfig
+from routing.config import Config
 from routing.errors import ShenronError
+from routing.settings import ADMIN_TIER, TierConfig
 
 KEY_CACHE_S = 2.0
 """A key found in the store is trusted this long before it is looked up again (so a revoke takes effect

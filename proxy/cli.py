@@ -16,21 +16,10 @@ import httpx
 import msgspec
 
 from routing.backends import build
-from routing.config import (
-    ADMIN_TIER,
-    CONFIG_ENV,
-    DEFAULT_FILE,
-    Config,
-    ConfigError,
-    EscalateModel,
-    ServerConfig,
-    find,
-    load,
-    redacted,
-    store_path,
-)
+from routing.config import CONFIG_ENV, DEFAULT_FILE, Config, ConfigError, EscalateModel, find, load, store_path
 from routing.discovery import KNOWN_SERVERS, discover
 from routing.errors import MemberFailure
+from routing.settings import ADMIN_TIER, ServerConfig, redacted
 
 if TYPE_CHECKING:
     from proxy.store import KeyRecord, LedgerRow, Store

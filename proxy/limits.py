@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from routing.config import TierConfig
+from routing.settings import TierConfig
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,8 +7,8 @@ from html import escape
 from typing import Any
 
 from proxy.accounting import Books
-from routing.config import redacted
 from routing.router import Router
+from routing.settings import redacted
 
 REFRESH_S = 5
 STYLE = """

@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from routing.settings import AuthConfig, ServerConfig, StoreConfig, TierConfig, redacted
+
 CONFIG_ENV = "SHENRON_CONFIG"
 DEFAULT_FILE = "shenron.toml"
 
@@ -26,48 +28,8 @@ class ConfigError(Exception):
 
 
 class _Base(msgspec.Struct, rename="kebab", forbid_unknown_fields=True, omit_defaults=True):
-    pass
-
-
-class ServerConfig(_Base):
-    host: str = "127.0.0.1"
-    port: int = 8000
-    max_body_mb: float = 32.0
-    """Largest request body accepted; larger ones get a 413."""
-    server: Literal["uvicorn", "granian"] = "uvicorn"
-    """ASGI server that `shenron serve` runs (see BENCHMARKS.md for why uvicorn)."""
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-    models_refresh_s: float = 60.0
-    """How often the served-model lists of backends are refreshed in the background."""
-    access_log: str = "-"
-    """JSON access log: `-` for stderr, `off`, or a file path."""
-    health_interval_s: float = 2.0
-    """How often every backend's health is probed (breakers, loaded models)."""
-    warmup_interval_s: float = 240.0
-    """How often `keep-alive = true` members are loaded again (Ollama unloads after 5 minutes)."""
-    breaker_failures: int = 3
-    """Consecutive failures (requests or probes) that open a backend's circuit breaker."""
-    breaker_open_s: float = 10.0
-    """How long an open breaker waits before a trial (half-open)."""
-    max_header_kb: int = 64
-    """Request line and headers larger than this get a 431 (uvicorn, the default server)."""
-    read_timeout_s: float = 30.0
-    """A client whose headers, or whose body, take longer than this to arrive is dropped with a 408."""
-    max_connections: int = 2048
-    """Client connections open at once; one more gets a 503 and is closed."""
-    upstream_max_connections: int = 256
-    """Default size of each backend's connection pool (`[backends.X] max-connections` overrides it)."""
-    upstream_keepalive_s: float = 60.0
-    """How long an idle upstream connection is kept for reuse (`[backends.X] keepalive-s` overrides it)."""
-    upstream_transport: Literal["aiohttp", "httpx", "shenron"] | None = None
-    """What carries upstream requests under httpx's API: `shenron` (the default, routing/transport.py),
-    `aiohttp` (httpx-aiohttp) or `httpx` (httpcore); see routing/upstream.py."""
-    cors_origins: list[str] = []
-    """Browser origins allowed to call the API (`["https://chat.example.com"]`, or `["*"]`); none by default."""
-    metrics_token: str | None = None
-    """With auth on, a Bearer token that may read /metrics and /status besides admin keys."""
-    decision_log: str = "off"
-    """Decision records, one JSON line per request (for `shenron replay`): `off`, `-` or a file path."""
+    """A table of the routing config; the same rules as `routing.settings.Section` (defined here too so
+    that linters see a msgspec Struct)."""
 
 
 class BackendConfig(_Base):
@@ -120,40 +82,6 @@ def _public(url: str) -> bool:
     except ValueError:
         return True
     return not (ip.is_private or ip.is_loopback or ip.is_link_local)
-
-
-class AuthConfig(_Base):
-    enabled: bool | None = None
-    """Unset: off on a loopback bind; `serve` refuses a non-loopback bind without keys unless --insecure."""
-
-
-class TierConfig(_Base):
-    models: list[str] = []
-    """Virtual or backend model names this tier may use; "*" (or any glob) matches several; empty: none."""
-    requests_per_minute: int | None = None
-    tokens_per_day: int | None = None
-    cloud_budget_usd_per_month: float | None = None
-    admin: bool = False
-    """Keys of this tier may read /status and /metrics while auth is on."""
-    shared_cache: bool = False
-    """Keys of this tier share cached answers; otherwise each key sees only its own."""
-
-
-ADMIN_TIER = "admin"
-"""`shenron keys create --admin` uses this tier; unless the config defines it, it may read /status and
-/metrics and use no model."""
-
-
-class StoreConfig(_Base):
-    path: str | None = None
-    """SQLite file for keys and the ledger; default $XDG_DATA_HOME/shenron/shenron.db; relative to the config."""
-    database_url: str | None = None
-    """postgresql://... : keys and ledger shared by every replica instead of SQLite."""
-    redis_url: str | None = None
-    """redis://... : rate limits, budgets and the response cache shared by every replica."""
-    redis_prefix: str = "shenron:"
-    fsync: bool = False
-    """SQLite: fsync every commit (survives power loss); off still survives a killed process."""
 
 
 class GpuConfig(_Base):
@@ -500,17 +428,6 @@ def parse(text: str, source: str = "<string>") -> Config:
         raise ConfigError(f"{source}: {e}") from None
     cfg.source = source
     return cfg
-
-
-def redacted(url: str) -> str:
-    """A URL without the credentials it may carry (`user:pass@`, `?key=`), for pages, logs and messages."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    where, q, query = rest.partition("?")
-    authority, slash, path = where.partition("/")
-    shown = f"{scheme}://{authority.rsplit('@', 1)[-1]}{slash}{path}"
-    return shown + ("?***" if q and query else "")
 
 
 def default_store_path(environ: dict[str, str]) -> Path:

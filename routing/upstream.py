@@ -17,7 +17,8 @@ import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
-from routing.config import BackendConfig, ServerConfig
+from routing.config import BackendConfig
+from routing.settings import ServerConfig
 
 Transport = Literal["aiohttp", "httpx", "shenron"]
 DEFAULT: Transport = "shenron"

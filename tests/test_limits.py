@@ -7,7 +7,7 @@ import calendar
 import pytest
 
 from proxy.limits import MemoryCounters, RedisCounters, Windows, decide
-from routing.config import TierConfig
+from routing.settings import TierConfig
 
 NOW = calendar.timegm((2026, 11, 21, 23, 59, 30))  # 30 s before midnight UTC, 10 days before December
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from routing import upstream
-from routing.config import BackendConfig, ServerConfig
+from routing.config import BackendConfig
+from routing.settings import ServerConfig
 from tests.procs import Proc, fake_upstream
 from tests.test_disconnect import upstream_connections
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from proxy.store.base import KeyRecord, LedgerRow, MemberUse, Store, hash_key, new_key
-from routing.config import Config, redacted, store_path
+from routing.config import Config, store_path
+from routing.settings import redacted
 
 __all__ = ["KeyRecord", "LedgerRow", "MemberUse", "Store", "StoreError", "hash_key", "new_key", "open_store"]
 

@@ -19,7 +19,7 @@ from proxy.store.base import (
     new_key_id,
 )
 from proxy.store.schema import KEY_COLUMNS, LEDGER_COLUMNS, MIGRATIONS, TOTALS, TOTALS_FOR_KEY
-from routing.config import redacted
+from routing.settings import redacted
 
 LOCK = 7_361_920_451
 """Advisory lock id: replicas starting together migrate one at a time."""
