@@ -164,10 +164,6 @@ def bubblewrap() -> str | None:
     return bwrap if probe.returncode == 0 else None
 
 
-def can_isolate_network() -> bool:
-    return bubblewrap() is not None
-
-
 def isolation() -> str:
     """What `shenron check` says of the sandbox."""
     if bubblewrap() is not None:
