@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal, Protocol
 
 import msgspec
@@ -83,6 +83,8 @@ class CouncilReport(msgspec.Struct, omit_defaults=True):
     note: str | None = None
     cost_usd: float = 0.0
     cached: bool = False
+    usage: dict[str, Any] | None = None
+    """What every member call together spent (the response's own `usage` is the answer's)."""
     score: float | None = None
     pass_score: float | None = None
     iterations: list[IterationReport] | None = None
@@ -90,10 +92,24 @@ class CouncilReport(msgspec.Struct, omit_defaults=True):
 
     def as_json(self) -> dict[str, Any]:
         self.cost_usd = round(sum(m.cost_usd or 0.0 for m in self.members), 8)
+        self.usage = total_usage(m.usage for m in self.members)
         out: dict[str, Any] = msgspec.to_builtins(self)
         out.setdefault("degraded", self.degraded)
         out.setdefault("cost_usd", self.cost_usd)
         return out
+
+
+def total_usage(usages: Iterable[Mapping[str, Any] | None]) -> dict[str, Any] | None:
+    """Prompt, completion and total tokens summed over calls (None when none reported any)."""
+    total: dict[str, Any] | None = None
+    for u in usages:
+        if u:
+            total = total or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+            p, c = int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0)
+            total["prompt_tokens"] += p
+            total["completion_tokens"] += c
+            total["total_tokens"] += int(u.get("total_tokens") or p + c)
+    return total
 
 
 class _HasConfig(Protocol):

@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 
+from routing.budget import Budget
 from routing.config import CascadeModel, CouncilModel
 from routing.strategies import Call, Council, Single
 from routing.strategies.cascade import Cascade
-from tests.fakes import FakeBackend
+from tests.fakes import FakeBackend, ScriptedBackend
 
 
 class Sure(FakeBackend):
@@ -81,7 +82,8 @@ async def test_low_confidence_escalates_and_keeps_the_first_answers_metadata() -
     assert c["escalated_because"] == "low-confidence" and c["confidence"] == 0.5
     assert c["first"]["winner"] == "fast" and out["choices"][0]["message"]["content"] == "The answer is 42."
     assert [m["name"] for m in c["members"]] == ["fast", "c1", "c2", "c3"] and c["members"][0]["role"] == "first"
-    assert out["usage"]["total_tokens"] == 4 * 15
+    assert out["usage"]["total_tokens"] == 15  # the answer the client got: one member's call, not four
+    assert c["usage"]["total_tokens"] == 4 * 15  # what the cascade spent
 
 
 async def test_without_logprobs_a_second_opinion_measures_agreement() -> None:
@@ -92,6 +94,32 @@ async def test_without_logprobs_a_second_opinion_measures_agreement() -> None:
     cascade, _b = build(FakeBackend("fast", "42"), FakeBackend("other", "I believe it is 48."))
     out = await cascade.complete(call("What is 6 x 7?"))
     assert out["council"]["escalated_because"] == "low-confidence"
+
+
+async def test_a_cloud_second_opinion_is_a_member_with_its_cost_usage_and_budget() -> None:
+    """It used to be asked off the books: missing from the members, the cost and the budget."""
+    cloud = ScriptedBackend("other", ["42"], price_in=100.0, price_out=100.0, url="https://api.example.com/v1")
+    cascade, _ = build(FakeBackend("fast", "42"), cloud)
+    c = call("What is 6 x 7?")
+    c.budget = Budget(limit_usd=1.0)
+    out = await cascade.complete(c)
+    second = [m for m in out["council"]["members"] if m["name"] == "other"]
+    assert len(second) == 1 and second[0]["role"] == "second-opinion" and second[0]["status"] == "ok"
+    assert second[0]["cost_usd"] == pytest.approx(150 * 100 / 1e6) and second[0]["cloud"] is True
+    assert out["council"]["cost_usd"] == pytest.approx(0.015)
+    assert out["council"]["usage"]["total_tokens"] == 15 + 150
+    assert c.budget.spent_usd == pytest.approx(0.015)
+
+
+async def test_a_second_opinion_outside_the_budget_is_skipped_and_said_so() -> None:
+    cloud = ScriptedBackend("other", ["42"], price_in=100.0, price_out=100.0, url="https://api.example.com/v1")
+    cascade, _ = build(FakeBackend("fast", "42"), cloud)
+    c = call("What is 6 x 7?")
+    c.budget = Budget(limit_usd=0.0)
+    out = await cascade.complete(c)
+    second = [m for m in out["council"]["members"] if m["name"] == "other"]
+    assert second and second[0]["status"] == "skipped" and not cloud.bodies
+    assert out["council"]["confidence_source"] == "none"
 
 
 async def test_without_logprobs_or_second_opinion_the_confidence_is_unknown_and_not_escalated() -> None:

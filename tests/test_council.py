@@ -29,14 +29,15 @@ def status(out: dict[str, Any]) -> dict[str, str]:
     return {m["name"]: m["status"] for m in out["council"]["members"]}
 
 
-async def test_weighted_majority_wins_and_usage_is_the_sum() -> None:
+async def test_weighted_majority_wins_and_usage_is_the_winners() -> None:
     c = council([FakeBackend("goku", "41", weight=3.0), FakeBackend("vegeta", "42"), FakeBackend("piccolo", "42")],
                 early_decision=False)
     out = await c.complete(call())
     assert out["choices"][0]["message"]["content"] == "41"
     meta = out["council"]
     assert meta["winner"] == "goku" and meta["decided_by"] == "vote" and meta["agreement"] == 0.6
-    assert out["usage"]["total_tokens"] == 45
+    assert out["usage"]["total_tokens"] == 15  # the answer's, as agents read their context from it
+    assert meta["usage"]["total_tokens"] == 45  # what the three members spent
     assert [cl["members"] for cl in meta["clusters"]] == [["goku"], ["vegeta", "piccolo"]]
     assert {m["name"]: m["cluster"] for m in meta["members"]} == {"goku": 0, "vegeta": 1, "piccolo": 1}
 
@@ -117,7 +118,7 @@ async def test_synthesis_by_the_chairman_and_its_fallback() -> None:
     assert out["council"]["decided_by"] == "synthesis" and out["council"]["winner"] == "chair"
     brief = chair.bodies[0]["messages"][1]["content"]
     assert "6*7?" in brief and "vote share 67%" in brief and "goku" not in brief
-    assert out["usage"]["total_tokens"] == 60
+    assert out["usage"]["total_tokens"] == 15 and out["council"]["usage"]["total_tokens"] == 60
 
     chair.fail = "connection refused"
     out = await Council("full-council", vm, backends).complete(call())  # type: ignore[arg-type]
@@ -134,7 +135,8 @@ async def test_stream_sends_the_role_at_once_heartbeats_then_the_winner() -> Non
     assert len(heartbeats) >= 2
     text = "".join(ch["choices"][0]["delta"].get("content", "") for ch in chunks if ch["choices"])
     assert text == "The answer is 42."
-    assert chunks[-2]["usage"]["total_tokens"] == 30 and chunks[-1]["council"]["agreement"] == 1.0
+    assert chunks[-2]["usage"]["total_tokens"] == 15 and chunks[-1]["council"]["agreement"] == 1.0
+    assert chunks[-1]["council"]["usage"]["total_tokens"] == 30
 
 
 async def test_a_client_that_goes_away_cancels_every_member() -> None:

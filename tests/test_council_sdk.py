@@ -100,7 +100,9 @@ def test_without_early_decision_every_answer_is_counted(sdk: openai.OpenAI) -> N
     assert council["decided_by"] == "vote" and council["agreement"] == pytest.approx(3 / 5)
     previews = sorted(c["preview"] for c in council["clusters"])
     assert previews == ["43", "I think it is 41.", "The answer is 42."]
-    assert r.usage is not None and r.usage.total_tokens == sum(
+    winner = next(m for m in council["members"] if m["name"] == council["winner"])
+    assert r.usage is not None and r.usage.total_tokens == winner["usage"]["total_tokens"]
+    assert council["usage"]["total_tokens"] == sum(
         m["usage"]["total_tokens"] for m in council["members"] if m["status"] == "ok")
 
 

@@ -98,7 +98,9 @@ def test_council_over_three_real_servers(sdk: openai.OpenAI) -> None:
     assert council["strategy"] == "council" and {m["name"] for m in council["members"]} == {"goku", "vegeta", "piccolo"}
     assert sum(len(c["members"]) for c in council["clusters"]) == 3
     assert r.usage is not None
-    assert r.usage.total_tokens == sum(m["usage"]["total_tokens"] for m in council["members"])
+    assert council["usage"]["total_tokens"] == sum(m["usage"]["total_tokens"] for m in council["members"])
+    winner = next(m for m in council["members"] if m["name"] == council["winner"])
+    assert r.usage.prompt_tokens == winner["usage"]["prompt_tokens"]  # one prompt, not three
     winner_cluster = next(c for c in council["clusters"] if council["winner"] in c["members"])
     assert council["agreement"] == pytest.approx(winner_cluster["weight"] / 3, abs=1e-3)
 

@@ -114,7 +114,7 @@ async def test_a_thinking_strategy_as_a_virtual_model() -> None:
     council = out["council"]
     assert council["strategy"] == "duo-debate" and council["winner"] == "lead"
     assert [m["role"] for m in council["members"]] == ["proposer", "critic", "refiner"]
-    assert out["usage"]["total_tokens"] == 450
+    assert out["usage"]["total_tokens"] == 150 and council["usage"]["total_tokens"] == 450
 
 
 async def test_a_thinking_virtual_model_streams_its_steps_as_reasoning() -> None:

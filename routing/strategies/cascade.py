@@ -25,12 +25,15 @@ import dataclasses
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+import msgspec
+
 from routing import rules, wire
 from routing.config import CascadeModel, Config
 from routing.errors import MemberFailure, NotAllowed
 from routing.fanout import stop
-from routing.report import Timer
+from routing.report import Timer, failed, total_usage
 from routing.strategies.base import NESTED, Backends, Call, Json, Strategy
+from routing.strategies.single import Single
 from routing.vote import canonical, similarity
 
 
@@ -85,16 +88,24 @@ class Cascade:
         first = dataclasses.replace(call, body={**call.body, **asked}, stream=False, extras=nested(call))
         return first, wanted
 
-    async def _second(self, call: Call) -> str | None:
+    async def _second(self, call: Call) -> tuple[str | None, list[Json]]:
+        """The second opinion's text, and its member reports (role `second-opinion`): asked through the same
+        member path as any member, so its budget, breaker, cost and usage count like theirs."""
         name = self.vm.second_opinion
         if name is None:
-            return None
+            return None, []
+        sub = dataclasses.replace(call, body={k: v for k, v in call.body.items() if k not in ("stream",
+                                                                                                "stream_options")},
+                                  stream=False, extras=nested(call))
+        t = Timer()
         try:
-            resp = await self.backends[name].complete({k: v for k, v in call.body.items() if k != "stream"})
-        except MemberFailure:
-            return None
+            resp = await Single(self.name, [name], self.backends, label="second-opinion").complete(sub)
+        except MemberFailure as e:
+            return None, [{**msgspec.to_builtins(failed(name, self.backends[name].model, e, t)),
+                           "role": "second-opinion"}]
+        members = [{**m, "role": "second-opinion"} for m in resp["council"].get("members") or ()]
         msg = (resp.get("choices") or [{}])[0].get("message") or {}
-        return msg.get("content") if isinstance(msg.get("content"), str) else None
+        return (msg.get("content") if isinstance(msg.get("content"), str) else None), members
 
     async def _first(self, call: Call) -> tuple[Json, float | None, str]:
         """The first answer, its confidence and where the confidence came from."""
@@ -111,8 +122,13 @@ class Cascade:
         source = "logprobs"
         if confidence is not None and second is not None:
             await stop({second})
+            name = self.vm.second_opinion or ""
+            _add_members(out, [{"name": name, "model": self.backends[name].model, "status": "cancelled",
+                                "latency_ms": 0, "error": "not needed: the first answer had logprobs",
+                                "role": "second-opinion"}])
         elif second is not None:
-            other = await second
+            other, members = await second
+            _add_members(out, members)
             text = (choice.get("message") or {}).get("content") or ""
             confidence, source = (agreement_of(text, other), "second-opinion") if other else (None, "none")
         if confidence is None and source == "logprobs":
@@ -134,6 +150,9 @@ class Cascade:
             out["members"] = [{**m, "role": m.get("role") or "first"} for m in first.get("members") or []] + \
                 list(inner.get("members") or [])
         out["cost_usd"] = round((inner.get("cost_usd") or 0.0) + (first.get("cost_usd") or 0.0), 8)
+        out["usage"] = total_usage([inner.get("usage"), first.get("usage")])
+        if out["usage"] is None:
+            del out["usage"]
         return out
 
     def _reach(self, call: Call) -> tuple[tuple[str, str] | None, str | None]:
@@ -175,9 +194,6 @@ class Cascade:
                                           latency_ms=timer.ms(), **_skipped(blocked))
             return first
         out = await self.models[self.vm.escalate_to].complete(inner_call(call))
-        usage = wire.add_usage(first.get("usage"), out.get("usage"))
-        if usage:
-            out["usage"] = usage
         out["council"] = self._meta(out.get("council"), escalated=True, escalated_because=after[0], why=after[1],
                                     confidence=confidence, confidence_source=source, first=first.get("council"),
                                     latency_ms=timer.ms())
@@ -233,6 +249,16 @@ class Cascade:
                                        escalated_because=after[0], why=after[1], confidence=confidence,
                                        confidence_source=source, first=copy.deepcopy(first.get("council"))):
             yield chunk
+
+
+def _add_members(out: Json, members: list[Json]) -> None:
+    """Members asked beside the first model (the second opinion) join its report, cost and usage."""
+    council = out.setdefault("council", {})
+    council["members"] = [*(council.get("members") or []), *members]
+    council["cost_usd"] = round((council.get("cost_usd") or 0.0) + sum(m.get("cost_usd") or 0.0 for m in members), 8)
+    usage = total_usage([council.get("usage"), *(m.get("usage") for m in members)])
+    if usage is not None:
+        council["usage"] = usage
 
 
 def _skipped(blocked: str | None) -> Json:

@@ -32,7 +32,13 @@ class Verdict:
     answers: dict[str, Json]
     reports: list[MemberReport]
     usage: Json | None
+    """Every member's usage together."""
     decided_by: str
+
+    @property
+    def answer_usage(self) -> Json | None:
+        """The usage of the answer the client gets: the winning member's call."""
+        return next((r.usage for r in self.reports if r.name == self.winner.member and r.status == "ok"), None)
 
 
 def _message(resp: Json) -> Json:
@@ -172,7 +178,7 @@ class Council:
         v = await self.deliberate(call)
         resp = v.answers[v.winner.member]
         extra: list[MemberReport] = []
-        winner, decided_by, note, usage = v.winner.member, v.decided_by, None, v.usage
+        winner, decided_by, note, usage = v.winner.member, v.decided_by, None, v.answer_usage
         if self._wants_synthesis(call, v, extra):
             chair = self.vm.chairman or ""
             t = Timer()
@@ -181,7 +187,7 @@ class Council:
                 winner, decided_by = chair, "synthesis"
                 chair_usage = resp.get("usage") if isinstance(resp.get("usage"), dict) else None
                 call.budget.charge(self.backends[chair].cfg, chair_usage)
-                usage = wire.add_usage(usage, chair_usage)
+                usage = chair_usage
                 report, _ = self._chair_report(t, chair_usage)
             except MemberFailure as e:
                 report, note = self._chair_report(t, failure=e)
@@ -206,7 +212,7 @@ class Council:
         finally:
             await stop({task})
         extra: list[MemberReport] = []
-        winner, decided_by, note, usage = v.winner.member, v.decided_by, None, v.usage
+        winner, decided_by, note, usage = v.winner.member, v.decided_by, None, v.answer_usage
         synthesized = False
         if self._wants_synthesis(call, v, extra):
             chair = self.vm.chairman or ""
@@ -224,7 +230,7 @@ class Council:
                         yield chunk
                 chair_usage, estimated = shaper.measured_usage(self._chairman_body(call, v))
                 call.budget.charge(self.backends[chair].cfg, chair_usage)
-                usage = wire.add_usage(usage, chair_usage)
+                usage = chair_usage
                 extra.append(self._chair_report(t, chair_usage, estimated)[0])
                 winner, decided_by, synthesized = chair, "synthesis", True
         if not synthesized:

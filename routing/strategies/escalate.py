@@ -291,7 +291,7 @@ class Escalate:
         await self.climb(ladder)
         text, report = self._result(ladder, timer)
         resp = {"choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-                "usage": usage_of(ladder.asker)}
+                "usage": usage_of(ladder.asker, report.get("winner"))}
         out = wire.completion(resp, id=call.id, created=call.created, model=call.model)
         out["council"] = report
         return out
@@ -311,6 +311,6 @@ class Escalate:
         for chunk in wire.answer_chunks(shaper, {"content": text}):
             yield chunk
         if call.include_usage:
-            yield shaper.usage_chunk(usage_of(ladder.asker) or {"prompt_tokens": 0, "completion_tokens": 0,
-                                                                "total_tokens": 0})
+            answered = usage_of(ladder.asker, report.get("winner"))
+            yield shaper.usage_chunk(answered or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0})
         yield shaper.extension_chunk("council", report)

@@ -18,11 +18,13 @@ from routing.strategies.base import Backends, Call, Json, narrate
 from routing.thinking import THINKERS, Asker, Options, Thought
 
 
-def usage_of(asker: Asker) -> Json | None:
-    usage: Json | None = None
-    for r in asker.reports:
-        usage = wire.add_usage(usage, r.usage)
-    return usage
+def usage_of(asker: Asker, member: str | None = None) -> Json | None:
+    """The usage of the call whose answer the client gets: the last that succeeded (of `member`, if named).
+    What every call spent is the report's `usage`."""
+    for r in reversed(asker.reports):
+        if r.status == "ok" and r.usage and (member is None or r.name == member):
+            return r.usage
+    return None
 
 
 class ThinkingStrategy:
