@@ -51,6 +51,8 @@ class ServerConfig(Section):
     `aiohttp` (httpx-aiohttp) or `httpx` (httpcore); see routing/upstream.py."""
     cors_origins: list[str] = []
     """Browser origins allowed to call the API (`["https://chat.example.com"]`, or `["*"]`); none by default."""
+    responses_ttl_s: float = 30 * 24 * 3600.0
+    """How long a Responses API answer stored for `previous_response_id` is kept (`store: false` keeps none)."""
     metrics_token: str | None = None
     """With auth on, a Bearer token that may read /metrics and /status besides admin keys."""
     decision_log: str = "off"

@@ -71,3 +71,18 @@ async def test_an_unreachable_database_is_a_clear_error() -> None:
     cfg = config.parse('[store]\ndatabase-url = "postgresql://nobody@127.0.0.1:1/none?connect_timeout=1"\n')
     with pytest.raises(StoreError, match=re.escape("cannot open the store postgresql://127.0.0.1:1/none")):
         await open_store(cfg)
+
+
+async def test_stored_responses_belong_to_their_key_and_expire(store: Store) -> None:
+    now = time.time()
+    await store.put_response("resp_a", "key_1", now + 60, '{"x": 1}')
+    await store.put_response("resp_old", "key_1", now - 1, '{"x": 2}')
+    await store.put_response("resp_anon", None, now + 60, '{"x": 3}')
+    assert await store.get_response("resp_a", "key_1", now) == '{"x": 1}'
+    assert await store.get_response("resp_a", "key_2", now) is None  # another tenant's conversation
+    assert await store.get_response("resp_a", None, now) is None
+    assert await store.get_response("resp_old", "key_1", now) is None  # expired
+    assert await store.get_response("resp_anon", None, now) == '{"x": 3}'
+    assert not await store.delete_response("resp_a", "key_2")
+    assert await store.delete_response("resp_a", "key_1")
+    assert await store.get_response("resp_a", "key_1", now) is None

@@ -97,3 +97,21 @@ class PostgresStore:
         args: tuple[Any, ...] = (since,) if key_id is None else (since, key_id)
         (tokens, local, cloud), = await self._fetch(sql, args)
         return int(tokens), float(local), float(cloud)
+
+    async def put_response(self, id: str, key_id: str | None, expires: float, body: str) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute("DELETE FROM responses WHERE expires < %s", (time.time(),))
+            await conn.execute("INSERT INTO responses (id, key_id, expires, body) VALUES (%s, %s, %s, %s) "
+                               "ON CONFLICT (id) DO UPDATE SET key_id = EXCLUDED.key_id, "
+                               "expires = EXCLUDED.expires, body = EXCLUDED.body", (id, key_id, expires, body))
+
+    async def get_response(self, id: str, key_id: str | None, now: float) -> str | None:
+        rows = await self._fetch("SELECT body FROM responses WHERE id = %s AND key_id IS NOT DISTINCT FROM %s "
+                                 "AND expires >= %s", (id, key_id, now))
+        return str(rows[0][0]) if rows else None
+
+    async def delete_response(self, id: str, key_id: str | None) -> bool:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute("DELETE FROM responses WHERE id = %s AND key_id IS NOT DISTINCT FROM %s",
+                                     (id, key_id))
+            return cur.rowcount > 0

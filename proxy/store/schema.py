@@ -16,6 +16,11 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX IF NOT EXISTS ledger_ts ON ledger (ts)",
         "CREATE INDEX IF NOT EXISTS ledger_key_ts ON ledger (key_id, ts)",
     ],
+    [  # stored Responses API answers, for `previous_response_id`; `body` is JSON text
+        """CREATE TABLE IF NOT EXISTS responses (
+            id TEXT PRIMARY KEY, key_id TEXT, expires DOUBLE PRECISION NOT NULL, body TEXT NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS responses_expires ON responses (expires)",
+    ],
 ]
 
 LEDGER_COLUMNS = ("ts", "request_id", "key_id", "model", "strategy", "status", "latency_ms", "prompt_tokens",

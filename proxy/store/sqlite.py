@@ -139,3 +139,26 @@ class SQLiteStore:
     async def totals(self, key_id: str | None, since: float) -> tuple[int, float, float]:
         """Tokens, local cost and cloud cost since a time, for one key or everyone."""
         return await self._run(self.totals_sync, key_id, since)  # type: ignore[no-any-return]
+
+    # stored responses (`previous_response_id`); expired ones are swept when a new one is stored
+    def put_response_sync(self, id: str, key_id: str | None, expires: float, body: str) -> None:
+        self.db.execute("DELETE FROM responses WHERE expires < ?", (time.time(),))
+        self.db.execute("INSERT OR REPLACE INTO responses (id, key_id, expires, body) VALUES (?, ?, ?, ?)",
+                        (id, key_id, expires, body))
+
+    def get_response_sync(self, id: str, key_id: str | None, now: float) -> str | None:
+        r = self.db.execute("SELECT body FROM responses WHERE id = ? AND key_id IS ? AND expires >= ?",
+                            (id, key_id, now)).fetchone()
+        return str(r[0]) if r else None
+
+    def delete_response_sync(self, id: str, key_id: str | None) -> bool:
+        return self.db.execute("DELETE FROM responses WHERE id = ? AND key_id IS ?", (id, key_id)).rowcount > 0
+
+    async def put_response(self, id: str, key_id: str | None, expires: float, body: str) -> None:
+        await self._run(self.put_response_sync, id, key_id, expires, body)
+
+    async def get_response(self, id: str, key_id: str | None, now: float) -> str | None:
+        return await self._run(self.get_response_sync, id, key_id, now)  # type: ignore[no-any-return]
+
+    async def delete_response(self, id: str, key_id: str | None) -> bool:
+        return await self._run(self.delete_response_sync, id, key_id)  # type: ignore[no-any-return]
