@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -12,24 +13,30 @@ from typing import Any
 
 import httpx
 import msgspec
-from litestar import Litestar, Request, Response, get, head, post
+from litestar import Litestar, Request, Response, delete, get, head, post
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.params import FromPath
 from litestar.types import ASGIApp
 
-from proxy import accesslog, chat, errors
+from proxy import accesslog, errors, passthrough, serve
 from proxy import status as status_page
 from proxy.accounting import Books
 from proxy.auth import Gate, allows
 from proxy.cache import Cache, MemoryCache, RedisCache
+from proxy.dialects import messages as messages_dialect
+from proxy.dialects.chat import CHAT
+from proxy.dialects.messages import MESSAGES
+from proxy.dialects.responses import RESPONSES
 from proxy.limits import Counters, MemoryCounters, RedisCounters, Windows
 from proxy.metrics import CONTENT_TYPE as METRICS_TYPE
 from proxy.metrics import Metrics
+from proxy.requests import decode
 from proxy.store import Store, open_store
 from proxy.streaming import EventStream
 from routing import upstream
 from routing.config import Config
+from routing.errors import ModelNotFound
 from routing.router import Router
 
 RESOLVED_ENV = "SHENRON_RESOLVED_CONFIG"
@@ -46,13 +53,69 @@ def _json(body: Any, status: int = 200) -> Response[bytes]:
 
 @post("/v1/chat/completions", status_code=200)
 async def chat_completions(request: Request[Any, Any, Any], state: State) -> Response[bytes] | EventStream:
-    return await chat.handle(request, state)
+    return await serve.handle(request, state, CHAT)
+
+
+@post("/v1/embeddings", status_code=200)
+async def embeddings(request: Request[Any, Any, Any], state: State) -> Response[bytes] | EventStream:
+    return await passthrough.handle(request, state, "/embeddings")
+
+
+@post("/v1/completions", status_code=200)
+async def completions(request: Request[Any, Any, Any], state: State) -> Response[bytes] | EventStream:
+    """Legacy completions (and fill-in-the-middle with `suffix`), as the backend serves them."""
+    return await passthrough.handle(request, state, "/completions")
+
+
+@post("/v1/messages", status_code=200)
+async def messages(request: Request[Any, Any, Any], state: State) -> Response[bytes] | EventStream:
+    """Anthropic's Messages API (Claude Code, the `anthropic` SDKs); `?beta=true` is accepted and ignored."""
+    return await serve.handle(request, state, MESSAGES)
+
+
+@post("/v1/responses", status_code=200)
+async def responses(request: Request[Any, Any, Any], state: State) -> Response[bytes] | EventStream:
+    """OpenAI's Responses API (Codex CLI, `client.responses.create`, the Vercel AI SDK's default provider)."""
+    return await serve.handle(request, state, RESPONSES)
+
+
+async def _stored(response_id: str, request: Request[Any, Any, Any], state: State) -> Any:
+    principal = await state.gate.principal(serve.credentials(request.headers))
+    raw = await state.store.get_response(response_id, principal.key_id, time.time())
+    if raw is None:
+        raise ModelNotFound(f"No response with id '{response_id}' is stored for this key (it may never have been "
+                            "stored, or it expired).", param="response_id", code="response_not_found")
+    return principal, msgspec.json.decode(raw)["response"]
+
+
+@get("/v1/responses/{response_id:str}")
+async def get_response(response_id: FromPath[str], request: Request[Any, Any, Any], state: State) -> Response[bytes]:
+    _, stored = await _stored(response_id, request, state)
+    return _json(stored)
+
+
+@delete("/v1/responses/{response_id:str}", status_code=200)
+async def delete_response(response_id: FromPath[str], request: Request[Any, Any, Any],
+                          state: State) -> Response[bytes]:
+    principal, _ = await _stored(response_id, request, state)
+    await state.store.delete_response(response_id, principal.key_id)
+    return _json({"id": response_id, "object": "response.deleted", "deleted": True})
+
+
+@post("/v1/messages/count_tokens", status_code=200)
+async def count_tokens(request: Request[Any, Any, Any], state: State) -> Response[bytes]:
+    gate: Gate = state.gate
+    principal = await gate.principal(serve.credentials(request.headers))
+    body = decode(await request.body())
+    state.router.resolve(str(body.get("model")), functools.partial(allows, principal.tier))
+    gate.authorize(principal, str(body.get("model")))
+    return _json({"input_tokens": messages_dialect.count_tokens(body)})
 
 
 async def _visible(request: Request[Any, Any, Any], state: State) -> list[dict[str, Any]]:
     """The models the caller's key may use (every model when auth is off)."""
     gate: Gate = state.gate
-    principal = await gate.principal(request.headers.get("authorization"))
+    principal = await gate.principal(serve.credentials(request.headers))
     return [m for m in state.router.models() if allows(principal.tier, m["id"])]
 
 
@@ -153,7 +216,9 @@ def create_app(cfg: Config) -> Litestar:
                 await asyncio.gather(*tasks, return_exceptions=True)
 
     return Litestar(
-        route_handlers=[root, root_head, chat_completions, list_models, get_model, health, ready, metrics, status],
+        route_handlers=[root, root_head, chat_completions, responses, get_response, delete_response, messages,
+                        count_tokens, embeddings, completions, list_models, get_model, health, ready, metrics,
+                        status],
         lifespan=[lifespan],
         exception_handlers={Exception: errors.handler},
         request_max_body_size=int(cfg.server.max_body_mb * 1024 * 1024),

@@ -69,6 +69,10 @@ def handler(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
         what = "Unknown path" if status == 404 else "Method not allowed"
         routes = ", ".join(served(request))
         body["error"]["message"] = f"{what}: {request.method} {request.url.path}. Shenron serves: {routes}."
+    if request.url.path.startswith("/v1/messages"):  # Anthropic's clients read Anthropic's envelope
+        from proxy.dialects.messages import envelope as anthropic_envelope
+
+        body = anthropic_envelope(status, body)
     headers = dict(exc.headers or {}) if isinstance(exc, HTTPException) else {}
     retry_after = getattr(exc, "retry_after", None)
     if retry_after is not None:

@@ -151,8 +151,8 @@ def _types(body: dict[str, Any]) -> None:
                    "top_logprobs")
 
 
-def parse_chat(raw: bytes) -> Call:
-    """Decode and check a /v1/chat/completions body; raises InvalidRequest naming the field."""
+def decode(raw: bytes) -> dict[str, Any]:
+    """A request body as a JSON object, or InvalidRequest saying why not (every dialect's first step)."""
     try:
         body = _decode(raw)
     except msgspec.DecodeError as e:
@@ -164,6 +164,16 @@ def parse_chat(raw: bytes) -> Call:
         raise _bad(f"The JSON body nests objects and arrays more than {MAX_DEPTH} deep.", None, "too_deep")
     if not isinstance(body, dict):
         raise _bad("The request body must be a JSON object.", None, "invalid_type")
+    return body
+
+
+def parse_chat(raw: bytes) -> Call:
+    """Decode and check a /v1/chat/completions body; raises InvalidRequest naming the field."""
+    return call_of(decode(raw))
+
+
+def call_of(body: dict[str, Any]) -> Call:
+    """Check a chat completions body (a client's, or one a dialect translated) and make it a Call."""
     model = body.get("model")
     if model is None:
         raise _bad("Missing required parameter: 'model'.", "model", "missing_required_parameter")

@@ -1,10 +1,10 @@
-"""POST /v1/chat/completions: who asks, what they may use, the answer (maybe cached), and its accounting."""
+"""One request in any dialect: who asks, what they may use, the answer (maybe cached), its accounting."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import msgspec
@@ -14,7 +14,8 @@ from litestar.datastructures import State
 from proxy import cache, errors
 from proxy.accounting import Books, Ticket
 from proxy.auth import Gate, allows
-from proxy.requests import parse_chat
+from proxy.dialects import Context, Dialect, Writer
+from proxy.requests import call_of, decode
 from proxy.streaming import EventStream, watched
 from routing import spend
 from routing.health import begin_notes
@@ -25,6 +26,15 @@ from routing.strategies import Call
 Json = dict[str, Any]
 _encode = msgspec.json.Encoder().encode
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+def credentials(headers: Mapping[str, str]) -> str | None:
+    """The `Authorization` header, or Anthropic's `x-api-key` (as Claude Code and the SDK send it)."""
+    auth = headers.get("authorization")
+    if auth:
+        return auth
+    key = headers.get("x-api-key") or headers.get("api-key")
+    return f"Bearer {key}" if key else None
 
 
 def _ttl(router: Router, call: Call) -> float:
@@ -38,15 +48,17 @@ def _from_cache(hit: Json, call: Call) -> Json:
     return {**hit, "id": call.id, "created": call.created, "council": council}
 
 
-async def handle(request: Request[Any, Any, Any], state: State) -> Response[bytes] | EventStream:
+async def handle(request: Request[Any, Any, Any], state: State, dialect: Dialect) -> Response[bytes] | EventStream:
     books: Books = state.books
     gate: Gate = state.gate
     router: Router = state.router
     t = Ticket(log=request.scope.setdefault("shenron", {}))  # type: ignore[typeddict-item]
     calls = spend.begin()
     try:
-        t.principal = await gate.principal(request.headers.get("authorization"))
-        call = parse_chat(await request.body())
+        t.principal = await gate.principal(credentials(request.headers))
+        ctx = Context(state, t.principal.key_id)
+        ctx.body = decode(await request.body())
+        call = call_of(await dialect.prepare(ctx.body, ctx))
         if request.headers.get("x-shenron-validate", "").lower() in ("1", "true", "yes"):
             call.extras["validate"] = True
         begin_notes()
@@ -68,14 +80,15 @@ async def handle(request: Request[Any, Any, Any], state: State) -> Response[byte
                 await books.finish(t, 200, out["council"])
                 if call.stream:
                     replayed = cache.as_chunks(out, call.include_usage)
-                    return EventStream(_replay(replayed), media_type="text/event-stream", headers=SSE_HEADERS)
-                return Response(_encode(out), media_type="application/json")
+                    return EventStream(_replay(replayed, dialect.writer(ctx)), media_type="text/event-stream",
+                                       headers=SSE_HEADERS)
+                return await _whole(dialect, ctx, out)
         if not call.stream:
             out = await watched(strategy.complete(call), request.receive)
             if ttl:
                 await state.cache.put(ckey, out, ttl)
             await books.finish(t, 200, out.get("council"))
-            return Response(_encode(out), media_type="application/json")
+            return await _whole(dialect, ctx, out)
         chunks = strategy.stream(call)
         first = await watched(anext(chunks), request.receive)  # errors before it are still HTTP errors
     except Exception as e:
@@ -83,40 +96,52 @@ async def handle(request: Request[Any, Any, Any], state: State) -> Response[byte
         await books.finish(t, status, exc=e, error=code, calls=calls)
         raise
     filled = (state.cache, ckey, ttl) if ttl else None
-    return EventStream(_sse(first, chunks, books, t, filled, calls), media_type="text/event-stream",
-                       headers=SSE_HEADERS)
+    sse = _sse(first, chunks, books, t, filled, calls, dialect, ctx)
+    return EventStream(sse, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
-async def _replay(chunks: list[Json]) -> AsyncIterator[bytes]:
+async def _whole(dialect: Dialect, ctx: Context, out: Json) -> Response[bytes]:
+    ctx.final = dialect.answer(out, ctx)
+    await dialect.finished(ctx)
+    return Response(_encode(ctx.final), media_type="application/json")
+
+
+async def _replay(chunks: list[Json], writer: Writer) -> AsyncIterator[bytes]:
+    yield writer.start()
     for c in chunks:
-        yield b"data: " + _encode(c) + b"\n\n"
-    yield b"data: [DONE]\n\n"
+        yield writer.chunk(c)
+    yield writer.end()
 
 
 async def _sse(first: Json, rest: AsyncIterator[Json], books: Books, t: Ticket,
-               filled: tuple[cache.Cache, str, float] | None, calls: list[Spend]) -> AsyncIterator[bytes]:
+               filled: tuple[cache.Cache, str, float] | None, calls: list[Spend],
+               dialect: Dialect, ctx: Context) -> AsyncIterator[bytes]:
     council: Json | None = None
     kept: list[Json] | None = [first] if filled else None
     status, error = 200, None
+    writer = dialect.writer(ctx)
     try:
-        yield b"data: " + _encode(first) + b"\n\n"
+        yield writer.start() + writer.chunk(first)
         try:
             async for chunk in rest:
                 if "council" in chunk:
                     council = chunk["council"]
                 if kept is not None:
                     kept.append(chunk)
-                yield b"data: " + _encode(chunk) + b"\n\n"
+                yield writer.chunk(chunk)
         except Exception as e:  # after the first byte an error can only be an event (ours, or a logged bug)
             status, body = errors.of(e)
             error = body["error"].get("code") or body["error"]["type"]
-            yield b"data: " + _encode(body) + b"\n\n"
+            yield writer.failed(status, body)
         if filled is not None and kept is not None and error is None:
             answer = cache.from_chunks(kept)
             if answer is not None:
                 await filled[0].put(filled[1], answer, filled[2])
-        await books.finish(t, status, council, error=error)  # committed before the client sees [DONE]
-        yield b"data: [DONE]\n\n"
+        await books.finish(t, status, council, error=error)  # committed before the client sees the end
+        tail = writer.end()
+        if error is None:
+            await dialect.finished(ctx)
+        yield tail
     except (asyncio.CancelledError, GeneratorExit):
         books.finish_later(t, 499, council, error="client_disconnected", calls=calls)
         raise

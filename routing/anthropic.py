@@ -234,6 +234,9 @@ class AnthropicBackend(OpenAIBackend):
         if key:
             self.headers["x-api-key"] = key
 
+    forwards: frozenset[str] = frozenset()
+    """Anthropic serves neither embeddings nor legacy completions."""
+
     def _request(self, body: Json, stream: bool, model: str | None) -> httpx.Request:
         upstream = to_messages(body, model or self.model)
         upstream["stream"] = stream

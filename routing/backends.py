@@ -221,6 +221,31 @@ class OpenAIBackend:
             if resp is not None:
                 await resp.aclose()
 
+    async def forward(self, path: str, body: Json, model: str | None = None) -> httpx.Response:
+        """POST a body to another endpoint of this server (`/embeddings`, `/completions`) as it is, with the
+        model id put in; the response is open (streamed or not) and the caller closes it. Statuses of 400
+        and above become UpstreamStatus; the backend's guard and timeout apply as to chat."""
+        if path not in self.forwards:
+            raise UpstreamStatus(self.name, 400, f"backend {self.name!r} ({type(self).__name__}) does not serve "
+                                 f"{path}", "invalid_request_error", "unsupported_endpoint", None)
+        url = httpx.URL(self.cfg.url.rstrip("/") + path)
+        headers = httpx.Headers([("host", url.netloc.decode("ascii")), *self.headers.items()])
+        request = httpx.Request("POST", url, headers=headers, content=_encode({**body, "model": model or self.model}),
+                                extensions={"timeout": self.timeout.as_dict()})
+        with self._translated():
+            async with self.guard.call(), asyncio.timeout(self.cfg.timeout_s):
+                resp = await upstream.send(self._client, request)
+                if resp.status_code >= 400:
+                    try:
+                        content = await resp.aread()
+                    finally:
+                        await resp.aclose()
+                    raise upstream_error(self.name, resp.status_code, content)
+        return resp
+
+    forwards: frozenset[str] = frozenset({"/embeddings", "/completions"})
+    """Endpoints besides chat that `forward` may reach on this kind of server."""
+
     async def list_models(self) -> list[str]:
         """Model ids the server says it serves (GET /models)."""
         with self._translated():

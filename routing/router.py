@@ -92,6 +92,20 @@ class Router:
         self._direct[model] = strategy
         return strategy
 
+    def backend_for(self, model: str, visible: Callable[[str], bool] = lambda _: True) -> tuple[str, str | None]:
+        """The backend that serves `model` directly (a backend's name, its model, or an id it reported), and
+        the model id to ask it for; embeddings and legacy completions go only there, never to a council."""
+        if model in self.virtual:
+            raise ModelNotFound(f"`{model}` is a virtual model, which answers chat, Responses and Messages "
+                                "requests only. Name a backend's model for this endpoint: "
+                                + (", ".join(m["id"] for m in self.models()
+                                             if m["owned_by"] != "shenron" and visible(m["id"])) or "none"),
+                                param="model")
+        self.resolve(model, visible)
+        strategy = self._direct[model]
+        assert isinstance(strategy, Single)
+        return strategy.order[0], strategy.model
+
     def _passthrough(self, model: str) -> Strategy | None:
         if model in self.backends:
             return Single(model, [model], self.backends, label="passthrough")

@@ -46,7 +46,8 @@ class Upstream:
                 return await self.json(send, 503, {"error": {"code": 503, "message": "Loading model",
                                                              "type": "unavailable_error"}})
             return await self.json(send, 200, {"status": "ok"})
-        if not path.endswith("/chat/completions"):
+        kind = next((k for k in ("/chat/completions", "/completions", "/embeddings") if path.endswith(k)), None)
+        if kind is None:
             return await self.json(send, 404, {"detail": "Not Found"})
         body = b""
         while True:
@@ -74,7 +75,11 @@ class Upstream:
             return await self.json(send, 404, {"error": {"message": f"model {req.get('model')!r} not found",
                                                          "type": "invalid_request_error", "param": "model",
                                                          "code": "model_not_found"}})
-        if req.get("stream"):
+        if kind == "/embeddings":
+            await self.json(send, 200, self.embeddings(req))
+        elif kind == "/completions":
+            await self.legacy(req, send)
+        elif req.get("stream"):
             await self.stream(req, send, receive)
         else:
             await self.json(send, 200, self.completion(req))
@@ -108,11 +113,53 @@ class Upstream:
         n = len(self.words())
         return {"prompt_tokens": 7, "completion_tokens": n, "total_tokens": 7 + n}
 
+    def tool_call(self, req: dict[str, Any]) -> tuple[str, str] | None:
+        """With --tool-call, a request is answered with the call until a tool result is in the conversation;
+        of several calls, the first whose tool the request offers."""
+        if not self.a.tool_call or any(m.get("role") == "tool" for m in req.get("messages") or ()):
+            return None
+        offered = {(t.get("function") or {}).get("name") for t in req.get("tools") or ()}
+        calls = [tuple(c.split(":", 1)) for c in self.a.tool_call]
+        name, args = next((c for c in calls if c[0] in offered), calls[0])
+        return name, args
+
+    def embeddings(self, req: dict[str, Any]) -> dict[str, Any]:
+        inputs = req["input"] if isinstance(req["input"], list) else [req["input"]]
+        dims = int(req.get("dimensions") or 4)
+        data = []
+        for i, text in enumerate(inputs):
+            vec = [round(((len(str(text)) + i) % 7 + j) / 10, 3) for j in range(dims)]
+            if req.get("encoding_format") == "base64":
+                import base64
+                import struct
+                vec = base64.b64encode(struct.pack(f"<{dims}f", *vec)).decode()  # type: ignore[assignment]
+            data.append({"object": "embedding", "index": i, "embedding": vec})
+        n = sum(len(str(t).split()) for t in inputs)
+        return {"object": "list", "data": data, "model": req["model"],
+                "usage": {"prompt_tokens": n, "total_tokens": n}}
+
+    async def legacy(self, req: dict[str, Any], send: Any) -> None:
+        text = self.answer() + (" <suffix:" + req["suffix"] + ">" if req.get("suffix") else "")
+        base = {"id": "cmpl-fake", "object": "text_completion", "created": int(time.time()), "model": req["model"]}
+        usage = {"prompt_tokens": 5, "completion_tokens": len(text.split()), "total_tokens": 5 + len(text.split())}
+        if not req.get("stream"):
+            return await self.json(send, 200, {**base, "choices": [
+                {"index": 0, "text": text, "logprobs": None, "finish_reason": "stop"}], "usage": usage})
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream")]})
+        events = [{**base, "choices": [{"index": 0, "text": w, "logprobs": None, "finish_reason": None}]}
+                  for w in (p if i == 0 else " " + p for i, p in enumerate(text.split(" ")))]
+        events.append({**base, "choices": [{"index": 0, "text": "", "logprobs": None, "finish_reason": "stop"}]})
+        if (req.get("stream_options") or {}).get("include_usage"):
+            events.append({**base, "choices": [], "usage": usage})
+        body = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events) + b"data: [DONE]\n\n"
+        await send({"type": "http.response.body", "body": body})
+
     def completion(self, req: dict[str, Any]) -> dict[str, Any]:
         msg: dict[str, Any] = {"role": "assistant", "content": self.answer()}
         finish = "stop"
-        if self.a.tool_call:
-            name, args = self.a.tool_call.split(":", 1)
+        if call := self.tool_call(req):
+            name, args = call
             msg = {"role": "assistant", "content": None, "tool_calls": [
                 {"id": "call_1", "type": "function", "function": {"name": name, "arguments": args}}]}
             finish = "tool_calls"
@@ -135,6 +182,14 @@ class Upstream:
 
         words = self.words()
         deltas: list[dict[str, Any]] = [{"content": w} for w in words]
+        finish = "stop"
+        if call := self.tool_call(req):
+            name, args = call
+            half = len(args) // 2
+            deltas = [{"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+                                       "function": {"name": name, "arguments": args[:half]}}]},
+                      {"tool_calls": [{"index": 0, "function": {"arguments": args[half:]}}]}]
+            finish = "tool_calls"
         if not self.a.no_role:
             deltas[0]["role"] = "assistant"
         try:
@@ -145,7 +200,7 @@ class Upstream:
                 await event({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
                 if self.a.token_ms:
                     await asyncio.sleep(self.a.token_ms / 1000)
-            await event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+            await event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
             if (req.get("stream_options") or {}).get("include_usage") and not self.a.no_usage:
                 await event({**base, "choices": [], "usage": self.usage()})
             await event(b"[DONE]")
@@ -174,7 +229,8 @@ def main() -> None:
     p.add_argument("--fail-first", type=int, default=0, help="fail only the first N requests (0: all)")
     p.add_argument("--no-role", action="store_true", help="omit the role delta, as some servers do")
     p.add_argument("--no-usage", action="store_true", help="ignore stream_options.include_usage (llama.cpp)")
-    p.add_argument("--tool-call", default=None, help="NAME:JSON_ARGS")
+    p.add_argument("--tool-call", action="append", default=None,
+                   help="NAME:JSON_ARGS (repeatable: the first whose tool the request offers)")
     p.add_argument("--log", default=None)
     p.add_argument("--loading", action="store_true", help="answer 503 'Loading model' like llama.cpp while loading")
     p.add_argument("--logprob", type=float, default=None, help="per-token logprob sent when logprobs are asked")

@@ -185,3 +185,31 @@ def test_metrics_parse_as_prometheus_text(env: dict[str, Any]) -> None:
     post(env, env["keys"]["pro"], "no-such-model-1234")  # a client's made-up name never becomes a label
     text = env["client"].get("/metrics", headers={"authorization": f"Bearer {env['keys']['admin']}"}).text
     assert "no-such-model-1234" not in text and 'model="(unrouted)",status="404"' in text
+
+
+def test_anthropic_clients_send_their_key_as_x_api_key_and_read_anthropics_envelope(env: dict[str, Any]) -> None:
+    body = {"model": "ultra-instinct", "max_tokens": 10, "messages": MSGS}
+    r = env["client"].post("/v1/messages", json=body, headers={"x-api-key": env["keys"]["pro"],
+                                                               "anthropic-version": "2023-06-01"})
+    assert r.status_code == 200 and r.json()["content"][0]["text"] == "42"
+    r = env["client"].post("/v1/messages", json=body, headers={"x-api-key": "sk-shenron-" + "x" * 43})
+    assert r.status_code == 401 and r.json()["type"] == "error"
+    assert r.json()["error"]["type"] == "authentication_error"
+    r = env["client"].post("/v1/messages", json={**body, "model": "full-council"},
+                           headers={"x-api-key": env["keys"]["pro"]})
+    assert r.status_code == 403 and r.json()["error"]["type"] == "permission_error"
+    r = env["client"].post("/v1/messages/count_tokens", json={**body, "model": "full-council"},
+                           headers={"x-api-key": env["keys"]["pro"]})
+    assert r.status_code == 403
+
+
+def test_stored_responses_are_visible_only_to_the_key_that_made_them(env: dict[str, Any]) -> None:
+    pro, ent = ({"authorization": f"Bearer {env['keys'][t]}"} for t in ("pro", "enterprise"))
+    r = env["client"].post("/v1/responses", json={"model": "ultra-instinct", "input": "hi"}, headers=pro)
+    assert r.status_code == 200
+    rid = r.json()["id"]
+    assert env["client"].get(f"/v1/responses/{rid}", headers=pro).status_code == 200
+    assert env["client"].get(f"/v1/responses/{rid}", headers=ent).status_code == 404
+    r = env["client"].post("/v1/responses", json={"model": "ultra-instinct", "input": "more",
+                                                  "previous_response_id": rid}, headers=ent)
+    assert r.status_code == 400 and r.json()["error"]["param"] == "previous_response_id"

@@ -111,6 +111,52 @@ def test_no_request_body_reaches_a_500(client: tuple[TestClient[Any], respx.Mock
     assert not [rec for rec in errors_logged if rec.exc_info]
 
 
+blocks = st.lists(st.fixed_dictionaries(
+    {"type": st.sampled_from(["text", "image", "tool_use", "tool_result", "thinking", "document"]) | json_values},
+    optional={"text": json_values, "source": json_values, "id": json_values, "name": json_values,
+              "input": json_values, "tool_use_id": json_values, "content": json_values, "thinking": json_values})
+    | json_values, max_size=3)
+anthropic_bodies = st.fixed_dictionaries(
+    {"model": st.sampled_from(["ultra-instinct", "full-council"]) | json_values,
+     "messages": st.lists(st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant", "system"])
+                                                 | json_values},
+                                                optional={"content": st.text(max_size=8) | blocks | json_values})
+                          | json_values, max_size=3) | json_values},
+    optional={k: json_values for k in ("max_tokens", "system", "tools", "tool_choice", "stop_sequences",
+                                       "temperature", "top_p", "top_k", "stream", "metadata", "thinking")})
+items = st.lists(st.fixed_dictionaries(
+    {"type": st.sampled_from(["message", "function_call", "function_call_output", "reasoning",
+                              "custom_tool_call"]) | json_values},
+    optional={"role": roles, "content": st.text(max_size=8) | json_values, "call_id": json_values,
+              "name": json_values, "arguments": json_values, "output": json_values}) | json_values, max_size=3)
+responses_bodies = st.fixed_dictionaries(
+    {"model": st.sampled_from(["ultra-instinct", "full-council"]) | json_values,
+     "input": st.text(max_size=8) | items | json_values},
+    optional={k: json_values for k in ("instructions", "tools", "tool_choice", "text", "reasoning", "stream",
+                                       "max_output_tokens", "temperature", "metadata", "store", "include",
+                                       "previous_response_id", "parallel_tool_calls")})
+
+
+@FUZZ
+@given(body=anthropic_bodies)
+def test_no_messages_body_reaches_a_500(client: tuple[TestClient[Any], respx.MockRouter], body: Any,
+                                        errors_logged: list[logging.LogRecord]) -> None:
+    r = client[0].post("/v1/messages", content=json.dumps(body))
+    assert r.status_code < 500, r.text
+    if r.status_code >= 400:
+        assert r.json()["type"] == "error" and r.json()["error"]["message"]
+    assert not [rec for rec in errors_logged if rec.exc_info]
+
+
+@FUZZ
+@given(body=responses_bodies)
+def test_no_responses_body_reaches_a_500(client: tuple[TestClient[Any], respx.MockRouter], body: Any,
+                                         errors_logged: list[logging.LogRecord]) -> None:
+    r = client[0].post("/v1/responses", content=json.dumps(body))
+    _envelope_or_answer(r)
+    assert not [rec for rec in errors_logged if rec.exc_info]
+
+
 @pytest.mark.parametrize("raw", [
     b'{"model": "ultra-instinct", "messages": ' + b"[" * 1000 + b"]" * 1000 + b"}",
     b"[" * 100000 + b"]" * 100000,

@@ -1,0 +1,53 @@
+"""Dialects: the request and answer shapes clients speak, each converted at the edge.
+
+The engine speaks chat completions. A dialect turns its request body into a chat body
+(`prepare`), the engine's whole answer into its own (`answer`), and the engine's chunks
+into its own events (`writer`). Errors reach the client in the dialect's own envelope.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+Json = dict[str, Any]
+
+
+class Writer(Protocol):
+    """One streamed answer in a dialect: each engine chunk becomes zero or more wire frames."""
+
+    def start(self) -> bytes: ...
+    def chunk(self, chunk: Json) -> bytes: ...
+    def failed(self, status: int, envelope: Json) -> bytes: ...
+    def end(self) -> bytes: ...
+
+
+class Dialect(Protocol):
+    name: str
+
+    async def prepare(self, body: Json, ctx: Context) -> Json:
+        """The chat completions body for the engine (InvalidRequest when the body is wrong)."""
+        ...
+
+    def answer(self, out: Json, ctx: Context) -> Json: ...
+
+    def writer(self, ctx: Context) -> Writer: ...
+
+    async def finished(self, ctx: Context) -> None:
+        """After the answer went out whole (a dialect that keeps answers keeps it here)."""
+        ...
+
+
+class Context:
+    """What one request's dialect conversion remembers between the request and its answer."""
+
+    __slots__ = ("body", "extra", "final", "key_id", "state")
+
+    def __init__(self, state: Any, key_id: str | None) -> None:
+        self.state = state
+        self.key_id = key_id
+        self.body: Json = {}
+        """The client's own body, as it sent it."""
+        self.extra: Json = {}
+        """What the dialect keeps for itself between `prepare` and the answer."""
+        self.final: Json | None = None
+        """The dialect's whole answer, once known (streamed answers are assembled by the writer)."""
