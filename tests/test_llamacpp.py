@@ -142,3 +142,30 @@ def test_the_cascade_reads_llama_cpp_python_s_logprobs(sdk: openai.OpenAI) -> No
     council = r.model_extra["council"]  # type: ignore[index]
     assert council["confidence_source"] == "logprobs" and 0 < council["confidence"] <= 1
     assert r.choices[0].logprobs is None  # asked for the cascade's sake, not shown to a client that did not ask
+
+
+@pytest.mark.parametrize("model", ["ultra-instinct", "agent-lite", "cascade"])
+def test_responses_and_messages_over_real_servers(stack: dict[str, object], sdk: openai.OpenAI, model: str) -> None:
+    import anthropic
+
+    r = sdk.responses.create(model=model, input="Say something about the river.", max_output_tokens=8,
+                             temperature=0)
+    assert r.status in ("completed", "incomplete") and r.output_text
+    assert r.usage is not None and r.usage.output_tokens > 0
+    with sdk.responses.stream(model=model, input="Say something.", max_output_tokens=8) as s:
+        streamed = "".join(e.delta for e in s if e.type == "response.output_text.delta")
+        assert s.get_final_response().output_text == streamed
+    claude = anthropic.Anthropic(base_url=str(stack["base"]).removesuffix("/v1"), api_key="unused", max_retries=0)
+    m = claude.messages.create(model=model, max_tokens=8, messages=[{"role": "user", "content": "Say something."}])
+    assert m.content and m.content[0].type == "text" and m.stop_reason in ("end_turn", "max_tokens")
+    with claude.messages.stream(model=model, max_tokens=8, messages=[{"role": "user", "content": "Hi."}]) as ms:
+        text = "".join(ms.text_stream)
+    assert ms.get_final_message().content[0].text == text  # type: ignore[union-attr]
+
+
+def test_legacy_completions_pass_through_to_a_real_server(sdk: openai.OpenAI) -> None:
+    c = sdk.completions.create(model="tiny-goku", prompt="The river", max_tokens=5)
+    assert c.choices[0].text is not None and c.usage is not None and c.usage.completion_tokens > 0
+    pieces = [ch.choices[0].text for ch in sdk.completions.create(model="tiny-goku", prompt="The river",
+                                                                  max_tokens=5, stream=True) if ch.choices]
+    assert pieces
