@@ -287,7 +287,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="shenron", description=DESCRIPTION)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    s = sub.add_parser("serve", help="run the proxy", description="Run the OpenAI-compatible proxy.")
+    s = sub.add_parser("serve", help="run the proxy",
+                       description="Run the proxy: OpenAI chat completions, the Responses API (Codex CLI), "
+                                   "Anthropic's Messages API (Claude Code), embeddings and legacy completions, "
+                                   "all under /v1.")
     s.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
     s.add_argument("--host", help="address to bind (default: [server] host, 127.0.0.1)")
     s.add_argument("--port", type=int, help="port to bind (default: [server] port, 8000)")

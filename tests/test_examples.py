@@ -44,3 +44,24 @@ def test_client_example_runs_against_a_proxy(tmp_path: Path, procs: list[Proc]) 
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[0] == "42"
     assert "winner: a" in done.stdout and "streamed: 42" in done.stdout
+
+
+@pytest.mark.integration
+def test_dialect_examples_run_against_a_proxy(tmp_path: Path, procs: list[Proc]) -> None:
+    up, url = fake_upstream(tmp_path, "--models", "m", "--answer", "42")
+    procs.append(up)
+    proxy, base = shenron(tmp_path, f'[backends.a]\nurl = "{url}"\nmodel = "m"\n'
+                                    '[models.ultra-instinct]\nstrategy = "single"\nmembers = ["a"]\n')
+    procs.append(proxy)
+    env = {"OPENAI_BASE_URL": base, "ANTHROPIC_BASE_URL": base.removesuffix("/v1"), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / "responses_client.py")], capture_output=True,
+                          text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "42" and "winner: a" in lines[1] and lines[2] == "42" and lines[3] == "streamed: 42"
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / "anthropic_client.py")], capture_output=True,
+                          text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "42" and "stop: end_turn" in lines[1] and "winner: a" in lines[1]
+    assert lines[2] == "streamed: 42" and lines[3].startswith("prompt tokens (estimated): ")
