@@ -18,7 +18,6 @@ from proxy.dialects import Context, Dialect, Writer
 from proxy.requests import call_of, decode
 from proxy.streaming import EventStream, watched
 from routing import spend
-from routing.health import begin_notes
 from routing.router import Router
 from routing.spend import Spend
 from routing.strategies import Call
@@ -61,7 +60,6 @@ async def handle(request: Request[Any, Any, Any], state: State, dialect: Dialect
         call = call_of(await dialect.prepare(ctx.body, ctx))
         if request.headers.get("x-shenron-validate", "").lower() in ("1", "true", "yes"):
             call.extras["validate"] = True
-        begin_notes()
         t.request_id, t.stream, t.model = call.id, call.stream, call.model
         call.may = functools.partial(allows, t.principal.tier)  # what the key may reach, wherever it travels
         strategy = router.resolve(call.model, call.may)

@@ -1,4 +1,4 @@
-"""Backend health: probes per server kind, circuit breakers, GPU pools, warm-up, per-call notes.
+"""Backend health: probes per server kind, circuit breakers, GPU pools, warm-up, notes on each call.
 
 Every backend has a `Guard`. Each real request passes through it: it waits for a slot in the
 backend's GPU pool (the wait is noted), and its outcome feeds the breaker. Background probes
@@ -15,13 +15,12 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
 
-from routing import rules
+from routing import rules, spend
 from routing.config import BackendConfig, Config
 from routing.errors import MemberFailure, UpstreamStatus
 
@@ -31,34 +30,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("shenron")
 Json = dict[str, Any]
 
-NOTES: ContextVar[dict[str, Json] | None] = ContextVar("shenron_call_notes", default=None)
-"""Per request: what the guards noticed about each member (queue time, cold start), for the metadata."""
-
-
 def unusable(backend: Any) -> str | None:
     """Why a member should not be asked now (open breaker, loading), or None."""
     guard = getattr(backend, "guard", None)
     return guard.usable() if guard is not None else None
-
-
-def notes_for(member: str) -> Json:
-    notes = NOTES.get()
-    return notes.get(member, {}) if notes else {}
-
-
-def begin_notes() -> dict[str, Json]:
-    notes: dict[str, Json] = {}
-    NOTES.set(notes)
-    return notes
-
-
-def _note(member: str, **fields: Any) -> None:
-    notes = NOTES.get()
-    if notes is None:
-        return
-    entry = notes.setdefault(member, {})
-    for k, v in fields.items():
-        entry[k] = entry.get(k, 0) + v if isinstance(v, int) and not isinstance(v, bool) else v
 
 
 class Pool:
@@ -169,9 +144,9 @@ class Guard:
         queued = await slot.__aenter__() if slot else 0
         try:
             if self.pool is not None:
-                _note(self.name, queue_ms=queued)
+                spend.note(queue_ms=queued)
             if self.loaded is False or self.loading:
-                _note(self.name, cold_start=True)
+                spend.note(cold_start=True)
             try:
                 yield
             except MemberFailure as e:

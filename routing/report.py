@@ -128,10 +128,18 @@ def cost(usage: Mapping[str, Any] | None, cfg: BackendConfig) -> float:
 
 def priced(members: list[MemberReport], backends: Mapping[str, _HasConfig]) -> list[MemberReport]:
     """Fill each member's cost from its usage and its backend's prices, and what its guard noticed."""
-    from routing.health import notes_for
+    from routing.spend import calls
 
+    made = calls()
     for m in members:
-        noted = notes_for(m.name)
+        # a report that was asked is matched to its member's first call not yet matched (a debate
+        # asks one member several times, one after another): each report carries its own call's wait
+        call = next((c for c in made if c.report is m), None)
+        if call is None and m.status != "skipped":
+            call = next((c for c in made if c.name == m.name and c.report is None), None)
+            if call is not None:
+                call.report = m
+        noted = call.notes if call is not None else {}
         if "queue_ms" in noted and m.queue_ms is None:
             m.queue_ms = noted["queue_ms"]
         if noted.get("cold_start") and m.status == "ok":

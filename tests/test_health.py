@@ -8,10 +8,10 @@ from typing import Any
 import httpx
 import respx
 
-from routing import config
+from routing import config, spend
 from routing.config import BackendConfig, CouncilModel
 from routing.errors import MemberFailure, UpstreamStatus
-from routing.health import Guard, Health, Pool, begin_notes
+from routing.health import Guard, Health, Pool
 from routing.strategies import Call, Council
 from tests.fakes import FakeBackend
 
@@ -135,11 +135,38 @@ async def test_probes_per_server_kind_and_cold_starts() -> None:
             await health.probe_all()
             assert health.guards["ollama"].loaded is False and health.guards["llama"].loading
             assert "loading" in (health.guards["llama"].usable() or "")
-            notes = begin_notes()
+            made = spend.begin()
             await backends["ollama"].complete({"messages": [{"role": "user", "content": "hi"}]})
-            assert notes["ollama"]["cold_start"] is True and notes["ollama"]["queue_ms"] >= 0
+            assert made[0].notes["cold_start"] is True and made[0].notes["queue_ms"] >= 0
             assert health.guards["ollama"].loaded is True
             await health.warm_all()
             sent = generate.calls[0].request
             assert b'"keep_alive"' in sent.content and b'"qwen2.5:7b"' in sent.content
             assert chat.call_count == 1
+
+
+async def test_each_report_carries_its_own_calls_notes() -> None:
+    """Notes were keyed by member name: every call of a member asked twice in a debate reported the same
+    cold start. The proposer's call loaded the model; the refiner's, by the same member, did not."""
+    from routing.config import DuoDebateModel
+    from routing.strategies import Call, ThinkingStrategy
+
+    cfg = config.parse('[backends.lead]\nurl = "http://lead.test/v1"\nmodel = "l"\n'
+                       '[backends.critic]\nurl = "http://critic.test/v1"\nmodel = "c"\n')
+    answer = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "42"}, "finish_reason": "stop"}],
+              "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}
+    async with httpx.AsyncClient() as client:
+        from routing.backends import build
+        backends = {n: build(n, b, client) for n, b in cfg.backends.items()}
+        backends["lead"].guard.loaded = False  # not loaded: the first call is a cold start
+        with respx.mock() as m:
+            m.post("http://lead.test/v1/chat/completions").respond(json=answer)
+            m.post("http://critic.test/v1/chat/completions").respond(json=answer)
+            spend.begin()
+            s = ThinkingStrategy("duo", DuoDebateModel(members=["lead", "critic"]), backends)
+            out = await s.complete(Call(body={"messages": [{"role": "user", "content": "6 x 7?"}]}, model="duo",
+                                        stream=False, include_usage=False, id="x", created=0))
+    members = out["council"]["members"]
+    assert [(m["name"], m["role"]) for m in members] == [("lead", "proposer"), ("critic", "critic"),
+                                                         ("lead", "refiner")]
+    assert [m.get("cold_start", False) for m in members] == [True, False, False]
