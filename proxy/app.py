@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import time
@@ -24,14 +23,12 @@ from proxy import status as status_page
 from proxy.accounting import Books
 from proxy.auth import Gate, allows
 from proxy.cache import Cache, MemoryCache, RedisCache
-from proxy.dialects import messages as messages_dialect
 from proxy.dialects.chat import CHAT
 from proxy.dialects.messages import MESSAGES
 from proxy.dialects.responses import RESPONSES
 from proxy.limits import Counters, MemoryCounters, RedisCounters, Windows
 from proxy.metrics import CONTENT_TYPE as METRICS_TYPE
 from proxy.metrics import Metrics
-from proxy.requests import decode
 from proxy.store import Store, open_store
 from proxy.streaming import EventStream
 from routing import upstream
@@ -69,7 +66,14 @@ async def completions(request: Request[Any, Any, Any], state: State) -> Response
 
 @post("/v1/messages", status_code=200)
 async def messages(request: Request[Any, Any, Any], state: State) -> Response[bytes] | EventStream:
-    """Anthropic's Messages API (Claude Code, the `anthropic` SDKs); `?beta=true` is accepted and ignored."""
+    """Anthropic's Messages API (Claude Code, the `anthropic` SDKs); `?beta=true` is accepted and ignored.
+    A model an Anthropic backend serves gets the request as it is; any other is translated."""
+    try:
+        model = msgspec.json.decode(await request.body()).get("model")
+    except (msgspec.DecodeError, AttributeError):
+        model = None
+    if isinstance(model, str) and state.router.native(model, "anthropic"):
+        return await passthrough.handle(request, state, "/messages")
     return await serve.handle(request, state, MESSAGES)
 
 
@@ -104,12 +108,7 @@ async def delete_response(response_id: FromPath[str], request: Request[Any, Any,
 
 @post("/v1/messages/count_tokens", status_code=200)
 async def count_tokens(request: Request[Any, Any, Any], state: State) -> Response[bytes]:
-    gate: Gate = state.gate
-    principal = await gate.principal(serve.credentials(request.headers))
-    body = decode(await request.body())
-    state.router.resolve(str(body.get("model")), functools.partial(allows, principal.tier))
-    gate.authorize(principal, str(body.get("model")))
-    return _json({"input_tokens": messages_dialect.count_tokens(body)})
+    return await passthrough.count_tokens(request, state)
 
 
 async def _visible(request: Request[Any, Any, Any], state: State) -> list[dict[str, Any]]:

@@ -1,8 +1,11 @@
-"""`POST /v1/embeddings` and `POST /v1/completions`: sent as they are to the backend serving the model.
+"""Requests sent as they are to the backend serving the model.
 
-No council answers these (there is no vote over vectors or a fill-in-the-middle); the model is
-a backend's name, its model, or an id it reported, as for any pass-through model. The request
-is authorized, limited and accounted like a chat request, and its `council` says who answered.
+`POST /v1/embeddings` and `POST /v1/completions` always (no council answers these: there is no
+vote over vectors or a fill-in-the-middle), and `POST /v1/messages` when the model is served by
+an Anthropic backend, so nothing of Anthropic's own (thinking signatures, cache control, server
+tools) is lost on a round trip through OpenAI's shape. The model is a backend's name, its model,
+or an id it reported, as for any pass-through model. The request is authorized, limited and
+accounted like a chat request, and a whole answer's `council` says who answered.
 """
 
 from __future__ import annotations
@@ -34,10 +37,39 @@ _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
 
 
+def usage_of(event: Any) -> Json | None:
+    """OpenAI usage from an answer or stream event of either API (Anthropic's counts are renamed)."""
+    if not isinstance(event, dict):
+        return None
+    usage = event.get("usage")
+    if not isinstance(usage, dict) and isinstance(event.get("message"), dict):
+        usage = event["message"].get("usage")  # Anthropic's message_start
+    if not isinstance(usage, dict):
+        return None
+    if "input_tokens" in usage or "output_tokens" in usage:
+        p, c = int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0)
+        return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+    return usage
+
+
+def _merge(a: Json | None, b: Json | None) -> Json | None:
+    """Anthropic streams input tokens at the start and output tokens at the end: keep the larger of each."""
+    if a is None or b is None:
+        return b or a
+    p = max(int(a.get("prompt_tokens") or 0), int(b.get("prompt_tokens") or 0))
+    c = max(int(a.get("completion_tokens") or 0), int(b.get("completion_tokens") or 0))
+    return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+
+
 def _check(path: str, body: Json) -> str:
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequest("Missing required parameter: 'model'.", param="model", code="missing_required_parameter")
+    if path == "/messages":
+        from proxy.dialects.messages import to_chat
+
+        to_chat(body)  # the same checks, and the same 400s, as for a translated request
+        return model
     key = "input" if path == "/embeddings" else "prompt"
     value = body.get(key)
     if value is None:
@@ -95,7 +127,7 @@ async def handle(request: Request[Any, Any, Any], state: State, path: str) -> Re
             out = _decode(raw)
             if not isinstance(out, dict):
                 raise InvalidRequest(f"backend {member!r} answered {path} with something other than an object")
-            spent.usage = out.get("usage") if isinstance(out.get("usage"), dict) else None
+            spent.usage = usage_of(out)
         out["council"] = _report(model, member, asked_model, "ok", timer, spent.usage, router)
         await books.finish(t, 200, out["council"])
         return Response(_encode(out), media_type="application/json")
@@ -118,9 +150,7 @@ async def _relay(resp: httpx.Response, books: Books, t: Ticket, member: str, mod
                     for line in (tail + piece).split(b"\n"):
                         if line.startswith(b"data: {") and b'"usage"' in line:
                             with contextlib.suppress(msgspec.DecodeError):
-                                event = _decode(line[6:])
-                                if isinstance(event, dict) and isinstance(event.get("usage"), dict):
-                                    usage = event["usage"]
+                                usage = _merge(usage, usage_of(_decode(line[6:])))
                 tail = piece.rsplit(b"\n", 1)[-1]
         except httpx.HTTPError as e:
             council = _report(t.model, member, model, "error", timer, usage, router, error=str(e) or type(e).__name__)
@@ -133,3 +163,29 @@ async def _relay(resp: httpx.Response, books: Books, t: Ticket, member: str, mod
         raise
     finally:
         await resp.aclose()
+
+
+async def count_tokens(request: Request[Any, Any, Any], state: State) -> Response[bytes]:
+    """`POST /v1/messages/count_tokens`: Anthropic's own count for a model an Anthropic backend serves,
+    else an estimate (about four characters a token: there is no tokenizer of every backend here)."""
+    from proxy.dialects.messages import count_tokens as estimate
+
+    gate: Gate = state.gate
+    router: Router = state.router
+    principal = await gate.principal(credentials(request.headers))
+    body = decode(await request.body())
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest("Missing required parameter: 'model'.", param="model", code="missing_required_parameter")
+    visible = functools.partial(allows, principal.tier)
+    router.resolve(model, visible)
+    gate.authorize(principal, model)
+    if not router.native(model, "anthropic"):
+        return Response(_encode({"input_tokens": estimate(body)}), media_type="application/json")
+    member, upstream_model = router.backend_for(model, visible)
+    resp = await router.backends[member].forward("/messages/count_tokens", body, upstream_model)
+    try:
+        raw = await resp.aread()
+    finally:
+        await resp.aclose()
+    return Response(raw, media_type="application/json")

@@ -234,8 +234,11 @@ class AnthropicBackend(OpenAIBackend):
         if key:
             self.headers["x-api-key"] = key
 
-    forwards: frozenset[str] = frozenset()
-    """Anthropic serves neither embeddings nor legacy completions."""
+    forwards: frozenset[str] = frozenset({"/messages", "/messages/count_tokens"})
+    """A Messages request goes to Anthropic as it is (no embeddings, no legacy completions there)."""
+
+    def _forward_url(self, path: str) -> str:
+        return self.chat_url.removesuffix("/messages") + path
 
     def _request(self, body: Json, stream: bool, model: str | None) -> httpx.Request:
         upstream = to_messages(body, model or self.model)

@@ -228,7 +228,7 @@ class OpenAIBackend:
         if path not in self.forwards:
             raise UpstreamStatus(self.name, 400, f"backend {self.name!r} ({type(self).__name__}) does not serve "
                                  f"{path}", "invalid_request_error", "unsupported_endpoint", None)
-        url = httpx.URL(self.cfg.url.rstrip("/") + path)
+        url = httpx.URL(self._forward_url(path))
         headers = httpx.Headers([("host", url.netloc.decode("ascii")), *self.headers.items()])
         request = httpx.Request("POST", url, headers=headers, content=_encode({**body, "model": model or self.model}),
                                 extensions={"timeout": self.timeout.as_dict()})
@@ -245,6 +245,9 @@ class OpenAIBackend:
 
     forwards: frozenset[str] = frozenset({"/embeddings", "/completions"})
     """Endpoints besides chat that `forward` may reach on this kind of server."""
+
+    def _forward_url(self, path: str) -> str:
+        return self.cfg.url.rstrip("/") + path
 
     async def list_models(self) -> list[str]:
         """Model ids the server says it serves (GET /models)."""

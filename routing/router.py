@@ -106,6 +106,14 @@ class Router:
         assert isinstance(strategy, Single)
         return strategy.order[0], strategy.model
 
+    def native(self, model: str, kind: str) -> bool:
+        """Whether `model` passes straight through to one backend of this `kind` (a request in that
+        backend's own dialect can then go as it is)."""
+        if model in self.virtual:
+            return False
+        strategy = self._direct.get(model) or self._passthrough(model)
+        return isinstance(strategy, Single) and self.cfg.backends[strategy.order[0]].kind == kind
+
     def _passthrough(self, model: str) -> Strategy | None:
         if model in self.backends:
             return Single(model, [model], self.backends, label="passthrough")

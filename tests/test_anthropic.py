@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
@@ -230,3 +231,35 @@ def test_an_anthropic_url_works_with_or_without_v1(url: str) -> None:
     b = AnthropicBackend("claude", BackendConfig(url=url, model="m", kind="anthropic"), httpx.AsyncClient())
     assert b.chat_url == "https://api.anthropic.test/v1/messages"
     assert b.models_url == "https://api.anthropic.test/v1/models"
+
+
+def test_a_messages_request_to_an_anthropic_backend_goes_through_as_it_is(tmp_path: Any) -> None:
+    """Thinking, cache control and Anthropic's own fields survive: nothing is translated on the way."""
+    with respx.mock(assert_all_called=False) as m:
+        m.get("http://local.test/v1/models").respond(json={"data": [{"id": "qwen"}]})
+        m.get(f"{URL}/models").respond(json={"data": [{"id": "claude-sonnet-4", "type": "model"}]})
+        upstream = m.post(f"{URL}/messages").mock(
+            side_effect=lambda req: sse(*STREAM) if json.loads(req.content).get("stream")
+            else httpx.Response(200, json=MESSAGE))
+        counted = m.post(f"{URL}/messages/count_tokens").respond(json={"input_tokens": 1234})
+        cfg = config.parse(CONFIG + f'\n[store]\npath = "{tmp_path}/ledger.db"\n')
+        with TestClient(create_app(cfg)) as client:
+            body = {"model": "claude-sonnet-4", "max_tokens": 1024,
+                    "thinking": {"type": "enabled", "budget_tokens": 512},
+                    "system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
+                    "messages": [{"role": "user", "content": "hi"}]}
+            r = client.post("/v1/messages", json=body, headers={"x-api-key": "unused"})
+            assert r.status_code == 200 and r.json()["content"] == MESSAGE["content"]
+            assert r.json()["council"]["strategy"] == "passthrough"
+            assert r.json()["council"]["members"][0]["cost_usd"] == pytest.approx((12 * 3.0 + 5 * 15.0) / 1e6)
+            sent = json.loads(upstream.calls[0].request.content)
+            assert sent == body and "x-api-key" not in upstream.calls[0].request.headers  # the client's stays here
+            streamed = client.post("/v1/messages", json={**body, "stream": True})
+            assert streamed.text == sse(*STREAM).text  # byte for byte, Anthropic's own events
+            r = client.post("/v1/messages/count_tokens", json=body)
+            assert r.json() == {"input_tokens": 1234} and json.loads(counted.calls[0].request.content) == body
+            r = client.post("/v1/messages", json={**body, "max_tokens": None})
+            assert r.status_code == 400 and r.json()["type"] == "error"  # checked here first, as translated ones
+            rows = sqlite3.connect(tmp_path / "ledger.db").execute(
+                "SELECT prompt_tokens, completion_tokens, stream FROM ledger WHERE status = 200 ORDER BY ts").fetchall()
+            assert rows == [(12, 5, 0), (12, 9, 1)]  # the stream: input from message_start, output at the end
