@@ -89,5 +89,8 @@ def tracked(name: str, model: str, cfg: BackendConfig) -> Iterator[Spend]:
         entry.end("cancelled")
         raise
     finally:
-        CURRENT.reset(token)
+        try:
+            CURRENT.reset(token)
+        except ValueError:  # a stream's generator closed from another task: that context is not ours
+            pass
     entry.end("ok")
