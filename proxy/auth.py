@@ -24,19 +24,16 @@ within this time); an unknown key is always looked up, so a key created while th
 
 
 class Unauthorized(ShenronError):
-    status = 401
     type = "invalid_request_error"
     code = "invalid_api_key"
 
 
 class Forbidden(ShenronError):
-    status = 403
     type = "permission_error"
     code = "model_not_allowed"
 
 
 class RateLimited(ShenronError):
-    status = 429
     type = "rate_limit_error"
     code = "rate_limit_exceeded"
 

@@ -9,7 +9,19 @@ import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
-from routing.errors import ShenronError
+from proxy.auth import Forbidden, RateLimited, Unauthorized
+from proxy.streaming import ClientDisconnected
+from routing.errors import (
+    AllMembersFailed,
+    InvalidRequest,
+    MemberFailure,
+    MemberTimeout,
+    ModelNotFound,
+    NoBackends,
+    NotAllowed,
+    ShenronError,
+    UpstreamStatus,
+)
 
 log = logging.getLogger("shenron")
 _encode = msgspec.json.Encoder().encode
@@ -25,6 +37,34 @@ _HTTP_CODES = {
 }
 
 
+STATUS: dict[type[ShenronError], int] = {
+    InvalidRequest: 400,
+    Unauthorized: 401,
+    Forbidden: 403,
+    NotAllowed: 403,
+    ModelNotFound: 404,
+    RateLimited: 429,
+    ClientDisconnected: 499,  # nginx's: the client left before the answer; nobody reads it
+    MemberFailure: 502,
+    AllMembersFailed: 502,
+    NoBackends: 503,
+    MemberTimeout: 504,
+}
+"""The HTTP status of each engine and edge error, by its class or the nearest class it derives from;
+an upstream 4xx keeps its own status, and a council whose members all timed out is a 504."""
+
+
+def status_of(exc: ShenronError) -> int:
+    if isinstance(exc, UpstreamStatus) and exc.passes_on:
+        return exc.upstream_status
+    if isinstance(exc, AllMembersFailed) and exc.timed_out:
+        return 504
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
+
+
 def envelope(message: str, type: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
     return {"error": {"message": message, "type": type, "param": param, "code": code}}
 
@@ -32,7 +72,7 @@ def envelope(message: str, type: str, param: str | None = None, code: str | None
 def classify(exc: BaseException) -> tuple[int, str]:
     """Status and error code of a failure, for accounting; logs nothing."""
     if isinstance(exc, ShenronError):
-        return exc.status, exc.code or exc.type
+        return status_of(exc), exc.code or exc.type
     if isinstance(exc, HTTPException):
         return exc.status_code, _HTTP_CODES.get(exc.status_code, ("", "http_error"))[1] or "http_error"
     return 500, "internal_error"
@@ -41,7 +81,7 @@ def classify(exc: BaseException) -> tuple[int, str]:
 def of(exc: BaseException) -> tuple[int, dict[str, Any]]:
     """Status and envelope for any exception; unexpected ones are logged, never shown as a traceback."""
     if isinstance(exc, ShenronError):
-        return exc.status, envelope(exc.message, exc.type, exc.param, exc.code)
+        return status_of(exc), envelope(exc.message, exc.type, exc.param, exc.code)
     if isinstance(exc, HTTPException):
         status = exc.status_code
         etype, code = _HTTP_CODES.get(status, ("server_error" if status >= 500 else "invalid_request_error", None))

@@ -25,7 +25,6 @@ CLIENT_LEFT = "shenron: the client disconnected"
 class ClientDisconnected(ShenronError):
     """The client closed its connection before the answer was sent (nginx's 499; nobody reads it)."""
 
-    status = 499
     type = "client_disconnected"
     code = "client_disconnected"
 

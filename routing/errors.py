@@ -1,12 +1,15 @@
-"""Typed errors of the engine. Only the edge turns them into OpenAI's error envelope."""
+"""Typed errors of the engine: what went wrong, in OpenAI's error `type` and `code` words.
+
+Which HTTP status each one is, and the envelope it is sent in, is the edge's business
+(`proxy.errors.STATUS`): the engine knows no HTTP.
+"""
 
 from __future__ import annotations
 
 
 class ShenronError(Exception):
-    """An error with the HTTP status and OpenAI error fields it should surface as."""
+    """An error with the OpenAI error fields it should surface as."""
 
-    status: int = 500
     type: str = "server_error"
     code: str | None = None
 
@@ -19,13 +22,11 @@ class ShenronError(Exception):
 
 
 class InvalidRequest(ShenronError):
-    status = 400
     type = "invalid_request_error"
     code = "invalid_request"
 
 
 class ModelNotFound(ShenronError):
-    status = 404
     type = "invalid_request_error"
     code = "model_not_found"
 
@@ -33,13 +34,11 @@ class ModelNotFound(ShenronError):
 class NotAllowed(ShenronError):
     """A virtual model would reach only models outside the caller's tier."""
 
-    status = 403
     type = "permission_error"
     code = "model_not_allowed"
 
 
 class NoBackends(ShenronError):
-    status = 503
     type = "service_unavailable"
     code = "no_backends"
 
@@ -47,7 +46,6 @@ class NoBackends(ShenronError):
 class MemberFailure(ShenronError):
     """One member could not answer. `kind` becomes the member's status in the metadata."""
 
-    status = 502
     type = "upstream_error"
     code: str | None = "upstream_error"
     kind = "error"
@@ -59,7 +57,6 @@ class MemberFailure(ShenronError):
 
 
 class MemberTimeout(MemberFailure):
-    status = 504
     type = "timeout_error"
     code = "upstream_timeout"
     kind = "timeout"
@@ -74,12 +71,16 @@ class UpstreamStatus(MemberFailure):
         self.upstream_status = status
         self.upstream_message = message
         if 400 <= status < 500:
-            self.status = status
             self.message = message
             self.type = etype or "invalid_request_error"
             self.code = code
         else:
             self.code = code or "upstream_error"
+
+    @property
+    def passes_on(self) -> bool:
+        """An upstream 4xx goes back to the client with its own status and message."""
+        return 400 <= self.upstream_status < 500
 
     @property
     def is_client_error(self) -> bool:
@@ -90,7 +91,6 @@ class UpstreamStatus(MemberFailure):
 class AllMembersFailed(ShenronError):
     """No member produced an answer; the message lists every member's failure."""
 
-    status = 502
     type = "upstream_error"
     code = "all_members_failed"
 
@@ -98,7 +98,7 @@ class AllMembersFailed(ShenronError):
         detail = "; ".join(f"{f.member}: {f.reason}" for f in failures) or "no member was tried"
         super().__init__(f"{what}: {detail}")
         self.failures = failures
-        if deadline or (failures and all(isinstance(f, MemberTimeout) for f in failures)):
-            self.status = 504
+        self.timed_out = deadline or bool(failures and all(isinstance(f, MemberTimeout) for f in failures))
+        if self.timed_out:
             self.type = "timeout_error"
             self.code = "upstream_timeout"

@@ -13,6 +13,7 @@ import respx
 from litestar.testing import TestClient
 
 from proxy.app import create_app
+from proxy.errors import status_of
 from routing import config
 from routing.anthropic import AnthropicBackend, to_messages
 from routing.config import BackendConfig
@@ -144,7 +145,7 @@ async def test_error_event_and_error_status_name_the_member(backend: Any) -> Non
         "type": "invalid_request_error", "message": "messages: roles must alternate"}})
     with pytest.raises(UpstreamStatus) as e:
         await b.complete({"messages": [{"role": "user", "content": "hi"}]})
-    assert e.value.status == 400 and "roles must alternate" in e.value.message
+    assert status_of(e.value) == 400 and "roles must alternate" in e.value.message
 
 
 CONFIG = f"""

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from proxy.errors import status_of
 from routing.config import CouncilModel
 from routing.errors import AllMembersFailed
 from routing.strategies import Call, Council
@@ -75,7 +76,7 @@ async def test_fewer_answers_than_min_answers_is_a_502_listing_every_failure() -
     members = [FakeBackend("a", "42"), FakeBackend("b", fail="HTTP 500: boom"), FakeBackend("c", fail="refused")]
     with pytest.raises(AllMembersFailed) as e:
         await council(members, min_answers=2).complete(call())
-    assert e.value.status == 502
+    assert status_of(e.value) == 502
     assert "got 1 answer(s) but needs 2" in e.value.message
     assert "b: HTTP 500: boom" in e.value.message and "c: refused" in e.value.message
 
@@ -84,7 +85,7 @@ async def test_the_deadline_is_a_504_and_stops_the_stragglers() -> None:
     members = [FakeBackend("a", "42"), FakeBackend("b", delay=5), FakeBackend("c", delay=5)]
     with pytest.raises(AllMembersFailed) as e:
         await council(members, min_answers=2, timeout_s=0.2).complete(call())
-    assert e.value.status == 504 and "b: no answer within the council's 0.2s" in e.value.message
+    assert status_of(e.value) == 504 and "b: no answer within the council's 0.2s" in e.value.message
     assert members[1].history == ["request", "cancelled"]
 
 
