@@ -44,7 +44,11 @@ def _describe(cfg: Config) -> str:
     lines = [f"config: {cfg.source}"]
     if cfg.backends:
         lines.append("backends: " + ", ".join(f"{n} ({b.model} at {redacted(b.url)})" for n, b in cfg.backends.items()))
-        lines.append("virtual models: " + (", ".join(cfg.models) or "none"))
+        if cfg.defined:
+            lines.append("virtual models:")
+            lines += [f"  {name}: {why}" for name, why in cfg.defined.items()]
+        else:
+            lines.append("virtual models: " + (", ".join(cfg.models) or "none"))
     else:
         lines.append("No backends configured or found. Shenron is up, but chat requests will get 503 until "
                      "you write a config (see README) or start a local model server and restart.")

@@ -114,6 +114,29 @@ class SingleModel(_Routed, tag="single", tag_field="strategy"):
     """Answer identical deterministic requests from a cache for this long (0: off)."""
 
 
+def backend_of(member: str) -> str:
+    """The backend behind a member's name: `smol#2` (the second sample of `smol`) is `smol`."""
+    name, sep, n = member.rpartition("#")
+    return name if sep and n.isdigit() else member
+
+
+def samples(members: list[str]) -> list[tuple[str, str]]:
+    """Each mention of a member as (its name in the metadata, its backend): a backend named once keeps
+    its name; one named several times is several samples, `smol#1`, `smol#2`, ..."""
+    counts: dict[str, int] = {}
+    for m in members:
+        counts[m] = counts.get(m, 0) + 1
+    seen: dict[str, int] = {}
+    out = []
+    for m in members:
+        if counts[m] == 1:
+            out.append((m, m))
+        else:
+            seen[m] = seen.get(m, 0) + 1
+            out.append((f"{m}#{seen[m]}", m))
+    return out
+
+
 class CouncilModel(_Routed, tag="council", tag_field="strategy"):
     """agent-lite / full-council: every member at once, merged by weighted vote."""
 
@@ -125,6 +148,12 @@ class CouncilModel(_Routed, tag="council", tag_field="strategy"):
     chairman: str | None = None
     similarity: float = 0.8
     """Lexical similarity (0..1) at which two free-text answers join one cluster."""
+    sample_temperature: float | None = None
+    """A member named more than once in `members` is sampled once per mention (`smol#1`, `smol#2`, ...,
+    each with its own seed); at this temperature unless the client set one."""
+    tie_break: Literal["weight", "logprob"] = "weight"
+    """Between clusters of equal weight: the one with the heaviest member, or the most confident answer
+    (mean token logprob; members are asked for logprobs). Arrival order only when that ties too."""
     early_decision: bool = True
     heartbeat_s: float = 5.0
     description: str = ""
@@ -266,6 +295,8 @@ class Config(_Base):
     gpus: dict[str, GpuConfig] = {}
     source: str | None = None
     """Where this config came from (a path, or a note about discovery); not read from TOML."""
+    defined: dict[str, str] = {}
+    """Discovery's virtual models and why each is what it is, for `serve` to print; not read from TOML."""
 
 
 _PATH_RE = re.compile(r" - at `\$\.?(.*)`$")
@@ -396,7 +427,7 @@ def _model_refs(vm: VirtualModel) -> tuple[list[tuple[str, list[str]]], list[str
     if isinstance(vm, SingleModel):
         fields.append(("fallbacks", vm.fallbacks))
         return fields, faults
-    fields.append(("weights", list(vm.weights)))
+    fields.append(("weights", [backend_of(w) for w in vm.weights]))
     if not 0.0 < vm.similarity <= 1.0:
         faults.append("similarity`: must be in (0, 1]")
     if isinstance(vm, ThinkingModel):
@@ -408,6 +439,8 @@ def _model_refs(vm: VirtualModel) -> tuple[list[tuple[str, list[str]]], list[str
         return fields, faults
     if vm.chairman is not None:
         fields.append(("chairman", [vm.chairman]))
+    if vm.sample_temperature is not None and not 0 <= vm.sample_temperature <= 2:
+        faults.append("sample-temperature`: must be between 0 and 2")
     if vm.merge == "synthesize" and vm.chairman is None:
         faults.append("chairman`: merge = \"synthesize\" needs a chairman")
     if not 1 <= vm.min_answers:

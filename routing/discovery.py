@@ -30,18 +30,45 @@ async def _probe(client: httpx.AsyncClient, kind: str, port: int, timeout_s: flo
     return [(f"{kind}/{mid}", url, mid) for mid in ids]
 
 
-def virtual_models(names: list[str]) -> dict[str, VirtualModel]:
-    """ultra-instinct over the first model (the rest as fallbacks), councils over the first three and six."""
+SAMPLE_TEMPERATURE = 0.7
+"""Temperature of each sample when a council asks one model several times (unless the client sets one)."""
+
+
+def _fill(names: list[str], n: int) -> list[str]:
+    """`n` members from the models found: each once while they last, then again in turn (a model named
+    again is one more independent sample of it)."""
+    return [names[i % len(names)] for i in range(n)]
+
+
+def _council(names: list[str], n: int) -> tuple[CouncilModel, str]:
+    members = names[:n] if len(names) >= n else _fill(names, n)
+    repeated = len(set(members)) < len(members)
+    vm = CouncilModel(members=members, min_answers=2, sample_temperature=SAMPLE_TEMPERATURE if repeated else None)
+    if not repeated:
+        why = f"{n} different models vote"
+    elif len(names) == 1:
+        why = f"{n} samples of {names[0]} vote (self-consistency, temperature {SAMPLE_TEMPERATURE:g})"
+    else:
+        counts = {m: members.count(m) for m in dict.fromkeys(members)}
+        why = (f"{n} votes from {len(names)} models: " + ", ".join(f"{m} x{c}" for m, c in counts.items())
+               + f" (repeated ones are samples at temperature {SAMPLE_TEMPERATURE:g})")
+    return vm, why
+
+
+def virtual_models(names: list[str]) -> tuple[dict[str, VirtualModel], dict[str, str]]:
+    """The virtual models over the models found, and why each is what it is: ultra-instinct over the first
+    (the rest as fallbacks); agent-lite and full-council with 3 and 6 votes, from as many different models
+    as were found and samples of them for the rest (self-consistency: one model sampled several times
+    and voting gains accuracy); cascade from ultra-instinct to full-council."""
     if not names:
-        return {}
-    models: dict[str, VirtualModel] = {
-        "ultra-instinct": SingleModel(members=names[:1], fallbacks=names[1:4]),
-    }
-    if len(names) >= 2:
-        models["agent-lite"] = CouncilModel(members=names[:3], min_answers=min(2, len(names[:3])))
-        models["full-council"] = CouncilModel(members=names[:6], min_answers=min(2, len(names[:6])))
-        models["cascade"] = CascadeModel(first="ultra-instinct", escalate_to="full-council")
-    return models
+        return {}, {}
+    models: dict[str, VirtualModel] = {"ultra-instinct": SingleModel(members=names[:1], fallbacks=names[1:4])}
+    why = {"ultra-instinct": f"{names[0]}" + (f", falling back to {', '.join(names[1:4])}" if names[1:4] else "")}
+    models["agent-lite"], why["agent-lite"] = _council(names, 3)
+    models["full-council"], why["full-council"] = _council(names, 6)
+    models["cascade"] = CascadeModel(first="ultra-instinct", escalate_to="full-council")
+    why["cascade"] = "ultra-instinct answers; full-council takes over on low confidence, a risky request, or asked"
+    return models, why
 
 
 async def discover(server: ServerConfig, timeout_s: float = 1.0) -> Config:
@@ -52,5 +79,6 @@ async def discover(server: ServerConfig, timeout_s: float = 1.0) -> Config:
         ))
     backends = {name: BackendConfig(url=url, model=model) for group in found for name, url, model in group}
     where = ", ".join(f"{k} :{p}" for k, p in KNOWN_SERVERS if p != server.port)
-    return Config(server=server, backends=backends, models=virtual_models(list(backends)),
+    models, why = virtual_models(list(backends))
+    return Config(server=server, backends=backends, models=models, defined=why,
                   source=f"built-in default (discovered {len(backends)} model(s) on {where})")

@@ -8,7 +8,7 @@ from typing import Any, Literal, Protocol
 
 import msgspec
 
-from routing.config import BackendConfig
+from routing.config import BackendConfig, backend_of
 from routing.errors import MemberFailure
 
 Status = Literal["ok", "error", "timeout", "cancelled", "skipped"]
@@ -78,6 +78,8 @@ class CouncilReport(msgspec.Struct, omit_defaults=True):
     degraded: bool = False
     decided_by: str | None = None
     agreement: float | None = None
+    majority: bool | None = None
+    """Whether the winning claim had more than half of the answering weight (a council's vote)."""
     clusters: list[ClusterReport] | None = None
     latency_ms: int = 0
     note: str | None = None
@@ -136,7 +138,7 @@ def priced(members: list[MemberReport], backends: Mapping[str, _HasConfig]) -> l
         # asks one member several times, one after another): each report carries its own call's wait
         call = next((c for c in made if c.report is m), None)
         if call is None and m.status != "skipped":
-            call = next((c for c in made if c.name == m.name and c.report is None), None)
+            call = next((c for c in made if c.name == backend_of(m.name) and c.report is None), None)
             if call is not None:
                 call.report = m
         noted = call.notes if call is not None else {}
@@ -144,7 +146,7 @@ def priced(members: list[MemberReport], backends: Mapping[str, _HasConfig]) -> l
             m.queue_ms = noted["queue_ms"]
         if noted.get("cold_start") and m.status == "ok":
             m.cold_start = True
-        b = backends.get(m.name)
+        b = backends.get(m.name) or backends.get(backend_of(m.name))
         if b is None:
             continue
         m.cloud = b.cfg.is_cloud

@@ -4,11 +4,15 @@
    "**42**", "\\boxed{42}", "Answer: B", a lone number or option letter, a trailing
    "so the result is 42"), code (whitespace and comments dropped; Python compared by AST),
    JSON (compared as data), tool calls (name plus arguments as data), else normalized text.
-2. `cluster` groups equal canonical forms; free-text answers also join a cluster when their
-   similarity to its first answer reaches the threshold. Similarity is the Sørensen–Dice
+2. `cluster` groups equal canonical forms. A short free-text answer is reduced to its claim
+   (`routing.claims`: the first clause's words that the question did not already say), so "The
+   capital of France is Paris." and "It's Paris!" agree; long claims and long free text join a
+   cluster when their similarity to its first answer reaches the threshold. Similarity is the Sørensen–Dice
    coefficient of the two answers' lowercased word multisets: 2·|A∩B| / (|A|+|B|).
-3. `winner` takes the heaviest cluster (ties: more members, then the earliest answer);
-   `agreement` is its weight over the weight of every member that answered.
+3. `ranked` puts the heaviest cluster first (ties: more members, then `tie-break`: the heaviest
+   single member or the highest mean logprob, and only then the earliest answer, which `tied`
+   reports); `agreement` is its weight over the weight of every member that answered, and
+   `has_majority` says whether that is more than half.
 4. `decided` says whether the vote can still change: no other cluster, nor a new one, could
    overtake the leader even if every outstanding member joined it.
 """
@@ -21,6 +25,8 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
+
+from routing import claims
 
 _FENCE = re.compile(r"```([\w+#.-]*)[^\n]*\n(.*?)```", re.S)
 _BOXED = re.compile(r"\\boxed\{([^{}]*(?:\{[^{}]*\}[^{}]*)*)\}")
@@ -96,8 +102,13 @@ def normalize(text: str) -> str:
     return " ".join(t.split()).strip(" .!")
 
 
-def canonical(text: str) -> str:
-    """The form two answers must share to count as the same claim."""
+LONG = 30
+"""Answers longer than this many words are compared as whole texts, not by their first claim."""
+
+
+def canonical(text: str, question: claims.Question = claims.NO_QUESTION) -> str:
+    """The form two answers must share to count as the same claim (`question`: its words, see
+    `routing.claims`, which are not part of any claim)."""
     data = _as_json(text)
     if data is not None:
         return "json:" + _dump(data)
@@ -108,6 +119,13 @@ def canonical(text: str) -> str:
                 return "json:" + _dump(data)
         return "|".join(canonical_code(body, lang) for lang, body in blocks)
     answer = final_answer(text)
+    if answer is not None or len(text.split()) <= LONG:
+        # a number asked for is read from the whole answer ("7*8 = 56. The answer is a simple ..."); else
+        # the stated final answer's claim, or the answer's own when that says nothing new
+        said = claims.claim(answer, question) if answer is not None and not question.numeric else None
+        said = said or claims.claim(text, question)
+        if said:
+            return "claim:" + " ".join(sorted(said))
     if answer is not None:
         return "answer:" + answer
     return "text:" + normalize(text)
@@ -144,10 +162,11 @@ class Ballot:
     """Arrival order: 0 for the first answer."""
     text: str = ""
     tool_calls: tuple[Any, ...] = ()
+    logprob: float | None = None
+    """Mean token logprob of the answer, when the member sent logprobs (for `tie-break = "logprob"`)."""
 
-    @property
-    def key(self) -> str:
-        return canonical_tool_calls(list(self.tool_calls)) if self.tool_calls else canonical(self.text)
+    def key(self, question: claims.Question = claims.NO_QUESTION) -> str:
+        return canonical_tool_calls(list(self.tool_calls)) if self.tool_calls else canonical(self.text, question)
 
 
 @dataclass
@@ -168,16 +187,37 @@ class Cluster:
         """The answer the council returns: the heaviest member's, the earliest among equals."""
         return min(self.ballots, key=lambda b: (-b.weight, b.order))
 
-    def rank(self) -> tuple[float, int, int]:
-        return (-self.weight, -len(self.ballots), self.first)
+    def rank(self, tie_break: str = "weight") -> tuple[float, int, float, int]:
+        """Heaviest first; between equals, by `tie_break` (the heaviest single member, or the most
+        confident answer by mean logprob); arrival order only when those tie too."""
+        if tie_break == "logprob":
+            lp = [b.logprob for b in self.ballots if b.logprob is not None]
+            second = -max(lp) if lp else float("inf")
+        else:
+            second = -max(b.weight for b in self.ballots)
+        return (-self.weight, -len(self.ballots), second, self.first)
 
 
-def cluster(ballots: list[Ballot], threshold: float = 0.8) -> list[Cluster]:
-    """Group ballots by canonical form, then free text by similarity; in arrival order."""
+TIE_BREAKS = ("weight", "logprob")
+
+
+def _claim_of(key: str) -> frozenset[str]:
+    return frozenset(key.removeprefix("claim:").split(" "))
+
+
+def cluster(ballots: list[Ballot], threshold: float = 0.8, question: str = "") -> list[Cluster]:
+    """Group ballots by canonical form (claims read against the `question`), then long claims by their
+    overlap and long free text by similarity; in arrival order."""
+    asked = claims.Question.of(question) if question else claims.NO_QUESTION
     clusters: list[Cluster] = []
     for b in sorted(ballots, key=lambda b: b.order):
-        key = b.key
+        key = b.key(asked)
         home = next((c for c in clusters if c.key == key), None)
+        if home is None and key.startswith("claim:"):
+            said = claims.sentence(b.text, asked)
+            home = next((c for c in clusters if c.key.startswith("claim:")
+                         and claims.agree(_claim_of(c.key), _claim_of(key), threshold,
+                                          claims.sentence(c.ballots[0].text, asked), said)), None)
         if home is None and key.startswith("text:"):
             home = next((c for c in clusters if c.key.startswith("text:")
                          and similarity(c.ballots[0].text, b.text) >= threshold), None)
@@ -188,8 +228,23 @@ def cluster(ballots: list[Ballot], threshold: float = 0.8) -> list[Cluster]:
     return clusters
 
 
-def ranked(clusters: list[Cluster]) -> list[Cluster]:
-    return sorted(clusters, key=Cluster.rank)
+def ranked(clusters: list[Cluster], tie_break: str = "weight") -> list[Cluster]:
+    return sorted(clusters, key=lambda c: c.rank(tie_break))
+
+
+def tied(clusters: list[Cluster], tie_break: str = "weight") -> str | None:
+    """None when the leading cluster outweighs the next; else how the tie was broken: `tie_break`,
+    or `arrival` when that ties too (the earliest answer: nothing else told them apart)."""
+    order = ranked(clusters, tie_break)
+    if len(order) < 2 or order[0].rank()[:2] != order[1].rank()[:2]:
+        return None
+    return "arrival" if order[0].rank(tie_break)[:3] == order[1].rank(tie_break)[:3] else tie_break
+
+
+def has_majority(clusters: list[Cluster]) -> bool:
+    """Whether one claim has more than half of the answering weight."""
+    total = sum(c.weight for c in clusters)
+    return bool(clusters) and ranked(clusters)[0].weight * 2 > total
 
 
 def agreement(clusters: list[Cluster]) -> float:

@@ -82,6 +82,17 @@ def prompt_text(body: Json) -> str:
     return "\n".join(parts)
 
 
+def last_user_text(body: Json) -> str:
+    """The text of the last user message: the question a vote's claims are read against."""
+    for m in reversed(body.get("messages") or []):
+        if isinstance(m, dict) and m.get("role") == "user":
+            content = m.get("content")
+            if isinstance(content, list):
+                return "\n".join(p.get("text", "") for p in content if isinstance(p, dict))
+            return str(content or "")
+    return ""
+
+
 class ChunkShaper:
     """Turns upstream chunks into a stream that honours OpenAI's contract.
 

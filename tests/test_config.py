@@ -88,8 +88,24 @@ async def test_discovery_builds_virtual_models_over_what_answers() -> None:
     assert cfg.backends["llamacpp/tiny"].url == "http://127.0.0.1:8080/v1"
     ui = cfg.models["ultra-instinct"]
     assert isinstance(ui, SingleModel) and ui.members == ["ollama/llama3.2:3b"]
-    assert isinstance(cfg.models["full-council"], CouncilModel)
-    assert len(cfg.models["full-council"].members) == 4
+    full = cfg.models["full-council"]
+    assert isinstance(full, CouncilModel) and len(full.members) == 6  # four models, two of them twice
+    assert full.members[:4] == list(cfg.backends) and full.sample_temperature == 0.7
+    assert "6 votes from 4 models" in cfg.defined["full-council"]
+
+
+@respx.mock
+async def test_one_local_model_gets_every_virtual_model_as_self_consistency() -> None:
+    """A new user with one llama.cpp model used to get only ultra-instinct; the councils were 404."""
+    respx.get("http://127.0.0.1:8080/v1/models").respond(json={"data": [{"id": "smol"}]})
+    respx.get(url__regex=r"http://127\.0\.0\.1:(1234|8000|11434)/.*").mock(side_effect=httpx.ConnectError("no"))
+    cfg = await discovery.discover(config.ServerConfig(port=9999))
+    assert set(cfg.models) == {"ultra-instinct", "agent-lite", "full-council", "cascade"}
+    lite, full = cfg.models["agent-lite"], cfg.models["full-council"]
+    assert isinstance(lite, CouncilModel) and lite.members == ["llamacpp/smol"] * 3
+    assert isinstance(full, CouncilModel) and full.members == ["llamacpp/smol"] * 6
+    assert "6 samples of llamacpp/smol vote (self-consistency" in cfg.defined["full-council"]
+    config._check_refs(cfg)  # what discovery defines passes the config's own checks
 
 
 @respx.mock

@@ -148,3 +148,59 @@ async def test_a_client_that_goes_away_cancels_every_member() -> None:
     await stream.aclose()
     await asyncio.sleep(0)
     assert all(b.history == ["request", "cancelled"] for b in members)
+
+
+class Sampled(FakeBackend):
+    """One model sampled several times: the answer and its delay depend on the request's seed."""
+
+    def __init__(self, name: str, by_seed: dict[int, tuple[str, float]]) -> None:
+        super().__init__(name)
+        self.by_seed = by_seed
+
+    async def complete(self, body: dict[str, Any], model: str | None = None) -> dict[str, Any]:
+        answer, delay = self.by_seed[body["seed"]]
+        self.bodies.append(body)
+        await asyncio.sleep(delay)
+        return {"choices": [{"index": 0, "message": {"role": "assistant", "content": answer},
+                             "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}
+
+
+async def test_a_member_named_three_times_is_three_samples_with_their_own_seeds() -> None:
+    smol = Sampled("smol", {1: ("Paris", 0.0), 2: ("The capital of France is Paris.", 0.0), 3: ("Lyon", 0.0)})
+    vm = CouncilModel(members=["smol", "smol", "smol"], sample_temperature=0.7, early_decision=False)
+    body = {"model": "c", "messages": [{"role": "user", "content": "What is the capital of France?"}]}
+    out = await Council("c", vm, {"smol": smol}).complete(  # type: ignore[dict-item]
+        Call(body=body, model="c", stream=False, include_usage=False, id="x", created=1))
+    assert sorted(b["seed"] for b in smol.bodies) == [1, 2, 3]
+    assert {b["temperature"] for b in smol.bodies} == {0.7}
+    meta = out["council"]
+    assert [m["name"] for m in meta["members"]] == ["smol#1", "smol#2", "smol#3"]
+    assert all(m["model"] == "smol-model" for m in meta["members"])
+    assert [c["members"] for c in meta["clusters"]] == [["smol#1", "smol#2"], ["smol#3"]]
+    assert meta["agreement"] == pytest.approx(2 / 3, abs=1e-3) and meta["majority"] is True
+
+
+async def test_samples_keep_the_clients_temperature_and_seed_and_decide_early() -> None:
+    smol = Sampled("smol", {11: ("42", 0.0), 12: ("42", 0.0), 13: ("41", 1.0)})
+    vm = CouncilModel(members=["smol", "smol", "smol", "big"], sample_temperature=0.7, weights={"smol#3": 0.5})
+    big = FakeBackend("big", "42", delay=1.0)
+    c = Council("c", vm, {"smol": smol, "big": big})  # type: ignore[dict-item]
+    body = {"model": "c", "messages": [{"role": "user", "content": "6*7?"}], "temperature": 0.2, "seed": 10}
+    t = time.perf_counter()
+    out = await c.complete(Call(body=body, model="c", stream=False, include_usage=False, id="x", created=1))
+    assert time.perf_counter() - t < 0.9, "two of 3.5 weight agreeing cannot be overtaken by 1.5: decided early"
+    assert {b["temperature"] for b in smol.bodies} == {0.2} and sorted(b["seed"] for b in smol.bodies) == [11, 12, 13]
+    assert big.bodies[0]["seed"] == 10, "a member named once is asked as the client asked"
+    meta = out["council"]
+    assert meta["decided_by"] == "early"
+    by_name = {m["name"]: m for m in meta["members"]}
+    assert by_name["smol#3"]["status"] == "cancelled" and by_name["big"]["status"] == "cancelled"
+    assert by_name["smol#3"]["weight"] == 0.5 and by_name["smol#1"]["weight"] == 1.0
+
+
+async def test_a_tie_between_rival_claims_is_reported_as_no_majority() -> None:
+    out = await council([FakeBackend("a", "41"), FakeBackend("b", "42"), FakeBackend("c", "43")],
+                        early_decision=False).complete(call())
+    meta = out["council"]
+    assert meta["majority"] is False and meta["decided_by"] == "tie-break: arrival"

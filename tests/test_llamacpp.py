@@ -164,8 +164,8 @@ def test_responses_and_messages_over_real_servers(stack: dict[str, object], sdk:
 
 
 def test_legacy_completions_pass_through_to_a_real_server(sdk: openai.OpenAI) -> None:
-    c = sdk.completions.create(model="tiny-goku", prompt="The river", max_tokens=5)
+    c = sdk.completions.create(model="tiny-piccolo", prompt="The river", max_tokens=5)
     assert c.choices[0].text is not None and c.usage is not None and c.usage.completion_tokens > 0
-    pieces = [ch.choices[0].text for ch in sdk.completions.create(model="tiny-goku", prompt="The river",
+    pieces = [ch.choices[0].text for ch in sdk.completions.create(model="tiny-piccolo", prompt="The river",
                                                                   max_tokens=5, stream=True) if ch.choices]
     assert pieces

@@ -37,16 +37,6 @@ from routing.strategies.single import Single
 from routing.vote import canonical, similarity
 
 
-def last_user_text(body: Json) -> str:
-    for m in reversed(body.get("messages") or []):
-        if isinstance(m, dict) and m.get("role") == "user":
-            content = m.get("content")
-            if isinstance(content, list):
-                return "\n".join(p.get("text", "") for p in content if isinstance(p, dict))
-            return str(content or "")
-    return ""
-
-
 def nested(call: Call) -> dict[str, Any]:
     """Extras for a call the cascade makes on the client's behalf: its own decision record is the cascade's."""
     return {**call.extras, NESTED: True}
@@ -79,7 +69,7 @@ class Cascade:
 
     def inputs(self, call: Call) -> Json:
         """What the rules decide from, as recorded in the decision log (words as hashes, not the prompt)."""
-        return {"asked": bool(call.extras.get("validate")), "words": rules.word_hashes(last_user_text(call.body))}
+        return {"asked": bool(call.extras.get("validate")), "words": rules.word_hashes(wire.last_user_text(call.body))}
 
     def _first_call(self, call: Call) -> tuple[Call, bool]:
         """The call for `first`, asking for logprobs unless the client did; and whether the client did."""

@@ -11,16 +11,16 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
 
-from routing import wire
+from routing import rules, wire
 from routing.budget import EXHAUSTED, Skipped
-from routing.config import Config, CouncilModel
+from routing.config import Config, CouncilModel, samples
 from routing.errors import AllMembersFailed, MemberFailure, MemberTimeout
 from routing.fanout import FanOut, Outcome, fan_out, ordered, stop
 from routing.health import unusable
 from routing.report import ClusterReport, CouncilReport, MemberReport, Timer, priced
 from routing.strategies.base import Backends, Call, Json, relay
 from routing.synthesis import chairman_messages
-from routing.vote import Ballot, Cluster, agreement, cluster, decided, ranked
+from routing.vote import Ballot, Cluster, agreement, cluster, decided, has_majority, ranked, tied
 
 PREVIEW = 80
 
@@ -54,7 +54,24 @@ class Council:
         self.name = name
         self.vm = vm
         self.backends = backends
-        self.weights = {m: vm.weights.get(m, backends[m].cfg.weight) for m in vm.members}
+        self.samples = samples(vm.members)
+        self.backend_of = dict(self.samples)
+        """Each member's name in the metadata (`smol#2` for a second sample) -> its backend."""
+        self.names = [s for s, _ in self.samples]
+        self.weights = {s: vm.weights.get(s, vm.weights.get(b, backends[b].cfg.weight)) for s, b in self.samples}
+
+    def _body(self, body: Json, sample: str) -> Json:
+        """A member's own request: one of several samples of a backend gets its own seed (and the
+        model's `sample-temperature` unless the client set one); logprobs when ties are broken by them."""
+        out = body
+        if sample != self.backend_of[sample]:
+            seed = body.get("seed")
+            out = {**body, "seed": (seed if isinstance(seed, int) else 0) + int(sample.rpartition("#")[2])}
+            if self.vm.sample_temperature is not None and body.get("temperature") is None:
+                out["temperature"] = self.vm.sample_temperature
+        if self.vm.tie_break == "logprob" and not body.get("logprobs"):
+            out = {**out, "logprobs": True, "top_logprobs": 1}  # llama-cpp-python needs both
+        return out
 
     @classmethod
     def from_config(cls, name: str, vm: CouncilModel, backends: Backends, cfg: Config | None = None) -> Council:
@@ -77,7 +94,7 @@ class Council:
         return report, note
 
     async def _ask(self, member: str, body: Json) -> Json:
-        resp = await self.backends[member].complete(body)
+        resp = await self.backends[self.backend_of[member]].complete(body)
         msg = _message(resp)
         if not msg.get("content") and not msg.get("tool_calls"):
             raise MemberFailure(member, "empty answer")
@@ -88,31 +105,35 @@ class Council:
         out = []
         for i, o in enumerate(arrived):
             msg = _message(o.result or {})
+            choice = ((o.result or {}).get("choices") or [{}])[0]
             out.append(Ballot(o.member, self.weights[o.member], i, msg.get("content") or "",
-                              tuple(msg.get("tool_calls") or ())))
+                              tuple(msg.get("tool_calls") or ()),
+                              rules.logprob_confidence(choice.get("logprobs") if isinstance(choice, dict) else None)))
         return out
 
-    def _enough(self, outcomes: dict[str, Outcome[Json]], pending: set[str]) -> bool:
+    def _enough(self, question: str, outcomes: dict[str, Outcome[Json]], pending: set[str]) -> bool:
         ballots = self._ballots(outcomes)
         if not self.vm.early_decision or len(ballots) < self.vm.min_answers:
             return False
-        return decided(cluster(ballots, self.vm.similarity), sum(self.weights[m] for m in pending))
+        return decided(cluster(ballots, self.vm.similarity, question), sum(self.weights[m] for m in pending))
 
     async def deliberate(self, call: Call) -> Verdict:
-        skipped = {m: EXHAUSTED for m in self.vm.members if not call.budget.allows(self.backends[m].cfg)}
-        skipped |= {m: why for m in self.vm.members if m not in skipped and (why := unusable(self.backends[m]))}
-        asked = [m for m in self.vm.members if m not in skipped]
-        calls = {m: functools.partial(self._ask, m, call.body) for m in asked}
-        run: FanOut[Json] = await fan_out(calls, self.vm.timeout_s, self._enough)
+        skipped = {s: EXHAUSTED for s, b in self.samples if not call.budget.allows(self.backends[b].cfg)}
+        skipped |= {s: why for s, b in self.samples if s not in skipped and (why := unusable(self.backends[b]))}
+        calls = {s: functools.partial(self._ask, s, self._body(call.body, s)) for s in self.names if s not in skipped}
+        question = wire.last_user_text(call.body)
+        run: FanOut[Json] = await fan_out(calls, self.vm.timeout_s, functools.partial(self._enough, question))
         ballots = self._ballots(run.outcomes)
         if len(ballots) < self.vm.min_answers:
             raise self._failure(run, len(ballots), skipped)
-        clusters = cluster(ballots, self.vm.similarity)
-        winner = ranked(clusters)[0].representative
+        clusters = cluster(ballots, self.vm.similarity, question)
+        winner = ranked(clusters, self.vm.tie_break)[0].representative
+        how = tied(clusters, self.vm.tie_break)
+        decided_by = "early" if run.stopped_early else "vote" if how is None else f"tie-break: {how}"
         cluster_of = {b.member: i for i, c in enumerate(clusters) for b in c.ballots}
         reports, usage = [], None
-        for o in ordered(run.outcomes, self.vm.members):
-            backend = self.backends[o.member]
+        for o in ordered(run.outcomes, self.names):
+            backend = self.backends[self.backend_of[o.member]]
             r = MemberReport(name=o.member, model=backend.model, status="ok", latency_ms=o.latency_ms,
                              weight=self.weights[o.member])
             if o.result is not None:
@@ -126,14 +147,19 @@ class Council:
                 r.status = o.stopped  # type: ignore[assignment]
                 r.error = "not needed: the vote was already decided" if o.stopped == "cancelled" else self._late
             reports.append(r)
-        reports += [MemberReport(name=m, model=self.backends[m].model, status="skipped", latency_ms=0,
-                                 weight=self.weights[m], error=why) for m, why in skipped.items()]
+        reports += [MemberReport(name=m, model=self.backends[self.backend_of[m]].model, status="skipped",
+                                 latency_ms=0, weight=self.weights[m], error=why) for m, why in skipped.items()]
         answers = {o.member: o.result for o in run.outcomes.values() if o.result is not None}
-        return Verdict(clusters, winner, answers, reports, usage, "early" if run.stopped_early else "vote")
+        if self.vm.tie_break == "logprob" and not call.body.get("logprobs"):
+            for a in answers.values():  # asked for the tie-break, not by the client
+                for c in a.get("choices") or ():
+                    if isinstance(c, dict):
+                        c["logprobs"] = None
+        return Verdict(clusters, winner, answers, reports, usage, decided_by)
 
     def _failure(self, run: FanOut[Json], answered: int, skipped: dict[str, str]) -> AllMembersFailed:
         failures: list[MemberFailure] = []
-        for o in ordered(run.outcomes, self.vm.members):
+        for o in ordered(run.outcomes, self.names):
             if o.failure is not None:
                 failures.append(o.failure)
             elif o.result is None:
@@ -154,7 +180,8 @@ class Council:
         return CouncilReport(
             virtual_model=self.name, strategy=self.label, winner=winner, members=members,
             degraded=any(m.status in ("error", "timeout", "skipped") for m in members),
-            decided_by=decided_by, agreement=agreement(v.clusters), clusters=clusters,
+            decided_by=decided_by, agreement=agreement(v.clusters), majority=has_majority(v.clusters),
+            clusters=clusters,
             latency_ms=timer.ms(), note=note,
         ).as_json()
 

@@ -115,10 +115,12 @@ class Think(Protocol):
                        opts: Options) -> Thought: ...
 
 
-def majority(answers: Mapping[str, str], weights: Mapping[str, float], similarity: float) -> tuple[str, float]:
-    """The member whose answer leads the (weighted) vote, and the agreement behind it."""
+def majority(answers: Mapping[str, str], weights: Mapping[str, float], similarity: float,
+             messages: Messages | None = None) -> tuple[str, float]:
+    """The member whose answer leads the (weighted) vote, and the agreement behind it (claims are read
+    against the last user message of `messages`)."""
     ballots = [Ballot(m, weights.get(m, 1.0), i, text, ()) for i, (m, text) in enumerate(answers.items())]
-    clusters = cluster(ballots, similarity)
+    clusters = cluster(ballots, similarity, wire.last_user_text({"messages": messages or []}))
     return ranked(clusters)[0].representative.member, agreement(clusters)
 
 
@@ -136,6 +138,6 @@ async def vote_of(asker: Asker, messages: Messages, members: list[str], weights:
                                asker.deadline(members))
     if not answers:
         raise nobody(f"{label}: no member answered", asker, members)
-    winner, agree = majority(answers, weights, similarity)
+    winner, agree = majority(answers, weights, similarity, messages)
     return Thought(answers[winner], winner, "vote", agree,
                    None if len(answers) == len(members) else f"{len(answers)} of {len(members)} members answered")

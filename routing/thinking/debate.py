@@ -35,5 +35,5 @@ async def think(asker: Asker, messages: Messages, lead: str, partners: list[str]
         last = answered or prev
     if not last:
         raise nobody("debate: no member answered", asker, members)
-    winner, agree = majority(last, {}, opts.similarity)
+    winner, agree = majority(last, {}, opts.similarity, messages)
     return Thought(last[winner], winner, "debate", agree)
