@@ -288,6 +288,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from proxy import demo
+
+    return demo.run(args)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="shenron", description=DESCRIPTION)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -344,6 +350,16 @@ def parser() -> argparse.ArgumentParser:
                                     "0 everything fits, 1 some device is over budget, 2 no config.")
     pl.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
     pl.set_defaults(func=cmd_plan)
+
+    dm = sub.add_parser("demo", help="a real council on this machine: SmolLM2 under llama.cpp, Shenron over it",
+                        description="Start llama.cpp's server on the bundled SmolLM2-135M-Instruct model and a "
+                                    "Shenron over it with every virtual model (councils of samples of the one "
+                                    "model), ask each one question, print the answers and what the council did, "
+                                    "and leave the proxy running until Ctrl-C. Needs the demo extra: "
+                                    "pip install 'shenron[demo]'.")
+    dm.add_argument("--port", type=int, default=8000, help="the proxy's port (default 8000)")
+    dm.add_argument("--exit", action="store_true", help="stop after the questions instead of serving on")
+    dm.set_defaults(func=cmd_demo)
 
     rp = sub.add_parser("replay", help="re-decide recorded traffic under a new config",
                         description="Read decision records ([server] decision-log) and print every request whose "

