@@ -15,8 +15,19 @@ from typing import TYPE_CHECKING, TypeVar
 import httpx
 import msgspec
 
+from routing import rules
 from routing.backends import build
-from routing.config import CONFIG_ENV, DEFAULT_FILE, Config, ConfigError, EscalateModel, find, load, store_path
+from routing.config import (
+    CONFIG_ENV,
+    DEFAULT_FILE,
+    CascadeModel,
+    Config,
+    ConfigError,
+    EscalateModel,
+    find,
+    load,
+    store_path,
+)
 from routing.discovery import KNOWN_SERVERS, discover
 from routing.errors import MemberFailure
 from routing.settings import ADMIN_TIER, ServerConfig, redacted
@@ -150,7 +161,51 @@ def cmd_check(args: argparse.Namespace) -> int:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[4])
     if any(isinstance(vm, EscalateModel) for vm in cfg.models.values()):
         _print_checks(cfg)
+    if any(isinstance(vm, CascadeModel) for vm in cfg.models.values()):
+        _print_confidence(cfg, asyncio.run(_logprobs(cfg)))
     return 0 if all(r[2] == "yes" for r in rows[1:]) else 1
+
+
+def _first_backends(cfg: Config, cascade: CascadeModel) -> list[str]:
+    """The backends a cascade's first model asks (those whose logprobs are its confidence)."""
+    first = cfg.models.get(cascade.first)
+    return list(dict.fromkeys(getattr(first, "members", []) or []))
+
+
+async def _logprobs(cfg: Config) -> dict[str, str | None]:
+    """For each backend behind a cascade's first model: None when one token comes back with its logprob,
+    else why not (asked as the cascade asks: `logprobs` with `top_logprobs: 1`)."""
+    names = {b for vm in cfg.models.values() if isinstance(vm, CascadeModel) for b in _first_backends(cfg, vm)}
+    async with httpx.AsyncClient() as client:
+        async def one(name: str) -> tuple[str, str | None]:
+            b = build(name, cfg.backends[name], client)
+            try:
+                async with asyncio.timeout(30):
+                    out = await b.complete({"messages": [{"role": "user", "content": "Say yes."}], "max_tokens": 2,
+                                            "logprobs": True, "top_logprobs": 1})
+            except (MemberFailure, TimeoutError) as e:
+                return name, e.reason if isinstance(e, MemberFailure) else "no answer within 30s"
+            choice = (out.get("choices") or [{}])[0]
+            if rules.logprob_confidence(choice.get("logprobs")) is None:
+                return name, "it answered without logprobs"
+            return name, None
+
+        return dict(await asyncio.gather(*(one(n) for n in sorted(names))))
+
+
+def _print_confidence(cfg: Config, found: dict[str, str | None]) -> None:
+    print("\ncascade confidence (token logprobs of the first answer):")
+    for name, vm in cfg.models.items():
+        if not isinstance(vm, CascadeModel):
+            continue
+        for b in _first_backends(cfg, vm):
+            why = found.get(b)
+            if why is None:
+                print(f"  {name}: {vm.first} -> {b}: logprobs yes")
+                continue
+            fallback = (f"the second opinion ({vm.second_opinion}) measures it" if vm.second_opinion
+                        else "it escalates only on risk words or when asked (set second-opinion)")
+            print(f"  {name}: {vm.first} -> {b}: logprobs NO ({why}); {fallback}")
 
 
 def _print_checks(cfg: Config) -> None:

@@ -56,6 +56,24 @@ def test_check_prints_a_table_and_fails_on_an_unreachable_backend(tmp_path: Path
     assert done.returncode == 1
 
 
+def test_check_says_which_cascade_can_read_its_confidence(tmp_path: Path, procs: list[Proc]) -> None:
+    sure, sure_url = fake_upstream(tmp_path, "--models", "a", "--logprob", "-0.1")
+    blind, blind_url = fake_upstream(tmp_path, "--models", "b")
+    procs += [sure, blind]
+    (tmp_path / "shenron.toml").write_text(
+        f'[backends.sure]\nurl = "{sure_url}"\nmodel = "a"\n[backends.blind]\nurl = "{blind_url}"\nmodel = "b"\n'
+        '[models.ultra-instinct]\nstrategy = "single"\nmembers = ["sure"]\n'
+        '[models.quick]\nstrategy = "single"\nmembers = ["blind"]\n'
+        '[models.council]\nstrategy = "council"\nmembers = ["sure", "blind"]\n'
+        '[models.cascade]\nstrategy = "cascade"\nfirst = "ultra-instinct"\nescalate-to = "council"\n'
+        '[models.blind-cascade]\nstrategy = "cascade"\nfirst = "quick"\nescalate-to = "council"\n')
+    done = run("check", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "  cascade: ultra-instinct -> sure: logprobs yes" in done.stdout
+    assert ("  blind-cascade: quick -> blind: logprobs NO (it answered without logprobs); it escalates only on "
+            "risk words or when asked (set second-opinion)") in done.stdout
+
+
 @pytest.mark.integration
 def test_serve_with_nothing_found_still_starts_and_says_503(tmp_path: Path, procs: list[Proc]) -> None:
     port = free_port()

@@ -122,7 +122,8 @@ class Cascade:
             text = (choice.get("message") or {}).get("content") or ""
             confidence, source = (agreement_of(text, other), "second-opinion") if other else (None, "none")
         if confidence is None and source == "logprobs":
-            source = "none"
+            source = ("none: the first answer came without token logprobs and no second-opinion is "
+                      "configured" if second is None else "none: no logprobs, and the second opinion failed")
         if not wanted:
             for c in out.get("choices") or []:
                 c["logprobs"] = None
