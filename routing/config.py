@@ -144,8 +144,11 @@ class CouncilModel(_Routed, tag="council", tag_field="strategy"):
     weights: dict[str, float] = {}
     timeout_s: float = 60.0
     min_answers: int = 2
-    merge: Literal["vote", "synthesize"] = "vote"
+    merge: Literal["vote", "synthesize", "judge"] = "vote"
     chairman: str | None = None
+    judge: str | None = None
+    """merge = "judge": the backend shown the anonymized answers to name the most consistent (Universal
+    Self-Consistency); default the chairman, else the first member."""
     similarity: float = 0.8
     """Lexical similarity (0..1) at which two free-text answers join one cluster."""
     sample_temperature: float | None = None
@@ -439,6 +442,8 @@ def _model_refs(vm: VirtualModel) -> tuple[list[tuple[str, list[str]]], list[str
         return fields, faults
     if vm.chairman is not None:
         fields.append(("chairman", [vm.chairman]))
+    if vm.judge is not None:
+        fields.append(("judge", [vm.judge]))
     if vm.sample_temperature is not None and not 0 <= vm.sample_temperature <= 2:
         faults.append("sample-temperature`: must be between 0 and 2")
     if vm.merge == "synthesize" and vm.chairman is None:

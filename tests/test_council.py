@@ -204,3 +204,35 @@ async def test_a_tie_between_rival_claims_is_reported_as_no_majority() -> None:
                         early_decision=False).complete(call())
     meta = out["council"]
     assert meta["majority"] is False and meta["decided_by"] == "tie-break: arrival"
+
+
+async def test_a_judge_names_the_most_consistent_answer_universal_self_consistency() -> None:
+    members = [FakeBackend("goku", "Paris"), FakeBackend("vegeta", "It is Paris."), FakeBackend("piccolo", "Lyon")]
+    judge = FakeBackend("whis", "The most consistent response is Response 2, which Response 1 agrees with.")
+    backends = {b.name: b for b in [*members, judge]}
+    vm = CouncilModel(members=["goku", "vegeta", "piccolo"], merge="judge", judge="whis", early_decision=False)
+    body = {"model": "c", "messages": [{"role": "user", "content": "What is the capital of France?"}]}
+    out = await Council("c", vm, backends).complete(  # type: ignore[arg-type]
+        Call(body=body, model="c", stream=False, include_usage=False, id="x", created=1))
+    meta = out["council"]
+    assert meta["decided_by"] == "judge" and meta["winner"] == "vegeta"
+    assert out["choices"][0]["message"]["content"] == "It is Paris."
+    brief = judge.bodies[0]["messages"][1]["content"]
+    assert "Response 3\nLyon" in brief and "goku" not in brief and "piccolo" not in brief  # anonymized
+    judged = [m for m in meta["members"] if m.get("role") == "judge"]
+    assert judged and judged[0]["name"] == "whis" and judged[0]["status"] == "ok"
+    assert meta["usage"]["total_tokens"] == 4 * 15  # the judge's call is spent too
+
+
+async def test_a_judge_that_names_nothing_leaves_the_vote_standing_and_says_so() -> None:
+    members = [FakeBackend("goku", "42"), FakeBackend("vegeta", "42"), FakeBackend("piccolo", "41")]
+    judge = FakeBackend("whis", "They are all lovely.")
+    backends = {b.name: b for b in [*members, judge]}
+    vm = CouncilModel(members=["goku", "vegeta", "piccolo"], merge="judge", judge="whis", early_decision=False)
+    out = await Council("c", vm, backends).complete(call())  # type: ignore[arg-type]
+    assert out["council"]["decided_by"] == "vote" and out["choices"][0]["message"]["content"] == "42"
+    assert "judge 'whis' named no response" in out["council"]["note"]
+    judge.fail = "connection refused"
+    out = await Council("c", vm, backends).complete(call())  # type: ignore[arg-type]
+    assert "judge 'whis' failed (connection refused)" in out["council"]["note"]
+    assert out["council"]["degraded"] is True

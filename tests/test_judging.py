@@ -71,3 +71,16 @@ def test_weighted_score_uses_the_seed_weights_and_leaves_out_the_silent() -> Non
     del scores["llama"]
     assert weighted_score(scores, SEED_WEIGHTS) == round((0.2 * 9 + 0.25 * 8 + 0.2 * 7 + 0.2 * 6) / 0.85, 2)
     assert weighted_score({}, SEED_WEIGHTS) is None
+
+
+@pytest.mark.parametrize("said, count, pick", [
+    ("The most consistent response is Response 2", 3, 1),
+    ("The most consistent response is response #3, with 1 and 3 agreeing.", 3, 2),
+    ("Response 1 is best.", 3, 0),
+    ("The most consistent response is Response 7", 3, None),
+    ("They all agree.", 3, None),
+])
+def test_the_judges_pick_is_read_or_none(said: str, count: int, pick: int | None) -> None:
+    from routing.synthesis import judge_pick
+
+    assert judge_pick(said, count) == pick

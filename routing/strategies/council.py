@@ -6,6 +6,7 @@ The async code here only gathers answers and applies the pure rules of `routing.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 from collections.abc import AsyncIterator
 from contextlib import aclosing
@@ -19,7 +20,8 @@ from routing.fanout import FanOut, Outcome, fan_out, ordered, stop
 from routing.health import unusable
 from routing.report import ClusterReport, CouncilReport, MemberReport, Timer, priced
 from routing.strategies.base import Backends, Call, Json, relay
-from routing.synthesis import chairman_messages
+from routing.strategies.single import Single
+from routing.synthesis import chairman_messages, judge_messages, judge_pick
 from routing.vote import Ballot, Cluster, agreement, cluster, decided, has_majority, ranked, tied
 
 PREVIEW = 80
@@ -34,6 +36,7 @@ class Verdict:
     usage: Json | None
     """Every member's usage together."""
     decided_by: str
+    note: str | None = None
 
     @property
     def answer_usage(self) -> Json | None:
@@ -155,7 +158,38 @@ class Council:
                 for c in a.get("choices") or ():
                     if isinstance(c, dict):
                         c["logprobs"] = None
-        return Verdict(clusters, winner, answers, reports, usage, decided_by)
+        v = Verdict(clusters, winner, answers, reports, usage, decided_by)
+        if self.vm.merge == "judge" and not winner.tool_calls and len(ballots) > 1:
+            await self._judge(call, v, ballots)
+        return v
+
+    async def _judge(self, call: Call, v: Verdict, ballots: list[Ballot]) -> None:
+        """Universal Self-Consistency: the judge sees every answer, numbered and anonymized, and names the most
+        consistent; that answer wins. Asked through the one member path (budget, guard, report); when it fails
+        or names none, the vote's winner stands and the note says so."""
+        judge = self.vm.judge or self.vm.chairman or self.backend_of[self.names[0]]
+        body = {k: val for k, val in call.body.items() if k not in ("tools", "tool_choice", "functions", "n",
+                                                                    "stream", "stream_options", "logprobs",
+                                                                    "top_logprobs", "response_format")}
+        body["messages"] = judge_messages(call.body.get("messages") or [], [b.text for b in ballots])
+        body["temperature"] = 0
+        t = Timer()
+        try:
+            out = await Single(self.name, [judge], self.backends, label="judge").complete(
+                dataclasses.replace(call, body=body, stream=False))
+        except MemberFailure as e:
+            v.reports.append(MemberReport(name=judge, model=self.backends[judge].model, status=e.kind,  # type: ignore[arg-type]
+                                          latency_ms=t.ms(), error=e.reason, role="judge"))
+            v.note = f"judge {judge!r} failed ({e.reason}); the vote decided"
+            return
+        for m in out["council"].get("members") or ():
+            v.reports.append(MemberReport(**{**m, "role": "judge"}))
+        said = ((out.get("choices") or [{}])[0].get("message") or {}).get("content") or ""
+        pick = judge_pick(said, len(ballots))
+        if pick is None:
+            v.note = f"judge {judge!r} named no response ({said[:80]!r}); the vote decided"
+            return
+        v.winner, v.decided_by = ballots[pick], "judge"
 
     def _failure(self, run: FanOut[Json], answered: int, skipped: dict[str, str]) -> AllMembersFailed:
         failures: list[MemberFailure] = []
@@ -205,7 +239,7 @@ class Council:
         v = await self.deliberate(call)
         resp = v.answers[v.winner.member]
         extra: list[MemberReport] = []
-        winner, decided_by, note, usage = v.winner.member, v.decided_by, None, v.answer_usage
+        winner, decided_by, note, usage = v.winner.member, v.decided_by, v.note, v.answer_usage
         if self._wants_synthesis(call, v, extra):
             chair = self.vm.chairman or ""
             t = Timer()
@@ -239,7 +273,7 @@ class Council:
         finally:
             await stop({task})
         extra: list[MemberReport] = []
-        winner, decided_by, note, usage = v.winner.member, v.decided_by, None, v.answer_usage
+        winner, decided_by, note, usage = v.winner.member, v.decided_by, v.note, v.answer_usage
         synthesized = False
         if self._wants_synthesis(call, v, extra):
             chair = self.vm.chairman or ""
