@@ -154,6 +154,12 @@ class CouncilModel(_Routed, tag="council", tag_field="strategy"):
     sample_temperature: float | None = None
     """A member named more than once in `members` is sampled once per mention (`smol#1`, `smol#2`, ...,
     each with its own seed); at this temperature unless the client set one."""
+    similarity_backend: str | None = None
+    """A backend serving an embedding model (`/embeddings`): answers whose embeddings' cosine reaches
+    `embedding-similarity` share a cluster even when their words differ (early decision is then off)."""
+    similarity_model: str | None = None
+    """The embedding model to ask it for (default: the backend's `model`)."""
+    embedding_similarity: float = 0.9
     tie_break: Literal["weight", "logprob"] = "weight"
     """Between clusters of equal weight: the one with the heaviest member, or the most confident answer
     (mean token logprob; members are asked for logprobs). Arrival order only when that ties too."""
@@ -444,6 +450,10 @@ def _model_refs(vm: VirtualModel) -> tuple[list[tuple[str, list[str]]], list[str
         fields.append(("chairman", [vm.chairman]))
     if vm.judge is not None:
         fields.append(("judge", [vm.judge]))
+    if vm.similarity_backend is not None:
+        fields.append(("similarity-backend", [vm.similarity_backend]))
+    if not 0.0 < vm.embedding_similarity <= 1.0:
+        faults.append("embedding-similarity`: must be in (0, 1]")
     if vm.sample_temperature is not None and not 0 <= vm.sample_temperature <= 2:
         faults.append("sample-temperature`: must be between 0 and 2")
     if vm.merge == "synthesize" and vm.chairman is None:

@@ -23,6 +23,7 @@ import ast
 import json
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,6 +146,12 @@ def canonical_tool_calls(tool_calls: list[dict[str, Any]]) -> str:
     return "tools:" + _dump(calls)
 
 
+def cosine(a: list[float], b: list[float]) -> float:
+    dot = sum(x * y for x, y in zip(a, b, strict=False))
+    na, nb = sum(x * x for x in a) ** 0.5, sum(y * y for y in b) ** 0.5
+    return dot / (na * nb) if na and nb else 0.0
+
+
 def similarity(a: str, b: str) -> float:
     """Sørensen–Dice coefficient over lowercased word multisets (1.0: same words)."""
     wa, wb = Counter(_WORD.findall(a.lower())), Counter(_WORD.findall(b.lower()))
@@ -205,9 +212,11 @@ def _claim_of(key: str) -> frozenset[str]:
     return frozenset(key.removeprefix("claim:").split(" "))
 
 
-def cluster(ballots: list[Ballot], threshold: float = 0.8, question: str = "") -> list[Cluster]:
+def cluster(ballots: list[Ballot], threshold: float = 0.8, question: str = "",
+            close: Callable[[Ballot, Ballot], bool] | None = None) -> list[Cluster]:
     """Group ballots by canonical form (claims read against the `question`), then long claims by their
-    overlap and long free text by similarity; in arrival order."""
+    overlap and long free text by similarity; in arrival order. `close` (embeddings' cosine, when a
+    council has a similarity backend) also joins free-text answers that the words did not."""
     asked = claims.Question.of(question) if question else claims.NO_QUESTION
     clusters: list[Cluster] = []
     for b in sorted(ballots, key=lambda b: b.order):
@@ -221,6 +230,9 @@ def cluster(ballots: list[Ballot], threshold: float = 0.8, question: str = "") -
         if home is None and key.startswith("text:"):
             home = next((c for c in clusters if c.key.startswith("text:")
                          and similarity(c.ballots[0].text, b.text) >= threshold), None)
+        if home is None and close is not None and key.startswith(("text:", "claim:", "answer:")):
+            home = next((c for c in clusters if c.key.startswith(("text:", "claim:", "answer:"))
+                         and close(c.ballots[0], b)), None)
         if home is None:
             home = Cluster(key)
             clusters.append(home)

@@ -236,3 +236,47 @@ async def test_a_judge_that_names_nothing_leaves_the_vote_standing_and_says_so()
     out = await Council("c", vm, backends).complete(call())  # type: ignore[arg-type]
     assert "judge 'whis' failed (connection refused)" in out["council"]["note"]
     assert out["council"]["degraded"] is True
+
+
+class Embedder(FakeBackend):
+    """A backend serving an embedding model: each known text has a vector."""
+
+    def __init__(self, name: str, vectors: dict[str, list[float]]) -> None:
+        super().__init__(name)
+        self.vectors = vectors
+
+    async def forward(self, path: str, body: dict[str, Any], model: str | None = None) -> Any:
+        import httpx
+
+        assert path == "/embeddings"
+        self.bodies.append(body)
+        data = [{"object": "embedding", "index": i, "embedding": self.vectors[t]} for i, t in enumerate(body["input"])]
+        return httpx.Response(200, json={"object": "list", "data": data, "usage": {"prompt_tokens": 9,
+                                                                                   "total_tokens": 9}})
+
+
+async def test_a_similarity_backend_joins_answers_whose_meaning_matches_but_words_do_not() -> None:
+    long_a = "Photosynthesis lets plants turn sunlight, water and carbon dioxide into sugar and oxygen " * 3
+    long_b = "Using light energy, green plants make glucose from CO2 and water, releasing O2 as a by-product " * 3
+    long_c = "Photosynthesis happens at night in animal cells when they digest food and release heat " * 3
+    members = [FakeBackend("a", long_a), FakeBackend("b", long_b), FakeBackend("c", long_c)]
+    embed = Embedder("e5", {long_a: [1.0, 0.1], long_b: [0.98, 0.15], long_c: [0.1, 1.0]})
+    backends = {b.name: b for b in [*members, embed]}
+    words_only = await Council("c", CouncilModel(members=["a", "b", "c"]), backends).complete(call())  # type: ignore[arg-type]
+    assert len(words_only["council"]["clusters"]) == 3 and words_only["council"]["majority"] is False
+    vm = CouncilModel(members=["a", "b", "c"], similarity_backend="e5")
+    out = await Council("c", vm, backends).complete(call())  # type: ignore[arg-type]
+    meta = out["council"]
+    assert [c["members"] for c in meta["clusters"]] == [["a", "b"], ["c"]] and meta["majority"] is True
+    role = [m for m in meta["members"] if m.get("role") == "similarity"]
+    assert role[0]["name"] == "e5" and role[0]["usage"]["total_tokens"] == 9
+    assert embed.bodies[0]["input"] == [long_a, long_b, long_c]
+
+
+async def test_a_failing_similarity_backend_falls_back_to_words_and_says_so() -> None:
+    members = [FakeBackend("a", "42"), FakeBackend("b", "42"), FakeBackend("c", "41")]
+    embed = Embedder("e5", {})  # knows no text: its answer cannot be read
+    out = await Council("c", CouncilModel(members=["a", "b", "c"], similarity_backend="e5"),
+                        {b.name: b for b in [*members, embed]}).complete(call())  # type: ignore[arg-type]
+    assert out["choices"][0]["message"]["content"] == "42"
+    assert "similarity backend 'e5'" in out["council"]["note"] and "clustered by their words" in out["council"]["note"]

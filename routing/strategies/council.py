@@ -8,11 +8,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 
-from routing import rules, wire
+import msgspec
+
+from routing import rules, spend, wire
 from routing.budget import EXHAUSTED, Skipped
 from routing.config import Config, CouncilModel, samples
 from routing.errors import AllMembersFailed, MemberFailure, MemberTimeout
@@ -22,7 +24,7 @@ from routing.report import ClusterReport, CouncilReport, MemberReport, Timer, pr
 from routing.strategies.base import Backends, Call, Json, relay
 from routing.strategies.single import Single
 from routing.synthesis import chairman_messages, judge_messages, judge_pick
-from routing.vote import Ballot, Cluster, agreement, cluster, decided, has_majority, ranked, tied
+from routing.vote import Ballot, Cluster, agreement, cluster, cosine, decided, has_majority, ranked, tied
 
 PREVIEW = 80
 
@@ -116,8 +118,8 @@ class Council:
 
     def _enough(self, question: str, outcomes: dict[str, Outcome[Json]], pending: set[str]) -> bool:
         ballots = self._ballots(outcomes)
-        if not self.vm.early_decision or len(ballots) < self.vm.min_answers:
-            return False
+        if not self.vm.early_decision or self.vm.similarity_backend or len(ballots) < self.vm.min_answers:
+            return False  # with a similarity backend, clusters are known only once the answers are embedded
         return decided(cluster(ballots, self.vm.similarity, question), sum(self.weights[m] for m in pending))
 
     async def deliberate(self, call: Call) -> Verdict:
@@ -129,7 +131,8 @@ class Council:
         ballots = self._ballots(run.outcomes)
         if len(ballots) < self.vm.min_answers:
             raise self._failure(run, len(ballots), skipped)
-        clusters = cluster(ballots, self.vm.similarity, question)
+        close, embedded, note = await self._closeness(call, ballots)
+        clusters = cluster(ballots, self.vm.similarity, question, close)
         winner = ranked(clusters, self.vm.tie_break)[0].representative
         how = tied(clusters, self.vm.tie_break)
         decided_by = "early" if run.stopped_early else "vote" if how is None else f"tie-break: {how}"
@@ -158,10 +161,55 @@ class Council:
                 for c in a.get("choices") or ():
                     if isinstance(c, dict):
                         c["logprobs"] = None
-        v = Verdict(clusters, winner, answers, reports, usage, decided_by)
+        if embedded is not None:
+            reports.append(embedded)
+        v = Verdict(clusters, winner, answers, reports, usage, decided_by, note)
         if self.vm.merge == "judge" and not winner.tool_calls and len(ballots) > 1:
             await self._judge(call, v, ballots)
         return v
+
+    async def _closeness(self, call: Call, ballots: list[Ballot]) -> tuple[
+            Callable[[Ballot, Ballot], bool] | None, MemberReport | None, str | None]:
+        """With `similarity-backend`: every text answer embedded in one call (a member call like any other:
+        budget, guard, report with role `similarity`), and the test that two answers' embeddings are close.
+        When it fails, the answers are clustered by their words and the note says so."""
+        name = self.vm.similarity_backend
+        texts = [b for b in ballots if not b.tool_calls]
+        if name is None or len(texts) < 2:
+            return None, None, None
+        backend = self.backends[name]
+        model = self.vm.similarity_model or backend.model
+        t = Timer()
+        try:
+            if not call.budget.allows(backend.cfg):
+                raise Skipped(name, EXHAUSTED)
+            with spend.tracked(name, model, backend.cfg) as spent:
+                resp = await backend.forward("/embeddings", {"input": [b.text for b in texts]},
+                                             self.vm.similarity_model)
+                try:
+                    raw = await resp.aread()
+                finally:
+                    await resp.aclose()
+                data = msgspec.json.decode(raw)
+                rows = sorted(data["data"], key=lambda d: d["index"])
+                vectors = {b.member: [float(x) for x in d["embedding"]] for b, d in zip(texts, rows, strict=True)}
+                spent.usage = data.get("usage") if isinstance(data.get("usage"), dict) else None
+        except (MemberFailure, msgspec.DecodeError, KeyError, TypeError, ValueError) as e:
+            reason = e.reason if isinstance(e, MemberFailure) else f"malformed embeddings answer ({e})"
+            status = e.kind if isinstance(e, MemberFailure) else "error"
+            report = MemberReport(name=name, model=model, status=status, latency_ms=t.ms(),  # type: ignore[arg-type]
+                                  error=reason, role="similarity")
+            return None, report, f"similarity backend {name!r}: {reason}; answers were clustered by their words"
+        call.budget.charge(backend.cfg, spent.usage)
+        report = MemberReport(name=name, model=model, status="ok", latency_ms=t.ms(), usage=spent.usage,
+                              role="similarity")
+        floor = self.vm.embedding_similarity
+
+        def close(a: Ballot, b: Ballot) -> bool:
+            va, vb = vectors.get(a.member), vectors.get(b.member)
+            return va is not None and vb is not None and cosine(va, vb) >= floor
+
+        return close, report, None
 
     async def _judge(self, call: Call, v: Verdict, ballots: list[Ballot]) -> None:
         """Universal Self-Consistency: the judge sees every answer, numbered and anonymized, and names the most
