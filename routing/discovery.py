@@ -43,15 +43,18 @@ def _fill(names: list[str], n: int) -> list[str]:
 def _council(names: list[str], n: int) -> tuple[CouncilModel, str]:
     members = names[:n] if len(names) >= n else _fill(names, n)
     repeated = len(set(members)) < len(members)
-    vm = CouncilModel(members=members, min_answers=2, sample_temperature=SAMPLE_TEMPERATURE if repeated else None)
+    vm = CouncilModel(members=members, min_answers=2, sample_temperature=SAMPLE_TEMPERATURE if repeated else None,
+                      greedy_first=repeated)
     if not repeated:
         why = f"{n} different models vote"
     elif len(names) == 1:
-        why = f"{n} samples of {names[0]} vote (self-consistency, temperature {SAMPLE_TEMPERATURE:g})"
+        why = (f"{n} samples of {names[0]} vote (self-consistency: its greedy answer weighs 1.5, the others are "
+               f"samples at temperature {SAMPLE_TEMPERATURE:g})")
     else:
         counts = {m: members.count(m) for m in dict.fromkeys(members)}
         why = (f"{n} votes from {len(names)} models: " + ", ".join(f"{m} x{c}" for m, c in counts.items())
-               + f" (repeated ones are samples at temperature {SAMPLE_TEMPERATURE:g})")
+               + f" (a repeated model's first answer is its greedy one, weighing 1.5; the rest are samples at "
+               f"temperature {SAMPLE_TEMPERATURE:g})")
     return vm, why
 
 

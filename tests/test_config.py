@@ -90,7 +90,7 @@ async def test_discovery_builds_virtual_models_over_what_answers() -> None:
     assert isinstance(ui, SingleModel) and ui.members == ["ollama/llama3.2:3b"]
     full = cfg.models["full-council"]
     assert isinstance(full, CouncilModel) and len(full.members) == 6  # four models, two of them twice
-    assert full.members[:4] == list(cfg.backends) and full.sample_temperature == 0.7
+    assert full.members[:4] == list(cfg.backends) and full.sample_temperature == 0.7 and full.greedy_first
     assert "6 votes from 4 models" in cfg.defined["full-council"]
 
 
@@ -105,6 +105,7 @@ async def test_one_local_model_gets_every_virtual_model_as_self_consistency() ->
     assert isinstance(lite, CouncilModel) and lite.members == ["llamacpp/smol"] * 3
     assert isinstance(full, CouncilModel) and full.members == ["llamacpp/smol"] * 6
     assert "6 samples of llamacpp/smol vote (self-consistency" in cfg.defined["full-council"]
+    assert full.greedy_first and lite.greedy_first  # measured: samples alone lost to the greedy answer
     config._check_refs(cfg)  # what discovery defines passes the config's own checks
 
 

@@ -280,3 +280,24 @@ async def test_a_failing_similarity_backend_falls_back_to_words_and_says_so() ->
                         {b.name: b for b in [*members, embed]}).complete(call())  # type: ignore[arg-type]
     assert out["choices"][0]["message"]["content"] == "42"
     assert "similarity backend 'e5'" in out["council"]["note"] and "clustered by their words" in out["council"]["note"]
+
+
+async def test_greedy_first_the_models_likeliest_answer_stands_unless_samples_agree_on_another() -> None:
+    q = {"model": "c", "messages": [{"role": "user", "content": "What is the capital of France?"}]}
+
+    async def vote(answers: dict[int, str]) -> dict[str, Any]:
+        smol = Sampled("smol", {seed: (text, 0.0) for seed, text in answers.items()})
+        vm = CouncilModel(members=["smol"] * len(answers), sample_temperature=0.7, greedy_first=True,
+                          early_decision=False)
+        out = await Council("c", vm, {"smol": smol}).complete(  # type: ignore[dict-item]
+            Call(body=q, model="c", stream=False, include_usage=False, id="x", created=1))
+        temps = {b["seed"]: b["temperature"] for b in smol.bodies}
+        assert temps[1] == 0.0 and {t for s, t in temps.items() if s != 1} == {0.7}
+        return out
+
+    lone = await vote({1: "Paris", 2: "Lyon", 3: "Nice"})  # three rival claims: the greedy one weighs 1.5
+    assert lone["choices"][0]["message"]["content"] == "Paris" and lone["council"]["decided_by"] == "vote"
+    agreed = await vote({1: "Paris", 2: "Lyon", 3: "It is Lyon."})  # two samples agree: 2.0 > 1.5
+    assert agreed["choices"][0]["message"]["content"] == "Lyon"
+    by_name = {m["name"]: m for m in agreed["council"]["members"]}
+    assert by_name["smol#1"]["weight"] == 1.5 and by_name["smol#2"]["weight"] == 1.0

@@ -43,6 +43,7 @@ members = ["smol"]
 strategy = "council"
 members = ["smol", "smol", "smol", "smol", "smol", "smol"]
 sample-temperature = 0.7
+greedy-first = true
 early-decision = false
 timeout-s = 60
 

@@ -64,6 +64,10 @@ class Council:
         """Each member's name in the metadata (`smol#2` for a second sample) -> its backend."""
         self.names = [s for s, _ in self.samples]
         self.weights = {s: vm.weights.get(s, vm.weights.get(b, backends[b].cfg.weight)) for s, b in self.samples}
+        if vm.greedy_first:
+            for s in self.names:
+                if s.endswith("#1") and s not in vm.weights:
+                    self.weights[s] = vm.greedy_weight
 
     def _body(self, body: Json, sample: str) -> Json:
         """A member's own request: one of several samples of a backend gets its own seed (and the
@@ -72,8 +76,9 @@ class Council:
         if sample != self.backend_of[sample]:
             seed = body.get("seed")
             out = {**body, "seed": (seed if isinstance(seed, int) else 0) + int(sample.rpartition("#")[2])}
-            if self.vm.sample_temperature is not None and body.get("temperature") is None:
-                out["temperature"] = self.vm.sample_temperature
+            greedy = self.vm.greedy_first and sample.endswith("#1")
+            if body.get("temperature") is None and (greedy or self.vm.sample_temperature is not None):
+                out["temperature"] = 0.0 if greedy else self.vm.sample_temperature
         if self.vm.tie_break == "logprob" and not body.get("logprobs"):
             out = {**out, "logprobs": True, "top_logprobs": 1}  # llama-cpp-python needs both
         return out
