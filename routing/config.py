@@ -165,9 +165,10 @@ class CouncilModel(_Routed, tag="council", tag_field="strategy"):
     similarity_model: str | None = None
     """The embedding model to ask it for (default: the backend's `model`)."""
     embedding_similarity: float = 0.9
-    tie_break: Literal["weight", "logprob"] = "weight"
-    """Between clusters of equal weight: the one with the heaviest member, or the most confident answer
-    (mean token logprob; members are asked for logprobs). Arrival order only when that ties too."""
+    tie_break: Literal["weight", "logprob", "judge", "chairman"] = "weight"
+    """Between clusters of equal weight: the one with the heaviest member, the most confident answer
+    (mean token logprob; members are asked for logprobs), or the one the judge / the chairman names
+    when shown the tied answers. Arrival order only when that ties too (or the judge names none)."""
     early_decision: bool = True
     heartbeat_s: float = 5.0
     description: str = ""
@@ -461,6 +462,8 @@ def _model_refs(vm: VirtualModel) -> tuple[list[tuple[str, list[str]]], list[str
         faults.append("embedding-similarity`: must be in (0, 1]")
     if vm.sample_temperature is not None and not 0 <= vm.sample_temperature <= 2:
         faults.append("sample-temperature`: must be between 0 and 2")
+    if vm.tie_break == "chairman" and vm.chairman is None:
+        faults.append("chairman`: tie-break = \"chairman\" needs a chairman")
     if vm.merge == "synthesize" and vm.chairman is None:
         faults.append("chairman`: merge = \"synthesize\" needs a chairman")
     if not 1 <= vm.min_answers:

@@ -301,3 +301,26 @@ async def test_greedy_first_the_models_likeliest_answer_stands_unless_samples_ag
     assert agreed["choices"][0]["message"]["content"] == "Lyon"
     by_name = {m["name"]: m for m in agreed["council"]["members"]}
     assert by_name["smol#1"]["weight"] == 1.5 and by_name["smol#2"]["weight"] == 1.0
+
+
+async def test_a_tie_can_be_broken_by_a_judge_shown_only_the_tied_answers() -> None:
+    members = [FakeBackend("a", "41"), FakeBackend("b", "42"), FakeBackend("c", "43")]
+    judge = FakeBackend("whis", "The most consistent response is Response 2")
+    vm = CouncilModel(members=["a", "b", "c"], tie_break="judge", judge="whis", early_decision=False)
+    out = await Council("c", vm, {b.name: b for b in [*members, judge]}).complete(call())  # type: ignore[arg-type]
+    assert out["council"]["decided_by"] == "tie-break: judge" and out["choices"][0]["message"]["content"] == "42"
+    assert out["council"]["majority"] is False
+    brief = judge.bodies[0]["messages"][1]["content"]
+    assert brief.count("### Response") == 3
+    no_tie = [FakeBackend("a", "42"), FakeBackend("b", "42"), FakeBackend("c", "43")]
+    out = await Council("c", vm, {b.name: b for b in [*no_tie, judge]}).complete(call())  # type: ignore[arg-type]
+    assert out["council"]["decided_by"] == "vote" and len(judge.bodies) == 1, "no tie: the judge is not asked"
+
+
+def test_a_chairman_tie_break_needs_a_chairman() -> None:
+    from routing import config
+
+    with pytest.raises(config.ConfigError, match='tie-break = "chairman" needs a chairman'):
+        config.parse('[backends.a]\nurl = "http://x/v1"\nmodel = "a"\n[models.ultra-instinct]\nstrategy = "single"\n'
+                     'members = ["a"]\n[models.c]\nstrategy = "council"\nmembers = ["a", "a"]\n'
+                     'tie-break = "chairman"\n')

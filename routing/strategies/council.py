@@ -24,7 +24,18 @@ from routing.report import ClusterReport, CouncilReport, MemberReport, Timer, pr
 from routing.strategies.base import Backends, Call, Json, relay
 from routing.strategies.single import Single
 from routing.synthesis import chairman_messages, judge_messages, judge_pick
-from routing.vote import Ballot, Cluster, agreement, cluster, cosine, decided, has_majority, ranked, tied
+from routing.vote import (
+    TIE_BREAKS,
+    Ballot,
+    Cluster,
+    agreement,
+    cluster,
+    cosine,
+    decided,
+    has_majority,
+    ranked,
+    tied,
+)
 
 PREVIEW = 80
 
@@ -138,8 +149,10 @@ class Council:
             raise self._failure(run, len(ballots), skipped)
         close, embedded, note = await self._closeness(call, ballots)
         clusters = cluster(ballots, self.vm.similarity, question, close)
-        winner = ranked(clusters, self.vm.tie_break)[0].representative
-        how = tied(clusters, self.vm.tie_break)
+        rule = self.vm.tie_break if self.vm.tie_break in TIE_BREAKS else "weight"
+        order = ranked(clusters, rule)
+        winner = order[0].representative
+        how = tied(clusters, rule)
         decided_by = "early" if run.stopped_early else "vote" if how is None else f"tie-break: {how}"
         cluster_of = {b.member: i for i, c in enumerate(clusters) for b in c.ballots}
         reports, usage = [], None
@@ -171,6 +184,11 @@ class Council:
         v = Verdict(clusters, winner, answers, reports, usage, decided_by, note)
         if self.vm.merge == "judge" and not winner.tool_calls and len(ballots) > 1:
             await self._judge(call, v, ballots)
+        elif how is not None and self.vm.tie_break in ("judge", "chairman") and not winner.tool_calls:
+            level = order[0].rank()[:2]
+            rivals = [c.representative for c in order if c.rank()[:2] == level]
+            who = self.vm.chairman if self.vm.tie_break == "chairman" else None
+            await self._judge(call, v, rivals, who, f"tie-break: {self.vm.tie_break}")
         return v
 
     async def _closeness(self, call: Call, ballots: list[Ballot]) -> tuple[
@@ -216,11 +234,13 @@ class Council:
 
         return close, report, None
 
-    async def _judge(self, call: Call, v: Verdict, ballots: list[Ballot]) -> None:
-        """Universal Self-Consistency: the judge sees every answer, numbered and anonymized, and names the most
-        consistent; that answer wins. Asked through the one member path (budget, guard, report); when it fails
-        or names none, the vote's winner stands and the note says so."""
-        judge = self.vm.judge or self.vm.chairman or self.backend_of[self.names[0]]
+    async def _judge(self, call: Call, v: Verdict, ballots: list[Ballot], who: str | None = None,
+                     decided_by: str = "judge") -> None:
+        """Universal Self-Consistency: the judge (`who`, else the judge, the chairman or the first member) sees
+        the answers, numbered and anonymized, and names the most consistent; that answer wins. Asked through
+        the one member path (budget, guard, report); when it fails or names none, the vote's winner stands and
+        the note says so. A tie-break shows it only the tied answers."""
+        judge = who or self.vm.judge or self.vm.chairman or self.backend_of[self.names[0]]
         body = {k: val for k, val in call.body.items() if k not in ("tools", "tool_choice", "functions", "n",
                                                                     "stream", "stream_options", "logprobs",
                                                                     "top_logprobs", "response_format")}
@@ -242,7 +262,7 @@ class Council:
         if pick is None:
             v.note = f"judge {judge!r} named no response ({said[:80]!r}); the vote decided"
             return
-        v.winner, v.decided_by = ballots[pick], "judge"
+        v.winner, v.decided_by = ballots[pick], decided_by
 
     def _failure(self, run: FanOut[Json], answered: int, skipped: dict[str, str]) -> AllMembersFailed:
         failures: list[MemberFailure] = []
