@@ -193,8 +193,10 @@ def test_responses_bad_input_is_a_400_naming_the_field(oai: openai.OpenAI) -> No
 
 def test_responses_built_in_tools_are_left_out_and_said_so(oai: openai.OpenAI) -> None:
     """Codex offers `web_search` by default; no model here can run it, and the answer says it was left out."""
-    r = oai.responses.create(model="ultra-instinct", input="x", tools=[{"type": "web_search"}])
+    r = oai.responses.create(model="ultra-instinct", input="x", tools=[{"type": "web_search"}],
+                             include=["reasoning.encrypted_content"], prompt_cache_key="k")
     assert r.output_text and r.model_dump()["council"]["ignored_tools"] == ["web_search"]
+    assert r.model_dump()["council"]["ignored"] == ["include", "prompt_cache_key"]
 
 
 # --- Messages API --------------------------------------------------------------------------------
@@ -202,11 +204,13 @@ def test_responses_built_in_tools_are_left_out_and_said_so(oai: openai.OpenAI) -
 @pytest.mark.parametrize("model", MODELS)
 def test_messages_create_answers_every_model(claude: anthropic.Anthropic, model: str) -> None:
     m = claude.messages.create(model=model, max_tokens=100, system="Answer briefly.",
+                               thinking={"type": "enabled", "budget_tokens": 1024},
                                messages=[{"role": "user", "content": "What is six times seven?"}])
     assert m.type == "message" and m.role == "assistant" and m.stop_reason == "end_turn"
     assert "42" in m.content[0].text  # type: ignore[union-attr]
     assert m.usage.input_tokens == 7
     assert m.model_dump()["council"]["virtual_model"] == model
+    assert m.model_dump()["council"]["ignored"] == ["thinking"]  # said, not dropped silently
 
 
 @pytest.mark.parametrize("model", MODELS)

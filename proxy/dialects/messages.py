@@ -184,6 +184,21 @@ def _tool_choice(choice: Any) -> tuple[Any, bool | None]:
                "tool_choice.type")
 
 
+USED = frozenset({"model", "max_tokens", "messages", "system", "temperature", "top_p", "top_k", "stream",
+                  "stop_sequences", "tools", "tool_choice", "metadata", "shenron"})
+"""Request fields that reach the models; anything else (thinking, context_management, output_config,
+service_tier, ...) is Anthropic's own: left out, and named in `council.ignored`."""
+
+
+def ignored(body: Json) -> list[str]:
+    return sorted(k for k in body if k not in USED)
+
+
+def _noted(council: Any, body: Json) -> Any:
+    left = ignored(body)
+    return {**council, "ignored": left} if isinstance(council, dict) and left else council
+
+
 def to_chat(body: Json) -> Json:
     """A Messages request as a chat completions body (InvalidRequest naming the field when it is wrong)."""
     model = body.get("model")
@@ -253,7 +268,7 @@ def new_id() -> str:
     return "msg_" + secrets.token_hex(12)
 
 
-def to_message(out: Json, model: str) -> Json:
+def to_message(out: Json, model: str, body: Json | None = None) -> Json:
     """A chat.completion as an Anthropic `message`, with our `council` beside its fields."""
     choice = (out.get("choices") or [{}])[0]
     msg = choice.get("message") or {}
@@ -272,7 +287,7 @@ def to_message(out: Json, model: str) -> Json:
                     "stop_reason": "tool_use" if msg.get("tool_calls") else STOP.get(reason, "end_turn"),
                     "stop_sequence": None, "usage": _usage(out.get("usage"))}
     if "council" in out:
-        result["council"] = out["council"]
+        result["council"] = _noted(out["council"], body or {})
     return result
 
 
@@ -283,8 +298,9 @@ def _event(name: str, data: Json) -> bytes:
 class MessagesWriter:
     """Engine chunks as Messages stream events: one open content block at a time, as Anthropic streams."""
 
-    def __init__(self, model: str, prompt_tokens: int) -> None:
+    def __init__(self, model: str, prompt_tokens: int, body: Json | None = None) -> None:
         self.model = model
+        self.body = body or {}
         self.id = new_id()
         self.block = -1
         self.open: str | None = None
@@ -370,7 +386,7 @@ class MessagesWriter:
             self.usage["output_tokens"] = self.content_chunks
         delta: Json = {"delta": {"stop_reason": self.stop, "stop_sequence": None}, "usage": self.usage}
         if self.council is not None:
-            delta["council"] = self.council
+            delta["council"] = _noted(self.council, self.body)
         return self._close() + _event("message_delta", delta) + _event("message_stop", {})
 
 
@@ -381,10 +397,10 @@ class Messages:
         return to_chat(body)
 
     def answer(self, out: Json, ctx: Context) -> Json:
-        return to_message(out, str(ctx.body.get("model")))
+        return to_message(out, str(ctx.body.get("model")), ctx.body)
 
     def writer(self, ctx: Context) -> MessagesWriter:
-        return MessagesWriter(str(ctx.body.get("model")), count_tokens(ctx.body))
+        return MessagesWriter(str(ctx.body.get("model")), count_tokens(ctx.body), ctx.body)
 
     async def finished(self, ctx: Context) -> None:
         return None

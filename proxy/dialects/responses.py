@@ -24,6 +24,10 @@ _decode = msgspec.json.Decoder().decode
 
 CUSTOM_INPUT = {"type": "object", "properties": {"input": {"type": "string"}}, "required": ["input"]}
 """A `custom` (free-form) tool is offered to chat models as a function of one string."""
+USED = frozenset({"model", "input", "instructions", "tools", "tool_choice", "text", "reasoning", "stream",
+                  "max_output_tokens", "temperature", "top_p", "parallel_tool_calls", "top_logprobs", "user",
+                  "safety_identifier", "metadata", "store", "previous_response_id", "shenron"})
+"""Request fields that shape the answer or its keeping; the rest are named in `council.ignored`."""
 BUILT_IN = ("web_search", "web_search_preview", "file_search", "computer_use_preview", "code_interpreter",
             "image_generation", "local_shell", "mcp")
 
@@ -315,9 +319,13 @@ class Turn:
         self.tools = tools
 
     def council(self, council: Json | None) -> Json | None:
-        """Our report, with the built-in tools the request named that no model here could use."""
+        """Our report, with the built-in tools the request named that no model here could use, and the
+        request fields that reach no model (OpenAI's own: `include`, `prompt_cache_key`, ...)."""
         if council is not None and self.tools.ignored:
             council = {**council, "ignored_tools": sorted(set(self.tools.ignored))}
+        left = sorted(k for k in self.body if k not in USED)
+        if council is not None and left:
+            council = {**council, "ignored": left}
         return council
 
     def response(self, status: str, output: list[Json], usage: Json | None = None, **more: Any) -> Json:
