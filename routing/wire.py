@@ -57,15 +57,6 @@ def usage_of(usage: Json) -> Json:
     return {k: v for k, v in out.items() if v is not None}
 
 
-def add_usage(a: Json | None, b: Json | None) -> Json | None:
-    if not b:
-        return a
-    if not a:
-        return usage_of(b)
-    keys = ("prompt_tokens", "completion_tokens", "total_tokens")
-    return {k: int(a.get(k) or 0) + int(b.get(k) or 0) for k in keys}
-
-
 def estimate_tokens(text: str) -> int:
     """A rough token count (about four characters a token) for servers that report none."""
     return max(1, (len(text) + 3) // 4) if text else 0

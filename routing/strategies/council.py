@@ -46,8 +46,6 @@ class Verdict:
     winner: Ballot
     answers: dict[str, Json]
     reports: list[MemberReport]
-    usage: Json | None
-    """Every member's usage together."""
     decided_by: str
     note: str | None = None
 
@@ -155,7 +153,7 @@ class Council:
         how = tied(clusters, rule)
         decided_by = "early" if run.stopped_early else "vote" if how is None else f"tie-break: {how}"
         cluster_of = {b.member: i for i, c in enumerate(clusters) for b in c.ballots}
-        reports, usage = [], None
+        reports = []
         for o in ordered(run.outcomes, self.names):
             backend = self.backends[self.backend_of[o.member]]
             r = MemberReport(name=o.member, model=backend.model, status="ok", latency_ms=o.latency_ms,
@@ -164,7 +162,6 @@ class Council:
                 r.usage = wire.usage_of(o.result["usage"]) if isinstance(o.result.get("usage"), dict) else None
                 call.budget.charge(backend.cfg, r.usage)
                 r.cluster = cluster_of[o.member]
-                usage = wire.add_usage(usage, r.usage)
             elif o.failure is not None:
                 r.status, r.error = o.failure.kind, o.failure.reason  # type: ignore[assignment]
             else:
@@ -181,7 +178,7 @@ class Council:
                         c["logprobs"] = None
         if embedded is not None:
             reports.append(embedded)
-        v = Verdict(clusters, winner, answers, reports, usage, decided_by, note)
+        v = Verdict(clusters, winner, answers, reports, decided_by, note)
         if self.vm.merge == "judge" and not winner.tool_calls and len(ballots) > 1:
             await self._judge(call, v, ballots)
         elif how is not None and self.vm.tie_break in ("judge", "chairman") and not winner.tool_calls:
