@@ -122,7 +122,7 @@ class OpenAIBackend:
         """One non-streamed completion, through the backend's guard (GPU slot, breaker); what it
         spent is kept for the request's ledger row (`routing.spend`), cancelled or not."""
         with spend.tracked(self.name, model or self.model, self.cfg) as spent:
-            async with self.guard.call():
+            async with self.guard.call() as spent.notes:
                 resp = await self._complete(body, model)
             spent.usage = resp.get("usage")
         return resp
@@ -130,7 +130,7 @@ class OpenAIBackend:
     async def stream(self, body: Json, model: str | None = None) -> AsyncGenerator[Json, None]:
         """A streamed completion, holding the backend's GPU slot until it ends; see `_stream`."""
         with spend.tracked(self.name, model or self.model, self.cfg) as spent:
-            async with self.guard.call():
+            async with self.guard.call() as spent.notes:
                 async with contextlib.aclosing(self._stream(body, model)) as chunks:
                     async for chunk in chunks:
                         if "usage" in chunk:

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from routing import rules, spend
+from routing import rules
 from routing.config import BackendConfig, Config
 from routing.errors import MemberFailure, UpstreamStatus
 
@@ -138,17 +138,19 @@ class Guard:
         self.record(False, e.reason)
 
     @contextlib.asynccontextmanager
-    async def call(self) -> AsyncIterator[None]:
-        """Around one real request: the GPU slot, the cold-start note, and the outcome for the breaker."""
+    async def call(self) -> AsyncIterator[Json]:
+        """Around one real request: the GPU slot and the outcome for the breaker. Yields what it noticed
+        about this one call (`queue_ms` waiting for the slot, `cold_start`), for the call's own record."""
         slot = self.pool.slot() if self.pool else None
         queued = await slot.__aenter__() if slot else 0
         try:
+            notes: Json = {}
             if self.pool is not None:
-                spend.note(queue_ms=queued)
+                notes["queue_ms"] = queued
             if self.loaded is False or self.loading:
-                spend.note(cold_start=True)
+                notes["cold_start"] = True
             try:
-                yield
+                yield notes
             except MemberFailure as e:
                 self._outcome(e)
                 raise

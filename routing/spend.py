@@ -31,7 +31,7 @@ class Spend:
     start: float = field(default_factory=time.perf_counter)
     latency_ms: int = 0
     notes: Json = field(default_factory=dict)
-    """What the backend's guard noticed about this one call: `queue_ms`, `cold_start`."""
+    """What the backend's guard noticed about this one call (`Guard.call` yields it): `queue_ms`, `cold_start`."""
     report: object | None = None
     """The member report this call was matched to (`routing.report.priced`), so a report is matched once."""
 
@@ -46,19 +46,6 @@ class Spend:
 
 
 SPENT: ContextVar[list[Spend] | None] = ContextVar("shenron_spent", default=None)
-CURRENT: ContextVar[Spend | None] = ContextVar("shenron_current_call", default=None)
-"""The member call being made in this task, for notes that belong to it alone."""
-
-
-def note(**fields: Any) -> None:
-    """Note something about the call being made (a wait adds up; anything else is set)."""
-    entry = CURRENT.get()
-    if entry is None:
-        return
-    for k, v in fields.items():
-        entry.notes[k] = entry.notes.get(k, 0) + v if isinstance(v, int) and not isinstance(v, bool) else v
-
-
 def calls() -> list[Spend]:
     """The current request's calls so far (empty outside a request)."""
     return SPENT.get() or []
@@ -79,7 +66,6 @@ def tracked(name: str, model: str, cfg: BackendConfig) -> Iterator[Spend]:
     made = SPENT.get()
     if made is not None:
         made.append(entry)
-    token = CURRENT.set(entry)
     try:
         yield entry
     except MemberFailure as e:
@@ -88,9 +74,4 @@ def tracked(name: str, model: str, cfg: BackendConfig) -> Iterator[Spend]:
     except BaseException:
         entry.end("cancelled")
         raise
-    finally:
-        try:
-            CURRENT.reset(token)
-        except ValueError:  # a stream's generator closed from another task: that context is not ours
-            pass
     entry.end("ok")
