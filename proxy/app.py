@@ -64,16 +64,24 @@ async def completions(request: Request[Any, Any, Any], state: State) -> Response
     return await passthrough.handle(request, state, "/completions")
 
 
+class _Model(msgspec.Struct):
+    model: Any = None
+
+
+_model_of = msgspec.json.Decoder(_Model).decode
+
+
 @post("/v1/messages", status_code=200)
 async def messages(request: Request[Any, Any, Any], state: State) -> Response[bytes] | EventStream:
     """Anthropic's Messages API (Claude Code, the `anthropic` SDKs); `?beta=true` is accepted and ignored.
     A model an Anthropic backend serves gets the request as it is; any other is translated."""
-    try:
-        model = msgspec.json.decode(await request.body()).get("model")
-    except (msgspec.DecodeError, AttributeError):
-        model = None
-    if isinstance(model, str) and state.router.native(model, "anthropic"):
-        return await passthrough.handle(request, state, "/messages")
+    if "anthropic" in state.router.kinds:  # only then is the body looked at twice, and only for its model
+        try:
+            model = _model_of(await request.body()).model
+        except msgspec.DecodeError:
+            model = None
+        if isinstance(model, str) and state.router.native(model, "anthropic"):
+            return await passthrough.handle(request, state, "/messages")
     return await serve.handle(request, state, MESSAGES)
 
 

@@ -32,6 +32,8 @@ class Router:
         self.created = int(time.time())
         own = clients or {}
         self.backends = {n: backends_mod.build(n, b, own.get(n, client)) for n, b in cfg.backends.items()}
+        self.kinds = frozenset(b.kind for b in cfg.backends.values())
+        """The backend kinds configured (a dialect goes natively only where its kind is among them)."""
         self.health = Health(cfg, self.backends, client)
         self.decisions = DecisionLog(cfg.server.decision_log)
         self.mem_available_pct: float | None = mem_available_pct()
