@@ -66,7 +66,7 @@ def _check(path: str, body: Json) -> str:
     if not isinstance(model, str) or not model:
         raise InvalidRequest("Missing required parameter: 'model'.", param="model", code="missing_required_parameter")
     if path == "/messages":
-        from proxy.dialects.messages import to_chat
+        from proxy.dialects.messages_request import to_chat
 
         to_chat(body)  # the same checks, and the same 400s, as for a translated request
         return model
