@@ -5,31 +5,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-import httpx
 import msgspec
 
-from routing import rules
-from routing.backends import build
 from routing.config import (
     CONFIG_ENV,
     DEFAULT_FILE,
-    CascadeModel,
     Config,
     ConfigError,
-    EscalateModel,
     find,
     load,
     store_path,
 )
 from routing.discovery import KNOWN_SERVERS, discover
-from routing.errors import MemberFailure
 from routing.settings import ADMIN_TIER, ServerConfig, redacted
 
 if TYPE_CHECKING:
@@ -126,102 +119,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _probe_all(cfg: Config) -> list[tuple[str, str, str, str, str]]:
-    async with httpx.AsyncClient() as client:
-        backends = {n: build(n, b, client) for n, b in cfg.backends.items()}
-
-        async def one(name: str) -> tuple[str, str, str, str, str]:
-            b = backends[name]
-            start = time.perf_counter()
-            try:
-                async with asyncio.timeout(10):
-                    ids = await b.list_models()
-            except (MemberFailure, TimeoutError) as e:
-                reason = e.reason if isinstance(e, MemberFailure) else "no answer within 10s"
-                return name, redacted(b.cfg.url), "no", reason, "-"
-            ms = f"{(time.perf_counter() - start) * 1000:.0f} ms"
-            served = ", ".join(ids) or "(none listed)"
-            if b.model not in ids and ids:
-                served += f"  [configured model {b.model!r} not listed]"
-            return name, redacted(b.cfg.url), "yes", served, ms
-
-        return list(await asyncio.gather(*(one(n) for n in backends)))
-
-
 def cmd_check(args: argparse.Namespace) -> int:
-    cfg = resolve(args.config)
-    print(f"config OK: {cfg.source}")
-    print(f"virtual models: {', '.join(cfg.models) or 'none'}")
-    if not cfg.backends:
-        print("no backends configured or found")
-        return 1
-    rows = [("member", "url", "reachable", "models served", "latency"), *asyncio.run(_probe_all(cfg))]
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[4])
-    if any(isinstance(vm, EscalateModel) for vm in cfg.models.values()):
-        _print_checks(cfg)
-    if any(isinstance(vm, CascadeModel) for vm in cfg.models.values()):
-        _print_confidence(cfg, asyncio.run(_logprobs(cfg)))
-    return 0 if all(r[2] == "yes" for r in rows[1:]) else 1
+    from proxy import check
 
-
-def _first_backends(cfg: Config, cascade: CascadeModel) -> list[str]:
-    """The backends a cascade's first model asks (those whose logprobs are its confidence)."""
-    first = cfg.models.get(cascade.first)
-    return list(dict.fromkeys(getattr(first, "members", []) or []))
-
-
-async def _logprobs(cfg: Config) -> dict[str, str | None]:
-    """For each backend behind a cascade's first model: None when one token comes back with its logprob,
-    else why not (asked as the cascade asks: `logprobs` with `top_logprobs: 1`)."""
-    names = {b for vm in cfg.models.values() if isinstance(vm, CascadeModel) for b in _first_backends(cfg, vm)}
-    async with httpx.AsyncClient() as client:
-        async def one(name: str) -> tuple[str, str | None]:
-            b = build(name, cfg.backends[name], client)
-            try:
-                async with asyncio.timeout(30):
-                    out = await b.complete({"messages": [{"role": "user", "content": "Say yes."}], "max_tokens": 2,
-                                            "logprobs": True, "top_logprobs": 1})
-            except (MemberFailure, TimeoutError) as e:
-                return name, e.reason if isinstance(e, MemberFailure) else "no answer within 30s"
-            choice = (out.get("choices") or [{}])[0]
-            if rules.logprob_confidence(choice.get("logprobs")) is None:
-                return name, "it answered without logprobs"
-            return name, None
-
-        return dict(await asyncio.gather(*(one(n) for n in sorted(names))))
-
-
-def _print_confidence(cfg: Config, found: dict[str, str | None]) -> None:
-    print("\ncascade confidence (token logprobs of the first answer):")
-    for name, vm in cfg.models.items():
-        if not isinstance(vm, CascadeModel):
-            continue
-        for b in _first_backends(cfg, vm):
-            why = found.get(b)
-            if why is None:
-                print(f"  {name}: {vm.first} -> {b}: logprobs yes")
-                continue
-            fallback = (f"the second opinion ({vm.second_opinion}) measures it" if vm.second_opinion
-                        else "it escalates only on risk words or when asked (set second-opinion)")
-            print(f"  {name}: {vm.first} -> {b}: logprobs NO ({why}); {fallback}")
-
-
-def _print_checks(cfg: Config) -> None:
-    """Which languages the code ladder can check here, and how."""
-    from routing import sandbox
-
-    print("\ncode checks (never run the code unless `run` is set):")
-    for lang, c in sandbox.table(cfg.checks).items():
-        program = c.command[0]
-        here = program == "{python}" or shutil.which(program) is not None
-        status = "available" if here else f"not checked here: `{program}` not on PATH"
-        if here and sandbox.bubblewrap() is None and c is not sandbox.BUILTIN["python"]:
-            status = "refused here: no isolation (install bubblewrap)"
-        how = "compile() and an import lookup" if c is sandbox.BUILTIN["python"] else " ".join(c.command)[:40]
-        print(f"  {lang.ljust(11)} {how.ljust(40)}  {status}{'  RUNS TESTS' if c.run else ''}")
-    print(f"  isolation: {sandbox.isolation()}")
+    return check.run(resolve(args.config))
 
 
 def _store_config(explicit: str | None) -> Config:
