@@ -8,8 +8,9 @@ from typing import Any, Literal, Protocol
 
 import msgspec
 
-from routing.config import BackendConfig, backend_of
+from routing.config import BackendConfig
 from routing.errors import MemberFailure
+from routing.samples import backend_of
 
 Status = Literal["ok", "error", "timeout", "cancelled", "skipped"]
 

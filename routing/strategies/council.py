@@ -16,11 +16,12 @@ import msgspec
 
 from routing import rules, spend, wire
 from routing.budget import EXHAUSTED, Skipped
-from routing.config import Config, CouncilModel, samples
+from routing.config import Config, CouncilModel
 from routing.errors import AllMembersFailed, MemberFailure, MemberTimeout
 from routing.fanout import FanOut, Outcome, fan_out, ordered, stop
 from routing.health import unusable
 from routing.report import ClusterReport, CouncilReport, MemberReport, Timer, priced
+from routing.samples import samples
 from routing.strategies.base import Backends, Call, Json, relay
 from routing.strategies.single import Single
 from routing.synthesis import chairman_messages, judge_messages, judge_pick
@@ -73,21 +74,27 @@ class Council:
         """Each member's name in the metadata (`smol#2` for a second sample) -> its backend."""
         self.names = [s for s, _ in self.samples]
         self.weights = {s: vm.weights.get(s, vm.weights.get(b, backends[b].cfg.weight)) for s, b in self.samples}
-        if vm.greedy_first:
-            for s in self.names:
-                if s.endswith("#1") and s not in vm.weights:
-                    self.weights[s] = vm.greedy_weight
+        self.sampled: dict[str, tuple[int, float | None]] = {}
+        """Each sample's seed offset and its temperature (None: the client's, or the server's default)."""
+        for s, b in self.samples:
+            if s == b:
+                continue
+            n = int(s.rpartition("#")[2])
+            greedy = vm.greedy_first and n == 1
+            self.sampled[s] = (n, 0.0 if greedy else vm.sample_temperature)
+            if greedy and s not in vm.weights:
+                self.weights[s] = vm.greedy_weight
 
     def _body(self, body: Json, sample: str) -> Json:
         """A member's own request: one of several samples of a backend gets its own seed (and the
         model's `sample-temperature` unless the client set one); logprobs when ties are broken by them."""
         out = body
-        if sample != self.backend_of[sample]:
+        if sample in self.sampled:
+            n, temperature = self.sampled[sample]
             seed = body.get("seed")
-            out = {**body, "seed": (seed if isinstance(seed, int) else 0) + int(sample.rpartition("#")[2])}
-            greedy = self.vm.greedy_first and sample.endswith("#1")
-            if body.get("temperature") is None and (greedy or self.vm.sample_temperature is not None):
-                out["temperature"] = 0.0 if greedy else self.vm.sample_temperature
+            out = {**body, "seed": (seed if isinstance(seed, int) else 0) + n}
+            if body.get("temperature") is None and temperature is not None:
+                out["temperature"] = temperature
         if self.vm.tie_break == "logprob" and not body.get("logprobs"):
             out = {**out, "logprobs": True, "top_logprobs": 1}  # llama-cpp-python needs both
         return out
