@@ -52,8 +52,8 @@ def members_of(council: Json | None, exc: BaseException | None, calls: list[Spen
         return out
     failures = exc.failures if isinstance(exc, AllMembersFailed) else [exc] if isinstance(exc, MemberFailure) else []
     used = [MemberUse(name=c.name, model=c.model, status="cancelled" if c.status == "running" else c.status,
-                      latency_ms=c.latency_ms, prompt_tokens=(c.usage or {}).get("prompt_tokens") or 0,
-                      completion_tokens=(c.usage or {}).get("completion_tokens") or 0, cost_usd=c.cost_usd,
+                      latency_ms=c.latency_ms, prompt_tokens=c.usage.prompt_tokens if c.usage else 0,
+                      completion_tokens=c.usage.completion_tokens if c.usage else 0, cost_usd=c.cost_usd,
                       cloud=c.cfg.is_cloud) for c in calls or ()]
     called = {c.name for c in calls or ()}
     return used + [MemberUse(name=f.member, status=f.kind) for f in failures if f.member not in called]

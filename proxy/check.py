@@ -75,8 +75,7 @@ async def _logprobs(cfg: Config) -> dict[str, str | None]:
                                             "logprobs": True, "top_logprobs": 1})
             except (MemberFailure, TimeoutError) as e:
                 return name, e.reason if isinstance(e, MemberFailure) else "no answer within 30s"
-            choice = (out.get("choices") or [{}])[0]
-            if rules.logprob_confidence(choice.get("logprobs")) is None:
+            if rules.logprob_confidence(out.answer.logprobs) is None:
                 return name, "it answered without logprobs"
             return name, None
 

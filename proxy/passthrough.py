@@ -28,16 +28,19 @@ from proxy.requests import decode
 from proxy.serve import SSE_HEADERS, credentials
 from proxy.streaming import EventStream, watched
 from routing import spend, wire
+from routing.answers import usage as checked_usage
+from routing.core import CouncilReport, MemberReport
 from routing.errors import InvalidRequest
-from routing.report import CouncilReport, MemberReport, Timer, priced
+from routing.report import Timer, cost
 from routing.router import Router
+from routing.tokens import Usage
 
 Json = dict[str, Any]
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
 
 
-def usage_of(event: Any) -> Json | None:
+def usage_of(event: Any) -> Usage | None:
     """OpenAI usage from an answer or stream event of either API (Anthropic's counts are renamed)."""
     if not isinstance(event, dict):
         return None
@@ -47,18 +50,17 @@ def usage_of(event: Any) -> Json | None:
     if not isinstance(usage, dict):
         return None
     if "input_tokens" in usage or "output_tokens" in usage:
-        p, c = int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0)
-        return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
-    return usage
+        p, c = usage.get("input_tokens"), usage.get("output_tokens")
+        usage = {"prompt_tokens": p if isinstance(p, int) else 0, "completion_tokens": c if isinstance(c, int) else 0}
+    return Usage.of(checked_usage(usage))
 
 
-def _merge(a: Json | None, b: Json | None) -> Json | None:
+def _merge(a: Usage | None, b: Usage | None) -> Usage | None:
     """Anthropic streams input tokens at the start and output tokens at the end: keep the larger of each."""
     if a is None or b is None:
         return b or a
-    p = max(int(a.get("prompt_tokens") or 0), int(b.get("prompt_tokens") or 0))
-    c = max(int(a.get("completion_tokens") or 0), int(b.get("completion_tokens") or 0))
-    return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+    p, c = max(a.prompt_tokens, b.prompt_tokens), max(a.completion_tokens, b.completion_tokens)
+    return Usage(p, c, p + c)
 
 
 def _check(path: str, body: Json) -> str:
@@ -87,11 +89,13 @@ def _check(path: str, body: Json) -> str:
     return model
 
 
-def _report(model: str, member: str, backend_model: str, status: Any, t: Timer, usage: Json | None,
+def _report(model: str, member: str, backend_model: str, status: Any, t: Timer, usage: Usage | None,
             router: Router, error: str | None = None) -> Json:
-    m = MemberReport(name=member, model=backend_model, status=status, latency_ms=t.ms(), usage=usage, error=error)
+    cfg = router.backends[member].cfg
+    m = MemberReport(name=member, model=backend_model, status=status, latency_ms=t.ms(), usage=usage, error=error,
+                     cost_usd=round(cost(usage, cfg), 8) if usage else None, cloud=cfg.is_cloud)
     return CouncilReport(virtual_model=model, strategy="passthrough", winner=member if status == "ok" else None,
-                         members=priced([m], router.backends), latency_ms=t.ms()).as_json()
+                         members=[m], latency_ms=t.ms()).totalled().as_json()
 
 
 async def handle(request: Request[Any, Any, Any], state: State, path: str) -> Response[bytes] | EventStream:
@@ -140,7 +144,7 @@ async def handle(request: Request[Any, Any, Any], state: State, path: str) -> Re
 async def _relay(resp: httpx.Response, books: Books, t: Ticket, member: str, model: str, timer: Timer,
                  router: Router, calls: list[spend.Spend]) -> AsyncIterator[bytes]:
     """The upstream's stream as it comes; the last `usage` seen in it is what the ledger counts."""
-    usage: Json | None = None
+    usage: Usage | None = None
     tail = b""
     try:
         try:

@@ -18,6 +18,7 @@ from proxy.dialects import Context, Dialect, Writer
 from proxy.requests import call_of, decode
 from proxy.streaming import EventStream, watched
 from routing import spend
+from routing.core import Event, Report, Result, replay_result
 from routing.router import Router
 from routing.spend import Spend
 from routing.strategies import Call
@@ -42,9 +43,10 @@ def _ttl(router: Router, call: Call) -> float:
     return ttl if ttl > 0 and cache.deterministic(call.body) else 0.0
 
 
-def _from_cache(hit: Json, call: Call) -> Json:
-    council = {**(hit.get("council") or {}), "cached": True, "members": [], "cost_usd": 0.0, "latency_ms": 0}
-    return {**hit, "id": call.id, "created": call.created, "council": council}
+def _from_cache(hit: Result) -> Result:
+    """A kept answer as this request's: it cost nothing and asked nobody."""
+    report = msgspec.structs.replace(hit.report, cached=True, members=[], cost_usd=0.0, usage=None, latency_ms=0)
+    return Result(hit.reply, report)
 
 
 async def handle(request: Request[Any, Any, Any], state: State, dialect: Dialect) -> Response[bytes] | EventStream:
@@ -57,7 +59,7 @@ async def handle(request: Request[Any, Any, Any], state: State, dialect: Dialect
         t.principal = await gate.principal(credentials(request.headers))
         ctx = Context(state, t.principal.key_id)
         ctx.body = decode(await request.body())
-        call = call_of(await dialect.prepare(ctx.body, ctx))
+        call = ctx.call = call_of(await dialect.prepare(ctx.body, ctx))
         if request.headers.get("x-shenron-validate", "").lower() in ("1", "true", "yes"):
             call.extras["validate"] = True
         t.request_id, t.stream, t.model = call.id, call.stream, call.model
@@ -74,18 +76,17 @@ async def handle(request: Request[Any, Any, Any], state: State, dialect: Dialect
             books.metrics.cache.labels(call.model, "hit" if hit else "miss").inc()
             if hit is not None:
                 t.cached = True
-                out = _from_cache(hit, call)
-                await books.finish(t, 200, out["council"])
+                out = _from_cache(hit)
+                await books.finish(t, 200, out.report.as_json())
                 if call.stream:
-                    replayed = cache.as_chunks(out, call.include_usage)
-                    return EventStream(_replay(replayed, dialect.writer(ctx)), media_type="text/event-stream",
-                                       headers=SSE_HEADERS)
+                    return EventStream(_replay(list(replay_result(out)), dialect.writer(ctx)),
+                                       media_type="text/event-stream", headers=SSE_HEADERS)
                 return await _whole(dialect, ctx, out)
         if not call.stream:
             out = await watched(strategy.complete(call), request.receive)
             if ttl:
                 await state.cache.put(ckey, out, ttl)
-            await books.finish(t, 200, out.get("council"))
+            await books.finish(t, 200, out.report.as_json())
             return await _whole(dialect, ctx, out)
         chunks = strategy.stream(call)
         first = await watched(anext(chunks), request.receive)  # errors before it are still HTTP errors
@@ -98,41 +99,41 @@ async def handle(request: Request[Any, Any, Any], state: State, dialect: Dialect
     return EventStream(sse, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
-async def _whole(dialect: Dialect, ctx: Context, out: Json) -> Response[bytes]:
+async def _whole(dialect: Dialect, ctx: Context, out: Result) -> Response[bytes]:
     ctx.final = dialect.answer(out, ctx)
     await dialect.finished(ctx)
     return Response(_encode(ctx.final), media_type="application/json")
 
 
-async def _replay(chunks: list[Json], writer: Writer) -> AsyncIterator[bytes]:
+async def _replay(events: list[Event], writer: Writer) -> AsyncIterator[bytes]:
     yield writer.start()
-    for c in chunks:
-        yield writer.chunk(c)
+    for e in events:
+        yield writer.event(e)
     yield writer.end()
 
 
-async def _sse(first: Json, rest: AsyncIterator[Json], books: Books, t: Ticket,
+async def _sse(first: Event, rest: AsyncIterator[Event], books: Books, t: Ticket,
                filled: tuple[cache.Cache, str, float] | None, calls: list[Spend],
                dialect: Dialect, ctx: Context) -> AsyncIterator[bytes]:
     council: Json | None = None
-    kept: list[Json] | None = [first] if filled else None
+    kept: list[Event] | None = [first] if filled else None
     status, error = 200, None
     writer = dialect.writer(ctx)
     try:
-        yield writer.start() + writer.chunk(first)
+        yield writer.start() + writer.event(first)
         try:
-            async for chunk in rest:
-                if "council" in chunk:
-                    council = chunk["council"]
+            async for ev in rest:
+                if isinstance(ev, Report):
+                    council = ev.report.as_json()
                 if kept is not None:
-                    kept.append(chunk)
-                yield writer.chunk(chunk)
+                    kept.append(ev)
+                yield writer.event(ev)
         except Exception as e:  # after the first byte an error can only be an event (ours, or a logged bug)
             status, body = errors.of(e)
             error = body["error"].get("code") or body["error"]["type"]
             yield writer.failed(status, body)
         if filled is not None and kept is not None and error is None:
-            answer = cache.from_chunks(kept)
+            answer = cache.kept(kept)
             if answer is not None:
                 await filled[0].put(filled[1], answer, filled[2])
         await books.finish(t, status, council, error=error)  # committed before the client sees the end

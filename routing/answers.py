@@ -12,7 +12,19 @@ from typing import Any, TypeGuard
 
 import msgspec
 
+from routing.core import (
+    Answer,
+    Event,
+    Finish,
+    ReasoningDelta,
+    Reply,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    UsageEvent,
+)
 from routing.errors import MemberFailure
+from routing.tokens import Usage
 
 Json = dict[str, Any]
 USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
@@ -144,10 +156,47 @@ def chunk(member: str, raw: Any) -> Json:
     return raw
 
 
-def says_something(c: Json) -> bool:
-    """A chunk that carries an answer: text, reasoning, a tool call or a finish reason."""
-    for choice in c.get("choices") or ():
-        d = choice.get("delta") or {}
-        if d.get("content") or d.get("tool_calls") or d.get("reasoning_content") or choice.get("finish_reason"):
-            return True
-    return False
+
+def _calls(calls: list[Json] | None) -> list[ToolCall]:
+    return [ToolCall(str(c.get("id") or f"call_{i}"), str((c.get("function") or {}).get("name") or ""),
+                     str((c.get("function") or {}).get("arguments") or ""))
+            for i, c in enumerate(calls or ())]
+
+
+def reply(member: str, raw: Any) -> Reply:
+    """A whole chat.completion, checked (`completion`), as the engine's typed `Reply`."""
+    resp = completion(member, raw)
+    choices = []
+    for i, c in enumerate(resp["choices"][:MAX_CHOICES]):
+        msg = c["message"]
+        thought = msg.get("reasoning_content") or msg.get("reasoning")
+        choices.append(Answer(text=msg.get("content"), tool_calls=_calls(msg.get("tool_calls")),
+                              reasoning=thought if isinstance(thought, str) and thought else None,
+                              finish_reason=c.get("finish_reason") or ("tool_calls" if msg.get("tool_calls")
+                                                                       else "stop"),
+                              logprobs=c.get("logprobs"), index=c.get("index", i)))
+    fingerprint = resp.get("system_fingerprint")
+    return Reply(choices, Usage.of(resp.get("usage")), fingerprint if isinstance(fingerprint, str) else None)
+
+
+def events(member: str, raw: Any) -> list[Event]:
+    """One streamed chat.completion.chunk, checked (`chunk`), as the engine's typed events."""
+    c = chunk(member, raw)
+    out: list[Event] = []
+    for choice in c["choices"]:
+        i = choice.get("index", 0)
+        d = choice["delta"]
+        thought = d.get("reasoning_content") or d.get("reasoning")
+        if thought:
+            out.append(ReasoningDelta(thought, choice=i))
+        if d.get("content") or choice.get("logprobs"):
+            out.append(TextDelta(d.get("content") or "", logprobs=choice.get("logprobs"), choice=i))
+        for n, tc in enumerate(d.get("tool_calls") or ()):
+            fn = tc.get("function") or {}
+            out.append(ToolCallDelta(tc.get("index", n), tc.get("id"), fn.get("name"), fn.get("arguments") or "",
+                                     choice=i))
+        if choice.get("finish_reason"):
+            out.append(Finish(choice["finish_reason"], choice=i))
+    if c.get("usage"):
+        out.append(UsageEvent(Usage.of(c["usage"]) or Usage(0, 0, 0)))
+    return out

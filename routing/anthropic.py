@@ -16,6 +16,7 @@ import msgspec
 from routing import answers
 from routing.backends import OpenAIBackend
 from routing.config import BackendConfig
+from routing.core import Reply
 from routing.errors import MemberFailure
 
 Json = dict[str, Any]
@@ -245,11 +246,11 @@ class AnthropicBackend(OpenAIBackend):
         upstream["stream"] = stream
         return self._post(_encode(upstream))
 
-    def _answer(self, result: Any) -> Json:
+    def _answer(self, result: Any) -> Reply:
         if not isinstance(result, dict) or result.get("type") != "message":
             raise MemberFailure(self.name, "malformed response: not an Anthropic message")
         try:
-            return answers.completion(self.name, to_completion(result))
+            return answers.reply(self.name, to_completion(result))
         except (AttributeError, TypeError, ValueError) as e:  # a block or usage of the wrong shape
             raise MemberFailure(self.name, f"malformed response: {e}") from e
 

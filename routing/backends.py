@@ -17,8 +17,9 @@ from typing import Any
 import httpx
 import msgspec
 
-from routing import answers, spend, upstream
+from routing import answers, upstream
 from routing.config import BackendConfig
+from routing.core import Event, Finish, Reply, says_something
 from routing.errors import MemberFailure, MemberTimeout, UpstreamStatus
 from routing.health import Guard
 from routing.sse import DONE, data_events
@@ -118,27 +119,9 @@ class OpenAIBackend:
         request.read()  # a ByteStream reads at once; the transport can then send it as plain bytes
         return request
 
-    async def complete(self, body: Json, model: str | None = None) -> Json:
-        """One non-streamed completion, through the backend's guard (GPU slot, breaker); what it
-        spent is kept for the request's ledger row (`routing.spend`), cancelled or not."""
-        with spend.tracked(self.name, model or self.model, self.cfg) as spent:
-            async with self.guard.call() as spent.notes:
-                resp = await self._complete(body, model)
-            spent.usage = resp.get("usage")
-        return resp
-
-    async def stream(self, body: Json, model: str | None = None) -> AsyncGenerator[Json, None]:
-        """A streamed completion, holding the backend's GPU slot until it ends; see `_stream`."""
-        with spend.tracked(self.name, model or self.model, self.cfg) as spent:
-            async with self.guard.call() as spent.notes:
-                async with contextlib.aclosing(self._stream(body, model)) as chunks:
-                    async for chunk in chunks:
-                        if "usage" in chunk:
-                            spent.usage = chunk["usage"]
-                        yield chunk
-
-    async def _complete(self, body: Json, model: str | None = None) -> Json:
-        """One non-streamed completion; the whole exchange is bounded by the member's timeout."""
+    async def complete(self, body: Json, model: str | None = None) -> Reply:
+        """One non-streamed completion; the whole exchange is bounded by the member's timeout. The wire
+        call only: a strategy asks through `routing.member`, which adds the guard, budget and report."""
         with self._translated():
             async with asyncio.timeout(self.cfg.timeout_s):
                 resp = await upstream.send(self._client, self._request(body, False, model))
@@ -150,9 +133,9 @@ class OpenAIBackend:
                 raise upstream_error(self.name, resp.status_code, content)
             return self._answer(_decode(content))
 
-    def _answer(self, result: Any) -> Json:
-        """The upstream's whole answer as an OpenAI chat.completion, checked (`routing.answers`)."""
-        return answers.completion(self.name, result)
+    def _answer(self, result: Any) -> Reply:
+        """The upstream's whole answer, checked and typed (`routing.answers`)."""
+        return answers.reply(self.name, result)
 
     def _events(self) -> Callable[[Json], list[Json] | None]:
         """A translator for one stream: an upstream event to OpenAI chunks, or None when the answer is over."""
@@ -166,8 +149,8 @@ class OpenAIBackend:
 
         return openai
 
-    async def _stream(self, body: Json, model: str | None = None) -> AsyncGenerator[Json, None]:
-        """Chunks of a streamed completion as they arrive.
+    async def stream(self, body: Json, model: str | None = None) -> AsyncGenerator[Event, None]:
+        """Events of a streamed completion as they arrive.
 
         The first chunk is awaited within the member's timeout, so a caller that has not yet
         sent anything can still fall back. Closing the iterator closes the upstream connection,
@@ -185,7 +168,7 @@ class OpenAIBackend:
                 translate = self._events()
                 first = True
                 finished = said = False
-                held: list[Json] = []
+                held: list[Event] = []
                 while True:
                     async with asyncio.timeout_at(_loop_time(deadline) if first else None):
                         data = await anext(events, None)
@@ -201,18 +184,17 @@ class OpenAIBackend:
                     if chunks is None:
                         finished = True
                         break
-                    for chunk in chunks:
-                        answers.chunk(self.name, chunk)
-                        finished = finished or _has_finish(chunk)
+                    for e in (e for chunk in chunks for e in answers.events(self.name, chunk)):
+                        finished = finished or isinstance(e, Finish)
                         if not said:  # held back until it says something: until then a caller can fall back
-                            held.append(chunk)
-                            said = answers.says_something(chunk)
+                            held.append(e)
+                            said = says_something(e)
                             if said:
                                 first = False
-                                for c in held:
-                                    yield c
+                                for h in held:
+                                    yield h
                             continue
-                        yield chunk
+                        yield e
                 if not said:
                     raise MemberFailure(self.name, "stream ended without an answer (no content, no finish reason)")
                 if not finished:
@@ -258,10 +240,6 @@ class OpenAIBackend:
             data = _decode(resp.content)
         items = data.get("data", []) if isinstance(data, dict) else []
         return [str(m["id"]) for m in items if isinstance(m, dict) and "id" in m]
-
-
-def _has_finish(chunk: Json) -> bool:
-    return any(isinstance(c, dict) and c.get("finish_reason") for c in chunk.get("choices") or ())
 
 
 def _loop_time(deadline: float) -> float:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from routing.config import BackendConfig
 from routing.errors import MemberFailure
 from routing.report import cost
+from routing.tokens import Usage
 
 EXHAUSTED = "skipped: the cloud budget is spent"
 
@@ -53,7 +51,7 @@ class Budget:
         """Whether spending about `usd` more stays inside the limit."""
         return self.limit_usd is None or self.spent_usd + usd <= self.limit_usd + 1e-12
 
-    def charge(self, cfg: BackendConfig, usage: Mapping[str, Any] | None) -> None:
+    def charge(self, cfg: BackendConfig, usage: Usage | None) -> None:
         """Charge one answer at its backend's prices (the same `cost` the metadata reports)."""
         if cfg.is_cloud:
             self.spent_usd += cost(usage, cfg)

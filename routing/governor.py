@@ -14,12 +14,14 @@ import sys
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from routing import rules
 from routing.config import VirtualModel
+from routing.core import CouncilReport, Event, Report, Result
 from routing.strategies.base import NESTED, Call, Json, Strategy
 
 SAMPLES = 100
@@ -110,61 +112,58 @@ class Governed:
             return Decision(self.inner, load, skipped=f"{why}, but `{self.vm.degrade_to}` is outside the key's tier")
         return Decision(getattr(target, "inner", target), load, degraded=why)
 
-    def _annotate(self, council: Json | None, d: Decision) -> Json | None:
-        if council is None:
-            return council
+    def _annotate(self, report: CouncilReport, d: Decision) -> CouncilReport:
         if d.skipped:
-            return {**council, "degrade_skipped": d.skipped}
+            report.degrade_skipped = d.skipped
         if d.degraded:
-            return {**council, "degraded": True, "degraded_from": self.name, "degraded_because": d.degraded}
-        return council
+            report.degraded, report.degraded_from, report.degraded_because = True, self.name, d.degraded
+        return report
 
-    def _record(self, call: Call, d: Decision, council: Json | None, status: str, start: float) -> None:
+    def _record(self, call: Call, d: Decision, council: CouncilReport | None, status: str, start: float) -> None:
         ms = (time.perf_counter() - start) * 1000
         self.latencies.append(ms)
         if self.log.dest == "off" or call.extras.get(NESTED):
             return
-        c = council or {}
         record: Json = {
             "ts": round(time.time(), 3), "id": call.id, "model": self.name, "strategy": self.label,
             "stream": call.stream, "status": status, "latency_ms": int(ms),
             "load": {"inflight": d.load.inflight, "p95_ms": d.load.p95_ms,
                      "healthy_members": d.load.healthy_members, "mem_available_pct": d.load.mem_available_pct},
             "degraded_to": self.vm.degrade_to if d.degraded else None, "degrade_reason": d.degraded or d.skipped,
-            "skipped": {m["name"]: m.get("error") for m in c.get("members") or [] if m.get("status") == "skipped"},
+            "skipped": {m.name: m.error for m in (council.members if council else ()) if m.status == "skipped"},
         }
         inputs = getattr(self.inner, "inputs", None)
         if inputs is not None and not d.degraded:
-            record["cascade"] = {**inputs(call), "confidence": c.get("confidence"),
-                                 "escalated_because": c.get("escalated_because")}
+            record["cascade"] = {**inputs(call), "confidence": council.confidence if council else None,
+                                 "escalated_because": council.escalated_because if council else None}
         self.log.write(record)
 
-    async def complete(self, call: Call) -> Json:
+    async def complete(self, call: Call) -> Result:
         d = self.decide(call)
         start = time.perf_counter()
         self.inflight += 1
-        out: Json | None = None
+        out: Result | None = None
         try:
             out = await d.strategy.complete(call)
-            out["council"] = self._annotate(out.get("council"), d)
+            self._annotate(out.report, d)
             return out
         finally:
             self.inflight -= 1
-            self._record(call, d, (out or {}).get("council"), "ok" if out is not None else "error", start)
+            self._record(call, d, out.report if out else None, "ok" if out is not None else "error", start)
 
-    async def stream(self, call: Call) -> AsyncIterator[Json]:
+    async def stream(self, call: Call) -> AsyncIterator[Event]:
         d = self.decide(call)
         start = time.perf_counter()
         self.inflight += 1
-        council: Json | None = None
+        report: CouncilReport | None = None
         status = "error"
         try:
-            async for chunk in d.strategy.stream(call):
-                if "council" in chunk:
-                    council = self._annotate(chunk["council"], d)
-                    chunk = {**chunk, "council": council}
-                yield chunk
+            async with aclosing(d.strategy.stream(call)) as events:  # type: ignore[type-var]
+                async for e in events:
+                    if isinstance(e, Report):
+                        report = self._annotate(e.report, d)
+                    yield e
             status = "ok"
         finally:
             self.inflight -= 1
-            self._record(call, d, council, status, start)
+            self._record(call, d, report, status, start)

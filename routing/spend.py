@@ -17,6 +17,7 @@ from typing import Any
 from routing.config import BackendConfig
 from routing.errors import MemberFailure
 from routing.report import cost
+from routing.tokens import Usage
 
 Json = dict[str, Any]
 
@@ -27,13 +28,11 @@ class Spend:
     model: str
     cfg: BackendConfig
     status: str = "running"
-    usage: Json | None = None
+    usage: Usage | None = None
     start: float = field(default_factory=time.perf_counter)
     latency_ms: int = 0
     notes: Json = field(default_factory=dict)
     """What the backend's guard noticed about this one call (`Guard.call` yields it): `queue_ms`, `cold_start`."""
-    report: object | None = None
-    """The member report this call was matched to (`routing.report.priced`), so a report is matched once."""
 
     def end(self, status: str) -> None:
         if self.status == "running":

@@ -23,11 +23,12 @@ import ast
 import json
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from routing import claims
+from routing.core import ToolCall
 
 _FENCE = re.compile(r"```([\w+#.-]*)[^\n]*\n(.*?)```", re.S)
 _BOXED = re.compile(r"\\boxed\{([^{}]*(?:\{[^{}]*\}[^{}]*)*)\}")
@@ -132,17 +133,16 @@ def canonical(text: str, question: claims.Question = claims.NO_QUESTION) -> str:
     return "text:" + normalize(text)
 
 
-def canonical_tool_calls(tool_calls: list[dict[str, Any]]) -> str:
+def canonical_tool_calls(tool_calls: Sequence[ToolCall]) -> str:
     calls = []
     for call in tool_calls:
-        fn = call.get("function") or {}
-        args: Any = fn.get("arguments")
+        args: Any = call.arguments
         if isinstance(args, str):
             try:
                 args = json.loads(args) if args.strip() else {}
             except ValueError:
                 args = args.strip()
-        calls.append([fn.get("name"), args])
+        calls.append([call.name, args])
     return "tools:" + _dump(calls)
 
 
@@ -168,7 +168,7 @@ class Ballot:
     order: int
     """Arrival order: 0 for the first answer."""
     text: str = ""
-    tool_calls: tuple[Any, ...] = ()
+    tool_calls: tuple[ToolCall, ...] = ()
     logprob: float | None = None
     """Mean token logprob of the answer, when the member sent logprobs (for `tie-break = "logprob"`)."""
 

@@ -6,8 +6,14 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import msgspec
+
+from proxy.dialects.chat import ChatWriter, completion
+from routing import answers
 from routing.config import BackendConfig
+from routing.core import Event, Reply, Result
 from routing.errors import MemberFailure, MemberTimeout
+from routing.health import Guard
 
 
 class FakeBackend:
@@ -19,6 +25,7 @@ class FakeBackend:
         self.answer, self.delay, self.fail, self.tool_calls = answer, delay, fail, tool_calls
         self.history: list[str] = []
         self.bodies: list[dict[str, Any]] = []
+        self.guard = Guard(name, self.cfg)
 
     async def _wait(self) -> None:
         try:
@@ -27,7 +34,23 @@ class FakeBackend:
             self.history.append("cancelled")
             raise
 
-    async def complete(self, body: dict[str, Any], model: str | None = None) -> dict[str, Any]:
+    async def complete(self, body: dict[str, Any], model: str | None = None) -> Reply:
+        """The answer as any backend gives it: the upstream's chat.completion, checked and typed at the wire."""
+        return answers.reply(self.name, await self.respond(body, model))
+
+    async def stream(self, body: dict[str, Any], model: str | None = None) -> AsyncIterator[Event]:
+        """The answer word by word, as an upstream's chunks checked and typed at the wire."""
+        resp = await self.respond(body, model)
+        text = resp["choices"][0]["message"]["content"] or ""
+        for word in text.split(" "):
+            for e in answers.events(self.name, {"choices": [{"index": 0, "delta": {"content": word + " "}}]}):
+                yield e
+        for e in answers.events(self.name, {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+                                            "usage": resp["usage"]}):
+            yield e
+
+    async def respond(self, body: dict[str, Any], model: str | None = None) -> dict[str, Any]:
+        """What the upstream server answers (a chat.completion)."""
         self.history.append("request")
         self.bodies.append(body)
         await self._wait()
@@ -42,13 +65,6 @@ class FakeBackend:
         return {"choices": [{"index": 0, "message": msg, "finish_reason": "tool_calls" if self.tool_calls else "stop"}],
                 "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}
 
-    async def stream(self, body: dict[str, Any], model: str | None = None) -> AsyncIterator[dict[str, Any]]:
-        resp = await self.complete(body, model)
-        text = resp["choices"][0]["message"]["content"] or ""
-        for word in text.split(" "):
-            yield {"choices": [{"index": 0, "delta": {"content": word + " "}}]}
-        yield {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": resp["usage"]}
-
 
 class ScriptedBackend(FakeBackend):
     """Answers from a script: a list consumed in order (the last one repeats), or a function of the body."""
@@ -57,10 +73,11 @@ class ScriptedBackend(FakeBackend):
                  url: str = "http://fake.invalid/v1", fail_at: set[int] | None = None) -> None:
         super().__init__(name)
         self.cfg = BackendConfig(url=url, model=self.model, price_in=price_in, price_out=price_out)
+        self.guard = Guard(name, self.cfg)
         self.script = script
         self.fail_at = fail_at or set()
 
-    async def complete(self, body: dict[str, Any], model: str | None = None) -> dict[str, Any]:
+    async def respond(self, body: dict[str, Any], model: str | None = None) -> dict[str, Any]:
         n = len(self.bodies)
         self.history.append("request")
         self.bodies.append(body)
@@ -73,3 +90,20 @@ class ScriptedBackend(FakeBackend):
             text = self.script[min(n, len(self.script) - 1)]
         return {"choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
                 "usage": {"prompt_tokens": 100, "completion_tokens": 50, "total_tokens": 150}}
+
+
+def chat(result: Result, include_usage: bool = True) -> dict[str, Any]:
+    """A strategy's answer as a chat completions client gets it."""
+    return completion(result, id="chatcmpl-test", created=1, model="test")
+
+
+async def chat_stream(events: AsyncIterator[Event], include_usage: bool = True) -> AsyncIterator[dict[str, Any]]:
+    """A strategy's events as the chat.completion.chunk objects a client reads (the error envelope too)."""
+    writer = ChatWriter(id="chatcmpl-test", created=1, model="test", include_usage=include_usage)
+    try:
+        async for e in events:
+            for frame in writer.event(e).split(b"\n\n"):
+                if frame:
+                    yield msgspec.json.decode(frame.removeprefix(b"data: "))
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]

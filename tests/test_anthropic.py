@@ -17,7 +17,9 @@ from proxy.errors import status_of
 from routing import config
 from routing.anthropic import AnthropicBackend, to_messages
 from routing.config import BackendConfig
+from routing.core import Finish, TextDelta, ToolCallDelta, UsageEvent
 from routing.errors import MemberFailure, UpstreamStatus
+from routing.tokens import Usage
 
 URL = "https://api.anthropic.test/v1"
 CITY = {"type": "object", "properties": {"city": {"type": "string"}}}
@@ -105,10 +107,10 @@ async def test_complete_sends_anthropic_headers_and_translates_back(backend: Any
     assert sent.headers["x-api-key"] == "sk-ant-test" and sent.headers["anthropic-version"] == "2023-06-01"
     assert "authorization" not in sent.headers
     assert json.loads(sent.content)["model"] == "claude-sonnet-4"
-    choice = out["choices"][0]
-    assert choice["finish_reason"] == "tool_calls" and choice["message"]["content"] == "Let me look."
-    assert choice["message"]["tool_calls"][0]["function"] == {"name": "weather", "arguments": '{"city":"Paris"}'}
-    assert out["usage"] == {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17}
+    a = out.answer
+    assert a.finish_reason == "tool_calls" and a.text == "Let me look."
+    assert (a.tool_calls[0].name, a.tool_calls[0].arguments) == ("weather", '{"city":"Paris"}')
+    assert out.usage == Usage(12, 5, 17)
 
 
 @pytest.mark.parametrize(("reason", "finish"), [("end_turn", "stop"), ("stop_sequence", "stop"),
@@ -117,22 +119,20 @@ async def test_stop_reasons(backend: Any, reason: str, finish: str) -> None:
     b, m = backend
     m.post(f"{URL}/messages").respond(json={**MESSAGE, "stop_reason": reason})
     out = await b.complete({"messages": [{"role": "user", "content": "hi"}]})
-    assert out["choices"][0]["finish_reason"] == finish
+    assert out.answer.finish_reason == finish
 
 
-async def test_stream_events_become_openai_chunks(backend: Any) -> None:
+async def test_stream_events_become_the_engines_events(backend: Any) -> None:
     b, m = backend
     route = m.post(f"{URL}/messages").mock(return_value=sse(*STREAM))
-    chunks = [c async for c in b.stream({"messages": [{"role": "user", "content": "hi"}], "tools": TOOLS})]
+    events = [e async for e in b.stream({"messages": [{"role": "user", "content": "hi"}], "tools": TOOLS})]
     assert json.loads(route.calls.last.request.content)["stream"] is True
-    deltas = [c["choices"][0]["delta"] for c in chunks]
-    assert deltas[0]["role"] == "assistant"
-    assert "".join(d.get("content") or "" for d in deltas) == "It is 42."
-    calls = [tc for d in deltas for tc in d.get("tool_calls") or []]
-    assert calls[0]["id"] == "toolu_1" and calls[0]["function"]["name"] == "weather"
-    assert "".join(tc["function"]["arguments"] for tc in calls) == '{"city": "Paris"}'
-    assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
-    assert chunks[-1]["usage"] == {"prompt_tokens": 12, "completion_tokens": 9, "total_tokens": 21}
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "It is 42."
+    calls = [e for e in events if isinstance(e, ToolCallDelta)]
+    assert calls[0].id == "toolu_1" and calls[0].name == "weather"
+    assert "".join(c.arguments for c in calls) == '{"city": "Paris"}'
+    assert [e.reason for e in events if isinstance(e, Finish)] == ["tool_calls"]
+    assert [e.usage for e in events if isinstance(e, UsageEvent)][-1] == Usage(12, 9, 21)
 
 
 async def test_error_event_and_error_status_name_the_member(backend: Any) -> None:

@@ -7,6 +7,7 @@ import respx
 from proxy.errors import status_of
 from routing.backends import OpenAIBackend
 from routing.config import BackendConfig
+from routing.core import Finish, TextDelta
 from routing.errors import MemberFailure, MemberTimeout, UpstreamStatus
 
 URL = "http://up.test/v1"
@@ -105,4 +106,4 @@ async def test_streams_ask_upstream_for_usage() -> None:
     import json
 
     assert json.loads(route.calls.last.request.content)["stream_options"] == {"include_usage": True}
-    assert got[0]["choices"][0]["delta"]["content"] == "a"
+    assert got[0] == TextDelta("a") and got[1] == Finish("stop")

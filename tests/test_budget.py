@@ -8,7 +8,7 @@ from routing.budget import EXHAUSTED, Budget
 from routing.config import BackendConfig, CouncilModel
 from routing.errors import AllMembersFailed
 from routing.strategies import Council, Single
-from tests.fakes import FakeBackend
+from tests.fakes import FakeBackend, chat
 from tests.test_council import call
 
 PRICED = {"price_in": 1000.0, "price_out": 2000.0}  # 10 in + 5 out tokens: $0.02 a call
@@ -42,11 +42,11 @@ async def test_each_cloud_fallback_that_spends_is_charged_and_the_next_is_skippe
     budget = Budget(0.015)  # enough to start one cloud call, not a second
     c = call()
     c.budget = budget
-    out = await Single("ultra-instinct", ["gpt"], members).complete(c)
+    out = chat(await Single("ultra-instinct", ["gpt"], members).complete(c))
     assert budget.spent_usd == pytest.approx(0.02) and out["council"]["cost_usd"] == pytest.approx(0.02)
     c2 = call()
     c2.budget = budget
-    out = await Single("ultra-instinct", ["claude", "goku"], members).complete(c2)
+    out = chat(await Single("ultra-instinct", ["claude", "goku"], members).complete(c2))
     by_name = {m["name"]: m for m in out["council"]["members"]}
     assert by_name["claude"]["status"] == "skipped" and by_name["claude"]["error"] == EXHAUSTED
     assert by_name["goku"]["status"] == "ok" and by_name["goku"]["cost_usd"] == pytest.approx(0.02)
@@ -61,7 +61,7 @@ async def test_a_council_skips_its_cloud_members_when_nothing_is_left() -> None:
     council = Council("full-council", CouncilModel(members=list(backends), early_decision=False), backends)  # type: ignore[arg-type]
     c = call()
     c.budget = Budget(0.0)
-    out = await council.complete(c)
+    out = chat(await council.complete(c))
     status = {m["name"]: m["status"] for m in out["council"]["members"]}
     assert status == {"goku": "ok", "vegeta": "ok", "gpt": "skipped"}
     assert backends["gpt"].history == []
@@ -69,4 +69,4 @@ async def test_a_council_skips_its_cloud_members_when_nothing_is_left() -> None:
     c = call()
     c.budget = Budget(0.0)
     with pytest.raises(AllMembersFailed, match="cloud budget is spent"):
-        await only_cloud.complete(c)
+        chat(await only_cloud.complete(c))

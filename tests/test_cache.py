@@ -7,11 +7,23 @@ from typing import Any
 import pytest
 
 from proxy import cache
+from routing.core import (
+    Answer,
+    CouncilReport,
+    Finish,
+    Reply,
+    Report,
+    Result,
+    TextDelta,
+    ToolCallDelta,
+    UsageEvent,
+    replay_result,
+)
+from routing.tokens import Usage
 
 BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "temperature": 0}
-ANSWER = {"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "m",
-          "choices": [{"index": 0, "message": {"role": "assistant", "content": "42"}, "finish_reason": "stop"}],
-          "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}, "council": {"winner": "goku"}}
+ANSWER = Result(Reply([Answer(text="42")], Usage(1, 1, 2)),
+                CouncilReport(virtual_model="m", strategy="single", winner="goku"))
 
 
 def test_only_deterministic_single_choice_requests_are_cached() -> None:
@@ -32,16 +44,17 @@ def test_the_key_ignores_delivery_but_not_content() -> None:
 
 
 def test_a_cached_answer_streams_and_a_stream_can_be_cached() -> None:
-    chunks = cache.as_chunks(ANSWER, include_usage=True)
-    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
-    assert chunks[1]["choices"][0]["delta"]["content"] == "42"
-    assert chunks[2]["choices"][0]["finish_reason"] == "stop"
-    assert chunks[3]["usage"] == ANSWER["usage"] and chunks[4]["council"] == ANSWER["council"]
-    rebuilt = cache.from_chunks(chunks)
-    assert rebuilt is not None
-    assert rebuilt["choices"] == ANSWER["choices"] and rebuilt["usage"] == ANSWER["usage"]
-    assert cache.from_chunks([*chunks[:2], {"error": {"message": "x"}}]) is None  # a failed stream is not kept
-    assert cache.from_chunks(chunks[:2]) is None  # nor one that never finished
+    events = list(replay_result(ANSWER))
+    assert events == [TextDelta("42"), Finish("stop"), UsageEvent(Usage(1, 1, 2)), Report(ANSWER.report)]
+    assert cache.kept(events) == ANSWER
+    assert cache.kept(events[:2]) is None  # a stream that ended without its report (an error) is not kept
+    assert cache.kept([TextDelta("4"), UsageEvent(Usage(1, 1, 2)), Report(ANSWER.report)]) is None  # nor unfinished
+    tool = [ToolCallDelta(0, "c", "f", "{}"), *events[1:]]
+    assert cache.kept(tool) is None  # a tool call is not an answer to repeat
+
+
+def test_an_entry_kept_in_another_shape_is_a_miss_not_a_500() -> None:
+    assert cache.loaded(b'{"id": "chatcmpl-1", "choices": []}') is None
 
 
 @pytest.mark.parametrize("where", ["memory", "redis"])

@@ -11,7 +11,7 @@ from routing.budget import Budget
 from routing.config import CascadeModel, CouncilModel
 from routing.strategies import Call, Council, Single
 from routing.strategies.cascade import Cascade
-from tests.fakes import FakeBackend, ScriptedBackend
+from tests.fakes import FakeBackend, ScriptedBackend, chat, chat_stream
 
 
 class Sure(FakeBackend):
@@ -21,8 +21,8 @@ class Sure(FakeBackend):
         super().__init__(name, answer)
         self.p = p
 
-    async def complete(self, body: dict[str, Any], model: str | None = None) -> dict[str, Any]:
-        out = await super().complete(body, model)
+    async def respond(self, body: dict[str, Any], model: str | None = None) -> dict[str, Any]:
+        out = await super().respond(body, model)
         if body.get("logprobs"):
             out["choices"][0]["logprobs"] = {"content": [{"token": t, "logprob": math.log(self.p)}
                                                          for t in self.answer.split()]}
@@ -51,7 +51,7 @@ def call(text: str, stream: bool = False, **extras: Any) -> Call:
 
 async def test_an_ordinary_question_costs_one_call() -> None:
     cascade, b = build(Sure("fast", "Paris", 0.99))
-    out = await cascade.complete(call("What is the capital of France?"))
+    out = chat(await cascade.complete(call("What is the capital of France?")))
     assert out["choices"][0]["message"]["content"] == "Paris"
     assert out["choices"][0]["logprobs"] is None, "logprobs the client did not ask for are not returned"
     c = out["council"]
@@ -63,7 +63,7 @@ async def test_an_ordinary_question_costs_one_call() -> None:
                                         ("deploy it to live now", "deploy")])
 async def test_a_risk_word_goes_straight_to_the_council(text: str, word: str) -> None:
     cascade, b = build(Sure("fast", "ok", 0.99))
-    out = await cascade.complete(call(text))
+    out = chat(await cascade.complete(call(text)))
     c = out["council"]
     assert c["escalated"] and c["escalated_because"] == "risk-word" and word in c["why"]
     assert c["answered_by"] == "full-council" and not b["fast"].bodies
@@ -71,13 +71,13 @@ async def test_a_risk_word_goes_straight_to_the_council(text: str, word: str) ->
 
 async def test_the_client_can_ask_for_the_council() -> None:
     cascade, b = build(Sure("fast", "ok", 0.99))
-    out = await cascade.complete(call("hello", validate=True))
+    out = chat(await cascade.complete(call("hello", validate=True)))
     assert out["council"]["escalated_because"] == "asked" and not b["fast"].bodies
 
 
 async def test_low_confidence_escalates_and_keeps_the_first_answers_metadata() -> None:
     cascade, _b = build(Sure("fast", "maybe 41", 0.5))
-    out = await cascade.complete(call("What is 6 x 7?"))
+    out = chat(await cascade.complete(call("What is 6 x 7?")))
     c = out["council"]
     assert c["escalated_because"] == "low-confidence" and c["confidence"] == 0.5
     assert c["first"]["winner"] == "fast" and out["choices"][0]["message"]["content"] == "The answer is 42."
@@ -88,11 +88,11 @@ async def test_low_confidence_escalates_and_keeps_the_first_answers_metadata() -
 
 async def test_without_logprobs_a_second_opinion_measures_agreement() -> None:
     cascade, _ = build(FakeBackend("fast", "42"), FakeBackend("other", "The answer is 42."))
-    out = await cascade.complete(call("What is 6 x 7?"))
+    out = chat(await cascade.complete(call("What is 6 x 7?")))
     assert out["council"]["confidence"] == 1.0 and out["council"]["confidence_source"] == "second-opinion"
     assert not out["council"]["escalated"]
     cascade, _b = build(FakeBackend("fast", "42"), FakeBackend("other", "I believe it is 48."))
-    out = await cascade.complete(call("What is 6 x 7?"))
+    out = chat(await cascade.complete(call("What is 6 x 7?")))
     assert out["council"]["escalated_because"] == "low-confidence"
 
 
@@ -102,7 +102,7 @@ async def test_a_cloud_second_opinion_is_a_member_with_its_cost_usage_and_budget
     cascade, _ = build(FakeBackend("fast", "42"), cloud)
     c = call("What is 6 x 7?")
     c.budget = Budget(limit_usd=1.0)
-    out = await cascade.complete(c)
+    out = chat(await cascade.complete(c))
     second = [m for m in out["council"]["members"] if m["name"] == "other"]
     assert len(second) == 1 and second[0]["role"] == "second-opinion" and second[0]["status"] == "ok"
     assert second[0]["cost_usd"] == pytest.approx(150 * 100 / 1e6) and second[0]["cloud"] is True
@@ -116,7 +116,7 @@ async def test_a_second_opinion_outside_the_budget_is_skipped_and_said_so() -> N
     cascade, _ = build(FakeBackend("fast", "42"), cloud)
     c = call("What is 6 x 7?")
     c.budget = Budget(limit_usd=0.0)
-    out = await cascade.complete(c)
+    out = chat(await cascade.complete(c))
     second = [m for m in out["council"]["members"] if m["name"] == "other"]
     assert second and second[0]["status"] == "skipped" and not cloud.bodies
     assert out["council"]["confidence_source"].startswith("none")
@@ -124,7 +124,7 @@ async def test_a_second_opinion_outside_the_budget_is_skipped_and_said_so() -> N
 
 async def test_without_logprobs_or_second_opinion_the_confidence_is_unknown_and_not_escalated() -> None:
     cascade, _b = build(FakeBackend("fast", "42"))
-    out = await cascade.complete(call("What is 6 x 7?"))
+    out = chat(await cascade.complete(call("What is 6 x 7?")))
     assert out["council"]["confidence"] is None
     assert out["council"]["confidence_source"] == ("none: the first answer came without token logprobs and no "
                                                    "second-opinion is configured")
@@ -137,7 +137,7 @@ def text_of(chunks: list[dict[str, Any]]) -> str:
 
 async def test_streams_escalated_before_asking_live() -> None:
     cascade, _b = build(Sure("fast", "ok", 0.99))
-    chunks = [c async for c in cascade.stream(call("drop the table", stream=True))]
+    chunks = [c async for c in chat_stream(cascade.stream(call("drop the table", stream=True)))]
     assert text_of(chunks) == "The answer is 42." and chunks[-1]["council"]["escalated_because"] == "risk-word"
     roles = [c for c in chunks if c.get("choices") and c["choices"][0]["delta"].get("role")]
     assert len(roles) == 1
@@ -145,10 +145,10 @@ async def test_streams_escalated_before_asking_live() -> None:
 
 async def test_a_buffered_stream_replays_the_first_answer_or_hands_over() -> None:
     cascade, _ = build(Sure("fast", "Paris", 0.99))
-    chunks = [c async for c in cascade.stream(call("capital of France?", stream=True))]
+    chunks = [c async for c in chat_stream(cascade.stream(call("capital of France?", stream=True)))]
     assert text_of(chunks) == "Paris" and chunks[-1]["council"]["escalated"] is False
     cascade, _b = build(Sure("fast", "maybe 41", 0.4))
-    chunks = [c async for c in cascade.stream(call("6 x 7?", stream=True))]
+    chunks = [c async for c in chat_stream(cascade.stream(call("6 x 7?", stream=True)))]
     assert text_of(chunks) == "The answer is 42." and chunks[-1]["council"]["escalated_because"] == "low-confidence"
     roles = [c for c in chunks if c.get("choices") and c["choices"][0]["delta"].get("role")]
     assert len(roles) == 1, "the council's own role chunk is not sent twice"

@@ -12,7 +12,7 @@ from proxy.errors import status_of
 from routing.config import CouncilModel
 from routing.errors import AllMembersFailed
 from routing.strategies import Call, Council
-from tests.fakes import FakeBackend
+from tests.fakes import FakeBackend, chat, chat_stream
 
 
 def call(stream: bool = False) -> Call:
@@ -33,7 +33,7 @@ def status(out: dict[str, Any]) -> dict[str, str]:
 async def test_weighted_majority_wins_and_usage_is_the_winners() -> None:
     c = council([FakeBackend("goku", "41", weight=3.0), FakeBackend("vegeta", "42"), FakeBackend("piccolo", "42")],
                 early_decision=False)
-    out = await c.complete(call())
+    out = chat(await c.complete(call()))
     assert out["choices"][0]["message"]["content"] == "41"
     meta = out["council"]
     assert meta["winner"] == "goku" and meta["decided_by"] == "vote" and meta["agreement"] == 0.6
@@ -46,7 +46,7 @@ async def test_weighted_majority_wins_and_usage_is_the_winners() -> None:
 async def test_members_are_asked_at_once() -> None:
     c = council([FakeBackend(n, "42", delay=0.3) for n in ("a", "b", "c", "d")], early_decision=False)
     start = time.perf_counter()
-    await c.complete(call())
+    chat(await c.complete(call()))
     assert time.perf_counter() - start < 0.9  # sequential would be 1.2 s
 
 
@@ -54,7 +54,7 @@ async def test_a_fast_agreeing_majority_decides_early_and_the_slow_are_cancelled
     slow = [FakeBackend(n, "7", delay=5) for n in ("gohan", "krillin")]
     fast = [FakeBackend(n, "The answer is 42.", delay=0.01 * i) for i, n in enumerate(("goku", "vegeta", "piccolo"))]
     c = council(fast + slow)
-    out = await c.complete(call())
+    out = chat(await c.complete(call()))
     meta = out["council"]
     assert out["choices"][0]["message"]["content"] == "The answer is 42."
     assert meta["decided_by"] == "early" and meta["degraded"] is False
@@ -66,7 +66,7 @@ async def test_a_fast_agreeing_majority_decides_early_and_the_slow_are_cancelled
 async def test_two_failures_still_answer_degraded() -> None:
     members = [FakeBackend("a", "42"), FakeBackend("b", "42"), FakeBackend("c", "42"),
                FakeBackend("d", fail="connection refused"), FakeBackend("e", fail="timeout")]
-    out = await council(members, early_decision=False).complete(call())
+    out = chat(await council(members, early_decision=False).complete(call()))
     assert out["council"]["degraded"] is True
     assert status(out) == {"a": "ok", "b": "ok", "c": "ok", "d": "error", "e": "timeout"}
     assert [m.get("error") for m in out["council"]["members"]][3] == "connection refused"
@@ -75,7 +75,7 @@ async def test_two_failures_still_answer_degraded() -> None:
 async def test_fewer_answers_than_min_answers_is_a_502_listing_every_failure() -> None:
     members = [FakeBackend("a", "42"), FakeBackend("b", fail="HTTP 500: boom"), FakeBackend("c", fail="refused")]
     with pytest.raises(AllMembersFailed) as e:
-        await council(members, min_answers=2).complete(call())
+        chat(await council(members, min_answers=2).complete(call()))
     assert status_of(e.value) == 502
     assert "got 1 answer(s) but needs 2" in e.value.message
     assert "b: HTTP 500: boom" in e.value.message and "c: refused" in e.value.message
@@ -84,7 +84,7 @@ async def test_fewer_answers_than_min_answers_is_a_502_listing_every_failure() -
 async def test_the_deadline_is_a_504_and_stops_the_stragglers() -> None:
     members = [FakeBackend("a", "42"), FakeBackend("b", delay=5), FakeBackend("c", delay=5)]
     with pytest.raises(AllMembersFailed) as e:
-        await council(members, min_answers=2, timeout_s=0.2).complete(call())
+        chat(await council(members, min_answers=2, timeout_s=0.2).complete(call()))
     assert status_of(e.value) == 504 and "b: no answer within the council's 0.2s" in e.value.message
     assert members[1].history == ["request", "cancelled"]
 
@@ -97,11 +97,11 @@ async def test_tool_calls_win_verbatim_with_finish_reason_tool_calls() -> None:
                FakeBackend("b", tool_calls=tc('{ "city":"Paris" }', "call_b")),
                FakeBackend("c", tool_calls=tc('{"city": "Rome"}', "call_c"))]
     c = council(members, early_decision=False)
-    out = await c.complete(call())
+    out = chat(await c.complete(call()))
     choice = out["choices"][0]
     assert choice["finish_reason"] == "tool_calls"
     assert choice["message"]["tool_calls"] == tc('{"city": "Paris"}', "call_a")
-    chunks = [ch async for ch in c.stream(call(stream=True))]
+    chunks = [ch async for ch in chat_stream(c.stream(call(stream=True)))]
     deltas = [ch["choices"][0]["delta"] for ch in chunks if ch["choices"]]
     first_tool = next(d for d in deltas if "tool_calls" in d)["tool_calls"][0]
     assert first_tool["index"] == 0 and first_tool["id"] == "call_a" and first_tool["function"]["name"] == "get_weather"
@@ -114,7 +114,7 @@ async def test_synthesis_by_the_chairman_and_its_fallback() -> None:
     chair = FakeBackend("chair", "Forty-two, all things considered.")
     backends = {b.name: b for b in [*members, chair]}
     vm = CouncilModel(members=["a", "b", "c"], merge="synthesize", chairman="chair", early_decision=False)
-    out = await Council("full-council", vm, backends).complete(call())  # type: ignore[arg-type]
+    out = chat(await Council("full-council", vm, backends).complete(call()))  # type: ignore[arg-type]
     assert out["choices"][0]["message"]["content"] == "Forty-two, all things considered."
     assert out["council"]["decided_by"] == "synthesis" and out["council"]["winner"] == "chair"
     brief = chair.bodies[0]["messages"][1]["content"]
@@ -122,7 +122,7 @@ async def test_synthesis_by_the_chairman_and_its_fallback() -> None:
     assert out["usage"]["total_tokens"] == 15 and out["council"]["usage"]["total_tokens"] == 60
 
     chair.fail = "connection refused"
-    out = await Council("full-council", vm, backends).complete(call())  # type: ignore[arg-type]
+    out = chat(await Council("full-council", vm, backends).complete(call()))  # type: ignore[arg-type]
     assert out["choices"][0]["message"]["content"] == "42"
     assert "chairman 'chair' failed" in out["council"]["note"] and out["council"]["degraded"] is True
 
@@ -130,7 +130,7 @@ async def test_synthesis_by_the_chairman_and_its_fallback() -> None:
 async def test_stream_sends_the_role_at_once_heartbeats_then_the_winner() -> None:
     c = council([FakeBackend("a", "The answer is 42.", delay=0.35), FakeBackend("b", "42", delay=0.35)],
                 heartbeat_s=0.1)
-    chunks = [ch async for ch in c.stream(call(stream=True))]
+    chunks = [ch async for ch in chat_stream(c.stream(call(stream=True)))]
     assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
     heartbeats = [ch for ch in chunks[1:] if ch["choices"] and ch["choices"][0]["delta"] == {"content": ""}]
     assert len(heartbeats) >= 2
@@ -142,7 +142,7 @@ async def test_stream_sends_the_role_at_once_heartbeats_then_the_winner() -> Non
 
 async def test_a_client_that_goes_away_cancels_every_member() -> None:
     members = [FakeBackend(n, delay=5) for n in ("a", "b", "c")]
-    stream = council(members, heartbeat_s=0.05).stream(call(stream=True))
+    stream = chat_stream(council(members, heartbeat_s=0.05).stream(call(stream=True)))
     await anext(stream)
     await anext(stream)
     await stream.aclose()
@@ -157,7 +157,7 @@ class Sampled(FakeBackend):
         super().__init__(name)
         self.by_seed = by_seed
 
-    async def complete(self, body: dict[str, Any], model: str | None = None) -> dict[str, Any]:
+    async def respond(self, body: dict[str, Any], model: str | None = None) -> dict[str, Any]:
         answer, delay = self.by_seed[body["seed"]]
         self.bodies.append(body)
         await asyncio.sleep(delay)
@@ -170,8 +170,8 @@ async def test_a_member_named_three_times_is_three_samples_with_their_own_seeds(
     smol = Sampled("smol", {1: ("Paris", 0.0), 2: ("The capital of France is Paris.", 0.0), 3: ("Lyon", 0.0)})
     vm = CouncilModel(members=["smol", "smol", "smol"], sample_temperature=0.7, early_decision=False)
     body = {"model": "c", "messages": [{"role": "user", "content": "What is the capital of France?"}]}
-    out = await Council("c", vm, {"smol": smol}).complete(  # type: ignore[dict-item]
-        Call(body=body, model="c", stream=False, include_usage=False, id="x", created=1))
+    out = chat(await Council("c", vm, {"smol": smol}).complete(  # type: ignore[dict-item]
+        Call(body=body, model="c", stream=False, include_usage=False, id="x", created=1)))
     assert sorted(b["seed"] for b in smol.bodies) == [1, 2, 3]
     assert {b["temperature"] for b in smol.bodies} == {0.7}
     meta = out["council"]
@@ -188,7 +188,7 @@ async def test_samples_keep_the_clients_temperature_and_seed_and_decide_early() 
     c = Council("c", vm, {"smol": smol, "big": big})  # type: ignore[dict-item]
     body = {"model": "c", "messages": [{"role": "user", "content": "6*7?"}], "temperature": 0.2, "seed": 10}
     t = time.perf_counter()
-    out = await c.complete(Call(body=body, model="c", stream=False, include_usage=False, id="x", created=1))
+    out = chat(await c.complete(Call(body=body, model="c", stream=False, include_usage=False, id="x", created=1)))
     assert time.perf_counter() - t < 0.9, "two of 3.5 weight agreeing cannot be overtaken by 1.5: decided early"
     assert {b["temperature"] for b in smol.bodies} == {0.2} and sorted(b["seed"] for b in smol.bodies) == [11, 12, 13]
     assert big.bodies[0]["seed"] == 10, "a member named once is asked as the client asked"
@@ -200,8 +200,8 @@ async def test_samples_keep_the_clients_temperature_and_seed_and_decide_early() 
 
 
 async def test_a_tie_between_rival_claims_is_reported_as_no_majority() -> None:
-    out = await council([FakeBackend("a", "41"), FakeBackend("b", "42"), FakeBackend("c", "43")],
-                        early_decision=False).complete(call())
+    out = chat(await council([FakeBackend("a", "41"), FakeBackend("b", "42"), FakeBackend("c", "43")],
+                        early_decision=False).complete(call()))
     meta = out["council"]
     assert meta["majority"] is False and meta["decided_by"] == "tie-break: arrival"
 
@@ -212,8 +212,8 @@ async def test_a_judge_names_the_most_consistent_answer_universal_self_consisten
     backends = {b.name: b for b in [*members, judge]}
     vm = CouncilModel(members=["goku", "vegeta", "piccolo"], merge="judge", judge="whis", early_decision=False)
     body = {"model": "c", "messages": [{"role": "user", "content": "What is the capital of France?"}]}
-    out = await Council("c", vm, backends).complete(  # type: ignore[arg-type]
-        Call(body=body, model="c", stream=False, include_usage=False, id="x", created=1))
+    out = chat(await Council("c", vm, backends).complete(  # type: ignore[arg-type]
+        Call(body=body, model="c", stream=False, include_usage=False, id="x", created=1)))
     meta = out["council"]
     assert meta["decided_by"] == "judge" and meta["winner"] == "vegeta"
     assert out["choices"][0]["message"]["content"] == "It is Paris."
@@ -229,11 +229,11 @@ async def test_a_judge_that_names_nothing_leaves_the_vote_standing_and_says_so()
     judge = FakeBackend("whis", "They are all lovely.")
     backends = {b.name: b for b in [*members, judge]}
     vm = CouncilModel(members=["goku", "vegeta", "piccolo"], merge="judge", judge="whis", early_decision=False)
-    out = await Council("c", vm, backends).complete(call())  # type: ignore[arg-type]
+    out = chat(await Council("c", vm, backends).complete(call()))  # type: ignore[arg-type]
     assert out["council"]["decided_by"] == "vote" and out["choices"][0]["message"]["content"] == "42"
     assert "judge 'whis' named no response" in out["council"]["note"]
     judge.fail = "connection refused"
-    out = await Council("c", vm, backends).complete(call())  # type: ignore[arg-type]
+    out = chat(await Council("c", vm, backends).complete(call()))  # type: ignore[arg-type]
     assert "judge 'whis' failed (connection refused)" in out["council"]["note"]
     assert out["council"]["degraded"] is True
 
@@ -250,7 +250,8 @@ class Embedder(FakeBackend):
 
         assert path == "/embeddings"
         self.bodies.append(body)
-        data = [{"object": "embedding", "index": i, "embedding": self.vectors[t]} for i, t in enumerate(body["input"])]
+        data = [{"object": "embedding", "index": i, "embedding": self.vectors.get(t)}  # unknown: unreadable
+                for i, t in enumerate(body["input"])]
         return httpx.Response(200, json={"object": "list", "data": data, "usage": {"prompt_tokens": 9,
                                                                                    "total_tokens": 9}})
 
@@ -262,10 +263,10 @@ async def test_a_similarity_backend_joins_answers_whose_meaning_matches_but_word
     members = [FakeBackend("a", long_a), FakeBackend("b", long_b), FakeBackend("c", long_c)]
     embed = Embedder("e5", {long_a: [1.0, 0.1], long_b: [0.98, 0.15], long_c: [0.1, 1.0]})
     backends = {b.name: b for b in [*members, embed]}
-    words_only = await Council("c", CouncilModel(members=["a", "b", "c"]), backends).complete(call())  # type: ignore[arg-type]
+    words_only = chat(await Council("c", CouncilModel(members=["a", "b", "c"]), backends).complete(call()))  # type: ignore[arg-type]
     assert len(words_only["council"]["clusters"]) == 3 and words_only["council"]["majority"] is False
     vm = CouncilModel(members=["a", "b", "c"], similarity_backend="e5")
-    out = await Council("c", vm, backends).complete(call())  # type: ignore[arg-type]
+    out = chat(await Council("c", vm, backends).complete(call()))  # type: ignore[arg-type]
     meta = out["council"]
     assert [c["members"] for c in meta["clusters"]] == [["a", "b"], ["c"]] and meta["majority"] is True
     role = [m for m in meta["members"] if m.get("role") == "similarity"]
@@ -276,8 +277,8 @@ async def test_a_similarity_backend_joins_answers_whose_meaning_matches_but_word
 async def test_a_failing_similarity_backend_falls_back_to_words_and_says_so() -> None:
     members = [FakeBackend("a", "42"), FakeBackend("b", "42"), FakeBackend("c", "41")]
     embed = Embedder("e5", {})  # knows no text: its answer cannot be read
-    out = await Council("c", CouncilModel(members=["a", "b", "c"], similarity_backend="e5"),
-                        {b.name: b for b in [*members, embed]}).complete(call())  # type: ignore[arg-type]
+    out = chat(await Council("c", CouncilModel(members=["a", "b", "c"], similarity_backend="e5"),
+                        {b.name: b for b in [*members, embed]}).complete(call()))  # type: ignore[arg-type]
     assert out["choices"][0]["message"]["content"] == "42"
     assert "similarity backend 'e5'" in out["council"]["note"] and "clustered by their words" in out["council"]["note"]
 
@@ -289,8 +290,8 @@ async def test_greedy_first_the_models_likeliest_answer_stands_unless_samples_ag
         smol = Sampled("smol", {seed: (text, 0.0) for seed, text in answers.items()})
         vm = CouncilModel(members=["smol"] * len(answers), sample_temperature=0.7, greedy_first=True,
                           early_decision=False)
-        out = await Council("c", vm, {"smol": smol}).complete(  # type: ignore[dict-item]
-            Call(body=q, model="c", stream=False, include_usage=False, id="x", created=1))
+        out = chat(await Council("c", vm, {"smol": smol}).complete(  # type: ignore[dict-item]
+            Call(body=q, model="c", stream=False, include_usage=False, id="x", created=1)))
         temps = {b["seed"]: b["temperature"] for b in smol.bodies}
         assert temps[1] == 0.0 and {t for s, t in temps.items() if s != 1} == {0.7}
         return out
@@ -307,13 +308,13 @@ async def test_a_tie_can_be_broken_by_a_judge_shown_only_the_tied_answers() -> N
     members = [FakeBackend("a", "41"), FakeBackend("b", "42"), FakeBackend("c", "43")]
     judge = FakeBackend("whis", "The most consistent response is Response 2")
     vm = CouncilModel(members=["a", "b", "c"], tie_break="judge", judge="whis", early_decision=False)
-    out = await Council("c", vm, {b.name: b for b in [*members, judge]}).complete(call())  # type: ignore[arg-type]
+    out = chat(await Council("c", vm, {b.name: b for b in [*members, judge]}).complete(call()))  # type: ignore[arg-type]
     assert out["council"]["decided_by"] == "tie-break: judge" and out["choices"][0]["message"]["content"] == "42"
     assert out["council"]["majority"] is False
     brief = judge.bodies[0]["messages"][1]["content"]
     assert brief.count("### Response") == 3
     no_tie = [FakeBackend("a", "42"), FakeBackend("b", "42"), FakeBackend("c", "43")]
-    out = await Council("c", vm, {b.name: b for b in [*no_tie, judge]}).complete(call())  # type: ignore[arg-type]
+    out = chat(await Council("c", vm, {b.name: b for b in [*no_tie, judge]}).complete(call()))  # type: ignore[arg-type]
     assert out["council"]["decided_by"] == "vote" and len(judge.bodies) == 1, "no tie: the judge is not asked"
 
 

@@ -17,7 +17,7 @@ from routing.errors import AllMembersFailed
 from routing.router import Router
 from routing.strategies import Call
 from routing.strategies.escalate import Escalate
-from tests.fakes import ScriptedBackend
+from tests.fakes import ScriptedBackend, chat, chat_stream
 from tests.procs import ROOT
 
 ASK = [{"role": "user", "content": "Write a Python function add(a, b) that returns their sum."}]
@@ -44,7 +44,7 @@ async def test_a_failed_check_scores_zero_and_its_output_goes_into_the_next_atte
     v1 = ScriptedBackend("v1", [verdict(9)])
     v2 = ScriptedBackend("v2", [verdict(8, "no docstring")])
     vm = EscalateModel(rungs=[Rung(coder="coder", attempts=3, validators=["v1", "v2"])])
-    out = await ladder(vm, coder, v1, v2).complete(call())
+    out = chat(await ladder(vm, coder, v1, v2).complete(call()))
     its = out["council"]["iterations"]
     assert [(i["compiled"], i["score"]) for i in its] == [(False, 0.0), (True, 8.5)]
     assert "SyntaxError" in its[0]["check_output"] and its[0]["scores"] == {}
@@ -65,7 +65,7 @@ async def test_the_ladder_climbs_when_a_rung_cannot_pass_and_carries_the_issues(
     va = ScriptedBackend("va", lambda body: verdict(9) if "sum((a, b))" in body["messages"][-1]["content"]
                          else verdict(5, "use sum for style"))
     vm = EscalateModel(rungs=[Rung(coder="small", attempts=2, validators=["va"]), Rung(coder="big", attempts=2)])
-    out = await ladder(vm, small, big, va).complete(call())
+    out = chat(await ladder(vm, small, big, va).complete(call()))
     its = out["council"]["iterations"]
     assert [(i["coder"], i["score"]) for i in its] == [("small", 5.0), ("small", 5.0), ("big", 9.0)]
     assert "use sum for style" in big.bodies[0]["messages"][-1]["content"]
@@ -82,7 +82,7 @@ async def test_disagreeing_and_nonsense_validators_with_the_seed_weights() -> No
     weights = {"phi4": 0.20, "gemma3": 0.25, "qwen-coder": 0.20, "deepseek-sec": 0.20, "llama": 0.15}
     vm = EscalateModel(rungs=[Rung(coder="coder", validators=list(vals))], validator_weights=weights,
                        pass_score=7.5)
-    out = await ladder(vm, *backends).complete(call())
+    out = chat(await ladder(vm, *backends).complete(call()))
     it = out["council"]["iterations"][0]
     assert set(it["invalid"]) == {"qwen-coder", "llama"} and "no usable score" in it["invalid"]["qwen-coder"]
     assert it["scores"] == {"phi4": 9.0, "gemma3": 7.0, "deepseek-sec": 8.0}
@@ -94,7 +94,7 @@ async def test_when_nothing_passes_the_best_code_comes_back_with_a_warning() -> 
     coder = ScriptedBackend("coder", [GOOD, BROKEN, GOOD.replace("a + b", "b + a")])
     v = ScriptedBackend("v", [verdict(6, "needs tests"), verdict(4, "worse")])
     vm = EscalateModel(rungs=[Rung(coder="coder", attempts=5, validators=["v"])], max_iterations=3)
-    out = await ladder(vm, coder, v).complete(call())
+    out = chat(await ladder(vm, coder, v).complete(call()))
     council = out["council"]
     assert len(council["iterations"]) == 3 and council["decided_by"] == "best-effort" and council["degraded"]
     text = out["choices"][0]["message"]["content"]
@@ -110,7 +110,7 @@ async def test_the_cloud_budget_stops_the_cloud_rungs_and_says_so() -> None:
     rungs = [Rung(coder="local", attempts=2, validators=["v"]), Rung(coder="sonnet", attempts=2),
              Rung(coder="opus", attempts=2)]
     vm = EscalateModel(rungs=rungs, cloud_budget_usd=0.02, expected_tokens=1000)
-    out = await ladder(vm, local, sonnet, opus, v).complete(call())
+    out = chat(await ladder(vm, local, sonnet, opus, v).complete(call()))
     council = out["council"]
     statuses = [(r["coder"], r["status"]) for r in council["rungs"]]
     # sonnet: ~0.015 per attempt fits once in 0.02; opus (~0.075) never fits
@@ -121,7 +121,7 @@ async def test_the_cloud_budget_stops_the_cloud_rungs_and_says_so() -> None:
     tight = EscalateModel(rungs=rungs, cloud_budget_usd=0.001)
     local2, sonnet2, opus2 = (ScriptedBackend(b.name, b.script, url=b.cfg.url, price_in=b.cfg.price_in,
                                               price_out=b.cfg.price_out) for b in (local, sonnet, opus))
-    out = await ladder(tight, local2, sonnet2, opus2, ScriptedBackend("v", [verdict(9)])).complete(call())
+    out = chat(await ladder(tight, local2, sonnet2, opus2, ScriptedBackend("v", [verdict(9)])).complete(call()))
     rungs_out = out["council"]["rungs"]
     assert [r["status"] for r in rungs_out] == ["failed", "skipped", "skipped"]
     assert "cloud budget" in rungs_out[1]["reason"] and not sonnet2.bodies and not opus2.bodies
@@ -133,7 +133,7 @@ async def test_the_keys_budget_also_caps_the_ladder() -> None:
     v = ScriptedBackend("v", [verdict(9)])
     vm = EscalateModel(rungs=[Rung(coder="sonnet", validators=["v"])], cloud_budget_usd=1.0)
     with pytest.raises(AllMembersFailed) as e:
-        await ladder(vm, sonnet, v).complete(call(budget=Budget(0.0001)))
+        chat(await ladder(vm, sonnet, v).complete(call(budget=Budget(0.0001))))
     assert "cloud budget" in str(e.value) and not sonnet.bodies
 
 
@@ -142,7 +142,7 @@ async def test_generated_code_is_never_run(tmp_path: Path) -> None:
     evil = f"```python\nimport os\nopen({str(marker)!r}, 'w').write('ran')\nos.system('touch {marker}')\n```"
     coder = ScriptedBackend("coder", [evil])
     v = ScriptedBackend("v", [verdict(9)])
-    out = await ladder(EscalateModel(rungs=[Rung(coder="coder", validators=["v"])]), coder, v).complete(call())
+    out = chat(await ladder(EscalateModel(rungs=[Rung(coder="coder", validators=["v"])]), coder, v).complete(call()))
     assert out["council"]["iterations"][0]["compiled"] is True
     assert not marker.exists()
 
@@ -153,7 +153,7 @@ async def test_duo_debate_rung_takes_its_critic_from_the_validators() -> None:
                              "reviewer" in body["messages"][0]["content"] and "JSON" in body["messages"][0]["content"]
                              else "The signature lacks a colon.")
     vm = EscalateModel(rungs=[Rung(coder="coder", thinking="duo-debate", validators=["critic"])])
-    out = await ladder(vm, coder, critic).complete(call())
+    out = chat(await ladder(vm, coder, critic).complete(call()))
     it = out["council"]["iterations"][0]
     assert it["thinking"] == "duo-debate" and it["compiled"] is True and it["score"] == 9.0
     roles = [m["role"] for m in out["council"]["members"]]
@@ -164,8 +164,8 @@ async def test_duo_debate_rung_takes_its_critic_from_the_validators() -> None:
 async def test_the_language_comes_from_the_request_when_the_fence_has_none() -> None:
     coder = ScriptedBackend("coder", ["```\nfunction f(a { return a; }\n```", "```\nfunction f(a) { return a; }\n```"])
     v = ScriptedBackend("v", [verdict(9)])
-    out = await ladder(EscalateModel(rungs=[Rung(coder="coder", attempts=2, validators=["v"])]), coder, v) \
-        .complete(call(language="javascript"))
+    out = chat(await ladder(EscalateModel(rungs=[Rung(coder="coder", attempts=2, validators=["v"])]), coder, v) \
+        .complete(call(language="javascript")))
     its = out["council"]["iterations"]
     assert its[0]["language"] == "javascript"
     if shutil.which("node"):
@@ -177,7 +177,7 @@ async def test_streaming_shows_each_attempt_as_reasoning_then_the_code() -> None
     coder = ScriptedBackend("coder", [BROKEN, GOOD])
     v = ScriptedBackend("v", [verdict(8.4)])
     vm = EscalateModel(rungs=[Rung(coder="coder", attempts=2, validators=["v"])])
-    chunks = [c async for c in ladder(vm, coder, v).stream(call(stream=True))]
+    chunks = [c async for c in chat_stream(ladder(vm, coder, v).stream(call(stream=True)))]
     reasoning = "".join(c["choices"][0]["delta"].get("reasoning_content", "") for c in chunks if c["choices"])
     content = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
     assert "attempt 1 · coder · solo · does not compile · score 0\n" in reasoning

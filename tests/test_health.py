@@ -9,11 +9,13 @@ import httpx
 import respx
 
 from routing import config, spend
+from routing.budget import Budget
 from routing.config import BackendConfig, CouncilModel
 from routing.errors import MemberFailure, UpstreamStatus
 from routing.health import Guard, Health, Pool
+from routing.member import Members
 from routing.strategies import Call, Council
-from tests.fakes import FakeBackend
+from tests.fakes import FakeBackend, chat
 
 
 def guard(**kw: Any) -> Guard:
@@ -89,8 +91,8 @@ async def test_the_council_skips_a_member_whose_breaker_is_open_and_says_why() -
     dead.record(False, "connection refused")
     backends["c"].guard = dead  # type: ignore[attr-defined]
     council = Council("agent-lite", CouncilModel(members=["a", "b", "c"], early_decision=False), backends)
-    out = await council.complete(Call(body={"messages": [{"role": "user", "content": "x"}]}, model="agent-lite",
-                                      stream=False, include_usage=False, id="1", created=1))
+    out = chat(await council.complete(Call(body={"messages": [{"role": "user", "content": "x"}]}, model="agent-lite",
+                                      stream=False, include_usage=False, id="1", created=1)))
     c = {m["name"]: m for m in out["council"]["members"]}
     assert c["c"]["status"] == "skipped" and "circuit open" in c["c"]["error"] and not backends["c"].bodies
     assert out["council"]["degraded"] is True
@@ -136,8 +138,10 @@ async def test_probes_per_server_kind_and_cold_starts() -> None:
             assert health.guards["ollama"].loaded is False and health.guards["llama"].loading
             assert "loading" in (health.guards["llama"].usable() or "")
             made = spend.begin()
-            await backends["ollama"].complete({"messages": [{"role": "user", "content": "hi"}]})
+            members = Members(backends, Budget())
+            await members.ask("ollama", {"messages": [{"role": "user", "content": "hi"}]})
             assert made[0].notes["cold_start"] is True and made[0].notes["queue_ms"] >= 0
+            assert members.reports[0].cold_start and members.reports[0].queue_ms is not None
             assert health.guards["ollama"].loaded is True
             await health.warm_all()
             sent = generate.calls[0].request
@@ -164,8 +168,8 @@ async def test_each_report_carries_its_own_calls_notes() -> None:
             m.post("http://critic.test/v1/chat/completions").respond(json=answer)
             spend.begin()
             s = ThinkingStrategy("duo", DuoDebateModel(members=["lead", "critic"]), backends)
-            out = await s.complete(Call(body={"messages": [{"role": "user", "content": "6 x 7?"}]}, model="duo",
-                                        stream=False, include_usage=False, id="x", created=0))
+            out = chat(await s.complete(Call(body={"messages": [{"role": "user", "content": "6 x 7?"}]}, model="duo",
+                                        stream=False, include_usage=False, id="x", created=0)))
     members = out["council"]["members"]
     assert [(m["name"], m["role"]) for m in members] == [("lead", "proposer"), ("critic", "critic"),
                                                          ("lead", "refiner")]

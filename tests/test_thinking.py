@@ -13,7 +13,7 @@ from routing.errors import AllMembersFailed, MemberFailure
 from routing.strategies import Call
 from routing.strategies.thinking import ThinkingStrategy
 from routing.thinking import THINKERS, Asker, Options
-from tests.fakes import FakeBackend, ScriptedBackend
+from tests.fakes import FakeBackend, ScriptedBackend, chat, chat_stream
 
 Q = [{"role": "user", "content": "What is 6 * 7?"}]
 
@@ -109,7 +109,7 @@ async def test_a_thinking_strategy_as_a_virtual_model() -> None:
     lead = ScriptedBackend("lead", ["41", "42"])
     critic = ScriptedBackend("critic", ["It is 42."])
     s = ThinkingStrategy("duo", DuoDebateModel(members=["lead", "critic"]), {"lead": lead, "critic": critic})
-    out = await s.complete(call())
+    out = chat(await s.complete(call()))
     assert out["choices"][0]["message"]["content"] == "42"
     council = out["council"]
     assert council["strategy"] == "duo-debate" and council["winner"] == "lead"
@@ -121,7 +121,7 @@ async def test_a_thinking_virtual_model_streams_its_steps_as_reasoning() -> None
     lead = ScriptedBackend("lead", ["41", "42"])
     critic = ScriptedBackend("critic", ["It is 42."])
     s = ThinkingStrategy("duo", DuoDebateModel(members=["lead", "critic"]), {"lead": lead, "critic": critic})
-    chunks = [c async for c in s.stream(call(stream=True))]
+    chunks = [c async for c in chat_stream(s.stream(call(stream=True)))]
     reasoning = "".join(c["choices"][0]["delta"].get("reasoning_content", "") for c in chunks if c["choices"])
     content = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
     assert "critic critiques" in reasoning and "lead refines" in reasoning

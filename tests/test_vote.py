@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from routing.core import ToolCall
 from routing.vote import Ballot, agreement, canonical, canonical_tool_calls, cluster, decided, ranked, similarity
 
 
@@ -37,9 +38,9 @@ def test_different_claims_stay_apart(a: str, b: str) -> None:
 
 
 def test_tool_calls_compare_name_and_arguments_as_data() -> None:
-    one = [{"id": "x", "type": "function", "function": {"name": "f", "arguments": '{"a": 1, "b": 2}'}}]
-    two = [{"id": "y", "type": "function", "function": {"name": "f", "arguments": '{"b":2,"a":1}'}}]
-    other = [{"id": "z", "type": "function", "function": {"name": "g", "arguments": '{"a": 1, "b": 2}'}}]
+    one = [ToolCall("x", "f", '{"a": 1, "b": 2}')]
+    two = [ToolCall("y", "f", '{"b":2,"a":1}')]
+    other = [ToolCall("z", "g", '{"a": 1, "b": 2}')]
     assert canonical_tool_calls(one) == canonical_tool_calls(two) != canonical_tool_calls(other)
 
 

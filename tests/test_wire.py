@@ -1,11 +1,19 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
+import msgspec
 import pytest
 
-from routing import wire
+from proxy.dialects.chat import ChatWriter, completion
+from routing import answers
+from routing.budget import Budget
+from routing.core import CouncilReport, Event, Result, UsageEvent
+from routing.member import Members
 from routing.sse import data_events
+from routing.tokens import Usage
+from tests.fakes import FakeBackend
 
 
 async def _pieces(*parts: bytes) -> AsyncIterator[bytes]:
@@ -23,11 +31,13 @@ async def test_sse_events_survive_any_split_and_crlf(split: int) -> None:
 
 def test_completion_fills_what_llamacpp_leaves_out() -> None:
     upstream = {"id": "x", "choices": [{"message": {"role": "assistant", "content": "hi", "tool_calls": None}}]}
-    out = wire.completion(upstream, id="chatcmpl-1", created=5, model="ultra-instinct")
+    result = Result(answers.reply("m", upstream), CouncilReport(virtual_model="ultra-instinct", strategy="single"))
+    out = completion(result, id="chatcmpl-1", created=5, model="ultra-instinct")
     assert out["model"] == "ultra-instinct" and out["id"] == "chatcmpl-1" and out["object"] == "chat.completion"
     choice = out["choices"][0]
     assert choice == {"index": 0, "logprobs": None, "finish_reason": "stop",
                       "message": {"role": "assistant", "content": "hi", "refusal": None}}
+    assert list(out) == ["id", "object", "created", "model", "choices", "council"], "API order, ours last"
 
 
 def _chunk(delta: dict[str, object], finish: str | None = None, **extra: object) -> dict[str, object]:
@@ -35,30 +45,45 @@ def _chunk(delta: dict[str, object], finish: str | None = None, **extra: object)
                                                                    "finish_reason": finish}], **extra}
 
 
-def test_shaper_sends_a_role_chunk_first_and_keeps_one_identity() -> None:
-    s = wire.ChunkShaper(id="chatcmpl-9", created=7, model="m")
-    out = s.shape(_chunk({"content": "a", "role": None}))
-    out += s.shape(_chunk({"content": "b"}, "stop"))
-    assert out[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
-    assert [c["choices"][0]["delta"].get("content") for c in out] == ["", "a", "b"]
+def _frames(raw: bytes) -> list[dict[str, Any]]:
+    return [msgspec.json.decode(f.removeprefix(b"data: ")) for f in raw.split(b"\n\n") if f and f != b"data: [DONE]"]
+
+
+def test_the_chat_writer_sends_a_role_first_and_keeps_one_identity() -> None:
+    w = ChatWriter(id="chatcmpl-9", created=7, model="m", include_usage=False)
+    raw = b"".join(w.event(e) for c in (_chunk({"content": "a", "role": None}), _chunk({"content": "b"}, "stop"))
+                   for e in answers.events("up", c))
+    out = _frames(raw + w.end())
+    assert out[0]["choices"][0]["delta"] == {"role": "assistant", "content": "a"}
+    assert [c["choices"][0]["delta"].get("content") for c in out] == ["a", "b", None]
     assert {(c["id"], c["created"], c["model"]) for c in out} == {("chatcmpl-9", 7, "m")}
     assert all("role" not in c["choices"][0]["delta"] for c in out[1:])
-    assert s.close() == []
+    assert out[-1]["choices"][0]["finish_reason"] == "stop"
 
 
-def test_shaper_holds_usage_back_and_closes_open_choices() -> None:
-    s = wire.ChunkShaper(id="i", created=1, model="m")
-    s.shape(_chunk({"role": "assistant", "content": "x"}))
-    assert s.shape({"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 1}}) == []
-    closing = s.close()
-    assert closing[0]["choices"][0]["finish_reason"] == "stop"
-    usage, estimated = s.measured_usage({})
-    assert usage == {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4} and not estimated
+def test_the_chat_writer_sends_usage_only_when_asked_and_closes_open_choices_first() -> None:
+    for asked in (True, False):
+        w = ChatWriter(id="i", created=1, model="m", include_usage=asked)
+        raw = b"".join(w.event(e) for e in answers.events("up", _chunk({"role": "assistant", "content": "x"})))
+        raw += w.event(UsageEvent(Usage(3, 1, 4))) + w.end()
+        out = _frames(raw)
+        assert out[1]["choices"][0]["finish_reason"] == "stop"
+        assert [c.get("usage") for c in out][2:] == ([{"prompt_tokens": 3, "completion_tokens": 1,
+                                                       "total_tokens": 4}] if asked else [])
 
 
-def test_usage_is_estimated_and_says_so_when_the_server_reports_none() -> None:
-    s = wire.ChunkShaper(id="i", created=1, model="m")
-    for w in ("one", " two", " three"):
-        s.shape(_chunk({"content": w}))
-    usage, estimated = s.measured_usage({"messages": [{"role": "user", "content": "x" * 40}]})
-    assert estimated and usage["completion_tokens"] == 3 and usage["prompt_tokens"] == 10
+async def test_usage_is_estimated_and_says_so_when_the_server_reports_none() -> None:
+    class Silent(FakeBackend):
+        async def stream(self, body: dict[str, Any], model: str | None = None) -> AsyncIterator[Event]:
+            for w in ("one", " two", " three"):
+                for e in answers.events(self.name, _chunk({"content": w})):
+                    yield e
+            for e in answers.events(self.name, _chunk({}, "stop")):
+                yield e
+
+    members = Members({"s": Silent("s")}, Budget())
+    body = {"messages": [{"role": "user", "content": "x" * 40}]}
+    said = [e async for e in members.stream("s", body)]
+    assert not any(isinstance(e, UsageEvent) for e in said), "the usage goes to the report, not the client"
+    r = members.reports[0]
+    assert r.usage_estimated and r.usage == Usage(10, 3, 13)

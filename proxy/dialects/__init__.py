@@ -1,22 +1,26 @@
 """Dialects: the request and answer shapes clients speak, each converted at the edge.
 
-The engine speaks chat completions. A dialect turns its request body into a chat body
-(`prepare`), the engine's whole answer into its own (`answer`), and the engine's chunks
-into its own events (`writer`). Errors reach the client in the dialect's own envelope.
+A dialect turns its request body into the engine's request (`prepare`: a chat completions body
+for now), the engine's typed answer (`routing.core.Result`) into its own (`answer`), and the
+engine's typed events into its own stream (`writer`). Errors reach the client in the dialect's
+own envelope.
 """
 
 from __future__ import annotations
 
 from typing import Any, Protocol
 
+from routing.core import Event, Result
+from routing.strategies import Call
+
 Json = dict[str, Any]
 
 
 class Writer(Protocol):
-    """One streamed answer in a dialect: each engine chunk becomes zero or more wire frames."""
+    """One streamed answer in a dialect: each engine event becomes zero or more wire frames."""
 
     def start(self) -> bytes: ...
-    def chunk(self, chunk: Json) -> bytes: ...
+    def event(self, e: Event) -> bytes: ...
     def failed(self, status: int, envelope: Json) -> bytes: ...
     def end(self) -> bytes: ...
 
@@ -28,7 +32,7 @@ class Dialect(Protocol):
         """The chat completions body for the engine (InvalidRequest when the body is wrong)."""
         ...
 
-    def answer(self, out: Json, ctx: Context) -> Json: ...
+    def answer(self, result: Result, ctx: Context) -> Json: ...
 
     def writer(self, ctx: Context) -> Writer: ...
 
@@ -40,13 +44,15 @@ class Dialect(Protocol):
 class Context:
     """What one request's dialect conversion remembers between the request and its answer."""
 
-    __slots__ = ("body", "extra", "final", "key_id", "state")
+    __slots__ = ("body", "call", "extra", "final", "key_id", "state")
 
     def __init__(self, state: Any, key_id: str | None) -> None:
         self.state = state
         self.key_id = key_id
         self.body: Json = {}
         """The client's own body, as it sent it."""
+        self.call: Call
+        """The engine's request, once `prepare`d and checked."""
         self.extra: Json = {}
         """What the dialect keeps for itself between `prepare` and the answer."""
         self.final: Json | None = None

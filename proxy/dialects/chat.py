@@ -1,26 +1,124 @@
-"""OpenAI chat completions: the engine's own dialect, so nothing is converted."""
+"""OpenAI chat completions: the engine's answers and events in the published shapes.
+
+Whatever the upstream sent (llama.cpp's servers skip the role chunk, the usage chunk, `refusal`),
+the client gets the contract: a role chunk first, one `id`/`created`/`model` throughout, a
+finish chunk per choice, usage in one `choices: []` chunk at the end when it asked for it.
+Fields are in the order of OpenAI's reference; ours (`council`) come after them.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import msgspec
 
 from proxy.dialects import Context, Json
+from routing.core import (
+    Answer,
+    Event,
+    Finish,
+    Heartbeat,
+    ReasoningDelta,
+    Report,
+    Result,
+    TextDelta,
+    ToolCallDelta,
+    UsageEvent,
+)
 
 _encode = msgspec.json.Encoder().encode
 
 
+def message(a: Answer) -> Json:
+    out: Json = {"role": "assistant", "content": a.text, "refusal": None}
+    if a.tool_calls:
+        out["tool_calls"] = [{"id": tc.id, "type": "function", "function": {"name": tc.name,
+                                                                             "arguments": tc.arguments}}
+                             for tc in a.tool_calls]
+    if a.reasoning:
+        out["reasoning_content"] = a.reasoning
+    return out
+
+
+def completion(result: Result, *, id: str, created: int, model: str) -> Json:
+    """A chat.completion: `usage` is the answer's, `council` (ours, last) says what everyone spent."""
+    reply = result.reply
+    out: Json = {
+        "id": id, "object": "chat.completion", "created": created, "model": model,
+        "choices": [{"index": a.index, "message": message(a), "logprobs": a.logprobs,
+                     "finish_reason": a.finish_reason} for a in reply.choices],
+    }
+    if reply.usage is not None:
+        out["usage"] = reply.usage.openai()
+    if reply.fingerprint:
+        out["system_fingerprint"] = reply.fingerprint
+    # Shenron's extension
+    out["council"] = result.report.as_json()
+    return out
+
+
 class ChatWriter:
+    """The engine's events as chat.completion.chunk frames."""
+
+    def __init__(self, *, id: str, created: int, model: str, include_usage: bool) -> None:
+        self.id, self.created, self.model = id, created, model
+        self.include_usage = include_usage
+        self.started: set[int] = set()
+        self.finished: set[int] = set()
+        self.broken = False
+
+    def _frame(self, choices: list[Json], **more: Any) -> bytes:
+        chunk: Json = {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                       "model": self.model, "choices": choices, **more}
+        return b"data: " + _encode(chunk) + b"\n\n"
+
+    def _delta(self, choice: int, delta: Json, logprobs: Any = None, finish: str | None = None) -> bytes:
+        if choice not in self.started:  # a choice's first delta names the role
+            self.started.add(choice)
+            delta = {"role": "assistant", **(delta or {"content": ""})}
+        return self._frame([{"index": choice, "delta": delta, "logprobs": logprobs, "finish_reason": finish}])
+
+    def _close(self) -> bytes:
+        """Finish chunks for the choices the upstream left open (every stream ends with one per choice)."""
+        opened = sorted(self.started - self.finished) or ([] if self.started else [0])
+        return b"".join(self.event(Finish("stop", choice=c)) for c in opened)
+
     def start(self) -> bytes:
         return b""
 
-    def chunk(self, chunk: Json) -> bytes:
-        return b"data: " + _encode(chunk) + b"\n\n"
+    def event(self, e: Event) -> bytes:
+        if isinstance(e, TextDelta):
+            return self._delta(e.choice, {"content": e.text}, e.logprobs)
+        if isinstance(e, ReasoningDelta):
+            return self._delta(e.choice, {"reasoning_content": e.text})
+        if isinstance(e, ToolCallDelta):
+            call: Json = {"index": e.index}
+            if e.id is not None:
+                call["id"] = e.id
+                call["type"] = "function"
+            fn: Json = {"name": e.name} if e.name is not None else {}
+            fn["arguments"] = e.arguments
+            call["function"] = fn
+            return self._delta(e.choice, {"tool_calls": [call]})
+        if isinstance(e, Finish):
+            if e.choice in self.finished:
+                return b""
+            self.finished.add(e.choice)
+            return self._delta(e.choice, {}, finish=e.reason)
+        if isinstance(e, Heartbeat):  # an empty-content delta: every common client renders nothing for it
+            return self._delta(0, {} if 0 not in self.started else {"content": ""})
+        if isinstance(e, UsageEvent):
+            return self._close() + (self._frame([], usage=e.usage.openai()) if self.include_usage else b"")
+        if isinstance(e, Report):
+            return self._close() + self._frame([], council=e.report.as_json())
+        return b""
 
     def failed(self, status: int, envelope: Json) -> bytes:
+        self.broken = True
         return b"data: " + _encode(envelope) + b"\n\n"
 
     def end(self) -> bytes:
-        return b"data: [DONE]\n\n"
+        return (b"" if self.broken else self._close()) + b"data: [DONE]\n\n"
 
 
 class Chat:
@@ -29,11 +127,13 @@ class Chat:
     async def prepare(self, body: Json, ctx: Context) -> Json:
         return body
 
-    def answer(self, out: Json, ctx: Context) -> Json:
-        return out
+    def answer(self, result: Result, ctx: Context) -> Json:
+        c = ctx.call
+        return completion(result, id=c.id, created=c.created, model=c.model)
 
     def writer(self, ctx: Context) -> ChatWriter:
-        return ChatWriter()
+        c = ctx.call
+        return ChatWriter(id=c.id, created=c.created, model=c.model, include_usage=c.include_usage)
 
     async def finished(self, ctx: Context) -> None:
         return None

@@ -16,7 +16,19 @@ import msgspec
 
 from proxy.dialects import Context, Json
 from proxy.dialects.messages_request import noted, to_chat
-from routing import wire
+from routing.core import (
+    Event,
+    Finish,
+    Heartbeat,
+    ReasoningDelta,
+    Report,
+    Result,
+    TextDelta,
+    ToolCallDelta,
+    UsageEvent,
+)
+from routing.tokens import ZERO, Usage, estimate_tokens
+from routing.wire import prompt_text
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
@@ -35,9 +47,9 @@ def envelope(status: int, openai: Json) -> Json:
     return {"type": "error", "error": {"type": kind, "message": err.get("message") or "error"}}
 
 
-def _usage(usage: Any) -> Json:
-    u = usage if isinstance(usage, dict) else {}
-    return {"input_tokens": int(u.get("prompt_tokens") or 0), "output_tokens": int(u.get("completion_tokens") or 0)}
+def _usage(u: Usage | None) -> Json:
+    u = u or ZERO
+    return {"input_tokens": u.prompt_tokens, "output_tokens": u.completion_tokens}
 
 
 def _input(raw: Any) -> Any:
@@ -52,27 +64,21 @@ def new_id() -> str:
     return "msg_" + secrets.token_hex(12)
 
 
-def to_message(out: Json, model: str, body: Json | None = None) -> Json:
-    """A chat.completion as an Anthropic `message`, with our `council` beside its fields."""
-    choice = (out.get("choices") or [{}])[0]
-    msg = choice.get("message") or {}
+def to_message(result: Result, model: str, body: Json | None = None) -> Json:
+    """The engine's answer as an Anthropic `message`, with our `council` beside its fields."""
+    a = result.reply.answer
     content: list[Json] = []
-    reasoning = msg.get("reasoning_content") or msg.get("reasoning")
-    if isinstance(reasoning, str) and reasoning:
-        content.append({"type": "thinking", "thinking": reasoning, "signature": ""})
-    if isinstance(msg.get("content"), str) and msg["content"]:
-        content.append({"type": "text", "text": msg["content"]})
-    for tc in msg.get("tool_calls") or ():
-        fn = tc.get("function") or {}
-        content.append({"type": "tool_use", "id": tc.get("id") or "toolu_" + secrets.token_hex(8),
-                        "name": fn.get("name", ""), "input": _input(fn.get("arguments"))})
-    reason = choice.get("finish_reason") or "stop"
-    result: Json = {"id": new_id(), "type": "message", "role": "assistant", "model": model, "content": content,
-                    "stop_reason": "tool_use" if msg.get("tool_calls") else STOP.get(reason, "end_turn"),
-                    "stop_sequence": None, "usage": _usage(out.get("usage"))}
-    if "council" in out:
-        result["council"] = noted(out["council"], body or {})
-    return result
+    if a.reasoning:
+        content.append({"type": "thinking", "thinking": a.reasoning, "signature": ""})
+    if a.text:
+        content.append({"type": "text", "text": a.text})
+    for tc in a.tool_calls:
+        content.append({"type": "tool_use", "id": tc.id or "toolu_" + secrets.token_hex(8), "name": tc.name,
+                        "input": _input(tc.arguments)})
+    return {"id": new_id(), "type": "message", "role": "assistant", "model": model, "content": content,
+            "stop_reason": "tool_use" if a.tool_calls else STOP.get(a.finish_reason, "end_turn"),
+            "stop_sequence": None, "usage": _usage(result.reply.usage),
+            "council": noted(result.report.as_json(), body or {})}
 
 
 def _event(name: str, data: Json) -> bytes:
@@ -80,7 +86,7 @@ def _event(name: str, data: Json) -> bytes:
 
 
 class MessagesWriter:
-    """Engine chunks as Messages stream events: one open content block at a time, as Anthropic streams."""
+    """Engine events as Messages stream events: one open content block at a time, as Anthropic streams."""
 
     def __init__(self, model: str, prompt_tokens: int, body: Json | None = None) -> None:
         self.model = model
@@ -112,53 +118,41 @@ class MessagesWriter:
         self.open = kind
         return out + _event("content_block_start", {"index": self.block, "content_block": block})
 
-    def chunk(self, chunk: Json) -> bytes:
-        out = b""
-        if isinstance(chunk.get("usage"), dict):
-            self.usage = _usage(chunk["usage"])
-        if isinstance(chunk.get("council"), dict):
-            self.council = chunk["council"]
-        beat = True
-        for c in chunk.get("choices") or ():
-            if c.get("index", 0) != 0:
-                continue
-            delta = c.get("delta") or {}
-            thought = delta.get("reasoning_content") or delta.get("reasoning")
-            if isinstance(thought, str) and thought:
-                beat = False
-                if self.open != "thinking":
-                    out += self._begin("thinking", {"type": "thinking", "thinking": "", "signature": ""})
-                out += _event("content_block_delta", {"index": self.block,
-                                                      "delta": {"type": "thinking_delta", "thinking": thought}})
-            text = delta.get("content")
-            if isinstance(text, str) and text:
-                beat = False
-                self.content_chunks += 1
-                if self.open != "text":
-                    out += self._begin("text", {"type": "text", "text": ""})
-                out += _event("content_block_delta", {"index": self.block,
-                                                      "delta": {"type": "text_delta", "text": text}})
-            for tc in delta.get("tool_calls") or ():
-                beat = False
-                i = int(tc.get("index") or 0)
-                fn = tc.get("function") or {}
-                if i not in self.tools:
-                    out += self._begin(f"tool{i}", {"type": "tool_use",
-                                                    "id": tc.get("id") or "toolu_" + secrets.token_hex(8),
-                                                    "name": fn.get("name") or "", "input": {}})
-                    self.tools[i] = self.block
-                args = fn.get("arguments")
-                if isinstance(args, str) and args:
-                    if self.open != f"tool{i}":  # arguments of an earlier call: Anthropic has no way back
-                        raise RuntimeError("tool call arguments arrived after another block began")
-                    out += _event("content_block_delta", {"index": self.block,
-                                                          "delta": {"type": "input_json_delta", "partial_json": args}})
-            if c.get("finish_reason"):
-                beat = False
-                self.stop = STOP.get(c["finish_reason"], "end_turn")
-        if beat and not out and "council" not in chunk and "usage" not in chunk:
-            out += _event("ping", {})
-        return out
+    def event(self, e: Event) -> bytes:
+        if isinstance(e, (TextDelta, ReasoningDelta, ToolCallDelta, Finish)) and e.choice != 0:
+            return b""
+        if isinstance(e, ReasoningDelta) and e.text:
+            out = b"" if self.open == "thinking" else \
+                self._begin("thinking", {"type": "thinking", "thinking": "", "signature": ""})
+            return out + _event("content_block_delta", {"index": self.block,
+                                                        "delta": {"type": "thinking_delta", "thinking": e.text}})
+        if isinstance(e, TextDelta) and e.text:
+            self.content_chunks += 1
+            out = b"" if self.open == "text" else self._begin("text", {"type": "text", "text": ""})
+            return out + _event("content_block_delta", {"index": self.block,
+                                                        "delta": {"type": "text_delta", "text": e.text}})
+        if isinstance(e, ToolCallDelta):
+            out = b""
+            if e.index not in self.tools:
+                out += self._begin(f"tool{e.index}", {"type": "tool_use",
+                                                      "id": e.id or "toolu_" + secrets.token_hex(8),
+                                                      "name": e.name or "", "input": {}})
+                self.tools[e.index] = self.block
+            if e.arguments:
+                if self.open != f"tool{e.index}":  # arguments of an earlier call: Anthropic has no way back
+                    raise RuntimeError("tool call arguments arrived after another block began")
+                out += _event("content_block_delta", {"index": self.block, "delta": {
+                    "type": "input_json_delta", "partial_json": e.arguments}})
+            return out
+        if isinstance(e, Finish):
+            self.stop = STOP.get(e.reason, "end_turn")
+        elif isinstance(e, UsageEvent):
+            self.usage = _usage(e.usage)
+        elif isinstance(e, Report):
+            self.council = e.report.as_json()
+        elif isinstance(e, Heartbeat):
+            return _event("ping", {})
+        return b""
 
     def failed(self, status: int, envelope_: Json) -> bytes:
         return self._close() + _event("error", {"error": envelope(status, envelope_)["error"]})
@@ -180,8 +174,8 @@ class Messages:
     async def prepare(self, body: Json, ctx: Context) -> Json:
         return to_chat(body)
 
-    def answer(self, out: Json, ctx: Context) -> Json:
-        return to_message(out, str(ctx.body.get("model")), ctx.body)
+    def answer(self, result: Result, ctx: Context) -> Json:
+        return to_message(result, str(ctx.body.get("model")), ctx.body)
 
     def writer(self, ctx: Context) -> MessagesWriter:
         return MessagesWriter(str(ctx.body.get("model")), count_tokens(ctx.body), ctx.body)
@@ -193,13 +187,13 @@ class Messages:
 def count_tokens(body: Json) -> int:
     """An estimate of the prompt's tokens (about four characters each): system, messages and tools."""
     chat = to_chat({**body, "max_tokens": body.get("max_tokens") or 1, "stream": False})
-    text = wire.prompt_text(chat)
+    text = prompt_text(chat)
     if chat.get("tools"):
         text += _encode(chat["tools"]).decode()
     for m in chat["messages"]:
         for tc in m.get("tool_calls") or ():
             text += tc["function"]["name"] + tc["function"]["arguments"]
-    return wire.estimate_tokens(text)
+    return estimate_tokens(text)
 
 
 MESSAGES = Messages()

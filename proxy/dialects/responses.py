@@ -17,23 +17,32 @@ import msgspec
 
 from proxy.dialects import Context, Json
 from proxy.dialects.responses_request import USED, Tools, bad, new_id, to_chat
+from routing.core import (
+    Event,
+    Finish,
+    Heartbeat,
+    ReasoningDelta,
+    Report,
+    Result,
+    TextDelta,
+    ToolCallDelta,
+    UsageEvent,
+)
+from routing.tokens import ZERO, Usage
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
 
-def usage_of(usage: Any) -> Json:
-    u = usage if isinstance(usage, dict) else {}
-    p, c = int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0)
-    cached = int((u.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
-    thought = int((u.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0)
-    return {"input_tokens": p, "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": 0},
-            "output_tokens": c, "output_tokens_details": {"reasoning_tokens": thought}, "total_tokens": p + c}
+def usage_of(u: Usage) -> Json:
+    p, c = u.prompt_tokens, u.completion_tokens
+    return {"input_tokens": p, "input_tokens_details": {"cached_tokens": u.cached_tokens, "cache_write_tokens": 0},
+            "output_tokens": c, "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
+            "total_tokens": p + c}
 
 
-def _call_item(tc: Json, tools: Tools, status: str = "completed") -> Json:
-    fn = tc.get("function") or {}
-    name, args = fn.get("name") or "", fn.get("arguments") or ""
-    call_id = tc.get("id") or new_id("call")
+def _call_item(call_id: str | None, name: str | None, args: str, tools: Tools, status: str = "completed") -> Json:
+    name = name or ""
+    call_id = call_id or new_id("call")
     if name in tools.custom:
         try:
             decoded = _decode(args or "{}")
@@ -105,24 +114,23 @@ class Turn:
         return out
 
 
-def to_response(out: Json, turn: Turn) -> Json:
-    """A chat.completion as a `response` object, our `council` beside its fields."""
-    choice = (out.get("choices") or [{}])[0]
-    msg = choice.get("message") or {}
+def to_response(result: Result, turn: Turn) -> Json:
+    """The engine's answer as a `response` object, our `council` beside its fields."""
+    a = result.reply.answer
     output: list[Json] = []
-    reasoning = msg.get("reasoning_content") or msg.get("reasoning")
-    if isinstance(reasoning, str) and reasoning:
-        output.append(_reasoning_item(reasoning))
-    if isinstance(msg.get("content"), str) and (msg["content"] or not msg.get("tool_calls")):
-        output.append(_message_item(msg["content"]))
-    output += [_call_item(tc, turn.tools) for tc in msg.get("tool_calls") or ()]
+    if a.reasoning:
+        output.append(_reasoning_item(a.reasoning))
+    if a.text is not None and (a.text or not a.tool_calls):
+        output.append(_message_item(a.text))
+    output += [_call_item(tc.id, tc.name, tc.arguments, turn.tools) for tc in a.tool_calls]
+    if not output:
+        output.append(_message_item(""))
     more: Json = {}
     status = "completed"
-    if choice.get("finish_reason") == "length":
+    if a.finish_reason == "length":
         status, more["incomplete_details"] = "incomplete", {"reason": "max_output_tokens"}
-    if "council" in out:
-        more["council"] = turn.council(out["council"])
-    return turn.response(status, output, usage_of(out.get("usage")), **more)
+    more["council"] = turn.council(result.report.as_json())
+    return turn.response(status, output, usage_of(result.reply.usage or ZERO), **more)
 
 
 def assistant_message(response: Json) -> Json:
@@ -145,7 +153,7 @@ def _sse(event: Json) -> bytes:
 
 
 class ResponsesWriter:
-    """Engine chunks as the Responses API's semantic events: an output item per reasoning, text and tool
+    """Engine events as the Responses API's semantic events: an output item per reasoning, text and tool
     call, each opened, filled and closed in order; `response.completed` carries the whole response."""
 
     def __init__(self, turn: Turn, ctx: Context) -> None:
@@ -156,7 +164,7 @@ class ResponsesWriter:
         self.open: Json | None = None
         """The item being streamed: {"kind", "item", "text"|"args", "index"}."""
         self.calls: dict[int, Json] = {}
-        self.usage: Json | None = None
+        self.usage: Usage | None = None
         self.council: Json | None = None
         self.finish: str | None = None
         self.content_chunks = 0
@@ -192,8 +200,7 @@ class ResponsesWriter:
         else:
             done = {**item, "status": "completed"}
             if item["type"] == "custom_tool_call":
-                done = _call_item({"id": item["call_id"], "function": {"name": item["name"], "arguments": o["args"]}},
-                                  self.turn.tools)
+                done = _call_item(item["call_id"], item["name"], o["args"], self.turn.tools)
                 done["id"] = item["id"]
                 out = self._ev("response.custom_tool_call_input.done", item_id=item["id"], output_index=idx,
                                input=done["input"])
@@ -210,70 +217,70 @@ class ResponsesWriter:
         self.open = {"kind": kind, "item": item, "index": idx, **state}
         return out + self._ev("response.output_item.added", output_index=idx, item=item)
 
-    def chunk(self, chunk: Json) -> bytes:
+    def event(self, e: Event) -> bytes:
+        if isinstance(e, (TextDelta, ReasoningDelta, ToolCallDelta, Finish)) and e.choice != 0:
+            return b""
+        if isinstance(e, ReasoningDelta):
+            return self._reasoning(e.text) if e.text else b""
+        if isinstance(e, TextDelta):
+            return self._text(e.text) if e.text else b""
+        if isinstance(e, ToolCallDelta):
+            return self._call(e)
+        if isinstance(e, Finish):
+            self.finish = e.reason
+        elif isinstance(e, UsageEvent):
+            self.usage = e.usage
+        elif isinstance(e, Report):
+            self.council = e.report.as_json()
+        elif isinstance(e, Heartbeat):
+            return b": keep-alive\n\n"  # a council is still deliberating
+        return b""
+
+    def _reasoning(self, thought: str) -> bytes:
         out = b""
-        if isinstance(chunk.get("usage"), dict):
-            self.usage = chunk["usage"]
-        if isinstance(chunk.get("council"), dict):
-            self.council = chunk["council"]
-        said = False
-        for c in chunk.get("choices") or ():
-            if c.get("index", 0) != 0:
-                continue
-            delta = c.get("delta") or {}
-            thought = delta.get("reasoning_content") or delta.get("reasoning")
-            if isinstance(thought, str) and thought:
-                said = True
-                if self.open is None or self.open["kind"] != "reasoning":
-                    item = {"type": "reasoning", "id": new_id("rs"), "summary": []}
-                    out += self._begin("reasoning", item, text="")
-                    out += self._ev("response.reasoning_summary_part.added", item_id=item["id"],
-                                    output_index=self.open["index"], summary_index=0,  # type: ignore[index]
-                                    part={"type": "summary_text", "text": ""})
-                o = self.open
-                assert o is not None
-                o["text"] += thought
-                out += self._ev("response.reasoning_summary_text.delta", item_id=o["item"]["id"],
-                                output_index=o["index"], summary_index=0, delta=thought)
-            text = delta.get("content")
-            if isinstance(text, str) and text:
-                said = True
-                self.content_chunks += 1
-                if self.open is None or self.open["kind"] != "text":
-                    item = _message_item("", status="in_progress")
-                    out += self._begin("text", item, text="")
-                    out += self._ev("response.content_part.added", item_id=item["id"],
-                                    output_index=self.open["index"], content_index=0,  # type: ignore[index]
-                                    part={"type": "output_text", "text": "", "annotations": [], "logprobs": []})
-                o = self.open
-                assert o is not None
-                o["text"] += text
-                out += self._ev("response.output_text.delta", item_id=o["item"]["id"], output_index=o["index"],
-                                content_index=0, delta=text, logprobs=[])
-            for tc in delta.get("tool_calls") or ():
-                said = True
-                i = int(tc.get("index") or 0)
-                fn = tc.get("function") or {}
-                if i not in self.calls:
-                    item = _call_item({"id": tc.get("id"), "function": {"name": fn.get("name"), "arguments": ""}},
-                                      self.turn.tools, status="in_progress")
-                    if item["type"] == "custom_tool_call":
-                        item["input"] = ""
-                    out += self._begin(f"call{i}", item, args="")
-                    self.calls[i] = self.open  # type: ignore[assignment]
-                o = self.calls[i]
-                args = fn.get("arguments")
-                if isinstance(args, str) and args:
-                    if o is not self.open:
-                        raise RuntimeError("tool call arguments arrived after another output item began")
-                    o["args"] += args
-                    if o["item"]["type"] == "function_call":
-                        out += self._ev("response.function_call_arguments.delta", item_id=o["item"]["id"],
-                                        output_index=o["index"], delta=args)
-            if c.get("finish_reason"):
-                self.finish = c["finish_reason"]
-        if not said and not out and "council" not in chunk and "usage" not in chunk:
-            out = b": keep-alive\n\n"  # a council is still deliberating
+        if self.open is None or self.open["kind"] != "reasoning":
+            item = {"type": "reasoning", "id": new_id("rs"), "summary": []}
+            out += self._begin("reasoning", item, text="")
+            out += self._ev("response.reasoning_summary_part.added", item_id=item["id"],
+                            output_index=self.open["index"], summary_index=0,  # type: ignore[index]
+                            part={"type": "summary_text", "text": ""})
+        o = self.open
+        assert o is not None
+        o["text"] += thought
+        return out + self._ev("response.reasoning_summary_text.delta", item_id=o["item"]["id"],
+                              output_index=o["index"], summary_index=0, delta=thought)
+
+    def _text(self, text: str) -> bytes:
+        out = b""
+        self.content_chunks += 1
+        if self.open is None or self.open["kind"] != "text":
+            item = _message_item("", status="in_progress")
+            out += self._begin("text", item, text="")
+            out += self._ev("response.content_part.added", item_id=item["id"],
+                            output_index=self.open["index"], content_index=0,  # type: ignore[index]
+                            part={"type": "output_text", "text": "", "annotations": [], "logprobs": []})
+        o = self.open
+        assert o is not None
+        o["text"] += text
+        return out + self._ev("response.output_text.delta", item_id=o["item"]["id"], output_index=o["index"],
+                              content_index=0, delta=text, logprobs=[])
+
+    def _call(self, e: ToolCallDelta) -> bytes:
+        out = b""
+        if e.index not in self.calls:
+            item = _call_item(e.id, e.name, "", self.turn.tools, status="in_progress")
+            if item["type"] == "custom_tool_call":
+                item["input"] = ""
+            out += self._begin(f"call{e.index}", item, args="")
+            self.calls[e.index] = self.open  # type: ignore[assignment]
+        o = self.calls[e.index]
+        if e.arguments:
+            if o is not self.open:
+                raise RuntimeError("tool call arguments arrived after another output item began")
+            o["args"] += e.arguments
+            if o["item"]["type"] == "function_call":
+                out += self._ev("response.function_call_arguments.delta", item_id=o["item"]["id"],
+                                output_index=o["index"], delta=e.arguments)
         return out
 
     def failed(self, status: int, envelope: Json) -> bytes:
@@ -291,7 +298,7 @@ class ResponsesWriter:
         out = self._close()
         if self.ctx.final is not None and self.ctx.final.get("status") == "failed":
             return out
-        usage = self.usage or {"prompt_tokens": 0, "completion_tokens": self.content_chunks}
+        usage = self.usage or Usage(0, self.content_chunks, self.content_chunks)
         more: Json = {}
         status = "completed"
         if self.finish == "length":
@@ -325,8 +332,8 @@ class Responses:
         ctx.extra = {"turn": Turn(body, tools), "conversation": conversation}
         return chat
 
-    def answer(self, out: Json, ctx: Context) -> Json:
-        return to_response(out, ctx.extra["turn"])
+    def answer(self, result: Result, ctx: Context) -> Json:
+        return to_response(result, ctx.extra["turn"])
 
     def writer(self, ctx: Context) -> ResponsesWriter:
         return ResponsesWriter(ctx.extra["turn"], ctx)

@@ -9,8 +9,8 @@ from typing import Any, Protocol, TypeVar
 
 from routing.backends import Backend
 from routing.budget import Budget
+from routing.core import Event, Heartbeat, ReasoningDelta, Result
 from routing.fanout import stop
-from routing.wire import ChunkShaper
 
 Json = dict[str, Any]
 T = TypeVar("T")
@@ -39,62 +39,51 @@ class Call:
 class Strategy(Protocol):
     """A virtual model's behaviour.
 
-    `complete` returns a whole chat.completion carrying `council`. `stream` yields
-    chunks already in OpenAI's shape, ending with the `council` chunk; an error raised
-    before its first chunk becomes an HTTP error, one raised later an error event.
+    `complete` gives the whole answer with its report. `stream` yields the engine's events
+    (`routing.core`): deltas, heartbeats while it deliberates, then the answer's usage and the
+    report, last. An error raised before its first event becomes an HTTP error, one raised later
+    an error event.
     """
 
     name: str
     label: str
 
-    async def complete(self, call: Call) -> Json: ...
+    async def complete(self, call: Call) -> Result: ...
 
-    def stream(self, call: Call) -> AsyncIterator[Json]: ...
+    def stream(self, call: Call) -> AsyncIterator[Event]: ...
 
 
 Backends = Mapping[str, Backend]
 
 
-async def relay(
-    first: Json | None, upstream: AsyncGenerator[Json, None], shaper: ChunkShaper
-) -> AsyncGenerator[Json, None]:
-    """Forward an upstream stream through the shaper; the upstream is closed whatever happens."""
-    try:
-        if first is not None:
-            for chunk in shaper.shape(first):
-                yield chunk
-        async for piece in upstream:
-            for chunk in shaper.shape(piece):
-                yield chunk
-    finally:
-        await upstream.aclose()
-    for chunk in shaper.close():
-        yield chunk
-
-
-async def narrate(work: asyncio.Task[T], lines: asyncio.Queue[str], shaper: ChunkShaper,
-                  heartbeat_s: float) -> AsyncGenerator[Json, None]:
-    """While `work` runs, stream its progress lines as `reasoning_content` (rendered as thinking by
-    Open WebUI, Continue, Cline, Roo and Aider) and a heartbeat when nothing happened for a while.
+async def narrate(work: asyncio.Task[T], lines: asyncio.Queue[str], heartbeat_s: float) -> AsyncGenerator[Event, None]:
+    """While `work` runs, stream its progress lines as reasoning (rendered as thinking by Open WebUI,
+    Continue, Cline, Roo, Aider, Claude Code and Codex) and a heartbeat when nothing happened for a while.
 
     The task is cancelled if the client goes away; its result is left on the task.
     """
-    def line(text: str) -> Json:
-        return shaper.shape({"choices": [{"index": 0, "delta": {"reasoning_content": text + "\n"}}]})[0]
-
     try:
         while True:
             while not lines.empty():
-                yield line(lines.get_nowait())
+                yield ReasoningDelta(lines.get_nowait() + "\n")
             if work.done():
                 break
             getter = asyncio.ensure_future(lines.get())
             done, _ = await asyncio.wait({work, getter}, timeout=heartbeat_s, return_when=asyncio.FIRST_COMPLETED)
             if getter.done():
-                yield line(getter.result())
+                yield ReasoningDelta(getter.result() + "\n")
             else:
                 getter.cancel()
                 if not done:
-                    yield shaper.heartbeat()
+                    yield Heartbeat()
+    finally:
+        await stop({work})
+
+
+async def waiting(work: asyncio.Task[T], heartbeat_s: float) -> AsyncGenerator[Event, None]:
+    """Heartbeats while `work` runs; cancelled with it if the client goes away."""
+    try:
+        while not (await asyncio.wait({work}, timeout=heartbeat_s))[0]:
+            yield Heartbeat()
     finally:
         await stop({work})

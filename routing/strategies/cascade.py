@@ -20,20 +20,21 @@ known, unless `min-confidence` is 0 (nothing can follow), when it streams live.
 from __future__ import annotations
 
 import asyncio
-import copy
 import dataclasses
 from collections.abc import AsyncIterator, Mapping
+from contextlib import aclosing
 from typing import Any
 
 import msgspec
 
 from routing import rules, wire
 from routing.config import CascadeModel, Config
+from routing.core import CouncilReport, Event, Report, Result, replay_result
 from routing.errors import MemberFailure, NotAllowed
 from routing.fanout import stop
-from routing.report import Timer, failed, total_usage
-from routing.strategies.base import NESTED, Backends, Call, Json, Strategy
-from routing.strategies.single import Single
+from routing.member import Members
+from routing.report import Timer
+from routing.strategies.base import NESTED, Backends, Call, Json, Strategy, waiting
 from routing.vote import canonical, similarity
 
 
@@ -78,73 +79,60 @@ class Cascade:
         first = dataclasses.replace(call, body={**call.body, **asked}, stream=False, extras=nested(call))
         return first, wanted
 
-    async def _second(self, call: Call) -> tuple[str | None, list[Json]]:
-        """The second opinion's text, and its member reports (role `second-opinion`): asked through the same
-        member path as any member, so its budget, breaker, cost and usage count like theirs."""
+    async def _second(self, call: Call, members: Members) -> str | None:
+        """The second opinion's text: asked through the one member path (role `second-opinion`), so its
+        budget, breaker, cost and usage count like any member's."""
         name = self.vm.second_opinion
         if name is None:
-            return None, []
-        sub = dataclasses.replace(call, body={k: v for k, v in call.body.items() if k not in ("stream",
-                                                                                                "stream_options")},
-                                  stream=False, extras=nested(call))
-        t = Timer()
+            return None
+        body = {k: v for k, v in call.body.items() if k not in ("stream", "stream_options")}
         try:
-            resp = await Single(self.name, [name], self.backends, label="second-opinion").complete(sub)
-        except MemberFailure as e:
-            return None, [{**msgspec.to_builtins(failed(name, self.backends[name].model, e, t)),
-                           "role": "second-opinion"}]
-        members = [{**m, "role": "second-opinion"} for m in resp["council"].get("members") or ()]
-        msg = (resp.get("choices") or [{}])[0].get("message") or {}
-        return (msg.get("content") if isinstance(msg.get("content"), str) else None), members
+            reply = await members.ask(name, body, role="second-opinion", lone=True)
+        except MemberFailure:
+            return None
+        return reply.answer.text
 
-    async def _first(self, call: Call) -> tuple[Json, float | None, str]:
+    async def _first(self, call: Call) -> tuple[Result, float | None, str]:
         """The first answer, its confidence and where the confidence came from."""
         first_call, wanted = self._first_call(call)
-        second = asyncio.create_task(self._second(call)) if self.vm.second_opinion else None
+        members = Members(self.backends, call.budget)
+        second = asyncio.create_task(self._second(call, members)) if self.vm.second_opinion else None
         try:
             out = await self.models[self.vm.first].complete(first_call)
         except BaseException:
             if second is not None:
                 await stop({second})
             raise
-        choice = (out.get("choices") or [{}])[0]
-        confidence = rules.logprob_confidence(choice.get("logprobs"))
+        answer = out.reply.answer
+        confidence = rules.logprob_confidence(answer.logprobs)
         source = "logprobs"
         if confidence is not None and second is not None:
             await stop({second})
-            name = self.vm.second_opinion or ""
-            _add_members(out, [{"name": name, "model": self.backends[name].model, "status": "cancelled",
-                                "latency_ms": 0, "error": "not needed: the first answer had logprobs",
-                                "role": "second-opinion"}])
+            members.stopped(self.vm.second_opinion or "", "cancelled", "not needed: the first answer had logprobs")
         elif second is not None:
-            other, members = await second
-            _add_members(out, members)
-            text = (choice.get("message") or {}).get("content") or ""
-            confidence, source = (agreement_of(text, other), "second-opinion") if other else (None, "none")
+            other = await second
+            confidence, source = (agreement_of(answer.text or "", other), "second-opinion") if other else \
+                (None, "none")
         if confidence is None and source == "logprobs":
             source = ("none: the first answer came without token logprobs and no second-opinion is "
                       "configured" if second is None else "none: no logprobs, and the second opinion failed")
         if not wanted:
-            for c in out.get("choices") or []:
-                c["logprobs"] = None
+            for c in out.reply.choices:
+                c.logprobs = None
+        out.report.members += members.reports  # asked beside the first model: its cost and usage count too
+        out.report.totalled()
         return out, confidence, source
 
-    def _meta(self, council: Json | None, **fields: Any) -> Json:
-        """The answering model's metadata under the cascade's name, with the rule that fired; when the
-        first answer was overruled its metadata is kept (`first`) and its members are counted too."""
-        inner = dict(council or {})
-        first = fields.get("first") or {}
-        out: Json = {"virtual_model": self.name, "strategy": self.label, "answered_by": inner.get("virtual_model"),
-                     **{k: v for k, v in inner.items() if k not in ("virtual_model", "strategy")}, **fields}
-        out["escalated"] = bool(fields.get("escalated"))
-        if first:
-            out["members"] = [{**m, "role": m.get("role") or "first"} for m in first.get("members") or []] + \
-                list(inner.get("members") or [])
-        out["cost_usd"] = round((inner.get("cost_usd") or 0.0) + (first.get("cost_usd") or 0.0), 8)
-        out["usage"] = total_usage([inner.get("usage"), first.get("usage")])
-        if out["usage"] is None:
-            del out["usage"]
-        return out
+    def _meta(self, inner: CouncilReport, latency_ms: int, first: CouncilReport | None = None,
+              blocked: str | None = None, **fields: Any) -> CouncilReport:
+        """The answering model's report under the cascade's name, with the rule that fired; when the first
+        answer was overruled its report is kept (`first`) and its members are counted too."""
+        members = inner.members if first is None else \
+            [msgspec.structs.replace(m, role=m.role or "first") for m in first.members] + inner.members
+        return msgspec.structs.replace(
+            inner, virtual_model=self.name, strategy=self.label, answered_by=inner.virtual_model, members=members,
+            first=first, escalated=bool(fields.pop("escalated", False)), escalation_skipped=blocked,
+            latency_ms=latency_ms, **fields).totalled()
 
     def _reach(self, call: Call) -> tuple[tuple[str, str] | None, str | None]:
         """The escalation decided before the first model (a rule, or `first` being outside the caller's
@@ -170,88 +158,63 @@ class Cascade:
             return None, f"{after[0]} ({after[1]}), but {blocked}"
         return after, blocked
 
-    async def complete(self, call: Call) -> Json:
+    async def complete(self, call: Call) -> Result:
         timer = Timer()
         before, blocked = self._reach(call)
         if before is not None:
             out = await self.models[self.vm.escalate_to].complete(inner_call(call))
-            out["council"] = self._meta(out.get("council"), escalated=True, escalated_because=before[0],
-                                        why=before[1], confidence=None, latency_ms=timer.ms())
+            out.report = self._meta(out.report, timer.ms(), escalated=True, escalated_because=before[0],
+                                    why=before[1])
             return out
         first, confidence, source = await self._first(call)
         after, blocked = self._after(confidence, blocked)
         if after is None:
-            first["council"] = self._meta(first.get("council"), confidence=confidence, confidence_source=source,
-                                          latency_ms=timer.ms(), **_skipped(blocked))
+            first.report = self._meta(first.report, timer.ms(), blocked=blocked, confidence=confidence,
+                                      confidence_source=source)
             return first
         out = await self.models[self.vm.escalate_to].complete(inner_call(call))
-        out["council"] = self._meta(out.get("council"), escalated=True, escalated_because=after[0], why=after[1],
-                                    confidence=confidence, confidence_source=source, first=first.get("council"),
-                                    latency_ms=timer.ms())
+        out.report = self._meta(out.report, timer.ms(), first=first.report, escalated=True,
+                                escalated_because=after[0], why=after[1], confidence=confidence,
+                                confidence_source=source)
         return out
 
-    async def _relay(self, inner: AsyncIterator[Json], skip_role: bool, **meta: Any) -> AsyncIterator[Json]:
-        """An inner model's stream with the cascade's metadata on its council chunk."""
-        async for chunk in inner:
-            if "council" in chunk:
-                chunk = {**chunk, "council": self._meta(chunk["council"], **meta)}
-            elif skip_role and chunk.get("choices") and chunk["choices"][0].get("delta", {}).get("role") and \
-                    not any(v for k, v in chunk["choices"][0]["delta"].items() if k != "role"):
-                continue
-            yield chunk
+    async def _relay(self, inner: AsyncIterator[Event], timer: Timer, first: CouncilReport | None = None,
+                     blocked: str | None = None, **fields: Any) -> AsyncIterator[Event]:
+        """An inner model's stream with the cascade's metadata on its report."""
+        async with aclosing(inner) as events:  # type: ignore[type-var]
+            async for e in events:
+                if isinstance(e, Report):
+                    e = Report(self._meta(e.report, timer.ms(), first, blocked, **fields))
+                yield e
 
-    async def stream(self, call: Call) -> AsyncIterator[Json]:
+    async def stream(self, call: Call) -> AsyncIterator[Event]:
         timer = Timer()
         before, blocked = self._reach(call)
         if before is not None:
             upstream = self.models[self.vm.escalate_to].stream(inner_call(call))
-            async for chunk in self._relay(upstream, False, escalated=True, escalated_because=before[0],
-                                           why=before[1], confidence=None):
-                yield chunk
+            async for e in self._relay(upstream, timer, escalated=True, escalated_because=before[0], why=before[1]):
+                yield e
             return
         if self.vm.min_confidence <= 0:
             upstream = self.models[self.vm.first].stream(inner_call(call))
-            async for chunk in self._relay(upstream, False, confidence=None,
-                                           confidence_source="not needed: min-confidence is 0", **_skipped(blocked)):
-                yield chunk
+            async for e in self._relay(upstream, timer, blocked=blocked,
+                                       confidence_source="not needed: min-confidence is 0"):
+                yield e
             return
-        shaper = wire.ChunkShaper(id=call.id, created=call.created, model=call.model)
-        yield shaper.role()
         task = asyncio.create_task(self._first(call))
-        try:
-            while not (await asyncio.wait({task}, timeout=self.vm.heartbeat_s))[0]:
-                yield shaper.heartbeat()
-        finally:
-            await stop({task})
+        async with aclosing(waiting(task, self.vm.heartbeat_s)) as progress:
+            async for e in progress:
+                yield e
         first, confidence, source = task.result()
         after, blocked = self._after(confidence, blocked)
         if after is None:
-            choice = first["choices"][0]
-            for chunk in wire.answer_chunks(shaper, choice.get("message") or {}, choice.get("finish_reason") or "stop"):
-                yield chunk
-            if call.include_usage and first.get("usage"):
-                yield shaper.usage_chunk(first["usage"])
-            yield shaper.extension_chunk("council", self._meta(first.get("council"), confidence=confidence,
-                                                               confidence_source=source, latency_ms=timer.ms(),
-                                                               **_skipped(blocked)))
+            for r in replay_result(first):
+                if isinstance(r, Report):
+                    r = Report(self._meta(r.report, timer.ms(), blocked=blocked, confidence=confidence,
+                                          confidence_source=source))
+                yield r
             return
         upstream = self.models[self.vm.escalate_to].stream(inner_call(call))
-        async for chunk in self._relay(upstream, True, escalated=True,
-                                       escalated_because=after[0], why=after[1], confidence=confidence,
-                                       confidence_source=source, first=copy.deepcopy(first.get("council"))):
-            yield chunk
-
-
-def _add_members(out: Json, members: list[Json]) -> None:
-    """Members asked beside the first model (the second opinion) join its report, cost and usage."""
-    council = out.setdefault("council", {})
-    council["members"] = [*(council.get("members") or []), *members]
-    council["cost_usd"] = round((council.get("cost_usd") or 0.0) + sum(m.get("cost_usd") or 0.0 for m in members), 8)
-    usage = total_usage([council.get("usage"), *(m.get("usage") for m in members)])
-    if usage is not None:
-        council["usage"] = usage
-
-
-def _skipped(blocked: str | None) -> Json:
-    """`escalation_skipped` in the metadata when escalating was wanted (or possible) but not allowed."""
-    return {"escalation_skipped": blocked} if blocked else {}
+        async for e in self._relay(upstream, timer, first.report, escalated=True, escalated_because=after[0],
+                                   why=after[1], confidence=confidence, confidence_source=source):
+            yield e

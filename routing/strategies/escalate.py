@@ -15,16 +15,31 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import AsyncIterator, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass, field
 
-from routing import sandbox, wire
+from routing import sandbox
 from routing.config import CheckConfig, Config, EscalateModel, Rung
+from routing.core import (
+    Answer,
+    CouncilReport,
+    Event,
+    IterationReport,
+    Reply,
+    Report,
+    Result,
+    RungReport,
+    UsageEvent,
+    replay,
+)
 from routing.errors import AllMembersFailed, MemberFailure
 from routing.judging import Code, extract_code, parse_verdict, weighted_score
-from routing.report import CouncilReport, IterationReport, RungReport, Timer, cost, priced
+from routing.report import Timer, cost
 from routing.strategies.base import Backends, Call, Json, narrate
 from routing.strategies.thinking import usage_of
 from routing.thinking import PARTNERS, THINKERS, Asker, Options, calls
+from routing.tokens import ZERO, Usage, estimate_tokens
+from routing.wire import prompt_text
 
 CHECK_SHOWN = 1000
 """Characters of check output kept in `council.iterations`."""
@@ -136,15 +151,15 @@ class Escalate:
 
     def _estimate(self, i: int, rung: Rung, messages: list[Json], call: Call) -> float:
         """What the rung's next attempt would cost in the cloud, from the prompt's size and the expected answer."""
-        prompt = wire.estimate_tokens(wire.prompt_text({"messages": messages}))
+        prompt = estimate_tokens(prompt_text({"messages": messages}))
         out = int(call.body.get("max_completion_tokens") or call.body.get("max_tokens") or self.vm.expected_tokens)
         lead_calls, partner_calls = calls(rung.thinking, self.vm.debate_rounds)
         thinkers = [(rung.coder, lead_calls)] + [(p, partner_calls) for p in self._partners(i, rung)]
         total = 0.0
         for member, n in thinkers:
-            total += n * cost({"prompt_tokens": prompt, "completion_tokens": out}, self.backends[member].cfg)
+            total += n * cost(Usage(prompt, out, prompt + out), self.backends[member].cfg)
         for v in self.validators[i]:
-            total += cost({"prompt_tokens": prompt + out, "completion_tokens": 300}, self.backends[v].cfg)
+            total += cost(Usage(prompt + out, 300, prompt + out + 300), self.backends[v].cfg)
         return total
 
     async def _judge(self, ladder: Ladder, i: int, code: Code, check_output: str
@@ -211,8 +226,7 @@ class Escalate:
                     report.note = "no validator gave a usable score"
         elif answer:
             report.compiled, report.check_output = False, "no code in the answer"
-        calls_made = priced(ladder.asker.reports[before:], self.backends)
-        report.cost_usd = round(sum(m.cost_usd or 0.0 for m in calls_made), 8)
+        report.cost_usd = round(sum(m.cost_usd or 0.0 for m in ladder.asker.reports[before:]), 8)
         report.latency_ms = t.ms()
         return Attempt(report, code, answer)
 
@@ -262,7 +276,7 @@ class Escalate:
         lang = call.extras.get("language") if isinstance(call.extras.get("language"), str) else self.vm.language
         return Ladder(call, asker, sandbox.language(lang, self.checks))
 
-    def _result(self, ladder: Ladder, timer: Timer) -> tuple[str, Json]:
+    def _result(self, ladder: Ladder, timer: Timer) -> tuple[str, CouncilReport]:
         with_code = [a for a in ladder.attempts if a.code is not None]
         if not with_code:
             failures = [MemberFailure(r.name, r.error or r.status) for r in ladder.asker.reports if r.status != "ok"]
@@ -273,7 +287,7 @@ class Escalate:
         best = ladder.passed or max(reversed(with_code), key=lambda a: (a.report.compiled is not False,
                                                                          a.report.score))
         passed = ladder.passed is not None
-        members = priced(ladder.asker.reports, self.backends)
+        members = ladder.asker.reports
         note = None if passed else (f"no attempt reached the pass score {self.vm.pass_score:g}; "
                                     f"returned the best (attempt {best.report.attempt}, score {best.report.score:g})")
         report = CouncilReport(
@@ -282,35 +296,28 @@ class Escalate:
             decided_by="passed" if passed else "best-effort", latency_ms=timer.ms(), note=note,
             score=best.report.score, pass_score=self.vm.pass_score,
             iterations=[a.report for a in ladder.attempts], rungs=ladder.rungs,
-        ).as_json()
+        ).totalled()
         return final_text(best, passed, self.vm.pass_score, len(ladder.attempts)), report
 
-    async def complete(self, call: Call) -> Json:
+    async def complete(self, call: Call) -> Result:
         timer = Timer()
         ladder = self._ladder(call)
         await self.climb(ladder)
         text, report = self._result(ladder, timer)
-        resp = {"choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-                "usage": usage_of(ladder.asker, report.get("winner"))}
-        out = wire.completion(resp, id=call.id, created=call.created, model=call.model)
-        out["council"] = report
-        return out
+        return Result(Reply([Answer(text=text)], usage_of(ladder.asker, report.winner)), report)
 
-    async def stream(self, call: Call) -> AsyncIterator[Json]:
+    async def stream(self, call: Call) -> AsyncIterator[Event]:
         timer = Timer()
-        shaper = wire.ChunkShaper(id=call.id, created=call.created, model=call.model)
         lines: asyncio.Queue[str] = asyncio.Queue()
         ladder = self._ladder(call)
         ladder.asker.progress = lines.put_nowait
-        yield shaper.role()
         work = asyncio.create_task(self.climb(ladder))
-        async for chunk in narrate(work, lines, shaper, self.vm.heartbeat_s):
-            yield chunk
+        async with aclosing(narrate(work, lines, self.vm.heartbeat_s)) as progress:
+            async for e in progress:
+                yield e
         work.result()
         text, report = self._result(ladder, timer)
-        for chunk in wire.answer_chunks(shaper, {"content": text}):
-            yield chunk
-        if call.include_usage:
-            answered = usage_of(ladder.asker, report.get("winner"))
-            yield shaper.usage_chunk(answered or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0})
-        yield shaper.extension_chunk("council", report)
+        for e in replay(Answer(text=text)):
+            yield e
+        yield UsageEvent(usage_of(ladder.asker, report.winner) or ZERO)
+        yield Report(report)

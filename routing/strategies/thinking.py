@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
-from routing import wire
 from routing.config import Config, ThinkingModel
-from routing.report import CouncilReport, Timer, priced
-from routing.strategies.base import Backends, Call, Json, narrate
+from routing.core import Answer, CouncilReport, Event, Reply, Report, Result, UsageEvent, replay
+from routing.report import Timer
+from routing.strategies.base import Backends, Call, narrate
 from routing.thinking import THINKERS, Asker, Options, Thought
+from routing.tokens import ZERO, Usage
 
 
-def usage_of(asker: Asker, member: str | None = None) -> Json | None:
+def usage_of(asker: Asker, member: str | None = None) -> Usage | None:
     """The usage of the call whose answer the client gets: the last that succeeded (of `member`, if named).
     What every call spent is the report's `usage`."""
     for r in reversed(asker.reports):
@@ -46,39 +48,32 @@ class ThinkingStrategy:
         messages: list[Any] = call.body.get("messages") or []
         return await self.think(asker, messages, self.vm.members[0], self.vm.members[1:], self.opts)
 
-    def _report(self, asker: Asker, thought: Thought, timer: Timer) -> Json:
-        members = priced(asker.reports, self.backends)
+    def _report(self, asker: Asker, thought: Thought, timer: Timer) -> CouncilReport:
+        members = asker.reports
         return CouncilReport(
             virtual_model=self.name, strategy=self.label, winner=thought.by, members=members,
             degraded=any(m.status in ("error", "timeout", "skipped") for m in members),
             decided_by=thought.decided_by, agreement=thought.agreement, latency_ms=timer.ms(), note=thought.note,
-        ).as_json()
+        ).totalled()
 
-    async def complete(self, call: Call) -> Json:
+    async def complete(self, call: Call) -> Result:
         timer = Timer()
         asker = Asker.for_body(self.backends, call.budget, call.body)
         thought = await self._run(call, asker)
-        resp = {"choices": [{"index": 0, "message": {"role": "assistant", "content": thought.text},
-                             "finish_reason": "stop"}], "usage": usage_of(asker)}
-        out = wire.completion(resp, id=call.id, created=call.created, model=call.model)
-        out["council"] = self._report(asker, thought, timer)
-        return out
+        return Result(Reply([Answer(text=thought.text)], usage_of(asker)), self._report(asker, thought, timer))
 
-    async def stream(self, call: Call) -> AsyncIterator[Json]:
+    async def stream(self, call: Call) -> AsyncIterator[Event]:
         timer = Timer()
-        shaper = wire.ChunkShaper(id=call.id, created=call.created, model=call.model)
         lines: asyncio.Queue[str] = asyncio.Queue()
         asker = Asker.for_body(self.backends, call.budget, call.body)
         asker.progress = lines.put_nowait
-        yield shaper.role()
         lines.put_nowait(f"{self.label} · {self.vm.members[0]} leads")
         work = asyncio.create_task(self._run(call, asker))
-        async for chunk in narrate(work, lines, shaper, self.vm.heartbeat_s):
-            yield chunk
+        async with aclosing(narrate(work, lines, self.vm.heartbeat_s)) as progress:
+            async for e in progress:
+                yield e
         thought = work.result()
-        for chunk in wire.answer_chunks(shaper, {"content": thought.text}):
-            yield chunk
-        if call.include_usage:
-            yield shaper.usage_chunk(usage_of(asker) or {"prompt_tokens": 0, "completion_tokens": 0,
-                                                         "total_tokens": 0})
-        yield shaper.extension_chunk("council", self._report(asker, thought, timer))
+        for e in replay(Answer(text=thought.text)):
+            yield e
+        yield UsageEvent(usage_of(asker) or ZERO)
+        yield Report(self._report(asker, thought, timer))

@@ -9,7 +9,6 @@ what a partner's failure costs is up to each strategy, which says so in `Thought
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
@@ -17,11 +16,11 @@ from typing import Any, Protocol
 
 from routing import wire
 from routing.backends import Backend
-from routing.budget import EXHAUSTED, Budget, Skipped
+from routing.budget import Budget
+from routing.core import MemberReport
 from routing.errors import AllMembersFailed, MemberFailure
 from routing.fanout import fan_out, ordered
-from routing.health import unusable
-from routing.report import MemberReport, Timer, failed
+from routing.member import Members
 from routing.vote import Ballot, agreement, cluster, ranked
 
 Json = dict[str, Any]
@@ -33,48 +32,35 @@ DROPPED = ("messages", "stream", "stream_options", "tools", "tool_choice", "func
 
 @dataclass
 class Asker:
-    """Asks members on behalf of one request and keeps a report of every call."""
+    """Asks members on behalf of one request, through the one member path (`routing.member`), whose
+    reports keep every call."""
 
-    backends: Mapping[str, Backend]
-    budget: Budget
+    members: Members
     template: Json
-    reports: list[MemberReport] = field(default_factory=list)
     progress: Callable[[str], None] = lambda line: None
-    """Called with a line of progress (streamed as `reasoning_content`)."""
+    """Called with a line of progress (streamed as reasoning)."""
 
     @classmethod
     def for_body(cls, backends: Mapping[str, Backend], budget: Budget, body: Json) -> Asker:
-        return cls(backends, budget, {k: v for k, v in body.items() if k not in DROPPED})
+        return cls(Members(backends, budget), {k: v for k, v in body.items() if k not in DROPPED})
+
+    @property
+    def backends(self) -> Mapping[str, Backend]:
+        return self.members.backends
+
+    @property
+    def budget(self) -> Budget:
+        return self.members.budget
+
+    @property
+    def reports(self) -> list[MemberReport]:
+        return self.members.reports
 
     async def ask(self, member: str, messages: Messages, role: str, **overrides: Any) -> str:
         """The member's text answer; raises MemberFailure (recorded) when it cannot give one."""
-        backend = self.backends[member]
-        why = EXHAUSTED if not self.budget.allows(backend.cfg) else unusable(backend)
-        if why is not None:
-            self.reports.append(MemberReport(name=member, model=backend.model, status="skipped", latency_ms=0,
-                                             error=why, role=role))
-            raise Skipped(member, why)
-        t = Timer()
-        try:
-            resp = await backend.complete({**self.template, **overrides, "messages": messages})
-        except MemberFailure as e:
-            self.reports.append(_with_role(failed(member, backend.model, e, t), role))
-            raise
-        except asyncio.CancelledError:
-            self.reports.append(MemberReport(name=member, model=backend.model, status="cancelled",
-                                             latency_ms=t.ms(), error="not needed any more", role=role))
-            raise
-        usage = wire.usage_of(resp["usage"]) if isinstance(resp.get("usage"), dict) else None
-        self.budget.charge(backend.cfg, usage)
-        choice = (resp.get("choices") or [{}])[0]
-        msg = choice.get("message") if isinstance(choice, dict) else None
-        text = msg.get("content") if isinstance(msg, dict) else None
-        report = MemberReport(name=member, model=backend.model, status="ok", latency_ms=t.ms(), usage=usage, role=role)
-        self.reports.append(report)
-        if not isinstance(text, str) or not text.strip():
-            report.status, report.error = "error", "empty answer"
-            raise MemberFailure(member, "empty answer")
-        return text
+        reply = await self.members.ask(member, {**self.template, **overrides, "messages": messages}, role=role,
+                                       need=lambda a: bool((a.text or "").strip()))
+        return reply.answer.text or ""
 
     async def poll(self, asks: Mapping[str, Callable[[], Coroutine[Any, Any, str]]],
                    timeout_s: float) -> dict[str, str]:
@@ -85,11 +71,6 @@ class Asker:
     def deadline(self, members: list[str]) -> float:
         """Long enough for the slowest member's own timeout: they bound themselves."""
         return max(self.backends[m].cfg.timeout_s for m in members) + 5.0
-
-
-def _with_role(report: MemberReport, role: str) -> MemberReport:
-    report.role = role
-    return report
 
 
 @dataclass

@@ -1,0 +1,180 @@
+"""The one way every strategy asks a member: skip -> guard -> budget -> call -> charge -> report.
+
+A `Members` belongs to one strategy's run of one request. Each call it makes is checked against
+the budget and the backend's health first (and reported `skipped` with the reason when it is not
+asked), goes through the backend's guard (GPU slot, breaker), is kept in the request's spend list
+(so a client that leaves still gets a ledger row), is charged to the budget, and ends as one
+`MemberReport` with what that one call noticed: its own wait for the GPU, its own cold start,
+its usage and cost. Three calls of one member are three reports with three waits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncGenerator, Callable, Mapping
+from typing import Any
+
+import msgspec
+
+from routing import spend
+from routing.backends import Backend
+from routing.budget import EXHAUSTED, Budget, Skipped
+from routing.core import Answer, Event, MemberReport, Reply, TextDelta, UsageEvent
+from routing.errors import MemberFailure
+from routing.health import unusable
+from routing.report import cost
+from routing.spend import Spend
+from routing.tokens import Usage, estimate_tokens
+from routing.wire import prompt_text
+
+Json = dict[str, Any]
+GONE = "not needed any more"
+
+
+class Members:
+    def __init__(self, backends: Mapping[str, Backend], budget: Budget) -> None:
+        self.backends = backends
+        self.budget = budget
+        self.reports: list[MemberReport] = []
+
+    def why_not(self, name: str, lone: bool = False) -> str | None:
+        """Why `name` is not asked: the budget is spent (for a cloud member), or its breaker is open or it
+        is loading. A `lone` member (nothing to fall back to) is still tried unless the budget is spent:
+        a 502 from it says more than "skipped"."""
+        backend = self.backends[name]
+        if not self.budget.allows(backend.cfg):
+            return EXHAUSTED
+        return None if lone else unusable(backend)
+
+    def skip(self, name: str, why: str, *, shown: str | None = None, role: str | None = None,
+             weight: float | None = None) -> Skipped:
+        """Report a member as not asked; the failure to raise or keep."""
+        backend = self.backends[name]
+        self.reports.append(MemberReport(name=shown or name, model=backend.model, status="skipped", latency_ms=0,
+                                         error=why, role=role, weight=weight, cloud=backend.cfg.is_cloud))
+        return Skipped(shown or name, why)
+
+    def _begin(self, name: str, shown: str | None, role: str | None, model: str | None, weight: float | None,
+               lone: bool) -> MemberReport:
+        why = self.why_not(name, lone)
+        if why is not None:
+            raise self.skip(name, why, shown=shown, role=role, weight=weight)
+        backend = self.backends[name]
+        report = MemberReport(name=shown or name, model=model or backend.model, status="ok", latency_ms=0,
+                              role=role, weight=weight, cloud=backend.cfg.is_cloud)
+        self.reports.append(report)
+        return report
+
+    def _end(self, name: str, report: MemberReport, spent: Spend, exc: BaseException | None) -> None:
+        """The report from the call's own record: status, latency, usage and cost, the guard's notes."""
+        cfg = self.backends[name].cfg
+        report.latency_ms = spent.latency_ms
+        if "queue_ms" in spent.notes:
+            report.queue_ms = spent.notes["queue_ms"]
+        if isinstance(exc, MemberFailure):
+            report.status, report.error = exc.kind, exc.reason  # type: ignore[assignment]
+        elif exc is not None:
+            report.status, report.error = "cancelled", GONE
+        else:
+            report.cold_start = bool(spent.notes.get("cold_start"))
+        if spent.usage is not None:
+            self.budget.charge(cfg, spent.usage)
+            report.usage = spent.usage
+            report.cost_usd = round(cost(spent.usage, cfg), 8)
+
+    async def ask(self, name: str, body: Json, *, shown: str | None = None, role: str | None = None,
+                  model: str | None = None, weight: float | None = None, lone: bool = False,
+                  need: Callable[[Answer], bool] | None = None) -> Reply:
+        """The member's whole answer (`shown`: its name in the report, e.g. `smol#2` for a sample; `model`:
+        the upstream model id to ask for instead of the backend's own; `need`: what an answer must have, or
+        the member failed with "empty answer"). Raises MemberFailure, reported."""
+        report = self._begin(name, shown, role, model, weight, lone)
+        backend = self.backends[name]
+        exc: BaseException | None = None
+        try:
+            with spend.tracked(name, report.model, backend.cfg) as spent:
+                try:
+                    async with backend.guard.call() as spent.notes:
+                        reply = await backend.complete(body, model)
+                    spent.usage = reply.usage
+                except BaseException as e:
+                    exc = e
+                    raise
+        finally:
+            self._end(name, report, spent, exc)
+        if need is not None and not need(reply.answer):
+            report.status, report.error = "error", "empty answer"
+            raise MemberFailure(shown or name, "empty answer")
+        return reply
+
+    async def stream(self, name: str, body: Json, *, shown: str | None = None, role: str | None = None,
+                     model: str | None = None, lone: bool = False) -> AsyncGenerator[Event, None]:
+        """The member's answer as events, without the upstream's usage: the report gets that (or an
+        estimate, marked `usage_estimated`, when the server sent none). The backend's GPU slot is held
+        until the stream ends or is closed."""
+        report = self._begin(name, shown, role, model, None, lone)
+        backend = self.backends[name]
+        exc: BaseException | None = None
+        said = 0
+        try:
+            with spend.tracked(name, report.model, backend.cfg) as spent:
+                try:
+                    async with backend.guard.call() as spent.notes:
+                        async with contextlib.aclosing(backend.stream(body, model)) as events:
+                            async for e in events:
+                                if isinstance(e, UsageEvent):
+                                    spent.usage = e.usage
+                                    continue
+                                if isinstance(e, TextDelta) and e.text:
+                                    said += 1
+                                yield e
+                    if spent.usage is None:
+                        p = estimate_tokens(prompt_text(body))
+                        spent.usage = Usage(p, said, p + said)
+                        report.usage_estimated = True
+                except BaseException as e:
+                    exc = e
+                    raise
+        finally:
+            self._end(name, report, spent, exc)
+
+    async def embed(self, name: str, texts: list[str], model: str | None = None, *, role: str | None = None
+                    ) -> list[list[float]]:
+        """The embeddings of `texts` from the backend's `/embeddings`, in order (a malformed answer is the
+        member's failure, reported as any other)."""
+        report = self._begin(name, None, role, model, None, True)
+        backend = self.backends[name]
+        exc: BaseException | None = None
+        try:
+            with spend.tracked(name, report.model, backend.cfg) as spent:
+                try:
+                    resp = await backend.forward("/embeddings", {"input": texts}, model)
+                    try:
+                        raw = await resp.aread()
+                    finally:
+                        await resp.aclose()
+                    try:
+                        data = msgspec.json.decode(raw)
+                        rows = sorted(data["data"], key=lambda d: d["index"])
+                        vectors = [[float(x) for x in d["embedding"]] for d in rows]
+                        if len(vectors) != len(texts):
+                            raise ValueError(f"{len(vectors)} embeddings for {len(texts)} inputs")
+                    except (msgspec.DecodeError, KeyError, TypeError, ValueError) as e:
+                        raise MemberFailure(name, f"malformed embeddings answer ({e})") from e
+                    spent.usage = Usage.of(data.get("usage") if isinstance(data.get("usage"), dict) else None)
+                except BaseException as e:
+                    exc = e
+                    raise
+        finally:
+            self._end(name, report, spent, exc)
+        return vectors
+
+    def usage_of(self, shown: str) -> Usage | None:
+        """The usage of `shown`'s last answered call: the answer the client gets, when it is theirs."""
+        return next((r.usage for r in reversed(self.reports) if r.name == shown and r.status == "ok"), None)
+
+    def stopped(self, shown: str, status: str, why: str) -> None:
+        """A call stopped from outside (a decided vote, a deadline): its report says which, and why."""
+        r = next((r for r in reversed(self.reports) if r.name == shown), None)
+        if r is not None and r.status in ("ok", "cancelled"):
+            r.status, r.error = status, why  # type: ignore[assignment]
