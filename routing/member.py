@@ -11,7 +11,7 @@ its usage and cost. Three calls of one member are three reports with three waits
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import Any
 
 import msgspec
@@ -82,6 +82,26 @@ class Members:
             report.usage = spent.usage
             report.cost_usd = round(cost(spent.usage, cfg), 8)
 
+    @contextlib.asynccontextmanager
+    async def _call(self, name: str, report: MemberReport, guarded: bool = True) -> AsyncIterator[Spend]:
+        """Around one call: kept in the request's spend list, inside the backend's guard (unless the call
+        guards itself), and ended in its report, however it ends."""
+        backend = self.backends[name]
+        exc: BaseException | None = None
+        try:
+            with spend.tracked(name, report.model, backend.cfg) as spent:
+                try:
+                    if guarded:
+                        async with backend.guard.call() as spent.notes:
+                            yield spent
+                    else:
+                        yield spent
+                except BaseException as e:
+                    exc = e
+                    raise
+        finally:
+            self._end(name, report, spent, exc)
+
     async def ask(self, name: str, body: Json, *, shown: str | None = None, role: str | None = None,
                   model: str | None = None, weight: float | None = None, lone: bool = False,
                   need: Callable[[Answer], bool] | None = None) -> Reply:
@@ -89,19 +109,9 @@ class Members:
         the upstream model id to ask for instead of the backend's own; `need`: what an answer must have, or
         the member failed with "empty answer"). Raises MemberFailure, reported."""
         report = self._begin(name, shown, role, model, weight, lone)
-        backend = self.backends[name]
-        exc: BaseException | None = None
-        try:
-            with spend.tracked(name, report.model, backend.cfg) as spent:
-                try:
-                    async with backend.guard.call() as spent.notes:
-                        reply = await backend.complete(body, model)
-                    spent.usage = reply.usage
-                except BaseException as e:
-                    exc = e
-                    raise
-        finally:
-            self._end(name, report, spent, exc)
+        async with self._call(name, report) as spent:
+            reply = await self.backends[name].complete(body, model)
+            spent.usage = reply.usage
         if need is not None and not need(reply.answer):
             report.status, report.error = "error", "empty answer"
             raise MemberFailure(shown or name, "empty answer")
@@ -113,60 +123,40 @@ class Members:
         estimate, marked `usage_estimated`, when the server sent none). The backend's GPU slot is held
         until the stream ends or is closed."""
         report = self._begin(name, shown, role, model, None, lone)
-        backend = self.backends[name]
-        exc: BaseException | None = None
         said = 0
-        try:
-            with spend.tracked(name, report.model, backend.cfg) as spent:
-                try:
-                    async with backend.guard.call() as spent.notes:
-                        async with contextlib.aclosing(backend.stream(body, model)) as events:
-                            async for e in events:
-                                if isinstance(e, UsageEvent):
-                                    spent.usage = e.usage
-                                    continue
-                                if isinstance(e, TextDelta) and e.text:
-                                    said += 1
-                                yield e
-                    if spent.usage is None:
-                        p = estimate_tokens(prompt_text(body))
-                        spent.usage = Usage(p, said, p + said)
-                        report.usage_estimated = True
-                except BaseException as e:
-                    exc = e
-                    raise
-        finally:
-            self._end(name, report, spent, exc)
+        async with self._call(name, report) as spent:
+            async with contextlib.aclosing(self.backends[name].stream(body, model)) as events:
+                async for e in events:
+                    if isinstance(e, UsageEvent):
+                        spent.usage = e.usage
+                        continue
+                    if isinstance(e, TextDelta) and e.text:
+                        said += 1
+                    yield e
+            if spent.usage is None:
+                p = estimate_tokens(prompt_text(body))
+                spent.usage = Usage(p, said, p + said)
+                report.usage_estimated = True
 
     async def embed(self, name: str, texts: list[str], model: str | None = None, *, role: str | None = None
                     ) -> list[list[float]]:
         """The embeddings of `texts` from the backend's `/embeddings`, in order (a malformed answer is the
-        member's failure, reported as any other)."""
+        member's failure, reported as any other). `forward` holds the backend's guard itself."""
         report = self._begin(name, None, role, model, None, True)
-        backend = self.backends[name]
-        exc: BaseException | None = None
-        try:
-            with spend.tracked(name, report.model, backend.cfg) as spent:
-                try:
-                    resp = await backend.forward("/embeddings", {"input": texts}, model)
-                    try:
-                        raw = await resp.aread()
-                    finally:
-                        await resp.aclose()
-                    try:
-                        data = msgspec.json.decode(raw)
-                        rows = sorted(data["data"], key=lambda d: d["index"])
-                        vectors = [[float(x) for x in d["embedding"]] for d in rows]
-                        if len(vectors) != len(texts):
-                            raise ValueError(f"{len(vectors)} embeddings for {len(texts)} inputs")
-                    except (msgspec.DecodeError, KeyError, TypeError, ValueError) as e:
-                        raise MemberFailure(name, f"malformed embeddings answer ({e})") from e
-                    spent.usage = Usage.of(data.get("usage") if isinstance(data.get("usage"), dict) else None)
-                except BaseException as e:
-                    exc = e
-                    raise
-        finally:
-            self._end(name, report, spent, exc)
+        async with self._call(name, report, guarded=False) as spent:
+            resp = await self.backends[name].forward("/embeddings", {"input": texts}, model)
+            try:
+                raw = await resp.aread()
+            finally:
+                await resp.aclose()
+            try:
+                data = msgspec.json.decode(raw)
+                vectors = [[float(x) for x in d["embedding"]] for d in sorted(data["data"], key=lambda d: d["index"])]
+                if len(vectors) != len(texts):
+                    raise ValueError(f"{len(vectors)} embeddings for {len(texts)} inputs")
+            except (msgspec.DecodeError, KeyError, TypeError, ValueError) as e:
+                raise MemberFailure(name, f"malformed embeddings answer ({e})") from e
+            spent.usage = Usage.of(data.get("usage") if isinstance(data.get("usage"), dict) else None)
         return vectors
 
     def usage_of(self, shown: str) -> Usage | None:
