@@ -325,3 +325,16 @@ def test_a_chairman_tie_break_needs_a_chairman() -> None:
         config.parse('[backends.a]\nurl = "http://x/v1"\nmodel = "a"\n[models.ultra-instinct]\nstrategy = "single"\n'
                      'members = ["a"]\n[models.c]\nstrategy = "council"\nmembers = ["a", "a"]\n'
                      'tie-break = "chairman"\n')
+
+
+async def test_a_streamed_council_opens_the_stream_before_it_has_decided() -> None:
+    """Headers and the role chunk go out at once, not after the first heartbeat interval: a client sees
+    the answer begin while the members think (Open WebUI and the agents show it as working)."""
+    members = [FakeBackend(n, delay=2) for n in ("a", "b", "c")]
+    stream = chat_stream(council(members, heartbeat_s=30).stream(call(stream=True)))
+    try:
+        first = await asyncio.wait_for(anext(stream), timeout=1.5)
+        assert first["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+        assert all(b.history == ["request"] for b in members), "nobody has answered yet"
+    finally:
+        await stream.aclose()  # type: ignore[attr-defined]

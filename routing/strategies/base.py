@@ -60,9 +60,12 @@ async def narrate(work: asyncio.Task[T], lines: asyncio.Queue[str], heartbeat_s:
     """While `work` runs, stream its progress lines as reasoning (rendered as thinking by Open WebUI,
     Continue, Cline, Roo, Aider, Claude Code and Codex) and a heartbeat when nothing happened for a while.
 
-    The task is cancelled if the client goes away; its result is left on the task.
+    The stream opens at once (a first heartbeat), so the client has its headers and the dialect's
+    opening while the members think. The task is cancelled if the client goes away; its result is
+    left on the task.
     """
     try:
+        yield Heartbeat()
         while True:
             while not lines.empty():
                 yield ReasoningDelta(lines.get_nowait() + "\n")
@@ -81,8 +84,10 @@ async def narrate(work: asyncio.Task[T], lines: asyncio.Queue[str], heartbeat_s:
 
 
 async def waiting(work: asyncio.Task[T], heartbeat_s: float) -> AsyncGenerator[Event, None]:
-    """Heartbeats while `work` runs; cancelled with it if the client goes away."""
+    """Heartbeats while `work` runs, the first at once (the stream opens while the council deliberates);
+    cancelled with it if the client goes away."""
     try:
+        yield Heartbeat()
         while not (await asyncio.wait({work}, timeout=heartbeat_s))[0]:
             yield Heartbeat()
     finally:
