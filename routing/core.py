@@ -259,13 +259,10 @@ class Collector:
         self.logprobs: dict[int, list[Any]] = {}
         self.usage: Usage | None = None
         self.report: CouncilReport | None = None
-        self.text_deltas = 0
 
     def add(self, e: Event) -> None:
         if isinstance(e, TextDelta):
             self.text.setdefault(e.choice, []).append(e.text)
-            if e.text:
-                self.text_deltas += 1
             if isinstance(e.logprobs, dict):
                 self.logprobs.setdefault(e.choice, []).extend(e.logprobs.get("content") or ())
         elif isinstance(e, ReasoningDelta):
