@@ -22,6 +22,7 @@ from routing.core import (
     ToolCall,
     ToolCallDelta,
     UsageEvent,
+    finish_of,
 )
 from routing.errors import MemberFailure
 from routing.tokens import Usage
@@ -172,8 +173,7 @@ def reply(member: str, raw: Any) -> Reply:
         thought = msg.get("reasoning_content") or msg.get("reasoning")
         choices.append(Answer(text=msg.get("content"), tool_calls=_calls(msg.get("tool_calls")),
                               reasoning=thought if isinstance(thought, str) and thought else None,
-                              finish_reason=c.get("finish_reason") or ("tool_calls" if msg.get("tool_calls")
-                                                                       else "stop"),
+                              finish_reason=finish_of(c.get("finish_reason"), bool(msg.get("tool_calls"))),
                               logprobs=c.get("logprobs"), index=c.get("index", i)))
     fingerprint = resp.get("system_fingerprint")
     return Reply(choices, Usage.of(resp.get("usage")), fingerprint if isinstance(fingerprint, str) else None)

@@ -128,6 +128,14 @@ class CouncilReport(msgspec.Struct, omit_defaults=True):
         return out
 
 
+def finish_of(reason: str | None, called: bool) -> str:
+    """An answer's finish reason: `tool_calls` when it called a tool and the server said only "stop"
+    (llama.cpp's servers do), else the server's, else "stop"."""
+    if called and reason in (None, "stop"):
+        return "tool_calls"
+    return reason or "stop"
+
+
 class ToolCall(msgspec.Struct):
     id: str
     name: str
@@ -237,7 +245,7 @@ def replay(answer: Answer) -> Iterator[Delta]:
         yield ToolCallDelta(i, tc.id, tc.name, choice=c)
         if tc.arguments:
             yield ToolCallDelta(i, arguments=tc.arguments, choice=c)
-    yield Finish("tool_calls" if answer.tool_calls else answer.finish_reason, choice=c)
+    yield Finish(answer.finish_reason, choice=c)
 
 
 def replay_result(result: Result) -> Iterator[Event]:
@@ -248,7 +256,7 @@ def replay_result(result: Result) -> Iterator[Event]:
 
 
 class Collector:
-    """Assembles a stream's deltas into the whole answer they spell (for the cache, a vote, a count)."""
+    """Assembles a stream's deltas into the whole answer they spell (to keep it in the cache)."""
 
     def __init__(self) -> None:
         self.text: dict[int, list[str]] = {}
@@ -283,12 +291,13 @@ class Collector:
         indexes = sorted(set(self.text) | set(self.reasoning) | set(self.calls) | set(self.finish)) or [0]
         out = []
         for i in indexes:
-            calls = [ToolCall(self.heads.get((i, n), (None, None))[0] or f"call_{n}",
-                              self.heads.get((i, n), (None, None))[1] or "", "".join(parts))
-                     for n, parts in sorted(self.calls.get(i, {}).items())]
+            calls = []
+            for n, parts in sorted(self.calls.get(i, {}).items()):
+                id, name = self.heads.get((i, n), (None, None))
+                calls.append(ToolCall(id or f"call_{n}", name or "", "".join(parts)))
             text = "".join(self.text.get(i, ())) if i in self.text or not calls else None
             out.append(Answer(text=text, tool_calls=calls,
                               reasoning="".join(self.reasoning[i]) if i in self.reasoning else None,
-                              finish_reason=self.finish.get(i, "stop"),
+                              finish_reason=finish_of(self.finish.get(i), bool(calls)),
                               logprobs={"content": self.logprobs[i]} if i in self.logprobs else None, index=i))
         return out

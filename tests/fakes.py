@@ -92,7 +92,7 @@ class ScriptedBackend(FakeBackend):
                 "usage": {"prompt_tokens": 100, "completion_tokens": 50, "total_tokens": 150}}
 
 
-def chat(result: Result, include_usage: bool = True) -> dict[str, Any]:
+def chat(result: Result) -> dict[str, Any]:
     """A strategy's answer as a chat completions client gets it."""
     return completion(result, id="chatcmpl-test", created=1, model="test")
 

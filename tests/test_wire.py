@@ -87,3 +87,14 @@ async def test_usage_is_estimated_and_says_so_when_the_server_reports_none() -> 
     assert not any(isinstance(e, UsageEvent) for e in said), "the usage goes to the report, not the client"
     r = members.reports[0]
     assert r.usage_estimated and r.usage == Usage(10, 3, 13)
+
+
+def test_a_tool_call_finishes_with_tool_calls_whatever_the_server_said() -> None:
+    """llama.cpp's servers finish a tool call with "stop"; clients (and the Messages dialect's `tool_use`)
+    read `tool_calls`. A cut-off answer stays `length`."""
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    for said, seen in (("stop", "tool_calls"), (None, "tool_calls"), ("length", "length")):
+        raw = {"choices": [{"message": {"role": "assistant", "content": None, "tool_calls": [call]},
+                            "finish_reason": said}]}
+        result = Result(answers.reply("m", raw), CouncilReport(virtual_model="m", strategy="single"))
+        assert completion(result, id="i", created=1, model="m")["choices"][0]["finish_reason"] == seen

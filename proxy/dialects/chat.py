@@ -106,7 +106,7 @@ class ChatWriter:
             self.finished.add(e.choice)
             return self._delta(e.choice, {}, finish=e.reason)
         if isinstance(e, Heartbeat):  # an empty-content delta: every common client renders nothing for it
-            return self._delta(0, {} if 0 not in self.started else {"content": ""})
+            return self._delta(0, {"content": ""})
         if isinstance(e, UsageEvent):
             return self._close() + (self._frame([], usage=e.usage.openai()) if self.include_usage else b"")
         if isinstance(e, Report):

@@ -83,12 +83,6 @@ async def narrate(work: asyncio.Task[T], lines: asyncio.Queue[str], heartbeat_s:
         await stop({work})
 
 
-async def waiting(work: asyncio.Task[T], heartbeat_s: float) -> AsyncGenerator[Event, None]:
-    """Heartbeats while `work` runs, the first at once (the stream opens while the council deliberates);
-    cancelled with it if the client goes away."""
-    try:
-        yield Heartbeat()
-        while not (await asyncio.wait({work}, timeout=heartbeat_s))[0]:
-            yield Heartbeat()
-    finally:
-        await stop({work})
+def waiting(work: asyncio.Task[T], heartbeat_s: float) -> AsyncGenerator[Event, None]:
+    """Heartbeats while `work` runs (a council deliberating): `narrate` with nothing to narrate."""
+    return narrate(work, asyncio.Queue(), heartbeat_s)

@@ -11,8 +11,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 
-import msgspec
-
 from routing import rules, wire
 from routing.config import Config, CouncilModel
 from routing.core import Answer, ClusterReport, CouncilReport, Event, Reply, Report, Result, UsageEvent, replay
@@ -262,10 +260,7 @@ class Council:
                 winner, decided_by, usage = chair, "synthesis", reply.usage
             except MemberFailure as e:
                 note = self._chair_failed(e)
-        answer = reply.answer
-        if v.winner.tool_calls and decided_by != "synthesis":
-            answer = msgspec.structs.replace(answer, finish_reason="tool_calls")
-        out = Reply([answer], usage, reply.fingerprint)
+        out = Reply([reply.answer], usage, reply.fingerprint)
         return Result(out, self._report(v, timer, winner, decided_by, note))
 
     async def stream(self, call: Call) -> AsyncIterator[Event]:
@@ -292,10 +287,7 @@ class Council:
                     usage = v.members.usage_of(chair)
                     winner, decided_by, synthesized = chair, "synthesis", True
         if not synthesized:
-            answer = v.answers[v.winner.member].answer
-            if v.winner.tool_calls:
-                answer = msgspec.structs.replace(answer, finish_reason="tool_calls")
-            for ev in replay(answer):
+            for ev in replay(v.answers[v.winner.member].answer):
                 yield ev
         yield UsageEvent(usage or ZERO)
         yield Report(self._report(v, timer, winner, decided_by, note))
