@@ -10,8 +10,9 @@ import httpx
 
 from routing import rules
 from routing.backends import build
-from routing.config import CascadeModel, Config, EscalateModel
+from routing.config import Config
 from routing.errors import MemberFailure
+from routing.models import CascadeModel, EscalateModel
 from routing.settings import redacted
 
 

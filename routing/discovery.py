@@ -7,8 +7,9 @@ import asyncio
 import httpx
 
 from routing.backends import OpenAIBackend
-from routing.config import BackendConfig, CascadeModel, Config, CouncilModel, SingleModel, VirtualModel
+from routing.config import BackendConfig, Config
 from routing.errors import MemberFailure
+from routing.models import CascadeModel, CouncilModel, SingleModel, VirtualModel
 from routing.settings import ServerConfig
 
 KNOWN_SERVERS: tuple[tuple[str, int], ...] = (

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import IO
 
 from routing import rules
-from routing.config import VirtualModel
 from routing.core import CouncilReport, Event, Report, Result
+from routing.models import VirtualModel
 from routing.strategies.base import NESTED, Call, Json, Strategy
 
 SAMPLES = 100

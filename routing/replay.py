@@ -15,7 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from routing import rules
-from routing.config import CascadeModel, Config
+from routing.config import Config
+from routing.models import CascadeModel
 
 
 @dataclass

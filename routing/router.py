@@ -12,10 +12,11 @@ from typing import Any
 import httpx
 
 from routing import backends as backends_mod
-from routing.config import CascadeModel, Config
+from routing.config import Config
 from routing.errors import MemberFailure, ModelNotFound, NoBackends
 from routing.governor import DecisionLog, Governed, mem_available_pct
 from routing.health import Health
+from routing.models import CascadeModel
 from routing.strategies import STRATEGIES, Single, Strategy
 
 Json = dict[str, Any]

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from routing.config import CheckConfig
+from routing.models import CheckConfig
 
 OUTPUT_LIMIT = 4000
 """Characters of check output kept (for the next attempt's prompt); the metadata trims further."""

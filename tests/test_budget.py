@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from routing.budget import EXHAUSTED, Budget
-from routing.config import BackendConfig, CouncilModel
+from routing.config import BackendConfig
 from routing.errors import AllMembersFailed
+from routing.models import CouncilModel
 from routing.strategies import Council, Single
 from tests.fakes import FakeBackend, chat
 from tests.test_council import call

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from routing.budget import Budget
-from routing.config import CascadeModel, CouncilModel
+from routing.models import CascadeModel, CouncilModel
 from routing.strategies import Call, Council, Single
 from routing.strategies.cascade import Cascade
 from tests.fakes import FakeBackend, ScriptedBackend, chat, chat_stream

@@ -7,7 +7,8 @@ import pytest
 import respx
 
 from routing import config, discovery
-from routing.config import ConfigError, CouncilModel, SingleModel
+from routing.config import ConfigError
+from routing.models import CouncilModel, SingleModel
 
 GOOD = """
 [server]

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from proxy.errors import status_of
-from routing.config import CouncilModel
 from routing.errors import AllMembersFailed
+from routing.models import CouncilModel
 from routing.strategies import Call, Council
 from tests.fakes import FakeBackend, chat, chat_stream
 

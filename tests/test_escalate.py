@@ -12,8 +12,8 @@ import pytest
 
 from routing import config
 from routing.budget import Budget
-from routing.config import EscalateModel, Rung
 from routing.errors import AllMembersFailed
+from routing.models import EscalateModel, Rung
 from routing.router import Router
 from routing.strategies import Call
 from routing.strategies.escalate import Escalate

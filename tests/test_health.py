@@ -10,10 +10,11 @@ import respx
 
 from routing import config, spend
 from routing.budget import Budget
-from routing.config import BackendConfig, CouncilModel
+from routing.config import BackendConfig
 from routing.errors import MemberFailure, UpstreamStatus
 from routing.health import Guard, Health, Pool
 from routing.member import Members
+from routing.models import CouncilModel
 from routing.strategies import Call, Council
 from tests.fakes import FakeBackend, chat
 
@@ -152,7 +153,7 @@ async def test_probes_per_server_kind_and_cold_starts() -> None:
 async def test_each_report_carries_its_own_calls_notes() -> None:
     """Notes were keyed by member name: every call of a member asked twice in a debate reported the same
     cold start. The proposer's call loaded the model; the refiner's, by the same member, did not."""
-    from routing.config import DuoDebateModel
+    from routing.models import DuoDebateModel
     from routing.strategies import Call, ThinkingStrategy
 
     cfg = config.parse('[backends.lead]\nurl = "http://lead.test/v1"\nmodel = "l"\n'

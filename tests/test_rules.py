@@ -7,7 +7,7 @@ import math
 import pytest
 
 from routing import rules
-from routing.config import RISK_WORDS
+from routing.models import RISK_WORDS
 
 
 @pytest.mark.parametrize("text, hit", [

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from routing import sandbox
-from routing.config import CheckConfig
+from routing.models import CheckConfig
 
 
 class Listener:

@@ -8,8 +8,8 @@ import msgspec
 import pytest
 
 from routing.budget import Budget
-from routing.config import DebateModel, DuoDebateModel, SoloModel, TrioConsensusModel, VoteModel
 from routing.errors import AllMembersFailed, MemberFailure
+from routing.models import DebateModel, DuoDebateModel, SoloModel, TrioConsensusModel, VoteModel
 from routing.strategies import Call
 from routing.strategies.thinking import ThinkingStrategy
 from routing.thinking import THINKERS, Asker, Options

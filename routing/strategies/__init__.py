@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from routing.config import THINKING, Config
+from routing.config import Config
+from routing.models import THINKING
 from routing.strategies.base import Backends, Call, Strategy
 from routing.strategies.cascade import Cascade
 from routing.strategies.council import Council

@@ -28,11 +28,12 @@ from typing import Any
 import msgspec
 
 from routing import rules, wire
-from routing.config import CascadeModel, Config
+from routing.config import Config
 from routing.core import CouncilReport, Event, Report, Result, replay_result
 from routing.errors import MemberFailure, NotAllowed
 from routing.fanout import stop
 from routing.member import Members
+from routing.models import CascadeModel
 from routing.report import Timer
 from routing.strategies.base import NESTED, Backends, Call, Json, Strategy, waiting
 from routing.vote import canonical, similarity

@@ -12,11 +12,12 @@ from contextlib import aclosing
 from dataclasses import dataclass
 
 from routing import rules, wire
-from routing.config import Config, CouncilModel
+from routing.config import Config
 from routing.core import Answer, ClusterReport, CouncilReport, Event, Reply, Report, Result, UsageEvent, replay
 from routing.errors import AllMembersFailed, MemberFailure, MemberTimeout
 from routing.fanout import FanOut, Outcome, fan_out, ordered
 from routing.member import Members
+from routing.models import CouncilModel
 from routing.report import Timer
 from routing.samples import samples
 from routing.strategies.base import Backends, Call, Json, waiting

@@ -19,7 +19,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 
 from routing import sandbox
-from routing.config import CheckConfig, Config, EscalateModel, Rung
+from routing.config import Config
 from routing.core import (
     Answer,
     CouncilReport,
@@ -34,6 +34,7 @@ from routing.core import (
 )
 from routing.errors import AllMembersFailed, MemberFailure
 from routing.judging import Code, extract_code, parse_verdict, weighted_score
+from routing.models import CheckConfig, EscalateModel, Rung
 from routing.report import Timer, cost
 from routing.strategies.base import Backends, Call, Json, narrate
 from routing.strategies.thinking import usage_of

@@ -8,10 +8,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 
-from routing.config import Config, SingleModel
+from routing.config import Config
 from routing.core import CouncilReport, Event, Report, Result, UsageEvent
 from routing.errors import AllMembersFailed, MemberFailure, UpstreamStatus
 from routing.member import Members
+from routing.models import SingleModel
 from routing.report import Timer
 from routing.strategies.base import Backends, Call
 from routing.tokens import ZERO

@@ -12,8 +12,9 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
-from routing.config import Config, ThinkingModel
+from routing.config import Config
 from routing.core import Answer, CouncilReport, Event, Reply, Report, Result, UsageEvent, replay
+from routing.models import ThinkingModel
 from routing.report import Timer
 from routing.strategies.base import Backends, Call, narrate
 from routing.thinking import THINKERS, Asker, Options, Thought
