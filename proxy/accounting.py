@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from proxy import errors
 from proxy.auth import ANONYMOUS, Gate, Principal
 from proxy.metrics import Metrics
 from proxy.store import LedgerRow, MemberUse, Store
+from routing import spend
 from routing.errors import AllMembersFailed, MemberFailure
 from routing.spend import Spend
 
@@ -72,6 +76,19 @@ class Books:
         t.routed = True
         self.inflight[t.model] = self.inflight.get(t.model, 0) + 1
         self.metrics.child(self.metrics.inflight, t.model).inc()
+
+    @contextlib.asynccontextmanager
+    async def ticket(self, log: dict[str, Any]) -> AsyncIterator[tuple[Ticket, list[Spend]]]:
+        """One request's ticket and the list of the member calls it makes. A request that fails before its
+        answer is settled gets its ledger row here, with the status its client sees."""
+        t = Ticket(log=log)
+        calls = spend.begin()
+        try:
+            yield t, calls
+        except Exception as e:
+            status, code = errors.classify(e)
+            await self.finish(t, status, exc=e, error=code, calls=calls)
+            raise
 
     async def finish(self, t: Ticket, status: int, council: Json | None = None, exc: BaseException | None = None,
                      error: str | None = None, calls: list[Spend] | None = None) -> None:

@@ -102,9 +102,7 @@ async def handle(request: Request[Any, Any, Any], state: State, path: str) -> Re
     books: Books = state.books
     gate: Gate = state.gate
     router: Router = state.router
-    t = Ticket(log=request.scope.setdefault("shenron", {}))  # type: ignore[typeddict-item]
-    calls = spend.begin()
-    try:
+    async with books.ticket(request.scope.setdefault("shenron", {})) as (t, calls):  # type: ignore[typeddict-item]
         t.principal = await gate.principal(credentials(request.headers))
         body = decode(await request.body())
         model = _check(path, body)
@@ -135,10 +133,6 @@ async def handle(request: Request[Any, Any, Any], state: State, path: str) -> Re
         out["council"] = _report(model, member, asked_model, "ok", timer, spent.usage, router)
         await books.finish(t, 200, out["council"])
         return Response(_encode(out), media_type="application/json")
-    except Exception as e:
-        status, code = errors.classify(e)
-        await books.finish(t, status, exc=e, error=code, calls=calls)
-        raise
 
 
 async def _relay(resp: httpx.Response, books: Books, t: Ticket, member: str, model: str, timer: Timer,

@@ -17,7 +17,6 @@ from proxy.auth import Gate, allows
 from proxy.dialects import Context, Dialect, Writer
 from proxy.requests import call_of, decode
 from proxy.streaming import EventStream, watched
-from routing import spend
 from routing.core import Event, Report, Result, replay_result
 from routing.router import Router
 from routing.spend import Spend
@@ -53,9 +52,7 @@ async def handle(request: Request[Any, Any, Any], state: State, dialect: Dialect
     books: Books = state.books
     gate: Gate = state.gate
     router: Router = state.router
-    t = Ticket(log=request.scope.setdefault("shenron", {}))  # type: ignore[typeddict-item]
-    calls = spend.begin()
-    try:
+    async with books.ticket(request.scope.setdefault("shenron", {})) as (t, calls):  # type: ignore[typeddict-item]
         t.principal = await gate.principal(credentials(request.headers))
         ctx = Context(state, t.principal.key_id)
         ctx.body = decode(await request.body())
@@ -90,10 +87,6 @@ async def handle(request: Request[Any, Any, Any], state: State, dialect: Dialect
             return await _whole(dialect, ctx, out)
         chunks = strategy.stream(call)
         first = await watched(anext(chunks), request.receive)  # errors before it are still HTTP errors
-    except Exception as e:
-        status, code = errors.classify(e)
-        await books.finish(t, status, exc=e, error=code, calls=calls)
-        raise
     filled = (state.cache, ckey, ttl) if ttl else None
     sse = _sse(first, chunks, books, t, filled, calls, dialect, ctx)
     return EventStream(sse, media_type="text/event-stream", headers=SSE_HEADERS)
