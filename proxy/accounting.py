@@ -15,6 +15,7 @@ from proxy.auth import ANONYMOUS, Gate, Principal
 from proxy.metrics import Metrics
 from proxy.store import LedgerRow, MemberUse, Store
 from routing import spend
+from routing.core import CouncilReport
 from routing.errors import AllMembersFailed, MemberFailure
 from routing.spend import Spend
 
@@ -41,19 +42,16 @@ class Ticket:
     """Fields for the access log line."""
 
 
-def members_of(council: Json | None, exc: BaseException | None, calls: list[Spend] | None = None) -> list[MemberUse]:
+def members_of(council: CouncilReport | None, exc: BaseException | None, calls: list[Spend] | None = None
+               ) -> list[MemberUse]:
     """Each member's use: from the `council` report when the request got one; otherwise from the calls
     it made as they happened (a client that left: finished ones with their cost, the rest cancelled)
     and the failures that never became a call (skipped members)."""
-    if council:
-        out = []
-        for m in council.get("members") or []:
-            u = m.get("usage") or {}
-            out.append(MemberUse(name=m.get("name", "?"), model=m.get("model", ""), status=m.get("status", "?"),
-                                 latency_ms=m.get("latency_ms", 0), prompt_tokens=u.get("prompt_tokens") or 0,
-                                 completion_tokens=u.get("completion_tokens") or 0,
-                                 cost_usd=m.get("cost_usd") or 0.0, cloud=bool(m.get("cloud"))))
-        return out
+    if council is not None:
+        return [MemberUse(name=m.name, model=m.model, status=m.status, latency_ms=m.latency_ms,
+                          prompt_tokens=m.usage.prompt_tokens if m.usage else 0,
+                          completion_tokens=m.usage.completion_tokens if m.usage else 0,
+                          cost_usd=m.cost_usd or 0.0, cloud=m.cloud) for m in council.members]
     failures = exc.failures if isinstance(exc, AllMembersFailed) else [exc] if isinstance(exc, MemberFailure) else []
     used = [MemberUse(name=c.name, model=c.model, status="cancelled" if c.status == "running" else c.status,
                       latency_ms=c.latency_ms, prompt_tokens=c.usage.prompt_tokens if c.usage else 0,
@@ -90,8 +88,9 @@ class Books:
             await self.finish(t, status, exc=e, error=code, calls=calls)
             raise
 
-    async def finish(self, t: Ticket, status: int, council: Json | None = None, exc: BaseException | None = None,
-                     error: str | None = None, calls: list[Spend] | None = None) -> None:
+    async def finish(self, t: Ticket, status: int, council: CouncilReport | None = None,
+                     exc: BaseException | None = None, error: str | None = None,
+                     calls: list[Spend] | None = None) -> None:
         """Account for a request once; the ledger row is committed before this returns."""
         if t.done:
             return
@@ -121,7 +120,7 @@ class Books:
             await self.gate.spent(t.principal, row.prompt_tokens + row.completion_tokens, row.cloud_cost_usd)
             await self.store.record(row)
 
-    def finish_later(self, t: Ticket, status: int, council: Json | None = None, error: str | None = None,
+    def finish_later(self, t: Ticket, status: int, council: CouncilReport | None = None, error: str | None = None,
                      calls: list[Spend] | None = None) -> None:
         """For a stream the client left: its task is being cancelled, so the row is written by another."""
         task = asyncio.get_running_loop().create_task(self.finish(t, status, council, error=error, calls=calls))

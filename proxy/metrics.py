@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from proxy.store import MemberUse
+from routing.core import CouncilReport
 from routing.health import Health
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -55,15 +56,15 @@ class Metrics:
             child = self._children[key] = metric.labels(*labels)
         return child
 
-    def finished(self, model: str, status: int, seconds: float, council: dict[str, Any] | None,
+    def finished(self, model: str, status: int, seconds: float, council: CouncilReport | None,
                  members: list[MemberUse]) -> None:
         """Count a finished request and each member call it made, failed requests' members included."""
         c = self.child
         code = str(status)
         c(self.requests, model, code).inc()
         c(self.latency, model, code).observe(seconds)
-        if council and council.get("agreement") is not None:
-            c(self.agreement, model).observe(council["agreement"])
+        if council is not None and council.agreement is not None:
+            c(self.agreement, model).observe(council.agreement)
         for m in members:
             c(self.member_calls, m.name, m.status).inc()
             if m.status == "ok":

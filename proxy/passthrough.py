@@ -90,12 +90,12 @@ def _check(path: str, body: Json) -> str:
 
 
 def _report(model: str, member: str, backend_model: str, status: Any, t: Timer, usage: Usage | None,
-            router: Router, error: str | None = None) -> Json:
+            router: Router, error: str | None = None) -> CouncilReport:
     cfg = router.backends[member].cfg
     m = MemberReport(name=member, model=backend_model, status=status, latency_ms=t.ms(), usage=usage, error=error,
                      cost_usd=round(cost(usage, cfg), 8) if usage else None, cloud=cfg.is_cloud)
     return CouncilReport(virtual_model=model, strategy="passthrough", winner=member if status == "ok" else None,
-                         members=[m], latency_ms=t.ms()).totalled().as_json()
+                         members=[m], latency_ms=t.ms()).totalled()
 
 
 async def handle(request: Request[Any, Any, Any], state: State, path: str) -> Response[bytes] | EventStream:
@@ -130,8 +130,9 @@ async def handle(request: Request[Any, Any, Any], state: State, path: str) -> Re
             if not isinstance(out, dict):
                 raise InvalidRequest(f"backend {member!r} answered {path} with something other than an object")
             spent.usage = usage_of(out)
-        out["council"] = _report(model, member, asked_model, "ok", timer, spent.usage, router)
-        await books.finish(t, 200, out["council"])
+        report = _report(model, member, asked_model, "ok", timer, spent.usage, router)
+        await books.finish(t, 200, report)
+        out["council"] = report.as_json()
         return Response(_encode(out), media_type="application/json")
 
 

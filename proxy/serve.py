@@ -17,7 +17,7 @@ from proxy.auth import Gate, allows
 from proxy.dialects import Context, Dialect, Writer
 from proxy.requests import call_of, decode
 from proxy.streaming import EventStream, watched
-from routing.core import Event, Report, Result, replay_result
+from routing.core import CouncilReport, Event, Report, Result, replay_result
 from routing.router import Router
 from routing.spend import Spend
 from routing.strategies import Call
@@ -74,7 +74,7 @@ async def handle(request: Request[Any, Any, Any], state: State, dialect: Dialect
             if hit is not None:
                 t.cached = True
                 out = _from_cache(hit)
-                await books.finish(t, 200, out.report.as_json())
+                await books.finish(t, 200, out.report)
                 if call.stream:
                     return EventStream(_replay(list(replay_result(out)), dialect.writer(ctx)),
                                        media_type="text/event-stream", headers=SSE_HEADERS)
@@ -83,7 +83,7 @@ async def handle(request: Request[Any, Any, Any], state: State, dialect: Dialect
             out = await watched(strategy.complete(call), request.receive)
             if ttl:
                 await state.cache.put(ckey, out, ttl)
-            await books.finish(t, 200, out.report.as_json())
+            await books.finish(t, 200, out.report)
             return await _whole(dialect, ctx, out)
         chunks = strategy.stream(call)
         first = await watched(anext(chunks), request.receive)  # errors before it are still HTTP errors
@@ -108,7 +108,7 @@ async def _replay(events: list[Event], writer: Writer) -> AsyncIterator[bytes]:
 async def _sse(first: Event, rest: AsyncIterator[Event], books: Books, t: Ticket,
                filled: tuple[cache.Cache, str, float] | None, calls: list[Spend],
                dialect: Dialect, ctx: Context) -> AsyncIterator[bytes]:
-    council: Json | None = None
+    council: CouncilReport | None = None
     kept: list[Event] | None = [first] if filled else None
     status, error = 200, None
     writer = dialect.writer(ctx)
@@ -117,7 +117,7 @@ async def _sse(first: Event, rest: AsyncIterator[Event], books: Books, t: Ticket
         try:
             async for ev in rest:
                 if isinstance(ev, Report):
-                    council = ev.report.as_json()
+                    council = ev.report
                 if kept is not None:
                     kept.append(ev)
                 yield writer.event(ev)

@@ -7,6 +7,7 @@ from html import escape
 from typing import Any
 
 from proxy.accounting import Books
+from routing.core import CouncilReport
 from routing.router import Router
 from routing.settings import redacted
 
@@ -61,16 +62,16 @@ def _backends(router: Router) -> str:
 def _decisions(books: Books) -> str:
     rows = []
     for d in books.recent:
-        council = d.get("council") or {}
+        council: CouncilReport | None = d.get("council")
         votes = []
         for m in d["members"]:
-            cl = next((x.get("cluster") for x in council.get("members") or [] if x.get("name") == m.name), None)
+            cl = next((x.cluster for x in council.members if x.name == m.name), None) if council else None
             mark = "ok" if m.status == "ok" else "bad"
             vote = f" → answer {cl}" if cl is not None else ""
             votes.append(f'<span class="{mark}">{_e(m.name)}</span> {_e(m.status)}{_e(vote)} '
                          f'<span class="muted">{m.latency_ms} ms</span>')
-        agreement = council.get("agreement")
-        outcome = ("cached" if d["cached"] else f"winner {council.get('winner')}" if council.get("winner")
+        agreement = council.agreement if council else None
+        outcome = ("cached" if d["cached"] else f"winner {council.winner}" if council and council.winner
                    else d.get("error") or "")
         status_cls = "ok" if d["status"] < 400 else "bad"
         rows.append(
