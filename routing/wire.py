@@ -17,23 +17,20 @@ def now() -> int:
     return int(time.time())
 
 
+def text_of(content: Any) -> str:
+    """A message's text: its content string, or its text parts joined (images and the like carry none)."""
+    if isinstance(content, list):
+        return "\n".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return content if isinstance(content, str) else ""
+
+
 def prompt_text(body: Json) -> str:
-    parts: list[str] = []
-    for m in body.get("messages") or ():
-        content = m.get("content") if isinstance(m, dict) else None
-        if isinstance(content, str):
-            parts.append(content)
-        elif isinstance(content, list):
-            parts.extend(p.get("text", "") for p in content if isinstance(p, dict))
-    return "\n".join(parts)
+    return "\n".join(text_of(m.get("content")) for m in body.get("messages") or () if isinstance(m, dict))
 
 
 def last_user_text(body: Json) -> str:
     """The text of the last user message: the question a vote's claims are read against."""
     for m in reversed(body.get("messages") or []):
         if isinstance(m, dict) and m.get("role") == "user":
-            content = m.get("content")
-            if isinstance(content, list):
-                return "\n".join(p.get("text", "") for p in content if isinstance(p, dict))
-            return str(content or "")
+            return text_of(m.get("content"))
     return ""
