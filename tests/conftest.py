@@ -11,16 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.procs import Proc
+from tests.procs import Proc, running
 
 
 @pytest.fixture
 def procs() -> Iterator[list[Proc]]:
     """Processes a test started; all are stopped when it ends, whatever happened."""
-    started: list[Proc] = []
-    yield started
-    for p in reversed(started):
-        p.stop()
+    with running() as started:
+        yield started
 
 
 @pytest.fixture(scope="session")

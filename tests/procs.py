@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -60,6 +62,18 @@ class Proc:
                     pass
                 self.p.wait(5)
         self._log.close()
+
+
+@contextlib.contextmanager
+def running() -> Iterator[list[Proc]]:
+    """Processes started inside (appended to the list) are stopped on the way out, last first, whatever
+    happened."""
+    started: list[Proc] = []
+    try:
+        yield started
+    finally:
+        for p in reversed(started):
+            p.stop()
 
 
 def fake_upstream(tmp: Path, *extra: str, port: int | None = None) -> tuple[Proc, str]:

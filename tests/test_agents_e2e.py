@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.procs import Proc, fake_upstream, shenron
+from tests.procs import fake_upstream, running, shenron
 
 pytestmark = pytest.mark.integration
 MEMBERS = ["goku", "vegeta", "piccolo"]
@@ -30,8 +30,7 @@ CALLS = ['exec_command:{"cmd":"echo hi > done.txt"}',
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("agents")
-    started: list[Proc] = []
-    try:
+    with running() as started:
         blocks = []
         for name in MEMBERS:
             args = ["--models", name, "--answer", "Done."] + [a for c in CALLS for a in ("--tool-call", c)]
@@ -51,9 +50,6 @@ timeout-s = 20
         proxy, url = shenron(tmp, config)
         started.append(proxy)
         yield url
-    finally:
-        for p in reversed(started):
-            p.stop()
 
 
 def _need(binary: str, package: str) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from tests.procs import Proc, fake_upstream, shenron
+from tests.procs import fake_upstream, running, shenron
 
 pytestmark = pytest.mark.integration
 MSGS = [{"role": "user", "content": "What is six times seven?"}]
@@ -30,8 +30,7 @@ MEMBERS = {
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
     tmp = tmp_path_factory.mktemp("council")
     log = tmp / "upstream-events.jsonl"
-    started: list[Proc] = []
-    try:
+    with running() as started:
         blocks = []
         for name, (answer, latency, extra) in MEMBERS.items():
             proc, url = fake_upstream(tmp, "--models", name, "--answer", answer, "--latency-ms", str(latency),
@@ -61,9 +60,6 @@ min-answers = 2
         proxy, base = shenron(tmp, config)
         started.append(proxy)
         yield {"base": base, "log": log}
-    finally:
-        for p in reversed(started):
-            p.stop()
 
 
 @pytest.fixture

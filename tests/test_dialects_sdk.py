@@ -17,7 +17,7 @@ import openai
 import pytest
 
 from tests import conformance
-from tests.procs import Proc, fake_upstream, shenron
+from tests.procs import fake_upstream, running, shenron
 
 pytestmark = pytest.mark.integration
 
@@ -31,8 +31,7 @@ MODELS = ["ultra-instinct", "full-council", "cascade"]
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("dialects")
     log = tmp / "upstream-events.jsonl"
-    started: list[Proc] = []
-    try:
+    with running() as started:
         blocks = []
         for name, answer in ANSWERS.items():
             proc, url = fake_upstream(tmp, "--models", name, "--answer", answer, "--log", str(log),
@@ -73,9 +72,6 @@ timeout-s = 20
         proxy, base = shenron(tmp, config)
         started.append(proxy)
         yield {"base": base, "log": log, "proxy": proxy}
-    finally:
-        for p in reversed(started):
-            p.stop()
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.procs import Proc, fake_upstream, shenron
+from tests.procs import Proc, fake_upstream, running, shenron
 
 pytestmark = pytest.mark.integration
 ROUNDS = 10
@@ -31,9 +31,8 @@ SLOW = ("alpha", "beta", "gamma")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
     tmp = tmp_path_factory.mktemp("disconnect")
     log = tmp / "upstream-events.jsonl"
-    started: list[Proc] = []
     ports: list[int] = []
-    try:
+    with running() as started:
         blocks = []
         for name in (*SLOW, "quick"):
             latency = "0" if name == "quick" else "4000"
@@ -81,9 +80,6 @@ heartbeat-s = 0.2
         proxy, base = shenron(tmp, config)
         started.append(proxy)
         yield {"base": base, "log": log, "proxy": proxy, "ports": ports, "ledger": tmp / "ledger.db"}
-    finally:
-        for p in reversed(started):
-            p.stop()
 
 
 def upstream_connections(pid: int, ports: list[int]) -> int:

@@ -14,7 +14,7 @@ import openai
 import pytest
 
 from tests import conformance
-from tests.procs import Proc, llama_server, shenron
+from tests.procs import llama_server, running, shenron
 from tests.tiny_gguf import write
 
 pytestmark = pytest.mark.integration
@@ -25,8 +25,7 @@ ALIASES = ("tiny-goku", "tiny-vegeta", "tiny-piccolo")
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
     tmp = tmp_path_factory.mktemp("llama")
-    started: list[Proc] = []
-    try:
+    with running() as started:
         urls = {}
         for seed, alias in enumerate(ALIASES):
             model = write(tmp / f"{alias}.gguf", seed=seed)
@@ -60,9 +59,6 @@ min-confidence = 0.000001
         proxy, base = shenron(tmp, config)
         started.append(proxy)
         yield {"base": base, "servers": urls}
-    finally:
-        for p in reversed(started):
-            p.stop()
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +20,6 @@ from tests.procs import Proc, cli, fake_upstream, free_port, shenron
 
 pytestmark = pytest.mark.integration
 Q = [{"role": "user", "content": "What is six times seven?"}]
-
-
-@pytest.fixture
-def procs() -> Iterator[list[Proc]]:
-    started: list[Proc] = []
-    yield started
-    for p in started:
-        p.stop()
 
 
 def client(base: str) -> openai.OpenAI:

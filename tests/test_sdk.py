@@ -9,7 +9,7 @@ import openai
 import pytest
 
 from tests import conformance
-from tests.procs import Proc, fake_upstream, shenron
+from tests.procs import fake_upstream, running, shenron
 
 pytestmark = pytest.mark.integration
 MSGS = [{"role": "user", "content": "What is six times seven?"}]
@@ -18,8 +18,7 @@ MSGS = [{"role": "user", "content": "What is six times seven?"}]
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
     tmp = tmp_path_factory.mktemp("sdk")
-    started: list[Proc] = []
-    try:
+    with running() as started:
         goku, goku_url = fake_upstream(tmp, "--models", "qwen", "--answer", "The answer is 42.", "--no-role",
                                        "--no-usage")
         started.append(goku)
@@ -53,9 +52,6 @@ fallbacks = ["vegeta"]
         proxy, base = shenron(tmp, config)
         started.append(proxy)
         yield {"base": base, "goku": goku, "proxy": proxy, "tmp": tmp}
-    finally:
-        for p in reversed(started):
-            p.stop()
 
 
 @pytest.fixture

