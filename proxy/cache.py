@@ -14,19 +14,20 @@ from cachetools import TTLCache
 
 from proxy.auth import Principal
 from routing.core import Collector, Event, Reply, Result
+from routing.request import Request
 
 Json = dict[str, Any]
-IGNORED = frozenset({"stream", "stream_options", "user", "metadata", "store"})
-"""Body fields that do not change the answer."""
+IGNORED = frozenset({"user", "metadata", "store"})
+"""The client's fields that do not change the answer (how it is delivered is not in the request at all)."""
 _encode = msgspec.json.Encoder(order="sorted").encode
 _result = msgspec.json.Decoder(Result).decode
 _encode_result = msgspec.json.Encoder().encode
 
 
-def deterministic(body: Json) -> bool:
-    if body.get("n") not in (None, 1):
+def deterministic(req: Request) -> bool:
+    if req.n not in (None, 1):
         return False
-    return body.get("temperature") == 0 or body.get("seed") is not None
+    return req.temperature == 0 or req.seed is not None
 
 
 def scope(p: Principal) -> str:
@@ -37,9 +38,9 @@ def scope(p: Principal) -> str:
     return f"tier:{p.tier_name}" if p.tier is not None and p.tier.shared_cache else f"key:{p.key_id}"
 
 
-def key(model: str, body: Json, scope: str = "") -> str:
-    canon = _encode({**{k: v for k, v in body.items() if k not in IGNORED}, "model": model, "_scope": scope})
-    return hashlib.sha256(canon).hexdigest()
+def key(model: str, req: Request, scope: str = "") -> str:
+    kept = msgspec.structs.replace(req, extra={k: v for k, v in req.extra.items() if k not in IGNORED})
+    return hashlib.sha256(_encode({"request": kept, "model": model, "_scope": scope})).hexdigest()
 
 
 class Cache(Protocol):

@@ -8,7 +8,7 @@ import time
 
 import httpx
 
-from routing import rules
+from routing import request, rules
 from routing.backends import build
 from routing.config import Config
 from routing.errors import MemberFailure
@@ -72,8 +72,7 @@ async def _logprobs(cfg: Config) -> dict[str, str | None]:
             b = build(name, cfg.backends[name], client)
             try:
                 async with asyncio.timeout(30):
-                    out = await b.complete({"messages": [{"role": "user", "content": "Say yes."}], "max_tokens": 2,
-                                            "logprobs": True, "top_logprobs": 1})
+                    out = await b.complete(request.ask("Say yes.", max_tokens=2, logprobs=True, top_logprobs=1))
             except (MemberFailure, TimeoutError) as e:
                 return name, e.reason if isinstance(e, MemberFailure) else "no answer within 30s"
             if rules.logprob_confidence(out.answer.logprobs) is None:

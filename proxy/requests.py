@@ -12,6 +12,7 @@ import msgspec
 
 from routing import wire
 from routing.errors import InvalidRequest
+from routing.request import Request
 from routing.strategies import Call
 
 _decode = msgspec.json.Decoder().decode
@@ -201,6 +202,6 @@ def call_of(body: dict[str, Any]) -> Call:
     if extras is not None and not isinstance(extras, dict):
         raise _bad("Invalid type for 'shenron': expected an object.", "shenron", "invalid_type")
     extras = {k: v for k, v in (extras or {}).items() if not k.startswith("_")}  # internal markers stay internal
-    return Call(body=body, model=model, stream=bool(stream),
+    return Call(request=Request.of(body), model=model, stream=bool(stream),
                 include_usage=bool(options and options.get("include_usage")),
                 id=wire.new_id(), created=wire.now(), extras=extras)

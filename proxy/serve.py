@@ -39,7 +39,7 @@ def credentials(headers: Mapping[str, str]) -> str | None:
 def _ttl(router: Router, call: Call) -> float:
     vm = router.cfg.models.get(call.model)
     ttl = vm.cache_ttl_s if vm is not None else 0.0
-    return ttl if ttl > 0 and cache.deterministic(call.body) else 0.0
+    return ttl if ttl > 0 and cache.deterministic(call.request) else 0.0
 
 
 def _from_cache(hit: Result) -> Result:
@@ -67,7 +67,7 @@ async def handle(request: Request[Any, Any, Any], state: State, dialect: Dialect
         gate.authorize(t.principal, call.model)
         call.budget = await gate.admit(t.principal)
         ttl = _ttl(router, call)
-        ckey = cache.key(call.model, call.body, cache.scope(t.principal)) if ttl else ""
+        ckey = cache.key(call.model, call.request, cache.scope(t.principal)) if ttl else ""
         if ttl:
             hit = await state.cache.get(ckey)
             books.metrics.cache.labels(call.model, "hit" if hit else "miss").inc()

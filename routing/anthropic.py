@@ -18,6 +18,7 @@ from routing.backends import OpenAIBackend
 from routing.config import BackendConfig
 from routing.core import Reply
 from routing.errors import MemberFailure
+from routing.request import Request
 
 Json = dict[str, Any]
 VERSION = "2023-06-01"
@@ -241,8 +242,8 @@ class AnthropicBackend(OpenAIBackend):
     def _forward_url(self, path: str) -> str:
         return self.chat_url.removesuffix("/messages") + path
 
-    def _request(self, body: Json, stream: bool, model: str | None) -> httpx.Request:
-        upstream = to_messages(body, model or self.model)
+    def _request(self, req: Request, stream: bool, model: str | None) -> httpx.Request:
+        upstream = to_messages(req.chat(), model or self.model)
         upstream["stream"] = stream
         return self._post(_encode(upstream))
 

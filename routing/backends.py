@@ -22,6 +22,7 @@ from routing.config import BackendConfig
 from routing.core import Event, Finish, Reply, says_something
 from routing.errors import MemberFailure, MemberTimeout, UpstreamStatus
 from routing.health import Guard
+from routing.request import Request
 from routing.sse import DONE, data_events
 
 Json = dict[str, Any]
@@ -95,14 +96,10 @@ class OpenAIBackend:
         except (httpx.HTTPError, msgspec.DecodeError, UnicodeDecodeError, OSError) as e:
             raise MemberFailure(self.name, upstream.cause(e) or _reason(e)) from e
 
-    def _request(self, body: Json, stream: bool, model: str | None) -> httpx.Request:
-        upstream = {**body, "model": model or self.model}
+    def _request(self, req: Request, stream: bool, model: str | None) -> httpx.Request:
+        upstream = {**req.chat(), "model": model or self.model, "stream": stream}
         if stream:
-            upstream["stream"] = True
-            upstream["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-        else:
-            upstream.pop("stream_options", None)
-            upstream["stream"] = False
+            upstream["stream_options"] = {"include_usage": True}
         return self._post(_encode(upstream))
 
     def _post(self, content: bytes) -> httpx.Request:
@@ -119,12 +116,12 @@ class OpenAIBackend:
         request.read()  # a ByteStream reads at once; the transport can then send it as plain bytes
         return request
 
-    async def complete(self, body: Json, model: str | None = None) -> Reply:
+    async def complete(self, req: Request, model: str | None = None) -> Reply:
         """One non-streamed completion; the whole exchange is bounded by the member's timeout. The wire
         call only: a strategy asks through `routing.member`, which adds the guard, budget and report."""
         with self._translated():
             async with asyncio.timeout(self.cfg.timeout_s):
-                resp = await upstream.send(self._client, self._request(body, False, model))
+                resp = await upstream.send(self._client, self._request(req, False, model))
                 try:
                     content = await resp.aread()
                 finally:
@@ -149,7 +146,7 @@ class OpenAIBackend:
 
         return openai
 
-    async def stream(self, body: Json, model: str | None = None) -> AsyncGenerator[Event, None]:
+    async def stream(self, req: Request, model: str | None = None) -> AsyncGenerator[Event, None]:
         """Events of a streamed completion as they arrive.
 
         The first chunk is awaited within the member's timeout, so a caller that has not yet
@@ -161,7 +158,7 @@ class OpenAIBackend:
         try:
             with self._translated():
                 async with asyncio.timeout_at(_loop_time(deadline)):
-                    resp = await upstream.send(self._client, self._request(body, True, model))
+                    resp = await upstream.send(self._client, self._request(req, True, model))
                     if resp.status_code >= 400:
                         raise upstream_error(self.name, resp.status_code, await resp.aread())
                 events = data_events(resp.aiter_raw())

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from routing import rules
+from routing import request, rules
 from routing.config import BackendConfig, Config
 from routing.errors import MemberFailure, UpstreamStatus
 
@@ -240,7 +240,7 @@ class Health:
                 if r.status_code >= 400:
                     raise MemberFailure(name, f"warm-up answered {r.status_code}")
             else:
-                await b.complete({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1})
+                await b.complete(request.ask("hi", max_tokens=1))
             g.warmed_at, g.loaded = time.time(), True if g.loaded is not None else None
             log.info("warmed %s (%s) in %.1fs", name, b.model, time.perf_counter() - start)
         except (MemberFailure, httpx.HTTPError) as e:

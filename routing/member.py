@@ -23,6 +23,7 @@ from routing.core import Answer, Event, MemberReport, Reply, TextDelta, UsageEve
 from routing.errors import MemberFailure
 from routing.health import unusable
 from routing.report import cost
+from routing.request import Request
 from routing.spend import Spend
 from routing.tokens import Usage, estimate_tokens
 from routing.wire import prompt_text
@@ -102,7 +103,7 @@ class Members:
         finally:
             self._end(name, report, spent, exc)
 
-    async def ask(self, name: str, body: Json, *, shown: str | None = None, role: str | None = None,
+    async def ask(self, name: str, req: Request, *, shown: str | None = None, role: str | None = None,
                   model: str | None = None, weight: float | None = None, lone: bool = False,
                   need: Callable[[Answer], bool] | None = None) -> Reply:
         """The member's whole answer (`shown`: its name in the report, e.g. `smol#2` for a sample; `model`:
@@ -110,14 +111,14 @@ class Members:
         the member failed with "empty answer"). Raises MemberFailure, reported."""
         report = self._begin(name, shown, role, model, weight, lone)
         async with self._call(name, report) as spent:
-            reply = await self.backends[name].complete(body, model)
+            reply = await self.backends[name].complete(req, model)
             spent.usage = reply.usage
         if need is not None and not need(reply.answer):
             report.status, report.error = "error", "empty answer"
             raise MemberFailure(shown or name, "empty answer")
         return reply
 
-    async def stream(self, name: str, body: Json, *, shown: str | None = None, role: str | None = None,
+    async def stream(self, name: str, req: Request, *, shown: str | None = None, role: str | None = None,
                      model: str | None = None, lone: bool = False) -> AsyncGenerator[Event, None]:
         """The member's answer as events, without the upstream's usage: the report gets that (or an
         estimate, marked `usage_estimated`, when the server sent none). The backend's GPU slot is held
@@ -125,7 +126,7 @@ class Members:
         report = self._begin(name, shown, role, model, None, lone)
         said = 0
         async with self._call(name, report) as spent:
-            async with contextlib.aclosing(self.backends[name].stream(body, model)) as events:
+            async with contextlib.aclosing(self.backends[name].stream(req, model)) as events:
                 async for e in events:
                     if isinstance(e, UsageEvent):
                         spent.usage = e.usage
@@ -134,7 +135,7 @@ class Members:
                         said += 1
                     yield e
             if spent.usage is None:
-                p = estimate_tokens(prompt_text(body))
+                p = estimate_tokens(prompt_text(req.messages))
                 spent.usage = Usage(p, said, p + said)
                 report.usage_estimated = True
 

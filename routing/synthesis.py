@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
+from routing.request import Message
 from routing.vote import Cluster, ranked
 
 CHAIRMAN_SYSTEM = (
@@ -16,25 +16,18 @@ CHAIRMAN_SYSTEM = (
 )
 
 
-def _conversation(messages: list[dict[str, Any]]) -> str:
-    lines = []
-    for m in messages:
-        content = m.get("content")
-        if isinstance(content, list):
-            content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
-        if content:
-            lines.append(f"{m.get('role', 'user')}: {content}")
-    return "\n".join(lines)
+def _conversation(messages: list[Message]) -> str:
+    return "\n".join(f"{m.role}: {m.text}" for m in messages if m.text)
 
 
-def chairman_messages(messages: list[dict[str, Any]], clusters: list[Cluster]) -> list[dict[str, str]]:
+def chairman_messages(messages: list[Message], clusters: list[Cluster]) -> list[Message]:
     total = sum(c.weight for c in clusters) or 1.0
     parts = [f"## Conversation\n{_conversation(messages)}\n\n## Candidate answers"]
     for i, c in enumerate(ranked(clusters), 1):
         share = c.weight / total
         parts.append(f"### Candidate {i} (vote share {share:.0%}, {len(c.ballots)} member(s))\n"
                      f"{c.representative.text}")
-    return [{"role": "system", "content": CHAIRMAN_SYSTEM}, {"role": "user", "content": "\n\n".join(parts)}]
+    return [Message("system", CHAIRMAN_SYSTEM), Message("user", "\n\n".join(parts))]
 
 
 JUDGE_SYSTEM = (
@@ -46,11 +39,11 @@ JUDGE_SYSTEM = (
 _PICK = re.compile(r"most consistent response is\s*(?:response\s*)?#?\s*(\d+)|\bresponse\s*#?\s*(\d+)", re.I)
 
 
-def judge_messages(messages: list[dict[str, Any]], candidates: list[str]) -> list[dict[str, str]]:
+def judge_messages(messages: list[Message], candidates: list[str]) -> list[Message]:
     """Universal Self-Consistency's brief: the question and every member's answer, numbered, anonymized."""
     parts = [f"## Conversation\n{_conversation(messages)}\n\n## Responses"]
     parts += [f"### Response {i}\n{text}" for i, text in enumerate(candidates, 1)]
-    return [{"role": "system", "content": JUDGE_SYSTEM}, {"role": "user", "content": "\n\n".join(parts)}]
+    return [Message("system", JUDGE_SYSTEM), Message("user", "\n\n".join(parts))]
 
 
 def judge_pick(text: str, count: int) -> int | None:

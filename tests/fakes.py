@@ -14,6 +14,7 @@ from routing.config import BackendConfig
 from routing.core import Event, Reply, Result
 from routing.errors import MemberFailure, MemberTimeout
 from routing.health import Guard
+from routing.request import Request
 
 
 class FakeBackend:
@@ -34,13 +35,13 @@ class FakeBackend:
             self.history.append("cancelled")
             raise
 
-    async def complete(self, body: dict[str, Any], model: str | None = None) -> Reply:
+    async def complete(self, req: Request, model: str | None = None) -> Reply:
         """The answer as any backend gives it: the upstream's chat.completion, checked and typed at the wire."""
-        return answers.reply(self.name, await self.respond(body, model))
+        return answers.reply(self.name, await self.respond(req.chat(), model))
 
-    async def stream(self, body: dict[str, Any], model: str | None = None) -> AsyncIterator[Event]:
+    async def stream(self, req: Request, model: str | None = None) -> AsyncIterator[Event]:
         """The answer word by word, as an upstream's chunks checked and typed at the wire."""
-        resp = await self.respond(body, model)
+        resp = await self.respond(req.chat(), model)
         text = resp["choices"][0]["message"]["content"] or ""
         for word in text.split(" "):
             for e in answers.events(self.name, {"choices": [{"index": 0, "delta": {"content": word + " "}}]}):

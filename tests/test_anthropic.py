@@ -19,6 +19,7 @@ from routing.anthropic import AnthropicBackend, to_messages
 from routing.config import BackendConfig
 from routing.core import Finish, TextDelta, ToolCallDelta, UsageEvent
 from routing.errors import MemberFailure, UpstreamStatus
+from routing.request import Request
 from routing.tokens import Usage
 
 URL = "https://api.anthropic.test/v1"
@@ -101,8 +102,8 @@ def test_request_translation() -> None:
 async def test_complete_sends_anthropic_headers_and_translates_back(backend: Any) -> None:
     b, m = backend
     route = m.post(f"{URL}/messages").respond(json=TOOL_MESSAGE)
-    out = await b.complete({"model": "x", "messages": [{"role": "user", "content": "Weather in Paris?"}],
-                            "tools": TOOLS})
+    out = await b.complete(Request.of({"model": "x", "messages": [{"role": "user", "content": "Weather in Paris?"}],
+                                       "tools": TOOLS}))
     sent = route.calls.last.request
     assert sent.headers["x-api-key"] == "sk-ant-test" and sent.headers["anthropic-version"] == "2023-06-01"
     assert "authorization" not in sent.headers
@@ -118,14 +119,14 @@ async def test_complete_sends_anthropic_headers_and_translates_back(backend: Any
 async def test_stop_reasons(backend: Any, reason: str, finish: str) -> None:
     b, m = backend
     m.post(f"{URL}/messages").respond(json={**MESSAGE, "stop_reason": reason})
-    out = await b.complete({"messages": [{"role": "user", "content": "hi"}]})
+    out = await b.complete(Request.of({"messages": [{"role": "user", "content": "hi"}]}))
     assert out.answer.finish_reason == finish
 
 
 async def test_stream_events_become_the_engines_events(backend: Any) -> None:
     b, m = backend
     route = m.post(f"{URL}/messages").mock(return_value=sse(*STREAM))
-    events = [e async for e in b.stream({"messages": [{"role": "user", "content": "hi"}], "tools": TOOLS})]
+    events = [e async for e in b.stream(Request.of({"messages": [{"role": "user", "content": "hi"}], "tools": TOOLS}))]
     assert json.loads(route.calls.last.request.content)["stream"] is True
     assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "It is 42."
     calls = [e for e in events if isinstance(e, ToolCallDelta)]
@@ -140,11 +141,11 @@ async def test_error_event_and_error_status_name_the_member(backend: Any) -> Non
     m.post(f"{URL}/messages").mock(return_value=sse(STREAM[0], {"type": "error", "error": {
         "type": "overloaded_error", "message": "Overloaded"}}))
     with pytest.raises(MemberFailure, match="overloaded_error: Overloaded"):
-        _ = [c async for c in b.stream({"messages": [{"role": "user", "content": "hi"}]})]
+        _ = [c async for c in b.stream(Request.of({"messages": [{"role": "user", "content": "hi"}]}))]
     m.post(f"{URL}/messages").respond(400, json={"type": "error", "error": {
         "type": "invalid_request_error", "message": "messages: roles must alternate"}})
     with pytest.raises(UpstreamStatus) as e:
-        await b.complete({"messages": [{"role": "user", "content": "hi"}]})
+        await b.complete(Request.of({"messages": [{"role": "user", "content": "hi"}]}))
     assert status_of(e.value) == 400 and "roles must alternate" in e.value.message
 
 

@@ -9,6 +9,7 @@ from routing.backends import OpenAIBackend
 from routing.config import BackendConfig
 from routing.core import Finish, TextDelta
 from routing.errors import MemberFailure, MemberTimeout, UpstreamStatus
+from routing.request import Request
 
 URL = "http://up.test/v1"
 BODY = {"model": "ultra-instinct", "messages": [{"role": "user", "content": "hi"}], "x_vendor": {"k": 1}}
@@ -23,7 +24,7 @@ async def test_forwards_every_field_with_the_upstream_model_and_key(monkeypatch:
     monkeypatch.setenv("GOKU_KEY", "sk-test")
     route = respx.post(URL + "/chat/completions").respond(json={"choices": [{"message": {"content": "ok"}}]})
     async with httpx.AsyncClient() as c:
-        await backend(c, api_key_env="GOKU_KEY").complete(BODY)
+        await backend(c, api_key_env="GOKU_KEY").complete(Request.of(BODY))
     sent = route.calls.last.request
     import json
 
@@ -47,7 +48,7 @@ async def test_upstream_errors_in_every_dialect(response: httpx.Response, status
     respx.post(URL + "/chat/completions").mock(return_value=response)
     async with httpx.AsyncClient() as c:
         with pytest.raises(UpstreamStatus) as e:
-            await backend(c).complete(BODY)
+            await backend(c).complete(Request.of(BODY))
     assert status_of(e.value) == status and message in e.value.message
     assert e.value.member == "goku"
 
@@ -57,7 +58,7 @@ async def test_transport_failures_name_the_member() -> None:
     respx.post(URL + "/chat/completions").mock(side_effect=httpx.ConnectError("nope"))
     async with httpx.AsyncClient() as c:
         with pytest.raises(MemberFailure, match="member 'goku' failed: cannot connect"):
-            await backend(c).complete(BODY)
+            await backend(c).complete(Request.of(BODY))
 
 
 @respx.mock
@@ -65,7 +66,7 @@ async def test_a_slow_member_times_out_as_a_timeout() -> None:
     respx.post(URL + "/chat/completions").mock(side_effect=httpx.ReadTimeout("slow"))
     async with httpx.AsyncClient() as c:
         with pytest.raises(MemberTimeout) as e:
-            await backend(c, timeout_s=0.5).complete(BODY)
+            await backend(c, timeout_s=0.5).complete(Request.of(BODY))
     assert status_of(e.value) == 504 and e.value.kind == "timeout"
 
 
@@ -81,7 +82,7 @@ async def test_a_stream_cut_before_its_end_is_an_error_not_an_answer() -> None:
     async with httpx.AsyncClient() as c:
         chunks = []
         with pytest.raises(MemberFailure, match="ended before the answer was complete"):
-            async for chunk in backend(c).stream(BODY):
+            async for chunk in backend(c).stream(Request.of(BODY)):
                 chunks.append(chunk)
     assert len(chunks) == 1
 
@@ -92,7 +93,7 @@ async def test_an_error_event_in_the_stream_raises() -> None:
         content=_sse(b'{"error":{"message":"out of memory"}}'), headers={"content-type": "text/event-stream"})
     async with httpx.AsyncClient() as c:
         with pytest.raises(MemberFailure, match="out of memory"):
-            async for _ in backend(c).stream(BODY):
+            async for _ in backend(c).stream(Request.of(BODY)):
                 pass
 
 
@@ -102,7 +103,7 @@ async def test_streams_ask_upstream_for_usage() -> None:
         content=_sse(b'{"choices":[{"index":0,"delta":{"content":"a"},"finish_reason":"stop"}]}', b"[DONE]"),
         headers={"content-type": "text/event-stream"})
     async with httpx.AsyncClient() as c:
-        got = [ch async for ch in backend(c).stream(BODY)]
+        got = [ch async for ch in backend(c).stream(Request.of(BODY))]
     import json
 
     assert json.loads(route.calls.last.request.content)["stream_options"] == {"include_usage": True}

@@ -19,6 +19,7 @@ from routing.core import (
     UsageEvent,
     replay_result,
 )
+from routing.request import Request
 from routing.tokens import Usage
 
 BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "temperature": 0}
@@ -26,21 +27,27 @@ ANSWER = Result(Reply([Answer(text="42")], Usage(1, 1, 2)),
                 CouncilReport(virtual_model="m", strategy="single", winner="goku"))
 
 
+def req(body: dict[str, Any]) -> Request:
+    return Request.of(body)
+
+
 def test_only_deterministic_single_choice_requests_are_cached() -> None:
-    assert cache.deterministic(BODY)
-    assert cache.deterministic({**BODY, "temperature": 0.7, "seed": 7})
-    assert not cache.deterministic({**BODY, "temperature": 0.7})
-    assert not cache.deterministic({"messages": []})  # the default temperature is not 0
-    assert not cache.deterministic({**BODY, "n": 2})
+    assert cache.deterministic(req(BODY))
+    assert cache.deterministic(req({**BODY, "temperature": 0.7, "seed": 7}))
+    assert not cache.deterministic(req({**BODY, "temperature": 0.7}))
+    assert not cache.deterministic(req({"messages": []}))  # the default temperature is not 0
+    assert not cache.deterministic(req({**BODY, "n": 2}))
 
 
 def test_the_key_ignores_delivery_but_not_content() -> None:
-    base = cache.key("m", BODY)
-    assert cache.key("m", {**BODY, "stream": True, "stream_options": {"include_usage": True}, "user": "u"}) == base
-    assert cache.key("m", dict(reversed(list(BODY.items())))) == base
-    assert cache.key("other", BODY) != base
-    assert cache.key("m", {**BODY, "max_tokens": 5}) != base
-    assert cache.key("m", {**BODY, "messages": [{"role": "user", "content": "hi!"}]}) != base
+    base = cache.key("m", req(BODY))
+    same = {**BODY, "stream": True, "stream_options": {"include_usage": True}, "user": "u"}
+    assert cache.key("m", req(same)) == base
+    assert cache.key("m", req(dict(reversed(list(BODY.items()))))) == base
+    assert cache.key("other", req(BODY)) != base
+    assert cache.key("m", req({**BODY, "max_tokens": 5})) != base
+    assert cache.key("m", req({**BODY, "messages": [{"role": "user", "content": "hi!"}]})) != base
+    assert cache.key("m", req({**BODY, "x_vendor": 1})) != base, "a vendor field the client sent is content too"
 
 
 def test_a_cached_answer_streams_and_a_stream_can_be_cached() -> None:

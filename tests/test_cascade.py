@@ -9,6 +9,7 @@ import pytest
 
 from routing.budget import Budget
 from routing.models import CascadeModel, CouncilModel
+from routing.request import Request
 from routing.strategies import Call, Council, Single
 from routing.strategies.cascade import Cascade
 from tests.fakes import FakeBackend, ScriptedBackend, chat, chat_stream
@@ -45,7 +46,8 @@ def build(first: FakeBackend, second_opinion: FakeBackend | None = None,
 
 
 def call(text: str, stream: bool = False, **extras: Any) -> Call:
-    return Call(body={"model": "cascade", "messages": [{"role": "user", "content": text}]}, model="cascade",
+    return Call(request=Request.of({"model": "cascade", "messages": [{"role": "user", "content": text}]}),
+                model="cascade",
                 stream=stream, include_usage=False, id="chatcmpl-1", created=1, extras=extras)
 
 

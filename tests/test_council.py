@@ -11,12 +11,14 @@ import pytest
 from proxy.errors import status_of
 from routing.errors import AllMembersFailed
 from routing.models import CouncilModel
+from routing.request import Request
 from routing.strategies import Call, Council
 from tests.fakes import FakeBackend, chat, chat_stream
 
 
 def call(stream: bool = False) -> Call:
-    return Call(body={"model": "c", "messages": [{"role": "user", "content": "6*7?"}]}, model="c", stream=stream,
+    return Call(request=Request.of({"model": "c", "messages": [{"role": "user", "content": "6*7?"}]}),
+                model="c", stream=stream,
                 include_usage=True, id="chatcmpl-x", created=1)
 
 
@@ -171,7 +173,7 @@ async def test_a_member_named_three_times_is_three_samples_with_their_own_seeds(
     vm = CouncilModel(members=["smol", "smol", "smol"], sample_temperature=0.7, early_decision=False)
     body = {"model": "c", "messages": [{"role": "user", "content": "What is the capital of France?"}]}
     out = chat(await Council("c", vm, {"smol": smol}).complete(  # type: ignore[dict-item]
-        Call(body=body, model="c", stream=False, include_usage=False, id="x", created=1)))
+        Call(request=Request.of(body), model="c", stream=False, include_usage=False, id="x", created=1)))
     assert sorted(b["seed"] for b in smol.bodies) == [1, 2, 3]
     assert {b["temperature"] for b in smol.bodies} == {0.7}
     meta = out["council"]
@@ -188,7 +190,8 @@ async def test_samples_keep_the_clients_temperature_and_seed_and_decide_early() 
     c = Council("c", vm, {"smol": smol, "big": big})  # type: ignore[dict-item]
     body = {"model": "c", "messages": [{"role": "user", "content": "6*7?"}], "temperature": 0.2, "seed": 10}
     t = time.perf_counter()
-    out = chat(await c.complete(Call(body=body, model="c", stream=False, include_usage=False, id="x", created=1)))
+    out = chat(await c.complete(Call(request=Request.of(body),
+                                     model="c", stream=False, include_usage=False, id="x", created=1)))
     assert time.perf_counter() - t < 0.9, "two of 3.5 weight agreeing cannot be overtaken by 1.5: decided early"
     assert {b["temperature"] for b in smol.bodies} == {0.2} and sorted(b["seed"] for b in smol.bodies) == [11, 12, 13]
     assert big.bodies[0]["seed"] == 10, "a member named once is asked as the client asked"
@@ -213,7 +216,7 @@ async def test_a_judge_names_the_most_consistent_answer_universal_self_consisten
     vm = CouncilModel(members=["goku", "vegeta", "piccolo"], merge="judge", judge="whis", early_decision=False)
     body = {"model": "c", "messages": [{"role": "user", "content": "What is the capital of France?"}]}
     out = chat(await Council("c", vm, backends).complete(  # type: ignore[arg-type]
-        Call(body=body, model="c", stream=False, include_usage=False, id="x", created=1)))
+        Call(request=Request.of(body), model="c", stream=False, include_usage=False, id="x", created=1)))
     meta = out["council"]
     assert meta["decided_by"] == "judge" and meta["winner"] == "vegeta"
     assert out["choices"][0]["message"]["content"] == "It is Paris."
@@ -291,7 +294,7 @@ async def test_greedy_first_the_models_likeliest_answer_stands_unless_samples_ag
         vm = CouncilModel(members=["smol"] * len(answers), sample_temperature=0.7, greedy_first=True,
                           early_decision=False)
         out = chat(await Council("c", vm, {"smol": smol}).complete(  # type: ignore[dict-item]
-            Call(body=q, model="c", stream=False, include_usage=False, id="x", created=1)))
+            Call(request=Request.of(q), model="c", stream=False, include_usage=False, id="x", created=1)))
         temps = {b["seed"]: b["temperature"] for b in smol.bodies}
         assert temps[1] == 0.0 and {t for s, t in temps.items() if s != 1} == {0.7}
         return out

@@ -14,6 +14,7 @@ from routing import config
 from routing.budget import Budget
 from routing.errors import AllMembersFailed
 from routing.models import EscalateModel, Rung
+from routing.request import Request
 from routing.router import Router
 from routing.strategies import Call
 from routing.strategies.escalate import Escalate
@@ -30,7 +31,8 @@ def verdict(score: float, *issues: str) -> str:
 
 
 def call(stream: bool = False, budget: Budget | None = None, **extras: Any) -> Call:
-    return Call(body={"model": "codegen-escalate", "messages": ASK, "temperature": 0.2}, model="codegen-escalate",
+    return Call(request=Request.of({"model": "codegen-escalate", "messages": ASK, "temperature": 0.2}),
+                model="codegen-escalate",
                 stream=stream, include_usage=True, id="chatcmpl-1", created=1, extras=extras,
                 budget=budget or Budget())
 

@@ -15,6 +15,7 @@ from routing.errors import MemberFailure, UpstreamStatus
 from routing.health import Guard, Health, Pool
 from routing.member import Members
 from routing.models import CouncilModel
+from routing.request import Request
 from routing.strategies import Call, Council
 from tests.fakes import FakeBackend, chat
 
@@ -92,7 +93,8 @@ async def test_the_council_skips_a_member_whose_breaker_is_open_and_says_why() -
     dead.record(False, "connection refused")
     backends["c"].guard = dead  # type: ignore[attr-defined]
     council = Council("agent-lite", CouncilModel(members=["a", "b", "c"], early_decision=False), backends)
-    out = chat(await council.complete(Call(body={"messages": [{"role": "user", "content": "x"}]}, model="agent-lite",
+    out = chat(await council.complete(Call(request=Request.of({"messages": [{"role": "user", "content": "x"}]}),
+                                           model="agent-lite",
                                       stream=False, include_usage=False, id="1", created=1)))
     c = {m["name"]: m for m in out["council"]["members"]}
     assert c["c"]["status"] == "skipped" and "circuit open" in c["c"]["error"] and not backends["c"].bodies
@@ -140,7 +142,7 @@ async def test_probes_per_server_kind_and_cold_starts() -> None:
             assert "loading" in (health.guards["llama"].usable() or "")
             made = spend.begin()
             members = Members(backends, Budget())
-            await members.ask("ollama", {"messages": [{"role": "user", "content": "hi"}]})
+            await members.ask("ollama", Request.of({"messages": [{"role": "user", "content": "hi"}]}))
             assert made[0].notes["cold_start"] is True and made[0].notes["queue_ms"] >= 0
             assert members.reports[0].cold_start and members.reports[0].queue_ms is not None
             assert health.guards["ollama"].loaded is True
@@ -169,7 +171,8 @@ async def test_each_report_carries_its_own_calls_notes() -> None:
             m.post("http://critic.test/v1/chat/completions").respond(json=answer)
             spend.begin()
             s = ThinkingStrategy("duo", DuoDebateModel(members=["lead", "critic"]), backends)
-            out = chat(await s.complete(Call(body={"messages": [{"role": "user", "content": "6 x 7?"}]}, model="duo",
+            out = chat(await s.complete(Call(request=Request.of({"messages": [{"role": "user", "content": "6 x 7?"}]}),
+                                             model="duo",
                                         stream=False, include_usage=False, id="x", created=0)))
     members = out["council"]["members"]
     assert [(m["name"], m["role"]) for m in members] == [("lead", "proposer"), ("critic", "critic"),

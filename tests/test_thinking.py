@@ -10,17 +10,19 @@ import pytest
 from routing.budget import Budget
 from routing.errors import AllMembersFailed, MemberFailure
 from routing.models import DebateModel, DuoDebateModel, SoloModel, TrioConsensusModel, VoteModel
+from routing.request import Message, Request
 from routing.strategies import Call
 from routing.strategies.thinking import ThinkingStrategy
 from routing.thinking import THINKERS, Asker, Options
 from tests.fakes import FakeBackend, ScriptedBackend, chat, chat_stream
 
 Q = [{"role": "user", "content": "What is 6 * 7?"}]
+MESSAGES = [Message.of(m) for m in Q]
 
 
 def asker(*backends: FakeBackend) -> Asker:
-    return Asker.for_body({b.name: b for b in backends}, Budget(), {"messages": Q, "temperature": 0.2,
-                                                                     "stream": True, "tools": []})
+    return Asker.for_request({b.name: b for b in backends}, Budget(),
+                             Request.of({"messages": Q, "temperature": 0.2, "stream": True, "tools": []}))
 
 
 def last_text(body: dict[str, Any]) -> str:
@@ -30,7 +32,7 @@ def last_text(body: dict[str, Any]) -> str:
 async def test_solo_asks_one_model_once() -> None:
     a = FakeBackend("a", "42")
     ask = asker(a)
-    thought = await THINKERS["solo"](ask, Q, "a", [], Options())
+    thought = await THINKERS["solo"](ask, MESSAGES, "a", [], Options())
     assert thought.text == "42" and thought.by == "a" and len(a.bodies) == 1
     assert "stream" not in a.bodies[0] and "tools" not in a.bodies[0] and a.bodies[0]["temperature"] == 0.2
     assert [(r.name, r.role, r.status) for r in ask.reports] == [("a", "solo", "ok")]
@@ -40,7 +42,7 @@ async def test_duo_debate_proposes_critiques_and_refines() -> None:
     lead = ScriptedBackend("lead", ["The answer is 41.", "The answer is 42."])
     critic = ScriptedBackend("critic", ["6 * 7 is 42, not 41."])
     ask = asker(lead, critic)
-    thought = await THINKERS["duo-debate"](ask, Q, "lead", ["critic"], Options())
+    thought = await THINKERS["duo-debate"](ask, MESSAGES, "lead", ["critic"], Options())
     assert thought.text == "The answer is 42." and thought.decided_by == "refined"
     assert "The answer is 41." in last_text(critic.bodies[0])
     assert "6 * 7 is 42, not 41." in last_text(lead.bodies[1])
@@ -51,29 +53,29 @@ async def test_duo_debate_keeps_the_proposal_when_the_critic_fails() -> None:
     lead = ScriptedBackend("lead", ["The answer is 42."])
     critic = FakeBackend("critic", fail="connection refused")
     ask = asker(lead, critic)
-    thought = await THINKERS["duo-debate"](ask, Q, "lead", ["critic"], Options())
+    thought = await THINKERS["duo-debate"](ask, MESSAGES, "lead", ["critic"], Options())
     assert thought.text == "The answer is 42." and thought.note and "critic" in thought.note
     assert [r.status for r in ask.reports] == ["ok", "error"]
 
 
 async def test_trio_consensus_uses_the_weighted_vote() -> None:
     a, b, c = FakeBackend("a", "The answer is 41."), FakeBackend("b", "42"), FakeBackend("c", "**42**")
-    thought = await THINKERS["trio-consensus"](asker(a, b, c), Q, "a", ["b", "c"], Options(weights={"a": 5.0}))
+    thought = await THINKERS["trio-consensus"](asker(a, b, c), MESSAGES, "a", ["b", "c"], Options(weights={"a": 5.0}))
     assert thought.by == "a"  # a outweighs b and c together
-    thought = await THINKERS["trio-consensus"](asker(a, b, c), Q, "a", ["b", "c"], Options())
+    thought = await THINKERS["trio-consensus"](asker(a, b, c), MESSAGES, "a", ["b", "c"], Options())
     assert thought.by in ("b", "c") and thought.agreement == pytest.approx(2 / 3, abs=0.01)
 
 
 async def test_vote_is_one_member_one_vote() -> None:
     a, b, c = FakeBackend("a", "41"), FakeBackend("b", "42"), FakeBackend("c", "The answer is 42.")
-    thought = await THINKERS["vote"](asker(a, b, c), Q, "a", ["b", "c"], Options(weights={"a": 10.0}))
+    thought = await THINKERS["vote"](asker(a, b, c), MESSAGES, "a", ["b", "c"], Options(weights={"a": 10.0}))
     assert thought.by == "b" and thought.text == "42"
 
 
 async def test_vote_fails_only_when_nobody_answers() -> None:
     a, b = FakeBackend("a", fail="down"), FakeBackend("b", fail="down")
     with pytest.raises(AllMembersFailed) as e:
-        await THINKERS["vote"](asker(a, b), Q, "a", ["b"], Options())
+        await THINKERS["vote"](asker(a, b), MESSAGES, "a", ["b"], Options())
     assert {f.member for f in e.value.failures} == {"a", "b"}
 
 
@@ -86,7 +88,7 @@ async def test_debate_shows_each_member_the_others_last_answers() -> None:
 
     a, b, c = ScriptedBackend("a", stubborn), ScriptedBackend("b", persuadable), ScriptedBackend("c", stubborn)
     ask = asker(a, b, c)
-    thought = await THINKERS["debate"](ask, Q, "a", ["b", "c"], Options(rounds=2))
+    thought = await THINKERS["debate"](ask, MESSAGES, "a", ["b", "c"], Options(rounds=2))
     assert len(b.bodies) == 2
     round2 = last_text(b.bodies[1])
     assert "--- a ---\n42" in round2 and "--- c ---\n42" in round2 and "--- b ---" not in round2
@@ -97,11 +99,11 @@ async def test_debate_shows_each_member_the_others_last_answers() -> None:
 
 async def test_a_failed_lead_fails_solo() -> None:
     with pytest.raises(MemberFailure):
-        await THINKERS["solo"](asker(FakeBackend("a", fail="boom")), Q, "a", [], Options())
+        await THINKERS["solo"](asker(FakeBackend("a", fail="boom")), MESSAGES, "a", [], Options())
 
 
 def call(stream: bool = False) -> Call:
-    return Call(body={"model": "duo", "messages": Q}, model="duo", stream=stream, include_usage=True,
+    return Call(request=Request.of({"model": "duo", "messages": Q}), model="duo", stream=stream, include_usage=True,
                 id="chatcmpl-1", created=1)
 
 

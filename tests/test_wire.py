@@ -11,6 +11,7 @@ from routing import answers
 from routing.budget import Budget
 from routing.core import CouncilReport, Event, Result, UsageEvent
 from routing.member import Members
+from routing.request import Request
 from routing.sse import data_events
 from routing.tokens import Usage
 from tests.fakes import FakeBackend
@@ -74,7 +75,7 @@ def test_the_chat_writer_sends_usage_only_when_asked_and_closes_open_choices_fir
 
 async def test_usage_is_estimated_and_says_so_when_the_server_reports_none() -> None:
     class Silent(FakeBackend):
-        async def stream(self, body: dict[str, Any], model: str | None = None) -> AsyncIterator[Event]:
+        async def stream(self, req: Request, model: str | None = None) -> AsyncIterator[Event]:
             for w in ("one", " two", " three"):
                 for e in answers.events(self.name, _chunk({"content": w})):
                     yield e
@@ -83,7 +84,7 @@ async def test_usage_is_estimated_and_says_so_when_the_server_reports_none() -> 
 
     members = Members({"s": Silent("s")}, Budget())
     body = {"messages": [{"role": "user", "content": "x" * 40}]}
-    said = [e async for e in members.stream("s", body)]
+    said = [e async for e in members.stream("s", Request.of(body))]
     assert not any(isinstance(e, UsageEvent) for e in said), "the usage goes to the report, not the client"
     r = members.reports[0]
     assert r.usage_estimated and r.usage == Usage(10, 3, 13)

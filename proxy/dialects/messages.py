@@ -27,6 +27,7 @@ from routing.core import (
     ToolCallDelta,
     UsageEvent,
 )
+from routing.request import Request
 from routing.tokens import ZERO, Usage, estimate_tokens
 from routing.wire import prompt_text
 
@@ -187,7 +188,7 @@ class Messages:
 def count_tokens(body: Json) -> int:
     """An estimate of the prompt's tokens (about four characters each): system, messages and tools."""
     chat = to_chat({**body, "max_tokens": body.get("max_tokens") or 1, "stream": False})
-    text = prompt_text(chat)
+    text = prompt_text(Request.of(chat).messages)
     if chat.get("tools"):
         text += _encode(chat["tools"]).decode()
     for m in chat["messages"]:

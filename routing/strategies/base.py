@@ -11,6 +11,7 @@ from routing.backends import Backend
 from routing.budget import Budget
 from routing.core import Event, Heartbeat, ReasoningDelta, Result
 from routing.fanout import stop
+from routing.request import Request
 
 Json = dict[str, Any]
 T = TypeVar("T")
@@ -20,16 +21,16 @@ NESTED = "_nested"
 
 @dataclass(slots=True)
 class Call:
-    """One chat request as the engine sees it: the client's body, untouched, and what it asked for."""
+    """One request as the engine sees it: the canonical request, and how the client wants the answer."""
 
-    body: Json
+    request: Request
     model: str
     stream: bool
     include_usage: bool
     id: str
     created: int
     extras: Json = field(default_factory=dict)
-    """Shenron's own request options (`extra_body={"shenron": {...}}`), removed from `body`."""
+    """Shenron's own request options (`extra_body={"shenron": {...}}`), not forwarded."""
     budget: Budget = field(default_factory=Budget)
     may: Callable[[str], bool] = field(default=lambda model: True)
     """Whether the caller's key may reach a model: every virtual model a strategy reaches on its behalf

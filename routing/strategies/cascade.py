@@ -71,13 +71,15 @@ class Cascade:
 
     def inputs(self, call: Call) -> Json:
         """What the rules decide from, as recorded in the decision log (words as hashes, not the prompt)."""
-        return {"asked": bool(call.extras.get("validate")), "words": rules.word_hashes(wire.last_user_text(call.body))}
+        words = rules.word_hashes(wire.last_user_text(call.request.messages))
+        return {"asked": bool(call.extras.get("validate")), "words": words}
 
     def _first_call(self, call: Call) -> tuple[Call, bool]:
         """The call for `first`, asking for logprobs unless the client did; and whether the client did."""
-        wanted = bool(call.body.get("logprobs"))
+        wanted = bool(call.request.logprobs)
         asked = {"logprobs": True} if wanted else {"logprobs": True, "top_logprobs": 1}  # llama-cpp-python: both
-        first = dataclasses.replace(call, body={**call.body, **asked}, stream=False, extras=nested(call))
+        first = dataclasses.replace(call, request=msgspec.structs.replace(call.request, **asked), stream=False,
+                                    extras=nested(call))
         return first, wanted
 
     async def _second(self, call: Call, members: Members) -> str | None:
@@ -86,9 +88,8 @@ class Cascade:
         name = self.vm.second_opinion
         if name is None:
             return None
-        body = {k: v for k, v in call.body.items() if k not in ("stream", "stream_options")}
         try:
-            reply = await members.ask(name, body, role="second-opinion", lone=True)
+            reply = await members.ask(name, call.request, role="second-opinion", lone=True)
         except MemberFailure:
             return None
         return reply.answer.text

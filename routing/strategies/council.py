@@ -10,6 +10,9 @@ import functools
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
+from typing import Any
+
+import msgspec
 
 from routing import rules, wire
 from routing.config import Config
@@ -19,8 +22,9 @@ from routing.fanout import FanOut, Outcome, fan_out, ordered
 from routing.member import Members
 from routing.models import CouncilModel
 from routing.report import Timer
+from routing.request import Request
 from routing.samples import samples
-from routing.strategies.base import Backends, Call, Json, waiting
+from routing.strategies.base import Backends, Call, waiting
 from routing.synthesis import chairman_messages, judge_messages, judge_pick
 from routing.tokens import ZERO, Usage
 from routing.vote import (
@@ -77,19 +81,18 @@ class Council:
             if greedy and s not in vm.weights:
                 self.weights[s] = vm.greedy_weight
 
-    def _body(self, body: Json, sample: str) -> Json:
+    def _request(self, req: Request, sample: str) -> Request:
         """A member's own request: one of several samples of a backend gets its own seed (and the
         model's `sample-temperature` unless the client set one); logprobs when ties are broken by them."""
-        out = body
+        changes: dict[str, Any] = {}
         if sample in self.sampled:
             n, temperature = self.sampled[sample]
-            seed = body.get("seed")
-            out = {**body, "seed": (seed if isinstance(seed, int) else 0) + n}
-            if body.get("temperature") is None and temperature is not None:
-                out["temperature"] = temperature
-        if self.vm.tie_break == "logprob" and not body.get("logprobs"):
-            out = {**out, "logprobs": True, "top_logprobs": 1}  # llama-cpp-python needs both
-        return out
+            changes["seed"] = (req.seed or 0) + n
+            if req.temperature is None and temperature is not None:
+                changes["temperature"] = temperature
+        if self.vm.tie_break == "logprob" and not req.logprobs:
+            changes |= {"logprobs": True, "top_logprobs": 1}  # llama-cpp-python needs both
+        return msgspec.structs.replace(req, **changes) if changes else req
 
     @classmethod
     def from_config(cls, name: str, vm: CouncilModel, backends: Backends, cfg: Config | None = None) -> Council:
@@ -99,8 +102,8 @@ class Council:
     def _late(self) -> str:
         return f"no answer within the council's {self.vm.timeout_s:g}s"
 
-    async def _ask(self, members: Members, sample: str, body: Json) -> Reply:
-        return await members.ask(self.backend_of[sample], body, shown=sample, weight=self.weights[sample],
+    async def _ask(self, members: Members, sample: str, req: Request) -> Reply:
+        return await members.ask(self.backend_of[sample], req, shown=sample, weight=self.weights[sample],
                                  need=Answer.says_something)
 
     def _ballots(self, outcomes: dict[str, Outcome[Reply]]) -> list[Ballot]:
@@ -120,8 +123,8 @@ class Council:
 
     async def deliberate(self, call: Call) -> Verdict:
         members = Members(self.backends, call.budget)
-        calls = {s: functools.partial(self._ask, members, s, self._body(call.body, s)) for s in self.names}
-        question = wire.last_user_text(call.body)
+        calls = {s: functools.partial(self._ask, members, s, self._request(call.request, s)) for s in self.names}
+        question = wire.last_user_text(call.request.messages)
         run: FanOut[Reply] = await fan_out(calls, self.vm.timeout_s, functools.partial(self._enough, question))
         ballots = self._ballots(run.outcomes)
         if len(ballots) < self.vm.min_answers:
@@ -144,7 +147,7 @@ class Council:
         rank = {n: i for i, n in enumerate(self.names)}
         members.reports.sort(key=lambda r: (r.status == "skipped", rank.get(r.name, len(rank))))
         answers = {o.member: o.result for o in run.outcomes.values() if o.result is not None}
-        if self.vm.tie_break == "logprob" and not call.body.get("logprobs"):
+        if self.vm.tie_break == "logprob" and not call.request.logprobs:
             for a in answers.values():  # asked for the tie-break, not by the client
                 for c in a.choices:
                     c.logprobs = None
@@ -187,13 +190,10 @@ class Council:
         the one member path (budget, guard, report); when it fails or names none, the vote's winner stands and
         the note says so. A tie-break shows it only the tied answers."""
         judge = who or self.vm.judge or self.vm.chairman or self.backend_of[self.names[0]]
-        body = {k: val for k, val in call.body.items() if k not in ("tools", "tool_choice", "functions", "n",
-                                                                    "stream", "stream_options", "logprobs",
-                                                                    "top_logprobs", "response_format")}
-        body["messages"] = judge_messages(call.body.get("messages") or [], [b.text for b in ballots])
-        body["temperature"] = 0
+        messages = judge_messages(call.request.messages, [b.text for b in ballots])
+        req = msgspec.structs.replace(call.request.plain(messages), temperature=0)
         try:
-            reply = await v.members.ask(judge, body, role="judge", lone=True)
+            reply = await v.members.ask(judge, req, role="judge", lone=True)
         except MemberFailure as e:
             v.note = f"judge {judge!r} failed ({e.reason}); the vote decided"
             return
@@ -230,10 +230,10 @@ class Council:
             clusters=clusters, latency_ms=timer.ms(), note=note,
         ).totalled()
 
-    def _chairman_body(self, call: Call, v: Verdict) -> Json:
-        body = {k: val for k, val in call.body.items() if k not in ("tools", "tool_choice", "functions", "n")}
-        body["messages"] = chairman_messages(call.body.get("messages") or [], v.clusters)
-        return body
+    def _chairman_request(self, call: Call, v: Verdict) -> Request:
+        """The chairman answers the client in its stead: in the format and with the logprobs it asked for."""
+        messages = chairman_messages(call.request.messages, v.clusters)
+        return call.request.plain(messages, keep=("response_format", "logprobs", "top_logprobs"))
 
     def _wants_synthesis(self, v: Verdict) -> bool:
         """A chairman is asked unless the winner is a tool call; with the budget spent it is reported skipped."""
@@ -257,7 +257,7 @@ class Council:
         if self._wants_synthesis(v):
             chair = self.vm.chairman or ""
             try:
-                reply = await v.members.ask(chair, self._chairman_body(call, v), role="chairman", lone=True)
+                reply = await v.members.ask(chair, self._chairman_request(call, v), role="chairman", lone=True)
                 winner, decided_by, usage = chair, "synthesis", reply.usage
             except MemberFailure as e:
                 note = self._chair_failed(e)
@@ -275,7 +275,7 @@ class Council:
         synthesized = False
         if self._wants_synthesis(v):
             chair = self.vm.chairman or ""
-            async with aclosing(v.members.stream(chair, self._chairman_body(call, v), role="chairman",
+            async with aclosing(v.members.stream(chair, self._chairman_request(call, v), role="chairman",
                                                  lone=True)) as events:
                 try:
                     first = await anext(events)

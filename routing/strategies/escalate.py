@@ -18,6 +18,8 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field
 
+import msgspec
+
 from routing import sandbox
 from routing.config import Config
 from routing.core import (
@@ -36,7 +38,8 @@ from routing.errors import AllMembersFailed, MemberFailure
 from routing.judging import Code, extract_code, parse_verdict, weighted_score
 from routing.models import CheckConfig, EscalateModel, Rung
 from routing.report import Timer, cost
-from routing.strategies.base import Backends, Call, Json, narrate
+from routing.request import Message
+from routing.strategies.base import Backends, Call, narrate
 from routing.strategies.thinking import usage_of
 from routing.thinking import PARTNERS, THINKERS, Asker, Options, calls
 from routing.tokens import ZERO, Usage, estimate_tokens
@@ -73,31 +76,25 @@ class Ladder:
     passed: Attempt | None = None
 
 
-def _task(messages: list[Json]) -> str:
+def _task(messages: list[Message]) -> str:
     """The request as the validators see it: the conversation's user turns, the last one last."""
-    parts = []
-    for m in messages:
-        if m.get("role") in ("user", "system", "developer"):
-            content = m.get("content")
-            if isinstance(content, list):
-                content = "\n".join(p.get("text", "") for p in content if isinstance(p, dict))
-            parts.append(str(content or ""))
-    return "\n\n".join(parts)
+    return "\n\n".join(m.text for m in messages if m.role in ("user", "system", "developer"))
 
 
-def instructed(messages: list[Json], text: str) -> list[Json]:
+def instructed(messages: list[Message], text: str) -> list[Message]:
     """The messages with our instructions in the system message (one system message: some templates refuse two)."""
-    if messages and messages[0].get("role") in ("system", "developer") and isinstance(messages[0].get("content"), str):
-        return [{**messages[0], "content": f"{text}\n\n{messages[0]['content']}"}, *messages[1:]]
-    return [{"role": "system", "content": text}, *messages]
+    first = messages[0] if messages else None
+    if first is not None and first.role in ("system", "developer") and isinstance(first.content, str):
+        return [msgspec.structs.replace(first, content=f"{text}\n\n{first.content}"), *messages[1:]]
+    return [Message("system", text), *messages]
 
 
-def _feedback(last: Attempt, pass_score: float) -> list[Json]:
+def _feedback(last: Attempt, pass_score: float) -> list[Message]:
     r = last.report
     if last.code is None:
-        return [{"role": "assistant", "content": last.answer},
-                {"role": "user", "content": "Your answer had no code block. Answer with the complete code in one "
-                                            "fenced code block."}]
+        return [Message("assistant", last.answer),
+                Message("user", "Your answer had no code block. Answer with the complete code in one fenced code "
+                                "block.")]
     said = []
     if r.compiled is False:
         said.append(f"It does not pass the compile check:\n```\n{r.check_output}\n```")
@@ -108,8 +105,7 @@ def _feedback(last: Attempt, pass_score: float) -> list[Json]:
     said.append(f"It scored {r.score:g} of 10; it needs {pass_score:g}. Fix every problem and answer with the "
                 "complete corrected code in one fenced code block.")
     fence = r.language or ""
-    return [{"role": "assistant", "content": f"```{fence}\n{last.code.text}```"},
-            {"role": "user", "content": "\n\n".join(said)}]
+    return [Message("assistant", f"```{fence}\n{last.code.text}```"), Message("user", "\n\n".join(said))]
 
 
 def final_text(best: Attempt, passed: bool, pass_score: float, tried: int) -> str:
@@ -150,10 +146,10 @@ class Escalate:
             return [p for p in rung.partners if p != rung.coder]
         return [v for v in self.validators[i] if v != rung.coder][:PARTNERS[rung.thinking]]
 
-    def _estimate(self, i: int, rung: Rung, messages: list[Json], call: Call) -> float:
+    def _estimate(self, i: int, rung: Rung, messages: list[Message], call: Call) -> float:
         """What the rung's next attempt would cost in the cloud, from the prompt's size and the expected answer."""
-        prompt = estimate_tokens(prompt_text({"messages": messages}))
-        out = int(call.body.get("max_completion_tokens") or call.body.get("max_tokens") or self.vm.expected_tokens)
+        prompt = estimate_tokens(prompt_text(messages))
+        out = call.request.max_completion_tokens or call.request.max_tokens or self.vm.expected_tokens
         lead_calls, partner_calls = calls(rung.thinking, self.vm.debate_rounds)
         thinkers = [(rung.coder, lead_calls)] + [(p, partner_calls) for p in self._partners(i, rung)]
         total = 0.0
@@ -165,11 +161,11 @@ class Escalate:
 
     async def _judge(self, ladder: Ladder, i: int, code: Code, check_output: str
                      ) -> tuple[dict[str, float], list[str], dict[str, str]]:
-        task = _task(ladder.call.body.get("messages") or [])
+        task = _task(ladder.call.request.messages)
         shown = f"\n\nCompile check output:\n{check_output}" if check_output else ""
-        messages = [{"role": "system", "content": VALIDATOR},
-                     {"role": "user", "content": f"Task:\n{task}\n\nCode ({code.language or 'unknown language'}):\n"
-                                                 f"```{code.language or ''}\n{code.text}```{shown}"}]
+        messages = [Message("system", VALIDATOR),
+                    Message("user", f"Task:\n{task}\n\nCode ({code.language or 'unknown language'}):\n"
+                                    f"```{code.language or ''}\n{code.text}```{shown}")]
         validators = self.validators[i]
         answers = await ladder.asker.poll(
             {v: functools.partial(ladder.asker.ask, v, messages, "validator", temperature=0) for v in validators},
@@ -191,15 +187,15 @@ class Escalate:
             issues += [f"{i_}" for i_ in verdict.issues if i_ not in issues]
         return scores, issues, invalid
 
-    def _coder_messages(self, ladder: Ladder) -> list[Json]:
+    def _coder_messages(self, ladder: Ladder) -> list[Message]:
         """What the coder is asked: our instructions, the conversation, and the last attempt's findings."""
         lang_hint = f" (```{ladder.language})" if ladder.language else ""
-        messages = instructed(list(ladder.call.body.get("messages") or []), CODER.format(lang=lang_hint))
+        messages = instructed(ladder.call.request.messages, CODER.format(lang=lang_hint))
         if ladder.attempts:
             messages += _feedback(ladder.attempts[-1], self.vm.pass_score)
         return messages
 
-    async def _attempt(self, ladder: Ladder, messages: list[Json], n: int, i: int, rung: Rung) -> Attempt:
+    async def _attempt(self, ladder: Ladder, messages: list[Message], n: int, i: int, rung: Rung) -> Attempt:
         t = Timer()
         before = len(ladder.asker.reports)
         opts = Options(rounds=self.vm.debate_rounds, weights={m: b.cfg.weight for m, b in self.backends.items()})
@@ -273,7 +269,7 @@ class Escalate:
         budget = call.budget
         if self.vm.cloud_budget_usd is not None:
             budget.cap(self.vm.cloud_budget_usd)
-        asker = Asker.for_body(self.backends, budget, call.body)
+        asker = Asker.for_request(self.backends, budget, call.request)
         lang = call.extras.get("language") if isinstance(call.extras.get("language"), str) else self.vm.language
         return Ladder(call, asker, sandbox.language(lang, self.checks))
 

@@ -55,7 +55,7 @@ class Single:
         lone = len(self.order) == 1
         for name in self.order:
             try:
-                reply = await members.ask(name, call.body, model=self.model, lone=lone)
+                reply = await members.ask(name, call.request, model=self.model, lone=lone)
             except MemberFailure as e:
                 self._failed(e, failures)
                 continue
@@ -68,7 +68,7 @@ class Single:
         failures: list[MemberFailure] = []
         lone = len(self.order) == 1
         for name in self.order:
-            async with aclosing(members.stream(name, call.body, model=self.model, lone=lone)) as events:
+            async with aclosing(members.stream(name, call.request, model=self.model, lone=lone)) as events:
                 try:
                     first = await anext(events)
                 except MemberFailure as e:

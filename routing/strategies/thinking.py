@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import aclosing
-from typing import Any
 
 from routing.config import Config
 from routing.core import Answer, CouncilReport, Event, Reply, Report, Result, UsageEvent, replay
@@ -46,7 +45,7 @@ class ThinkingStrategy:
         return cls(name, vm, backends)
 
     async def _run(self, call: Call, asker: Asker) -> Thought:
-        messages: list[Any] = call.body.get("messages") or []
+        messages = call.request.messages
         return await self.think(asker, messages, self.vm.members[0], self.vm.members[1:], self.opts)
 
     def _report(self, asker: Asker, thought: Thought, timer: Timer) -> CouncilReport:
@@ -59,14 +58,14 @@ class ThinkingStrategy:
 
     async def complete(self, call: Call) -> Result:
         timer = Timer()
-        asker = Asker.for_body(self.backends, call.budget, call.body)
+        asker = Asker.for_request(self.backends, call.budget, call.request)
         thought = await self._run(call, asker)
         return Result(Reply([Answer(text=thought.text)], usage_of(asker)), self._report(asker, thought, timer))
 
     async def stream(self, call: Call) -> AsyncIterator[Event]:
         timer = Timer()
         lines: asyncio.Queue[str] = asyncio.Queue()
-        asker = Asker.for_body(self.backends, call.budget, call.body)
+        asker = Asker.for_request(self.backends, call.budget, call.request)
         asker.progress = lines.put_nowait
         lines.put_nowait(f"{self.label} · {self.vm.members[0]} leads")
         work = asyncio.create_task(self._run(call, asker))

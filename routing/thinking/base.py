@@ -14,6 +14,8 @@ from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import msgspec
+
 from routing import wire
 from routing.backends import Backend
 from routing.budget import Budget
@@ -21,13 +23,11 @@ from routing.core import MemberReport
 from routing.errors import AllMembersFailed, MemberFailure
 from routing.fanout import fan_out, ordered
 from routing.member import Members
+from routing.request import Message, Request
 from routing.vote import Ballot, agreement, cluster, ranked
 
 Json = dict[str, Any]
-Messages = list[Json]
-DROPPED = ("messages", "stream", "stream_options", "tools", "tool_choice", "functions", "function_call", "n",
-           "parallel_tool_calls", "response_format", "logprobs", "top_logprobs")
-"""Request fields a member's inner call does not carry: it is asked for text, once."""
+Messages = list[Message]
 
 
 @dataclass
@@ -36,13 +36,14 @@ class Asker:
     reports keep every call."""
 
     members: Members
-    template: Json
+    template: Request
+    """The client's request as a member's inner call carries it: asked for text, once (`Request.plain`)."""
     progress: Callable[[str], None] = lambda line: None
     """Called with a line of progress (streamed as reasoning)."""
 
     @classmethod
-    def for_body(cls, backends: Mapping[str, Backend], budget: Budget, body: Json) -> Asker:
-        return cls(Members(backends, budget), {k: v for k, v in body.items() if k not in DROPPED})
+    def for_request(cls, backends: Mapping[str, Backend], budget: Budget, req: Request) -> Asker:
+        return cls(Members(backends, budget), req.plain([]))
 
     @property
     def backends(self) -> Mapping[str, Backend]:
@@ -58,7 +59,8 @@ class Asker:
 
     async def ask(self, member: str, messages: Messages, role: str, **overrides: Any) -> str:
         """The member's text answer; raises MemberFailure (recorded) when it cannot give one."""
-        reply = await self.members.ask(member, {**self.template, **overrides, "messages": messages}, role=role,
+        req = msgspec.structs.replace(self.template, messages=messages, **overrides)
+        reply = await self.members.ask(member, req, role=role,
                                        need=lambda a: bool((a.text or "").strip()))
         return reply.answer.text or ""
 
@@ -101,7 +103,7 @@ def majority(answers: Mapping[str, str], weights: Mapping[str, float], similarit
     """The member whose answer leads the (weighted) vote, and the agreement behind it (claims are read
     against the last user message of `messages`)."""
     ballots = [Ballot(m, weights.get(m, 1.0), i, text, ()) for i, (m, text) in enumerate(answers.items())]
-    clusters = cluster(ballots, similarity, wire.last_user_text({"messages": messages or []}))
+    clusters = cluster(ballots, similarity, wire.last_user_text(messages or []))
     return ranked(clusters)[0].representative.member, agreement(clusters)
 
 

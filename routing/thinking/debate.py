@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import functools
 
+from routing.request import Message
 from routing.thinking.base import Asker, Messages, Options, Thought, majority, nobody
 
 
 def rebuttal_messages(messages: Messages, own: str, others: dict[str, str], round_no: int) -> Messages:
     shown = "\n\n".join(f"--- {name} ---\n{text}" for name, text in others.items())
-    return [*messages, {"role": "assistant", "content": own},
-            {"role": "user", "content": f"Round {round_no} of a debate. Other participants answered:\n\n{shown}\n\n"
-             "Weigh their arguments against yours. Then give your complete final answer; change it only "
-             "where they are right."}]
+    return [*messages, Message("assistant", own),
+            Message("user", f"Round {round_no} of a debate. Other participants answered:\n\n{shown}\n\n"
+                    "Weigh their arguments against yours. Then give your complete final answer; change it only "
+                    "where they are right.")]
 
 
 async def think(asker: Asker, messages: Messages, lead: str, partners: list[str], opts: Options) -> Thought:

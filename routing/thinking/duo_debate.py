@@ -7,6 +7,7 @@ fails, the proposal stands too. Only a failed proposal fails the whole.
 from __future__ import annotations
 
 from routing.errors import MemberFailure
+from routing.request import Message
 from routing.thinking.base import Asker, Messages, Options, Thought
 
 CRITIC = ("You are reviewing another assistant's answer to the conversation below. List its mistakes, gaps and "
@@ -14,24 +15,18 @@ CRITIC = ("You are reviewing another assistant's answer to the conversation belo
 
 
 def _conversation(messages: Messages) -> str:
-    lines = []
-    for m in messages:
-        content = m.get("content")
-        if isinstance(content, list):
-            content = "\n".join(p.get("text", "") for p in content if isinstance(p, dict))
-        lines.append(f"{m.get('role', 'user')}: {content or ''}")
-    return "\n\n".join(lines)
+    return "\n\n".join(f"{m.role}: {m.text}" for m in messages)
 
 
 def critique_messages(messages: Messages, proposal: str) -> Messages:
-    return [{"role": "system", "content": CRITIC},
-            {"role": "user", "content": f"Conversation:\n{_conversation(messages)}\n\nAnswer to review:\n{proposal}"}]
+    return [Message("system", CRITIC),
+            Message("user", f"Conversation:\n{_conversation(messages)}\n\nAnswer to review:\n{proposal}")]
 
 
 def refine_messages(messages: Messages, proposal: str, critique: str) -> Messages:
-    return [*messages, {"role": "assistant", "content": proposal},
-            {"role": "user", "content": "A reviewer found these problems in your answer:\n\n" + critique
-             + "\n\nAnswer again, completely, fixing every valid point. Give only the improved answer."}]
+    return [*messages, Message("assistant", proposal),
+            Message("user", "A reviewer found these problems in your answer:\n\n" + critique
+                    + "\n\nAnswer again, completely, fixing every valid point. Give only the improved answer.")]
 
 
 async def think(asker: Asker, messages: Messages, lead: str, partners: list[str], opts: Options) -> Thought:

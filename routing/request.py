@@ -1,0 +1,110 @@
+"""The canonical request: what every dialect's request becomes and what every backend kind writes
+to its own wire.
+
+Fields the engine reads are typed, in the order of OpenAI's chat completions reference; every
+other field the client sent stays in `extra`, verbatim, and is forwarded (vendor options arrive
+that way). A message keeps its content parts and tool calls as the API defines them. How the
+answer is delivered (`stream`, `stream_options`) is the call's business, not the request's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+Json = dict[str, Any]
+
+
+class Message(msgspec.Struct, omit_defaults=True):
+    role: str
+    content: str | list[Json] | None = None
+    """Text, or content parts (`text`, `image_url`, `input_audio`, `file`) as the chat API defines them."""
+    name: str | None = None
+    tool_calls: list[Json] | None = None
+    tool_call_id: str | None = None
+    reasoning_content: str | None = None
+    extra: Json = {}
+    """The message's other fields, verbatim."""
+
+    @classmethod
+    def of(cls, m: Json) -> Message:
+        """From a chat message already checked at the edge (`proxy.requests`)."""
+        known = {k: m[k] for k in MESSAGE_FIELDS if m.get(k) is not None}
+        return cls(**known, extra={k: v for k, v in m.items() if k not in MESSAGE_FIELDS})
+
+    @property
+    def text(self) -> str:
+        """Its text: the content string, or its text parts joined (images and the like carry none)."""
+        if isinstance(self.content, list):
+            return "\n".join(p["text"] for p in self.content if isinstance(p, dict) and isinstance(p.get("text"), str))
+        return self.content or ""
+
+    def chat(self) -> Json:
+        out: Json = {**self.extra, "role": self.role, "content": self.content}
+        for key in ("name", "tool_calls", "tool_call_id", "reasoning_content"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        return out
+
+
+MESSAGE_FIELDS = ("role", "content", "name", "tool_calls", "tool_call_id", "reasoning_content")
+DELIVERY = frozenset({"stream", "stream_options"})
+
+
+class Request(msgspec.Struct, omit_defaults=True, kw_only=True):
+    messages: list[Message]
+    frequency_penalty: float | None = None
+    logprobs: bool | None = None
+    max_completion_tokens: int | None = None
+    max_tokens: int | None = None
+    n: int | None = None
+    parallel_tool_calls: bool | None = None
+    presence_penalty: float | None = None
+    reasoning_effort: str | None = None
+    response_format: Json | None = None
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    temperature: float | None = None
+    tool_choice: str | Json | None = None
+    tools: list[Json] | None = None
+    top_logprobs: int | None = None
+    top_p: float | None = None
+    # the client's other fields, forwarded as they came
+    extra: Json = {}
+
+    @classmethod
+    def of(cls, body: Json) -> Request:
+        """From a chat completions body already checked at the edge; `model` and delivery are the call's."""
+        known = {k: body[k] for k in FIELDS if body.get(k) is not None}
+        known["messages"] = [Message.of(m) for m in body["messages"]]
+        return cls(**known, extra={k: v for k, v in body.items() if k not in FIELDS and k not in DELIVERY
+                                   and k != "model"})
+
+    def chat(self) -> Json:
+        """The chat completions body (without `model` and delivery): the OpenAI kind's wire."""
+        out: Json = {**self.extra, "messages": [m.chat() for m in self.messages]}
+        for key in FIELDS[1:]:
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        return out
+
+    def plain(self, messages: list[Message], *, keep: tuple[str, ...] = ()) -> Request:
+        """The request for an inner text call (a judge, a chairman, a critic): the same sampling, these
+        messages, and none of what shapes the client's own answer (tools, choices, logprobs, a response
+        format), except the fields named in `keep`."""
+        dropped = {k: None for k in ANSWER_SHAPE if k not in keep}
+        extra = {k: v for k, v in self.extra.items() if k not in LEGACY_TOOLS}
+        return msgspec.structs.replace(self, messages=messages, extra=extra, **dropped)
+
+
+FIELDS = tuple(f for f in Request.__struct_fields__ if f != "extra")
+ANSWER_SHAPE = ("tools", "tool_choice", "parallel_tool_calls", "n", "response_format", "logprobs", "top_logprobs")
+LEGACY_TOOLS = frozenset({"functions", "function_call"})
+
+
+def ask(text: str, **fields: Any) -> Request:
+    """A one-message request (health warm-ups, `shenron check`)."""
+    return Request(messages=[Message("user", text)], **fields)

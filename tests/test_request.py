@@ -1,0 +1,44 @@
+"""The canonical request: typed where the engine reads it, everything else forwarded as the client sent it."""
+
+from __future__ import annotations
+
+from routing.request import Message, Request
+
+BODY = {
+    "model": "full-council", "stream": True, "stream_options": {"include_usage": True},
+    "messages": [
+        {"role": "system", "content": "Be brief.", "cache_control": {"type": "ephemeral"}},
+        {"role": "user", "content": [{"type": "text", "text": "What is in"}, {"type": "text", "text": "this?"},
+                                     {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA"}}]},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "look", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "a cat"},
+    ],
+    "temperature": 0.3, "seed": 7, "tools": [{"type": "function", "function": {"name": "look"}}],
+    "tool_choice": "auto", "logprobs": True, "top_logprobs": 2, "response_format": {"type": "text"},
+    "x_vendor": {"keep": [1, 2]}, "functions": [{"name": "legacy"}],
+}
+
+
+def test_what_the_engine_does_not_read_reaches_the_backend_as_the_client_sent_it() -> None:
+    req = Request.of(BODY)
+    assert req.temperature == 0.3 and req.seed == 7 and req.logprobs is True
+    assert req.messages[1].text == "What is in\nthis?" and req.messages[2].tool_calls is not None
+    sent = req.chat()
+    assert sent["x_vendor"] == {"keep": [1, 2]} and sent["functions"] == [{"name": "legacy"}]
+    assert sent["messages"][0] == BODY["messages"][0], "a message's own extra fields travel with it"
+    assert sent["messages"][1:] == BODY["messages"][1:]
+    assert "stream" not in sent and "model" not in sent, "delivery and the model are the call's, not the request's"
+    expected = {k: v for k, v in BODY.items() if k not in ("model", "stream", "stream_options")}
+    assert sent == expected
+
+
+def test_an_inner_call_asks_for_text_only() -> None:
+    inner = Request.of(BODY).plain([Message("user", "Judge these.")])
+    sent = inner.chat()
+    for gone in ("tools", "tool_choice", "logprobs", "top_logprobs", "response_format", "functions"):
+        assert gone not in sent
+    assert sent["temperature"] == 0.3 and sent["seed"] == 7 and sent["x_vendor"] == {"keep": [1, 2]}
+    assert sent["messages"] == [{"role": "user", "content": "Judge these."}]
+    kept = Request.of(BODY).plain([], keep=("response_format",)).chat()
+    assert kept["response_format"] == {"type": "text"}
