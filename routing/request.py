@@ -30,8 +30,10 @@ class Message(msgspec.Struct, omit_defaults=True):
     @classmethod
     def of(cls, m: Json) -> Message:
         """From a chat message already checked at the edge (`proxy.requests`)."""
-        known = {k: m[k] for k in MESSAGE_FIELDS if m.get(k) is not None}
-        return cls(**known, extra={k: v for k, v in m.items() if k not in MESSAGE_FIELDS})
+        g = m.get
+        extra = {} if m.keys() <= _MESSAGE_KEYS else {k: v for k, v in m.items() if k not in _MESSAGE_KEYS}
+        return cls(m["role"], g("content"), g("name"), g("tool_calls"), g("tool_call_id"), g("reasoning_content"),
+                   extra)
 
     @property
     def text(self) -> str:
@@ -41,15 +43,20 @@ class Message(msgspec.Struct, omit_defaults=True):
         return self.content or ""
 
     def chat(self) -> Json:
-        out: Json = {**self.extra, "role": self.role, "content": self.content}
-        for key in ("name", "tool_calls", "tool_call_id", "reasoning_content"):
-            value = getattr(self, key)
-            if value is not None:
-                out[key] = value
+        out: Json = {**self.extra, "role": self.role, "content": self.content} if self.extra else \
+            {"role": self.role, "content": self.content}
+        if self.name is not None:
+            out["name"] = self.name
+        if self.tool_calls is not None:
+            out["tool_calls"] = self.tool_calls
+        if self.tool_call_id is not None:
+            out["tool_call_id"] = self.tool_call_id
+        if self.reasoning_content is not None:
+            out["reasoning_content"] = self.reasoning_content
         return out
 
 
-MESSAGE_FIELDS = ("role", "content", "name", "tool_calls", "tool_call_id", "reasoning_content")
+_MESSAGE_KEYS = frozenset(("role", "content", "name", "tool_calls", "tool_call_id", "reasoning_content"))
 DELIVERY = frozenset({"stream", "stream_options"})
 
 
