@@ -213,6 +213,9 @@ def create_app(cfg: Config) -> Litestar:
             app.state.update(router=router, store=store, gate=gate, books=books, metrics=m, cache=response_cache)
             await router.refresh()
             stack.callback(router.decisions.close)
+            if router.fleet:
+                await router.fleet.heartbeat(int(router.fleet.interval_s() * 3000))  # seen by the others at once
+                stack.push_async_callback(router.fleet.close)
             tasks = [asyncio.create_task(router.refresh_forever(cfg.server.models_refresh_s)),
                      asyncio.create_task(router.watch_forever())]
             try:

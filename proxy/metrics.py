@@ -45,6 +45,12 @@ class Metrics:
         self.gpu_inflight = Gauge("shenron_gpu_inflight", "Requests running on each GPU pool.", ["gpu"], registry=r)
         self.gpu_queued = Gauge("shenron_gpu_queued", "Requests waiting for a slot on each GPU pool.", ["gpu"],
                                 registry=r)
+        self.fleet_redis_up = Gauge("shenron_fleet_redis_up", "1 while the replicas' shared Redis answers (GPU slots "
+                                    "shared); 0: this replica keeps to its share.", registry=r)
+        self.fleet_replicas = Gauge("shenron_fleet_replicas", "Replicas of Shenron alive at the last heartbeat.",
+                                    registry=r)
+        self.fleet_round_trips = Gauge("shenron_fleet_redis_round_trips", "Redis calls made for GPU slots and "
+                                       "heartbeats since start.", registry=r)
 
     def child(self, metric: Any, *labels: str) -> Any:
         """`metric.labels(*labels)`, remembered: prometheus-client's lookup takes a lock and rebuilds the
@@ -86,5 +92,9 @@ class Metrics:
                     self.backend_up.labels(name).set(1 if g.state == "closed" and not g.loading else 0)
             for gpu, pool in health.pools.items():
                 self.gpu_inflight.labels(gpu).set(pool.inflight)
-                self.gpu_queued.labels(gpu).set(sum(1 for w in pool.waiters if not w.done()))
+                self.gpu_queued.labels(gpu).set(pool.queued)
+            if health.fleet is not None:
+                self.fleet_redis_up.set(1 if health.fleet.online else 0)
+                self.fleet_replicas.set(health.fleet.replicas)
+                self.fleet_round_trips.set(health.fleet.round_trips)
         return generate_latest(self.registry)

@@ -84,6 +84,18 @@ def _decisions(books: Books) -> str:
     return f"<table>{head}{''.join(rows) or '<tr><td colspan=8>no requests yet</td></tr>'}</table>"
 
 
+def _fleet(router: Router) -> str:
+    fleet = router.fleet
+    if fleet is None:
+        return '<div class="tile">fleet<b>this process</b><span class="muted">GPU slots counted here only</span></div>'
+    if fleet.online:
+        return (f'<div class="tile">fleet<b>{fleet.replicas} replica(s)</b>'
+                '<span class="ok">Redis: GPU slots shared</span></div>')
+    return (f'<div class="tile">fleet<b>{fleet.replicas} replica(s)</b><span class="bad">Redis unreachable since '
+            f'{_ago(fleet.offline_since or time.time())}</span> <span class="muted">keeping to this replica\'s '
+            f'share of each GPU; {_e(fleet.last_error)}</span></div>')
+
+
 def render(router: Router, books: Books, spend_today: tuple[int, float, float], store: str) -> str:
     inflight = sum(books.inflight.values())
     per_model = ", ".join(f"{_e(m)}: {n}" for m, n in books.inflight.items() if n) or "none"
@@ -93,7 +105,8 @@ def render(router: Router, books: Books, spend_today: tuple[int, float, float], 
              f'<div class="tile">in flight<b>{inflight}</b><span class="muted">{per_model}</span></div>'
              f'<div class="tile">spend today (UTC)<b>${local + cloud:.4f}</b>'
              f'<span class="muted">cloud ${cloud:.4f} · local ${local:.4f}</span></div>'
-             f'<div class="tile">tokens today<b>{tokens}</b></div>')
+             f'<div class="tile">tokens today<b>{tokens}</b></div>'
+             + _fleet(router))
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>Shenron status</title>"
             f'<meta http-equiv="refresh" content="{REFRESH_S}"><meta name=viewport content="width=device-width">'
             f"<style>{STYLE}</style></head><body><h1>Shenron</h1>"

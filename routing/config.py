@@ -97,7 +97,10 @@ def _public(url: str) -> bool:
 class GpuConfig(_Base):
     vram_gb: float
     max_concurrent: int | None = None
-    """Requests admitted at once to the members on this GPU; others queue (the wait is in the metadata)."""
+    """Requests admitted at once to the members on this GPU; others queue (the wait is in the metadata).
+    With `[store] redis-url` it holds across every replica of Shenron, not per process."""
+    lease_s: float = 30.0
+    """With Redis: how long a slot of a replica that died or hangs stays taken before others get it."""
 
 
 class Config(_Base):

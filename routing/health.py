@@ -23,6 +23,7 @@ import httpx
 from routing import request, rules
 from routing.config import BackendConfig, Config
 from routing.errors import MemberFailure, UpstreamStatus
+from routing.fleet import Fleet, SharedPool
 
 if TYPE_CHECKING:
     from routing.backends import OpenAIBackend
@@ -67,6 +68,10 @@ class Pool:
         finally:
             self._release()
 
+    @property
+    def queued(self) -> int:
+        return sum(1 for w in self.waiters if not w.done())
+
     def _release(self) -> None:
         """Hand the slot straight to the next waiter (no overtaking), or free it."""
         while self.waiters:
@@ -91,7 +96,7 @@ def root_url(url: str) -> str:
 class Guard:
     """One backend's health and admission, shared by every request."""
 
-    def __init__(self, name: str, cfg: BackendConfig, pool: Pool | None = None, threshold: int = 3,
+    def __init__(self, name: str, cfg: BackendConfig, pool: Pool | SharedPool | None = None, threshold: int = 3,
                  open_s: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.name = name
         self.cfg = cfg
@@ -165,11 +170,15 @@ class Guard:
 class Health:
     """Probes every backend on a timer and keeps `keep-alive` members loaded."""
 
-    def __init__(self, cfg: Config, backends: dict[str, OpenAIBackend], client: httpx.AsyncClient) -> None:
+    def __init__(self, cfg: Config, backends: dict[str, OpenAIBackend], client: httpx.AsyncClient,
+                 fleet: Fleet | None = None) -> None:
         self.cfg = cfg
         self.client = client
         self.backends = backends
-        self.pools = {name: Pool(name, g.max_concurrent) for name, g in cfg.gpus.items()}
+        self.fleet = fleet
+        self.pools: dict[str, Pool | SharedPool] = {
+            name: SharedPool(name, g.max_concurrent, fleet, g.lease_s) if fleet else Pool(name, g.max_concurrent)
+            for name, g in cfg.gpus.items()}
         self._warming: asyncio.Task[None] | None = None
         self.guards: dict[str, Guard] = {}
         for name, b in backends.items():

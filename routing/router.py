@@ -14,6 +14,7 @@ import httpx
 from routing import backends as backends_mod
 from routing.config import Config
 from routing.errors import MemberFailure, ModelNotFound, NoBackends
+from routing.fleet import Fleet
 from routing.governor import DecisionLog, Governed, mem_available_pct
 from routing.health import Health
 from routing.models import CascadeModel
@@ -35,7 +36,9 @@ class Router:
         self.backends = {n: backends_mod.build(n, b, own.get(n, client)) for n, b in cfg.backends.items()}
         self.kinds = frozenset(b.kind for b in cfg.backends.values())
         """The backend kinds configured (a dialect goes natively only where its kind is among them)."""
-        self.health = Health(cfg, self.backends, client)
+        self.fleet = Fleet(cfg.store.redis_url, cfg.store.redis_prefix) if cfg.store.redis_url else None
+        """What the replicas agree on through Redis (GPU slots); None: this process is on its own."""
+        self.health = Health(cfg, self.backends, client, self.fleet)
         self.decisions = DecisionLog(cfg.server.decision_log)
         self.mem_available_pct: float | None = mem_available_pct()
         """Read by the health loop, not per request."""
@@ -68,13 +71,16 @@ class Router:
         """Health probes, warm-up, and the host's available memory, on the health timer."""
         self.mem_available_pct = mem_available_pct()
         task = asyncio.create_task(self.health.run_forever())
+        fleet = asyncio.create_task(self.fleet.run_forever()) if self.fleet else None
         try:
             while True:
                 await asyncio.sleep(self.cfg.server.health_interval_s)
                 self.mem_available_pct = mem_available_pct()
         finally:
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            if fleet:
+                fleet.cancel()
+            await asyncio.gather(task, *([fleet] if fleet else []), return_exceptions=True)
             await self.health.close()
 
     def resolve(self, model: str, visible: Callable[[str], bool] = lambda _: True) -> Strategy:

@@ -22,6 +22,9 @@ class Upstream:
     def __init__(self, args: argparse.Namespace) -> None:
         self.a = args
         self.requests = 0
+        self.inflight = 0
+        self.peak = 0
+        """The most chat requests it ever had in flight at once (GET /stats): what a GPU would have held."""
 
     def log(self, **event: Any) -> None:
         if self.a.log:
@@ -41,6 +44,9 @@ class Upstream:
         if path.endswith("/models"):
             return await self.json(send, 200, {"object": "list", "data": [
                 {"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in self.a.models.split(",")]})
+        if path == "/stats":
+            return await self.json(send, 200, {"requests": self.requests, "inflight": self.inflight,
+                                               "peak": self.peak})
         if path == "/health":
             if self.a.loading:  # llama.cpp's answer while it loads the model
                 return await self.json(send, 503, {"error": {"code": 503, "message": "Loading model",
@@ -57,6 +63,14 @@ class Upstream:
                 break
         req = json.loads(body)
         self.requests += 1
+        self.inflight += 1
+        self.peak = max(self.peak, self.inflight)
+        try:
+            await self.serve(req, kind, send, receive)
+        finally:
+            self.inflight -= 1
+
+    async def serve(self, req: dict[str, Any], kind: str, send: Any, receive: Any) -> None:
         self.log(event="request", body=req)
         if self.a.loading:
             return await self.json(send, 503, {"error": {"code": 503, "message": "Loading model",

@@ -1,0 +1,230 @@
+"""Several replicas of Shenron over one GPU: `max-concurrent` holds across all of them through Redis, a
+replica that dies frees its slots when its leases run out, and a Redis that blinks fails no request."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from routing.fleet import Fleet, SharedPool
+from tests.procs import Proc, fake_upstream, free_port, running, shenron
+from tests.services import need, redis_prefix, redis_url  # noqa: F401
+
+pytestmark = pytest.mark.integration
+
+
+class Gpu:
+    """Counts what is running on it at once, as a GPU's memory would."""
+
+    def __init__(self) -> None:
+        self.now = 0
+        self.peak = 0
+
+    @contextlib.asynccontextmanager
+    async def busy(self, pool: SharedPool, seconds: float) -> AsyncIterator[int]:
+        async with pool.slot() as waited:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+            try:
+                await asyncio.sleep(seconds)
+                yield waited
+            finally:
+                self.now -= 1
+
+
+async def _replicas(url: str, prefix: str, n: int, max_concurrent: int, lease_s: float = 30) -> list[SharedPool]:
+    pools = []
+    for _ in range(n):
+        fleet = Fleet(url, prefix)
+        pools.append(SharedPool("gpu0", max_concurrent, fleet, lease_s))
+    for _ in range(2):  # the second round counts every replica the first one registered
+        for p in pools:
+            await p.fleet.heartbeat(10_000)
+    return pools
+
+
+async def _close(pools: list[SharedPool]) -> None:
+    for p in pools:
+        await p.fleet.close()
+
+
+async def test_max_concurrent_holds_across_replicas(redis_url: str, redis_prefix: str) -> None:  # noqa: F811
+    for n in (2, 4):
+        pools = await _replicas(redis_url, f"{redis_prefix}{n}:", n, max_concurrent=2)
+        gpu = Gpu()
+
+        async def one(pool: SharedPool, gpu: Gpu = gpu) -> None:
+            async with gpu.busy(pool, 0.05):
+                pass
+
+        try:
+            await asyncio.wait_for(asyncio.gather(*(one(pools[i % n]) for i in range(12))), 30)
+        finally:
+            await _close(pools)
+        assert gpu.peak == 2, f"{n} replicas put {gpu.peak} requests at once on a GPU of max-concurrent 2"
+        assert pools[0].fleet.replicas == n
+
+
+async def test_waiters_are_served_in_arrival_order_across_replicas(redis_url: str, redis_prefix: str) -> None:  # noqa: F811
+    a, b = await _replicas(redis_url, redis_prefix, 2, max_concurrent=1)
+    order: list[int] = []
+    try:
+        async with a.slot():
+            async def wait(pool: SharedPool, i: int) -> None:
+                async with pool.slot():
+                    order.append(i)
+
+            tasks = []
+            for i in range(6):
+                tasks.append(asyncio.create_task(wait((a, b)[i % 2], i)))
+                await asyncio.sleep(0.03)  # each has queued before the next arrives
+        await asyncio.wait_for(asyncio.gather(*tasks), 20)
+    finally:
+        await _close([a, b])
+    assert order == list(range(6))
+
+
+async def test_a_dead_replicas_slots_come_back_when_its_leases_run_out(redis_url: str, redis_prefix: str) -> None:  # noqa: F811
+    dead, alive = await _replicas(redis_url, redis_prefix, 2, max_concurrent=2, lease_s=1.0)
+    held = [dead.slot(), dead.slot()]
+    for h in held:
+        await h.__aenter__()  # and never leaves: the replica was killed with both slots
+    start = time.monotonic()
+    try:
+        async with alive.slot() as waited:
+            took = time.monotonic() - start
+    finally:
+        await alive.fleet.close()
+    assert 0.5 < took < 5, took
+    assert waited >= 500
+
+
+async def test_a_client_that_leaves_while_waiting_leaves_the_queue(redis_url: str, redis_prefix: str) -> None:  # noqa: F811
+    a, b = await _replicas(redis_url, redis_prefix, 2, max_concurrent=1)
+    try:
+        async with a.slot():
+            waiter = asyncio.create_task(b.slot().__aenter__())
+            await asyncio.sleep(0.2)
+            waiter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiter
+            assert await a.fleet.r.zcard(a.keys[1]) == 0, "a cancelled waiter would block the queue"
+        async with b.slot() as waited:
+            assert waited < 1000
+    finally:
+        await _close([a, b])
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[tuple[str, list[subprocess.Popen[bytes]]]]:
+    """A Redis of the test's own, which it may stop and start again."""
+    need(6379, "Redis")  # the machine's Redis stands for redis-server being installed
+    port = free_port()
+    args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--dir", str(tmp_path)]
+    procs = [subprocess.Popen(args, stdout=subprocess.DEVNULL)]
+    _wait_port(port)
+    try:
+        yield f"redis://127.0.0.1:{port}/0", procs
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+def _wait_port(port: int) -> None:
+    import socket
+
+    for _ in range(100):
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on {port}")
+
+
+async def test_redis_blinking_fails_nothing_and_keeps_to_a_share(
+        own_redis: tuple[str, list[subprocess.Popen[bytes]]]) -> None:
+    url, procs = own_redis
+    a, b = await _replicas(url, "blink:", 2, max_concurrent=4)
+    gpu = Gpu()
+    procs[0].kill()
+    procs[0].wait()
+
+    async def one() -> int:
+        async with gpu.busy(a, 0.05) as waited:
+            return waited
+
+    try:
+        done = await asyncio.wait_for(asyncio.gather(*(one() for _ in range(6))), 30)
+        assert len(done) == 6, "every request is served while Redis is down"
+        assert not a.fleet.online and a.fleet.last_error
+        assert gpu.peak == 2, "one of two replicas keeps to half of max-concurrent 4 while Redis is down"
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        procs.append(subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                       "--appendonly", "no"], stdout=subprocess.DEVNULL))
+        _wait_port(port)
+        await a.fleet.heartbeat(10_000)
+        assert a.fleet.online, "back to shared slots once Redis answers"
+        async with a.slot():
+            assert await a.fleet.r.zcard(a.keys[0]) == 1
+    finally:
+        await _close([a, b])
+
+
+def _stats(url: str) -> dict[str, int]:
+    return httpx.get(url.removesuffix("/v1") + "/stats").json()  # type: ignore[no-any-return]
+
+
+def test_two_shenron_replicas_never_put_more_than_max_concurrent_on_a_gpu(
+        tmp_path: Path, redis_url: str, redis_prefix: str) -> None:  # noqa: F811
+    with running() as started:
+        gpu, up = fake_upstream(tmp_path, "--latency-ms", "100")
+        started.append(gpu)
+        config = f"""
+[backends.smol]
+url = "{up}"
+model = "fake"
+gpu = "gpu0"
+
+[gpus.gpu0]
+vram-gb = 24
+max-concurrent = 2
+
+[store]
+redis-url = "{redis_url}"
+redis-prefix = "{redis_prefix}"
+"""
+        replicas: list[tuple[Proc, str]] = []
+        for i in range(2):
+            proc, base = shenron(tmp_path, config + f'path = "{tmp_path}/ledger-{i}.db"\n')
+            started.append(proc)
+            replicas.append((proc, base))
+
+        async def ask_all() -> list[httpx.Response]:
+            async with httpx.AsyncClient(timeout=60) as client:
+                return await asyncio.gather(*(
+                    client.post(replicas[i % 2][1] + "/chat/completions", json={
+                        "model": "smol", "stream": i % 3 == 0, "messages": [{"role": "user", "content": "hi"}]})
+                    for i in range(12)))
+
+        answers = asyncio.run(ask_all())
+        assert [r.status_code for r in answers] == [200] * 12
+        stats = _stats(up)
+        assert stats["requests"] == 12
+        assert stats["peak"] == 2, f"the GPU had {stats['peak']} requests at once behind two replicas"
+        for _ in range(30):  # each replica counts the others on its next heartbeat (every second)
+            metrics = httpx.get(replicas[0][1].removesuffix("/v1") + "/metrics").text
+            if "shenron_fleet_replicas 2.0" in metrics:
+                break
+            time.sleep(0.1)
+        assert "shenron_fleet_redis_up 1.0" in metrics and "shenron_fleet_replicas 2.0" in metrics
+        page = httpx.get(replicas[1][1].removesuffix("/v1") + "/status").text
+        assert "Redis: GPU slots shared" in page
