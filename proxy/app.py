@@ -26,6 +26,7 @@ from proxy.cache import Cache, MemoryCache, RedisCache
 from proxy.dialects.chat import CHAT
 from proxy.dialects.messages import MESSAGES
 from proxy.dialects.responses import RESPONSES
+from proxy.drain import Drain
 from proxy.limits import Counters, MemoryCounters, RedisCounters, Windows
 from proxy.metrics import CONTENT_TYPE as METRICS_TYPE
 from proxy.metrics import Metrics
@@ -160,6 +161,8 @@ async def health() -> Response[bytes]:
 @get("/ready")
 async def ready(state: State) -> Response[bytes]:
     router: Router = state.router
+    if state.drain.draining:
+        return _json({"status": "draining"}, 503)
     up = sorted(n for n, ok in router.reachable.items() if ok)
     body = {"status": "ready" if up else "unavailable", "reachable": up,
             "unreachable": sorted(n for n, ok in router.reachable.items() if not ok)}
@@ -190,7 +193,9 @@ def _cache(cfg: Config) -> Cache:
     return RedisCache(cfg.store.redis_url, cfg.store.redis_prefix) if cfg.store.redis_url else MemoryCache()
 
 
-def create_app(cfg: Config) -> Litestar:
+def create_app(cfg: Config, drain: Drain | None = None) -> Litestar:
+    drain = drain or Drain(cfg.server.drain_s)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=16, keepalive_expiry=30)
@@ -210,7 +215,8 @@ def create_app(cfg: Config) -> Litestar:
             books = Books(store, gate, m)
             stack.push_async_callback(books.drain)
             router = Router(cfg, client, clients)
-            app.state.update(router=router, store=store, gate=gate, books=books, metrics=m, cache=response_cache)
+            app.state.update(router=router, store=store, gate=gate, books=books, metrics=m, cache=response_cache,
+                             drain=drain)
             await router.refresh()
             stack.callback(router.decisions.close)
             if router.fleet:
@@ -218,9 +224,11 @@ def create_app(cfg: Config) -> Litestar:
                 stack.push_async_callback(router.fleet.close)
             tasks = [asyncio.create_task(router.refresh_forever(cfg.server.models_refresh_s)),
                      asyncio.create_task(router.watch_forever())]
+            drain.install()
             try:
                 yield
             finally:
+                drain.uninstall()
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
@@ -246,4 +254,5 @@ def app_from_env() -> ASGIApp:
         raise SystemExit(f"{RESOLVED_ENV} is not set: start Shenron with `shenron serve`")
     cfg = msgspec.json.decode(raw, type=Config)
     accesslog.setup(cfg.server.access_log, debug=cfg.server.log_level == "debug")  # in each worker process
-    return accesslog.middleware(create_app(cfg))  # outside Litestar, so unknown paths are logged too
+    drain = Drain(cfg.server.drain_s)
+    return accesslog.middleware(drain.middleware(create_app(cfg, drain)))  # outside Litestar: every path logged

@@ -81,7 +81,8 @@ def _auth_line(cfg: Config, insecure: bool) -> str | None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    server_overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    server_overrides = {k: v for k, v in (("host", args.host), ("port", args.port), ("workers", args.workers))
+                        if v is not None}
     cfg = resolve(args.config, msgspec.structs.replace(ServerConfig(), **server_overrides))
     cfg.server = msgspec.structs.replace(cfg.server, **server_overrides)
     auth = _auth_line(cfg, args.insecure)
@@ -89,6 +90,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"shenron: refusing to listen on {cfg.server.host} without API keys ([auth] enabled = false). "
               "Remove that line and create keys with `shenron keys create`, or pass --insecure to serve without "
               "them.", file=sys.stderr)
+        return 2
+    if cfg.server.workers > 1 and not cfg.store.redis_url:
+        print(f"shenron: --workers {cfg.server.workers} needs [store] redis-url: without it each worker would count "
+              "its own GPU slots, rate limits and breakers, and a GPU of max-concurrent 2 would get 2 per worker. "
+              "Set redis-url (and database-url for the ledger of several hosts), or run one worker.",
+              file=sys.stderr)
         return 2
     if cfg.store.path is None and not cfg.store.database_url:
         cfg.store.path = str(store_path(cfg))  # every worker, and `shenron keys`, then use the same file
@@ -99,24 +106,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     os.environ[RESOLVED_ENV] = msgspec.json.encode(cfg).decode()
     host, port = cfg.server.host, cfg.server.port
-    print(f"Shenron listening on http://{host}:{port}/v1  (server: {cfg.server.server})", file=sys.stderr)
+    workers = f", {cfg.server.workers} workers" if cfg.server.workers > 1 else ""
+    print(f"Shenron listening on http://{host}:{port}/v1  (server: {cfg.server.server}{workers})", file=sys.stderr)
     print(_describe(cfg), file=sys.stderr)
     print(f"{auth}\nledger: {describe(cfg)}", file=sys.stderr, flush=True)
-    if cfg.server.server == "granian":
-        from granian.constants import Interfaces, Loops
-        from granian.log import LogLevels
-        from granian.server import Server
+    import uvicorn
 
-        Server("proxy.app:app_from_env", address=host, port=port, interface=Interfaces.ASGI, factory=True,
-               loop=Loops.uvloop, log_level=LogLevels(cfg.server.log_level), log_access=False).serve()
-    else:
-        import uvicorn
-
-        from proxy.sockets import protocol
-
-        http = protocol(cfg.server.max_header_kb, cfg.server.read_timeout_s, cfg.server.max_connections)
-        uvicorn.run("proxy.app:app_from_env", factory=True, host=host, port=port, loop="uvloop",
-                    http=http, log_level=cfg.server.log_level, access_log=False, backlog=4096)
+    uvicorn.run("proxy.app:app_from_env", factory=True, host=host, port=port, loop="uvloop",
+                http="proxy.sockets:FromEnv", log_level=cfg.server.log_level, access_log=False, backlog=4096,
+                workers=cfg.server.workers, timeout_graceful_shutdown=int(cfg.server.drain_timeout_s))
     return 0
 
 
@@ -263,6 +261,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, help="port to bind (default: [server] port, 8000)")
     s.add_argument("--insecure", action="store_true",
                    help="allow a non-loopback bind without API keys (anyone who reaches the port may use it)")
+    s.add_argument("--workers", type=int, help="server processes on this host (default: [server] workers, 1); "
+                   "more than one needs [store] redis-url, which they share GPU slots and limits through")
     s.set_defaults(func=cmd_serve)
     c = sub.add_parser("check", help="validate the config and probe every backend",
                        description="Validate the config and probe every backend. Exit status: 0 all reachable, "

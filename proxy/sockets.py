@@ -8,6 +8,7 @@ Each refusal is written in OpenAI's error envelope and access-logged like any ot
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Any
 
@@ -146,3 +147,15 @@ def protocol(max_header_kb: int, read_timeout_s: float, max_connections: int) ->
     return type("ShenronHttp", (GuardedHttpTools,), {"max_header_bytes": max_header_kb * 1024,
                                                     "read_timeout_s": read_timeout_s,
                                                     "max_connections": max_connections})
+
+
+def __getattr__(name: str) -> type[GuardedHttpTools]:
+    """`proxy.sockets:FromEnv`, the protocol class for the settings `shenron serve` resolved: uvicorn imports
+    it by name in each worker process, since a class made at run time cannot be sent to one."""
+    if name != "FromEnv":
+        raise AttributeError(name)
+    from proxy.app import RESOLVED_ENV
+    from routing.config import Config
+
+    server = msgspec.json.decode(os.environ[RESOLVED_ENV], type=Config).server
+    return protocol(server.max_header_kb, server.read_timeout_s, server.max_connections)

@@ -90,11 +90,9 @@ class OpenAIBackend:
         except MemberFailure:
             raise
         except (httpx.TimeoutException, TimeoutError) as e:
-            if why := upstream.cause(e):
-                raise MemberFailure(self.name, why) from e
             raise MemberTimeout(self.name, f"no answer within {self.cfg.timeout_s:g}s") from e
         except (httpx.HTTPError, msgspec.DecodeError, UnicodeDecodeError, OSError) as e:
-            raise MemberFailure(self.name, upstream.cause(e) or _reason(e)) from e
+            raise MemberFailure(self.name, _reason(e)) from e
 
     def _request(self, req: Request, stream: bool, model: str | None) -> httpx.Request:
         upstream = {**req.chat(), "model": model or self.model, "stream": stream}

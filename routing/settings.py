@@ -21,8 +21,8 @@ class ServerConfig(Section):
     port: int = 8000
     max_body_mb: float = 32.0
     """Largest request body accepted; larger ones get a 413."""
-    server: Literal["uvicorn", "granian"] = "uvicorn"
-    """ASGI server that `shenron serve` runs (see BENCHMARKS.md for why uvicorn)."""
+    server: Literal["uvicorn"] = "uvicorn"
+    """ASGI server that `shenron serve` runs: uvicorn (granian was dropped: 1.0-1.2x uvicorn's CPU, BENCHMARKS.md)."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     models_refresh_s: float = 60.0
     """How often the served-model lists of backends are refreshed in the background."""
@@ -46,15 +46,21 @@ class ServerConfig(Section):
     """Default size of each backend's connection pool (`[backends.X] max-connections` overrides it)."""
     upstream_keepalive_s: float = 60.0
     """How long an idle upstream connection is kept for reuse (`[backends.X] keepalive-s` overrides it)."""
-    upstream_transport: Literal["aiohttp", "httpx", "shenron"] | None = None
-    """What carries upstream requests under httpx's API: `shenron` (the default, routing/transport.py),
-    `aiohttp` (httpx-aiohttp) or `httpx` (httpcore); see routing/upstream.py."""
+    upstream_transport: Literal["httpx", "shenron"] | None = None
+    """What carries upstream requests under httpx's API: `shenron` (the default, routing/transport.py) or
+    `httpx` (httpcore, the one respx intercepts; slower); see routing/upstream.py."""
     cors_origins: list[str] = []
     """Browser origins allowed to call the API (`["https://chat.example.com"]`, or `["*"]`); none by default."""
     responses_ttl_s: float = 30 * 24 * 3600.0
     """How long a Responses API answer stored for `previous_response_id` is kept (`store: false` keeps none)."""
     metrics_token: str | None = None
     """With auth on, a Bearer token that may read /metrics and /status besides admin keys."""
+    drain_s: float = 0.0
+    """On SIGTERM: how long to keep serving, with /ready at 503, so a load balancer moves away first."""
+    drain_timeout_s: float = 30.0
+    """After draining: how long requests in flight (streams too) may take to finish before they are cut."""
+    workers: int = 1
+    """Server processes on this host (`serve --workers`); more than one needs `[store] redis-url`."""
     decision_log: str = "off"
     """Decision records, one JSON line per request (for `shenron replay`): `off`, `-` or a file path."""
 

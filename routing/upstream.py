@@ -3,28 +3,26 @@
 What sits under httpx was chosen by measurement (BENCHMARKS.md, "Field-ready transport"):
 httpx's own transport scans its whole pool on every request (httpcore's
 `_assign_requests_to_connections`) and cost 1.3 ms of CPU per request at 16 concurrent requests;
-`httpx-aiohttp`'s transport (aiohttp's connector and C parser) 0.26-0.33 ms; Shenron's own
-(`routing.transport`: asyncio protocols and httptools) less again, and it is the default. All
-three close a connection whose response was not read to the end instead of returning it to the
-pool, which is what cancellation relies on; `[server] upstream-transport` picks one.
+`httpx-aiohttp`'s 0.26-0.33 ms; Shenron's own (`routing.transport`: asyncio protocols and
+httptools) less again. Shenron's own is the one transport; aiohttp's was dropped with its eight
+packages, since it was never faster. httpx's stays selectable because it is the one respx
+intercepts, for in-process tests. Both close a connection whose response was not read to the end
+instead of returning it to the pool, which is what cancellation relies on.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-import aiohttp
 import httpx
-from httpx_aiohttp import AiohttpTransport
 
 from routing.config import BackendConfig
 from routing.settings import ServerConfig
 
-Transport = Literal["aiohttp", "httpx", "shenron"]
+Transport = Literal["httpx", "shenron"]
 DEFAULT: Transport = "shenron"
 """Used when `[server] upstream-transport` is unset. In-process tests switch it to `httpx`, the
 transport respx intercepts; everything started as a process runs the default."""
-# aiohttp stays available (`upstream-transport = "aiohttp"`): a well-worn client to fall back on.
 
 
 def limits(backend: BackendConfig, server: ServerConfig) -> httpx.Limits:
@@ -38,9 +36,7 @@ def client_for(backend: BackendConfig, server: ServerConfig) -> httpx.AsyncClien
     lim = limits(backend, server)
     kind = server.upstream_transport or DEFAULT
     transport: httpx.AsyncBaseTransport
-    if kind == "aiohttp":
-        transport = AiohttpTransport(limits=lim, trust_env=False)
-    elif kind == "shenron":
+    if kind == "shenron":
         from routing.transport import Transport as Own
 
         transport = Own(lim)
@@ -48,19 +44,6 @@ def client_for(backend: BackendConfig, server: ServerConfig) -> httpx.AsyncClien
         transport = httpx.AsyncHTTPTransport(limits=lim, trust_env=False)
     return httpx.AsyncClient(transport=transport, trust_env=False,
                              timeout=httpx.Timeout(backend.timeout_s, connect=backend.connect_timeout_s))
-
-
-def cause(exc: BaseException) -> str | None:
-    """What aiohttp under httpx really saw, where httpx-aiohttp's mapping would mislead: it maps
-    every aiohttp connection error, a connection the upstream closed included, to ConnectTimeout."""
-    c = exc.__cause__
-    if isinstance(c, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError)):
-        return f"upstream closed the connection: {c}"
-    if isinstance(c, aiohttp.ClientConnectorError):
-        return "connection refused" if isinstance(c.os_error, ConnectionRefusedError) else f"cannot connect: {c}"
-    if isinstance(c, aiohttp.ClientOSError):
-        return f"connection error: {c}"
-    return None
 
 
 async def send(client: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:

@@ -228,3 +228,88 @@ redis-prefix = "{redis_prefix}"
         assert "shenron_fleet_redis_up 1.0" in metrics and "shenron_fleet_replicas 2.0" in metrics
         page = httpx.get(replicas[1][1].removesuffix("/v1") + "/status").text
         assert "Redis: GPU slots shared" in page
+
+
+def test_sigterm_drains_then_finishes_what_is_in_flight(tmp_path: Path) -> None:
+    """A rolling restart's half: /ready says 503 at once so the balancer moves away, new requests are
+    still served meanwhile (their connections closed after them), and what was in flight, a stream
+    included, finishes and is in the ledger before the process exits."""
+    import signal
+    import sqlite3
+
+    with running() as started:
+        gpu, up = fake_upstream(tmp_path, "--latency-ms", "1500")
+        started.append(gpu)
+        db = tmp_path / "ledger.db"
+        proc, base = shenron(tmp_path, f"""
+[server]
+drain-s = 1.0
+
+[backends.smol]
+url = "{up}"
+model = "fake"
+
+[store]
+path = "{db}"
+""")
+        started.append(proc)
+        root = base.removesuffix("/v1")
+        ask = {"model": "smol", "messages": [{"role": "user", "content": "hi"}]}
+
+        async def restart() -> tuple[list[httpx.Response], httpx.Response, httpx.Response]:
+            async with httpx.AsyncClient(timeout=30) as client:
+                inflight = [asyncio.create_task(client.post(base + "/chat/completions", json={**ask, "stream": s}))
+                            for s in (False, True)]
+                await asyncio.sleep(0.5)
+                proc.p.send_signal(signal.SIGTERM)
+                await asyncio.sleep(0.1)
+                ready = await client.get(root + "/ready")
+                during = await client.post(base + "/chat/completions", json=ask)
+                return list(await asyncio.gather(*inflight)), ready, during
+
+        inflight, ready, during = asyncio.run(restart())
+        assert ready.status_code == 503 and ready.json() == {"status": "draining"}
+        assert during.status_code == 200 and during.headers["connection"] == "close"
+        assert [r.status_code for r in inflight] == [200, 200]
+        assert "data: [DONE]" in inflight[1].text
+        proc.p.wait(30)
+        with sqlite3.connect(db) as conn:
+            rows = conn.execute("SELECT status FROM ledger").fetchall()
+        assert sorted(rows) == [(200,), (200,), (200,)], "every answered request is in the ledger"
+
+
+def test_several_workers_need_redis_and_share_its_slots(tmp_path: Path, redis_url: str,  # noqa: F811
+                                                        redis_prefix: str) -> None:  # noqa: F811
+    from tests.procs import cli
+
+    (tmp_path / "one.toml").write_text('[backends.smol]\nurl = "http://127.0.0.1:9/v1"\nmodel = "fake"\n')
+    refused = cli("serve", "--workers", "2", "--config", str(tmp_path / "one.toml"), cwd=tmp_path)
+    assert refused.returncode == 2 and "needs [store] redis-url" in refused.stderr
+    with running() as started:
+        gpu, up = fake_upstream(tmp_path, "--latency-ms", "100")
+        started.append(gpu)
+        proc, base = shenron(tmp_path, f"""
+[backends.smol]
+url = "{up}"
+model = "fake"
+gpu = "gpu0"
+
+[gpus.gpu0]
+vram-gb = 24
+max-concurrent = 1
+
+[store]
+path = "{tmp_path}/ledger.db"
+redis-url = "{redis_url}"
+redis-prefix = "{redis_prefix}"
+""", "--workers", "2")
+        started.append(proc)
+
+        async def ask_all() -> list[httpx.Response]:
+            async with httpx.AsyncClient(timeout=60) as client:
+                return await asyncio.gather(*(client.post(base + "/chat/completions", json={
+                    "model": "smol", "messages": [{"role": "user", "content": "hi"}]}) for _ in range(8)))
+
+        assert [r.status_code for r in asyncio.run(ask_all())] == [200] * 8
+        assert _stats(up)["peak"] == 1
+        assert "2 workers" in proc.log()

@@ -24,7 +24,7 @@ def test_a_backend_s_own_pool_settings_win_over_the_server_default() -> None:
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("transport", ["shenron", "aiohttp", "httpx"])
+@pytest.mark.parametrize("transport", ["shenron", "httpx"])
 async def test_a_pool_of_two_holds_at_most_two_connections_and_reuses_them(tmp_path: Path, procs: list[Proc],
                                                                           transport: upstream.Transport) -> None:
     proc, url = fake_upstream(tmp_path, "--models", "m", "--latency-ms", "300")
