@@ -39,7 +39,7 @@ def scope(p: Principal) -> str:
 
 
 def key(model: str, req: Request, scope: str = "") -> str:
-    kept = msgspec.structs.replace(req, extra={k: v for k, v in req.extra.items() if k not in IGNORED})
+    kept = msgspec.structs.replace(req, extra={k: v for k, v in req.extra.items() if k not in IGNORED}, session=None)
     return hashlib.sha256(_encode({"request": kept, "model": model, "_scope": scope})).hexdigest()
 
 

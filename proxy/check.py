@@ -9,10 +9,11 @@ import time
 import httpx
 
 from routing import request, rules
-from routing.backends import build
+from routing.backends import Backend, build
 from routing.config import Config
 from routing.errors import MemberFailure
 from routing.models import CascadeModel, EscalateModel
+from routing.pool import PooledBackend
 from routing.settings import redacted
 
 
@@ -36,11 +37,18 @@ def run(cfg: Config) -> int:
 
 
 async def _probe_all(cfg: Config) -> list[tuple[str, str, str, str, str]]:
+    """A row per backend, and per endpoint of a pool (its host names resolved as serving would)."""
     async with httpx.AsyncClient() as client:
-        backends = {n: build(n, b, client) for n, b in cfg.backends.items()}
+        targets: list[tuple[str, Backend]] = []
+        for n, c in cfg.backends.items():
+            b = build(n, c, client)
+            if isinstance(b, PooledBackend):
+                await b.resolve()
+                targets += [(f"{n}@{e.label}", e.backend) for e in b.endpoints]
+            else:
+                targets.append((n, b))
 
-        async def one(name: str) -> tuple[str, str, str, str, str]:
-            b = backends[name]
+        async def one(name: str, b: Backend) -> tuple[str, str, str, str, str]:
             start = time.perf_counter()
             try:
                 async with asyncio.timeout(10):
@@ -54,7 +62,7 @@ async def _probe_all(cfg: Config) -> list[tuple[str, str, str, str, str]]:
                 served += f"  [configured model {b.model!r} not listed]"
             return name, redacted(b.cfg.url), "yes", served, ms
 
-        return list(await asyncio.gather(*(one(n) for n in backends)))
+        return list(await asyncio.gather(*(one(n, b) for n, b in targets)))
 
 
 def _first_backends(cfg: Config, cascade: CascadeModel) -> list[str]:

@@ -45,6 +45,10 @@ class Metrics:
         self.gpu_inflight = Gauge("shenron_gpu_inflight", "Requests running on each GPU pool.", ["gpu"], registry=r)
         self.gpu_queued = Gauge("shenron_gpu_queued", "Requests waiting for a slot on each GPU pool.", ["gpu"],
                                 registry=r)
+        self.endpoint_up = Gauge("shenron_endpoint_up", "1 while a pool's endpoint may be asked (breaker closed, "
+                                 "not loading).", ["backend", "endpoint"], registry=r)
+        self.endpoint_outstanding = Gauge("shenron_endpoint_outstanding", "Requests this replica has on each "
+                                          "endpoint of a pool.", ["backend", "endpoint"], registry=r)
         self.fleet_redis_up = Gauge("shenron_fleet_redis_up", "1 while the replicas' shared Redis answers (GPU slots "
                                     "shared); 0: this replica keeps to its share.", registry=r)
         self.fleet_replicas = Gauge("shenron_fleet_replicas", "Replicas of Shenron alive at the last heartbeat.",
@@ -90,6 +94,11 @@ class Metrics:
                 self.breaker.labels(name).set(BREAKER[g.state])
                 if g.probed_at is not None:
                     self.backend_up.labels(name).set(1 if g.state == "closed" and not g.loading else 0)
+            for name, b in health.backends.items():
+                for e in getattr(b, "endpoints", ()):
+                    self.endpoint_up.labels(name, e.label).set(
+                        1 if e.backend.guard.state == "closed" and not e.backend.guard.loading else 0)
+                    self.endpoint_outstanding.labels(name, e.label).set(e.outstanding)
             for gpu, pool in health.pools.items():
                 self.gpu_inflight.labels(gpu).set(pool.inflight)
                 self.gpu_queued.labels(gpu).set(pool.queued)

@@ -17,6 +17,7 @@ from proxy.auth import Gate, allows
 from proxy.dialects import Context, Dialect, Writer
 from proxy.requests import call_of, decode
 from proxy.streaming import EventStream, watched
+from routing import session
 from routing.core import CouncilReport, Event, Report, Result, replay_result
 from routing.router import Router
 from routing.spend import Spend
@@ -57,6 +58,7 @@ async def handle(request: Request[Any, Any, Any], state: State, dialect: Dialect
         ctx = Context(state, t.principal.key_id)
         ctx.body = decode(await request.body())
         call = ctx.call = call_of(await dialect.prepare(ctx.body, ctx))
+        call.request.session = session.key_of(request.headers, ctx.body)
         if request.headers.get("x-shenron-validate", "").lower() in ("1", "true", "yes"):
             call.extras["validate"] = True
         t.request_id, t.stream, t.model = call.id, call.stream, call.model

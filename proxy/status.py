@@ -8,6 +8,8 @@ from typing import Any
 
 from proxy.accounting import Books
 from routing.core import CouncilReport
+from routing.health import Guard
+from routing.pool import PooledBackend
 from routing.router import Router
 from routing.settings import redacted
 
@@ -33,28 +35,37 @@ def _ago(ts: float) -> str:
     return f"{s}s ago" if s < 120 else f"{s // 60}m ago" if s < 7200 else f"{s // 3600}h ago"
 
 
+def _health(g: Guard, up: bool | None) -> str:
+    if g.state == "open":
+        state = f'<span class="bad">down: circuit open</span> <span class="muted">{_e(g.breaker.reason)}</span>'
+    elif g.loading:
+        state = '<span class="muted">loading model</span>'
+    elif g.state == "half-open":
+        state = '<span class="muted">half-open (trying)</span>'
+    elif g.probed_at is not None or up:
+        state = '<span class="ok">up</span>'
+    else:
+        state = '<span class="bad">down</span>' if up is False else '<span class="muted">not probed yet</span>'
+    if g.loaded is not None:
+        state += ' <span class="muted">(loaded)</span>' if g.loaded else ' <span class="muted">(not loaded)</span>'
+    if g.pool is not None:
+        state += f' <span class="muted">{_e(g.pool.name)} {g.pool.inflight}/{g.pool.max_concurrent or "∞"}</span>'
+    return state
+
+
 def _backends(router: Router) -> str:
     rows = []
     for name, b in router.backends.items():
-        up = router.reachable.get(name)
         g = router.health.guards[name]
-        if g.state == "open":
-            state = f'<span class="bad">down: circuit open</span> <span class="muted">{_e(g.breaker.reason)}</span>'
-        elif g.loading:
-            state = '<span class="muted">loading model</span>'
-        elif g.state == "half-open":
-            state = '<span class="muted">half-open (trying)</span>'
-        elif g.probed_at is not None or up:
-            state = '<span class="ok">up</span>'
-        else:
-            state = '<span class="bad">down</span>' if up is False else '<span class="muted">not probed yet</span>'
-        if g.loaded is not None:
-            state += ' <span class="muted">(loaded)</span>' if g.loaded else ' <span class="muted">(not loaded)</span>'
-        if g.pool is not None:
-            state += f' <span class="muted">{_e(g.pool.name)} {g.pool.inflight}/{g.pool.max_concurrent or "∞"}</span>'
         served = ", ".join(router.served.get(name, [])) or "-"
-        rows.append(f"<tr><td>{_e(name)}</td><td>{state}</td><td>{_e(b.model)}</td><td>{_e(served)}</td>"
-                    f"<td>{_e(redacted(b.cfg.url))}</td><td>{'cloud' if b.cfg.is_cloud else 'local'}</td></tr>")
+        endpoints = b.endpoints if isinstance(b, PooledBackend) else []
+        where = f"pool of {len(endpoints)}" if endpoints else redacted(b.cfg.url)
+        rows.append(f"<tr><td>{_e(name)}</td><td>{_health(g, router.reachable.get(name))}</td><td>{_e(b.model)}</td>"
+                    f"<td>{_e(served)}</td><td>{_e(where)}</td><td>{'cloud' if b.cfg.is_cloud else 'local'}</td></tr>")
+        for e in endpoints:
+            rows.append(f'<tr><td class="muted">&nbsp;&nbsp;{_e(name)} @ {_e(e.label)}</td>'
+                        f"<td>{_health(e.backend.guard, None)} <span class=\"muted\">{e.outstanding} outstanding"
+                        f"</span></td><td></td><td></td><td>{_e(redacted(e.url))}</td><td></td></tr>")
     head = "<tr><th>backend</th><th>health</th><th>model</th><th>models loaded / served</th><th>url</th><th></th></tr>"
     return f"<table>{head}{''.join(rows) or '<tr><td colspan=6>no backends</td></tr>'}</table>"
 

@@ -114,9 +114,10 @@ class OpenAIBackend:
         request.read()  # a ByteStream reads at once; the transport can then send it as plain bytes
         return request
 
-    async def complete(self, req: Request, model: str | None = None) -> Reply:
+    async def complete(self, req: Request, model: str | None = None, notes: Json | None = None) -> Reply:
         """One non-streamed completion; the whole exchange is bounded by the member's timeout. The wire
-        call only: a strategy asks through `routing.member`, which adds the guard, budget and report."""
+        call only: a strategy asks through `routing.member`, which adds the guard, budget and report.
+        `notes` is the call's record, for a backend that learns something per call (a pool: its endpoint)."""
         with self._translated():
             async with asyncio.timeout(self.cfg.timeout_s):
                 resp = await upstream.send(self._client, self._request(req, False, model))
@@ -144,7 +145,8 @@ class OpenAIBackend:
 
         return openai
 
-    async def stream(self, req: Request, model: str | None = None) -> AsyncGenerator[Event, None]:
+    async def stream(self, req: Request, model: str | None = None,
+                     notes: Json | None = None) -> AsyncGenerator[Event, None]:
         """Events of a streamed completion as they arrive.
 
         The first chunk is awaited within the member's timeout, so a caller that has not yet
@@ -247,7 +249,12 @@ Backend = OpenAIBackend
 
 
 def build(name: str, cfg: BackendConfig, client: httpx.AsyncClient) -> Backend:
+    """The backend of `cfg.kind`; with `urls`, a pool of them (routing/pool.py)."""
     from routing.anthropic import AnthropicBackend  # registered here; it builds on OpenAIBackend
 
     kinds: dict[str, type[OpenAIBackend]] = {"openai": OpenAIBackend, "anthropic": AnthropicBackend}
+    if cfg.urls:
+        from routing.pool import PooledBackend
+
+        return PooledBackend(name, cfg, client, lambda n, c, cl: kinds[c.kind](n, c, cl))
     return kinds[cfg.kind](name, cfg, client)

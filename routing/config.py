@@ -42,10 +42,28 @@ class _Base(msgspec.Struct, rename="kebab", forbid_unknown_fields=True, omit_def
     `routing.settings.Section` (defined here too so that linters see a msgspec Struct)."""
 
 
-class BackendConfig(_Base):
+class EndpointConfig(_Base):
+    """One server of a pool, where it needs more than its URL."""
     url: str
-    """OpenAI-compatible base URL, ending in /v1 for most servers."""
+    capacity: float = 1.0
+    """Its share of the pool's load against the others' (a GPU twice as fast: 2)."""
+    label: str | None = None
+    """Its name in reports, the ledger and /status; default: host:port."""
+
+
+class BackendConfig(_Base):
     model: str
+    """Upstream model id sent in the request body."""
+    url: str = ""
+    """OpenAI-compatible base URL, ending in /v1 for most servers."""
+    urls: list[str | EndpointConfig] = []
+    """Several servers of this one model (instead of `url`): a pool, balanced and failed over per request.
+    A host name that resolves to several addresses is several endpoints, re-resolved on the refresh timer."""
+    affinity: Literal["session", "prefix", "none"] = "session"
+    """A pool's choice of endpoint: the session's (else the prompt prefix's) endpoint while it is not
+    overloaded, so its KV cache is reused; `prefix` ignores session keys; `none`: least outstanding only."""
+    affinity_bound: float = 1.25
+    """An endpoint above this times the pool's mean load (per capacity) is passed over, whatever the affinity."""
     """Upstream model id sent in the request body."""
     kind: Literal["openai", "anthropic"] = "openai"
     api_key_env: str | None = None
@@ -156,7 +174,7 @@ def _convert(raw: dict[str, object]) -> Config:
         return value
 
     server = conv(raw.get("server", {}), ServerConfig, "server")
-    backends = {k: conv(v, BackendConfig, f"backends.{k}") for k, v in table("backends").items()}
+    backends = {k: _one_url(conv(v, BackendConfig, f"backends.{k}"), k) for k, v in table("backends").items()}
     models = {k: conv(v, VirtualModel, f"models.{k}") for k, v in table("models").items()}
     tiers = {k: conv(v, TierConfig, f"tiers.{k}") for k, v in table("tiers").items()}
     checks = {k: conv(v, CheckConfig, f"checks.{k}") for k, v in table("checks").items()}
@@ -165,12 +183,37 @@ def _convert(raw: dict[str, object]) -> Config:
                   tiers=tiers, store=conv(raw.get("store", {}), StoreConfig, "store"), checks=checks, gpus=gpus)
 
 
+def _one_url(b: BackendConfig, name: str) -> BackendConfig:
+    """`url` or `urls`, never both or neither; a pool's first URL stands for it where one is read (its
+    kind of server, whether it is a cloud)."""
+    if b.url and b.urls:
+        raise ConfigError(f"key `backends.{name}`: give `url` (one server) or `urls` (a pool), not both")
+    if not b.url and not b.urls:
+        raise ConfigError(f"key `backends.{name}`: missing required key `url` (or `urls` for a pool of servers)")
+    if b.urls and not b.url:
+        first = b.urls[0]
+        b.url = first if isinstance(first, str) else first.url
+    return b
+
+
+def endpoint_urls(b: BackendConfig) -> list[EndpointConfig]:
+    """The servers a backend names, each with its capacity and label."""
+    return [EndpointConfig(u) if isinstance(u, str) else u for u in b.urls] or [EndpointConfig(b.url)]
+
+
 def _check_refs(cfg: Config) -> None:
     problems: list[str] = []
     known = sorted(cfg.backends)
     for name, b in cfg.backends.items():
-        if not b.url.startswith(("http://", "https://")):
-            problems.append(f"key `backends.{name}.url`: must start with http:// or https://, got {b.url!r}")
+        for i, e in enumerate(endpoint_urls(b)):
+            key = f"urls[{i}]" if b.urls else "url"
+            if not e.url.startswith(("http://", "https://")):
+                problems.append(f"key `backends.{name}.{key}`: must start with http:// or https://, "
+                                f"got {redacted(e.url)!r}")
+            if e.capacity <= 0:
+                problems.append(f"key `backends.{name}.{key}.capacity`: must be > 0")
+        if b.affinity_bound < 1:
+            problems.append(f"key `backends.{name}.affinity-bound`: must be >= 1")
         if b.timeout_s <= 0:
             problems.append(f"key `backends.{name}.timeout-s`: must be > 0")
         if b.gpu is not None and b.gpu not in cfg.gpus:

@@ -36,6 +36,8 @@ class MemberReport(msgspec.Struct, omit_defaults=True):
     """Time waiting for a slot on its GPU (`[gpus.NAME] max-concurrent`)."""
     cold_start: bool = False
     """The model was not loaded when asked: its latency includes loading it."""
+    endpoint: str | None = None
+    """Which server of a pool answered (`urls`): its label, host:port by default."""
 
 
 class ClusterReport(msgspec.Struct, omit_defaults=True):

@@ -182,10 +182,36 @@ class Health:
         self._warming: asyncio.Task[None] | None = None
         self.guards: dict[str, Guard] = {}
         for name, b in backends.items():
+            endpoints = getattr(b, "endpoints", None)
+            if endpoints is not None:  # a pool (routing/pool.py): each endpoint its own guard and GPU slots
+                b.adopt(self._endpoint_guard)  # type: ignore[attr-defined]
+                self.guards[name] = b.guard
+                continue
             pool = self.pools.get(b.cfg.gpu) if b.cfg.gpu else None
             guard = Guard(name, b.cfg, pool, cfg.server.breaker_failures, cfg.server.breaker_open_s)
             b.guard = guard
             self.guards[name] = guard
+
+    def _endpoint_guard(self, name: str, cfg: BackendConfig) -> Guard:
+        """One endpoint of a pool: its own breaker, and its own GPU's slots (`gpu = "g"` on a pool gives each
+        server a `g@endpoint` pool with g's max-concurrent, since each is another machine)."""
+        pool = None
+        if cfg.gpu:
+            gpu = self.cfg.gpus[cfg.gpu]
+            slot = f"{cfg.gpu}@{name.split('@', 1)[1]}"
+            if slot not in self.pools:
+                self.pools[slot] = (SharedPool(slot, gpu.max_concurrent, self.fleet, gpu.lease_s) if self.fleet
+                                    else Pool(slot, gpu.max_concurrent))
+            pool = self.pools[slot]
+        return Guard(name, cfg, pool, self.cfg.server.breaker_failures, self.cfg.server.breaker_open_s)
+
+    def targets(self, name: str) -> list[tuple[OpenAIBackend, Guard]]:
+        """What to probe or warm for a backend: itself, or each endpoint of a pool."""
+        b = self.backends[name]
+        endpoints = getattr(b, "endpoints", None)
+        if endpoints is not None:
+            return [(e.backend, e.backend.guard) for e in endpoints]
+        return [(b, self.guards[name])]
 
     def healthy(self, members: list[str]) -> int:
         """How many of these members may be asked now (breaker not open, not loading)."""
@@ -196,8 +222,9 @@ class Health:
         return await self.client.get(url, headers=headers, timeout=timeout)
 
     async def probe(self, name: str) -> None:
-        b = self.backends[name]
-        g = self.guards[name]
+        await asyncio.gather(*(self._probe(b, g) for b, g in self.targets(name)))
+
+    async def _probe(self, b: OpenAIBackend, g: Guard) -> None:
         kind = probe_kind(b.cfg)
         root = root_url(b.cfg.url)
         headers = {k: v for k, v in b.headers.items() if k != "content-type"}
@@ -237,9 +264,11 @@ class Health:
         await asyncio.gather(*(self.probe(n) for n in self.backends))
 
     async def warm(self, name: str) -> None:
-        """Load a keep-alive member the way real traffic would find it loaded."""
-        b = self.backends[name]
-        g = self.guards[name]
+        """Load a keep-alive member the way real traffic would find it loaded (every server of a pool)."""
+        for b, g in self.targets(name):
+            await self._warm(b, g)
+
+    async def _warm(self, b: OpenAIBackend, g: Guard) -> None:
         start = time.perf_counter()
         try:
             if probe_kind(b.cfg) == "ollama":
@@ -247,13 +276,13 @@ class Health:
                                            json={"model": b.model, "prompt": "", "keep_alive": "30m", "stream": False},
                                            timeout=b.timeout)
                 if r.status_code >= 400:
-                    raise MemberFailure(name, f"warm-up answered {r.status_code}")
+                    raise MemberFailure(g.name, f"warm-up answered {r.status_code}")
             else:
                 await b.complete(request.ask("hi", max_tokens=1))
             g.warmed_at, g.loaded = time.time(), True if g.loaded is not None else None
-            log.info("warmed %s (%s) in %.1fs", name, b.model, time.perf_counter() - start)
+            log.info("warmed %s (%s) in %.1fs", g.name, b.model, time.perf_counter() - start)
         except (MemberFailure, httpx.HTTPError) as e:
-            log.warning("warming %s failed: %s", name, e)
+            log.warning("warming %s failed: %s", g.name, e)
 
     async def warm_all(self) -> None:
         for name, b in self.backends.items():  # one at a time: loading several models at once thrashes VRAM

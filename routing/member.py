@@ -72,6 +72,8 @@ class Members:
         report.latency_ms = spent.latency_ms
         if "queue_ms" in spent.notes:
             report.queue_ms = spent.notes["queue_ms"]
+        if "endpoint" in spent.notes:
+            report.endpoint = spent.notes["endpoint"]
         if isinstance(exc, MemberFailure):
             report.status, report.error = exc.kind, exc.reason  # type: ignore[assignment]
         elif exc is not None:
@@ -111,7 +113,7 @@ class Members:
         the member failed with "empty answer"). Raises MemberFailure, reported."""
         report = self._begin(name, shown, role, model, weight, lone)
         async with self._call(name, report) as spent:
-            reply = await self.backends[name].complete(req, model)
+            reply = await self.backends[name].complete(req, model, spent.notes)
             spent.usage = reply.usage
         if need is not None and not need(reply.answer):
             report.status, report.error = "error", "empty answer"
@@ -126,7 +128,7 @@ class Members:
         report = self._begin(name, shown, role, model, None, lone)
         said = 0
         async with self._call(name, report) as spent:
-            async with contextlib.aclosing(self.backends[name].stream(req, model)) as events:
+            async with contextlib.aclosing(self.backends[name].stream(req, model, spent.notes)) as events:
                 async for e in events:
                     if isinstance(e, UsageEvent):
                         spent.usage = e.usage

@@ -80,6 +80,8 @@ class Request(msgspec.Struct, omit_defaults=True, kw_only=True):
     top_p: float | None = None
     # the client's other fields, forwarded as they came
     extra: Json = {}
+    session: str | None = None
+    """Which conversation it belongs to (routing/session.py), for a pool's affinity; never sent upstream."""
 
     @classmethod
     def of(cls, body: Json) -> Request:
@@ -107,7 +109,7 @@ class Request(msgspec.Struct, omit_defaults=True, kw_only=True):
         return msgspec.structs.replace(self, messages=messages, extra=extra, **dropped)
 
 
-FIELDS = tuple(f for f in Request.__struct_fields__ if f != "extra")
+FIELDS = tuple(f for f in Request.__struct_fields__ if f not in ("extra", "session"))
 ANSWER_SHAPE = ("tools", "tool_choice", "parallel_tool_calls", "n", "response_format", "logprobs", "top_logprobs")
 LEGACY_TOOLS = frozenset({"functions", "function_call"})
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -18,6 +19,7 @@ from routing.fleet import Fleet
 from routing.governor import DecisionLog, Governed, mem_available_pct
 from routing.health import Health
 from routing.models import CascadeModel
+from routing.pool import PooledBackend
 from routing.strategies import STRATEGIES, Single, Strategy
 
 Json = dict[str, Any]
@@ -154,7 +156,13 @@ class Router:
         return out
 
     async def refresh(self, timeout_s: float = 3.0) -> None:
-        """Ask every backend which models it serves (GET /models), all at once."""
+        """Look pools' host names up again, then ask every backend which models it serves (GET /models),
+        all at once."""
+        pools = [b for b in self.backends.values() if isinstance(b, PooledBackend)]
+        if pools:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout_s):
+                    await asyncio.gather(*(b.resolve() for b in pools))
 
         async def one(name: str) -> None:
             try:

@@ -35,11 +35,12 @@ class FakeBackend:
             self.history.append("cancelled")
             raise
 
-    async def complete(self, req: Request, model: str | None = None) -> Reply:
+    async def complete(self, req: Request, model: str | None = None, notes: dict[str, Any] | None = None) -> Reply:
         """The answer as any backend gives it: the upstream's chat.completion, checked and typed at the wire."""
         return answers.reply(self.name, await self.respond(req.chat(), model))
 
-    async def stream(self, req: Request, model: str | None = None) -> AsyncIterator[Event]:
+    async def stream(self, req: Request, model: str | None = None,
+                     notes: dict[str, Any] | None = None) -> AsyncIterator[Event]:
         """The answer word by word, as an upstream's chunks checked and typed at the wire."""
         resp = await self.respond(req.chat(), model)
         text = resp["choices"][0]["message"]["content"] or ""

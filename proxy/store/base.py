@@ -49,6 +49,8 @@ class MemberUse(msgspec.Struct, omit_defaults=True):
     cost_usd: float = 0.0
     cloud: bool = False
     model: str = ""
+    endpoint: str = ""
+    """The server of a pool that answered."""
 
 
 class LedgerRow(msgspec.Struct):
