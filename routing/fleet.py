@@ -21,7 +21,15 @@ from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
+import msgspec
+
 log = logging.getLogger("shenron")
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
+
+
+def _text(raw: Any) -> str:
+    return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
 
 _ACQUIRE = """
 local holders, waiters, wlease, seq = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -102,6 +110,36 @@ class Fleet:
             self.offline_since = time.time()
             log.warning("fleet: Redis unreachable (%s); GPU slots fall back to this replica's share of %d "
                         "replica(s) until it answers", self.last_error, self.replicas)
+
+    async def claim_probes(self, names: list[str], ttl_ms: int) -> tuple[set[str], dict[str, str]]:
+        """Which of these this replica probes this round (the first to ask does, for `ttl_ms`), and which
+        another replica has found failing (name: why). One round trip."""
+        self.round_trips += 1
+        async with self.r.pipeline(transaction=False) as pipe:
+            for n in names:
+                pipe.set(self.key("probe", n), self.replica, nx=True, px=ttl_ms)
+            if names:
+                pipe.mget([self.key("down", n) for n in names])
+            replies = await pipe.execute()
+        mine = {n for n, got in zip(names, replies, strict=False) if got}
+        downs = replies[len(names)] if names else []
+        return mine, {n: _text(d) for n, d in zip(names, downs, strict=True) if d is not None}
+
+    async def share_probes(self, results: dict[str, Any], others: list[str], opened: dict[str, str], ttl_ms: int,
+                           open_ms: int) -> dict[str, Any]:
+        """Publish this replica's probe results and the breakers it opened; read the others' results. One
+        round trip."""
+        self.round_trips += 1
+        async with self.r.pipeline(transaction=False) as pipe:
+            for n, r in results.items():
+                pipe.set(self.key("health", n), _encode(r), px=ttl_ms)
+            for n, why in opened.items():
+                pipe.set(self.key("down", n), why[:300], px=open_ms)
+            if others:
+                pipe.mget([self.key("health", n) for n in others])
+            replies = await pipe.execute()
+        found = replies[-1] if others else []
+        return {n: _decode(raw) for n, raw in zip(others, found, strict=True) if raw is not None}
 
     async def heartbeat(self, ttl_ms: int) -> None:
         """Say this replica is alive, count the others, and renew the leases it holds."""

@@ -111,6 +111,8 @@ class Guard:
         self.probed_at: float | None = None
         self.warmed_at: float | None = None
         self.last_error: str | None = None
+        self.on_open: Callable[[Guard], None] | None = None
+        """Told when this replica opens the breaker, so the others can hear of it."""
 
     @property
     def state(self) -> rules.State:
@@ -132,6 +134,14 @@ class Guard:
         if before != self.breaker.state:
             log.warning("backend %s: circuit %s -> %s%s", self.name, before, self.breaker.state,
                         f" ({reason})" if reason else "")
+            if self.breaker.state == "open" and self.on_open is not None:
+                self.on_open(self)
+
+    def opened_elsewhere(self, reason: str) -> None:
+        """Another replica found it failing: skip it here too until the breaker's next trial."""
+        if self.state == "closed":
+            self.breaker = rules.Breaker("open", self.threshold, self.clock(), f"{reason} (seen by another replica)")
+            log.warning("backend %s: circuit closed -> open (another replica: %s)", self.name, reason)
 
     def _outcome(self, e: MemberFailure) -> None:
         if isinstance(e, UpstreamStatus):
@@ -167,6 +177,24 @@ class Guard:
                 await slot.__aexit__(None, None, None)
 
 
+def _result(g: Guard) -> Json:
+    """A probe's outcome as the other replicas read it."""
+    return {"ok": g.last_error is None, "reason": g.last_error or "", "loading": g.loading, "loaded": g.loaded,
+            "t": g.probed_at}
+
+
+def _apply(g: Guard, r: Json) -> None:
+    """Another replica's probe of this backend, taken as this replica's own."""
+    g.probed_at = r.get("t")
+    if r.get("loading"):
+        g.loading = True
+        return
+    g.loading = False
+    if r.get("loaded") is not None:
+        g.loaded = bool(r["loaded"])
+    g.record(bool(r.get("ok")), str(r.get("reason") or ""))
+
+
 class Health:
     """Probes every backend on a timer and keeps `keep-alive` members loaded."""
 
@@ -180,6 +208,8 @@ class Health:
             name: SharedPool(name, g.max_concurrent, fleet, g.lease_s) if fleet else Pool(name, g.max_concurrent)
             for name, g in cfg.gpus.items()}
         self._warming: asyncio.Task[None] | None = None
+        self._opened: list[Guard] = []
+        """Breakers this replica opened since the last probe round, for the others to hear of."""
         self.guards: dict[str, Guard] = {}
         for name, b in backends.items():
             endpoints = getattr(b, "endpoints", None)
@@ -189,6 +219,7 @@ class Health:
                 continue
             pool = self.pools.get(b.cfg.gpu) if b.cfg.gpu else None
             guard = Guard(name, b.cfg, pool, cfg.server.breaker_failures, cfg.server.breaker_open_s)
+            guard.on_open = self._opened.append
             b.guard = guard
             self.guards[name] = guard
 
@@ -203,7 +234,9 @@ class Health:
                 self.pools[slot] = (SharedPool(slot, gpu.max_concurrent, self.fleet, gpu.lease_s) if self.fleet
                                     else Pool(slot, gpu.max_concurrent))
             pool = self.pools[slot]
-        return Guard(name, cfg, pool, self.cfg.server.breaker_failures, self.cfg.server.breaker_open_s)
+        guard = Guard(name, cfg, pool, self.cfg.server.breaker_failures, self.cfg.server.breaker_open_s)
+        guard.on_open = self._opened.append
+        return guard
 
     def targets(self, name: str) -> list[tuple[OpenAIBackend, Guard]]:
         """What to probe or warm for a backend: itself, or each endpoint of a pool."""
@@ -261,7 +294,36 @@ class Health:
         g.record(ok, reason)
 
     async def probe_all(self) -> None:
-        await asyncio.gather(*(self.probe(n) for n in self.backends))
+        """Probe every backend and endpoint; with Redis, each is probed by one replica a round and the others
+        read its result, and a breaker one replica opens is open on all of them by the next round."""
+        pairs = [pair for name in self.backends for pair in self.targets(name)]
+        fleet = self.fleet
+        if fleet is None or not fleet.online:
+            await asyncio.gather(*(self._probe(b, g) for b, g in pairs))
+            return
+        interval_ms = max(100, int(self.cfg.server.health_interval_s * 1000))
+        names = [g.name for _, g in pairs]
+        try:
+            mine, down = await fleet.claim_probes(names, interval_ms)
+        except Exception as e:  # Redis blinked: probe everything here, as a lone replica would
+            fleet.failed(e)
+            await asyncio.gather(*(self._probe(b, g) for b, g in pairs))
+            return
+        for _, g in pairs:
+            if g.name in down and g not in self._opened:
+                g.opened_elsewhere(down[g.name])
+        await asyncio.gather(*(self._probe(b, g) for b, g in pairs if g.name in mine))
+        opened, self._opened = {g.name: g.breaker.reason or "failing" for g in self._opened}, []
+        results = {g.name: _result(g) for _, g in pairs if g.name in mine}
+        try:
+            theirs = await fleet.share_probes(results, [n for n in names if n not in mine], opened, interval_ms * 3,
+                                              int(self.cfg.server.breaker_open_s * 1000))
+        except Exception as e:
+            fleet.failed(e)
+            return
+        for _, g in pairs:
+            if (r := theirs.get(g.name)) is not None:
+                _apply(g, r)
 
     async def warm(self, name: str) -> None:
         """Load a keep-alive member the way real traffic would find it loaded (every server of a pool)."""

@@ -24,6 +24,7 @@ class Upstream:
         self.requests = 0
         self.inflight = 0
         self.peak = 0
+        self.probes = 0
         """The most chat requests it ever had in flight at once (GET /stats): what a GPU would have held."""
 
     def log(self, **event: Any) -> None:
@@ -41,12 +42,14 @@ class Upstream:
                     await send({"type": "lifespan.shutdown.complete"})
                     return
         path = scope["path"]
+        if path.endswith("/models") or path == "/health":
+            self.probes += 1
         if path.endswith("/models"):
             return await self.json(send, 200, {"object": "list", "data": [
                 {"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in self.a.models.split(",")]})
         if path == "/stats":
             return await self.json(send, 200, {"requests": self.requests, "inflight": self.inflight,
-                                               "peak": self.peak})
+                                               "peak": self.peak, "probes": self.probes})
         if path == "/health":
             if self.a.loading:  # llama.cpp's answer while it loads the model
                 return await self.json(send, 503, {"error": {"code": 503, "message": "Loading model",

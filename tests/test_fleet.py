@@ -313,3 +313,48 @@ redis-prefix = "{redis_prefix}"
         assert [r.status_code for r in asyncio.run(ask_all())] == [200] * 8
         assert _stats(up)["peak"] == 1
         assert "2 workers" in proc.log()
+
+
+def test_replicas_share_probes_and_skip_a_dead_server_together(tmp_path: Path, redis_url: str,  # noqa: F811
+                                                               redis_prefix: str) -> None:  # noqa: F811
+    """Each server is probed by one replica a round, not by every replica; a server one replica finds dead
+    is skipped by all of them by the next round."""
+    with running() as started:
+        live, live_url = fake_upstream(tmp_path)
+        dead, dead_url = fake_upstream(tmp_path)
+        started += [live, dead]
+        config = f"""
+[server]
+health-interval-s = 0.5
+models-refresh-s = 3600
+
+[backends.pool]
+urls = ["{dead_url}", "{live_url}"]
+model = "fake"
+affinity = "none"
+
+[store]
+redis-url = "{redis_url}"
+redis-prefix = "{redis_prefix}"
+"""
+        replicas = []
+        for i in range(2):
+            proc, base = shenron(tmp_path, config + f'path = "{tmp_path}/ledger-{i}.db"\n')
+            started.append(proc)
+            replicas.append(base.removesuffix("/v1"))
+        before = _stats(live_url)["probes"]
+        time.sleep(3.0)
+        probes = _stats(live_url)["probes"] - before
+        assert 3 <= probes <= 8, f"{probes} probes in 3 s at 0.5 s by two replicas: one prober a round is ~6"
+        dead.stop()
+        label = dead_url.split("//")[1].split("/")[0]
+        down = f'shenron_endpoint_up{{backend="pool",endpoint="{label}"}} 0.0'
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            pages = [httpx.get(r + "/metrics").text for r in replicas]
+            if all(down in page for page in pages):
+                break
+            time.sleep(0.2)
+        took = 10 - (deadline - time.monotonic())
+        assert all(down in page for page in pages), "every replica skips the dead server"
+        assert took < 5, took
