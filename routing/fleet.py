@@ -23,6 +23,8 @@ from typing import Any
 
 import msgspec
 
+from routing import resp
+
 log = logging.getLogger("shenron")
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
@@ -48,13 +50,13 @@ if free > 0 then
     redis.call('ZREM', wlease, token)
     redis.call('ZADD', holders, now + lease, token)
     redis.call('PEXPIRE', holders, lease * 2)
-    return 1
+    return {1, redis.call('ZCARD', waiters)}
   end
 end
 if not redis.call('ZSCORE', waiters, token) then redis.call('ZADD', waiters, redis.call('INCR', seq), token) end
 redis.call('ZADD', wlease, now + wait, token)
 for _, k in ipairs(KEYS) do redis.call('PEXPIRE', k, lease * 2) end
-return 0
+return {0, redis.call('ZCARD', waiters)}
 """
 
 _RENEW = """
@@ -76,15 +78,17 @@ return redis.call('ZCARD', KEYS[1])
 
 WAITER_TTL_MS = 2000
 """A waiter that stops asking (its replica died) leaves the queue after this long."""
+LINGER_S = 0.05
+"""How long a freed slot is kept for this replica's next request while no other replica waits."""
+CHECK_S = 0.1
+"""While slots are reused, how often to ask whether another replica waits (the most it waits extra)."""
 
 
 class Fleet:
     """This replica's link to the others: its id, how many replicas it sees, and whether Redis answers."""
 
-    def __init__(self, url: str, prefix: str, client: Any = None) -> None:
-        import redis.asyncio as redis
-
-        self.r = client if client is not None else redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+    def __init__(self, url: str, prefix: str) -> None:
+        self.r = resp.Redis(url, timeout_s=1.0)
         self.prefix = prefix
         self.replica = uuid.uuid4().hex[:12]
         self.online = True
@@ -95,9 +99,8 @@ class Fleet:
         self.round_trips = 0
         """Redis calls made for slots and heartbeats, for the benchmark and /metrics."""
         self.pools: list[SharedPool] = []
-        self._acquire = self.r.register_script(_ACQUIRE)
-        self._renew = self.r.register_script(_RENEW)
-        self._alive = self.r.register_script(_ALIVE)
+        self.background: set[asyncio.Task[None]] = set()
+        """Frees of idle slots under way (kept: the loop holds tasks weakly)."""
 
     def key(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
@@ -105,6 +108,8 @@ class Fleet:
     def failed(self, e: BaseException) -> None:
         """Redis did not answer: keep to local shares from now until a heartbeat gets through."""
         self.last_error = f"{type(e).__name__}: {e}"[:200]
+        for pool in self.pools:
+            pool._forget_idle()
         if self.online:
             self.online = False
             self.offline_since = time.time()
@@ -114,13 +119,11 @@ class Fleet:
     async def claim_probes(self, names: list[str], ttl_ms: int) -> tuple[set[str], dict[str, str]]:
         """Which of these this replica probes this round (the first to ask does, for `ttl_ms`), and which
         another replica has found failing (name: why). One round trip."""
+        if not names:
+            return set(), {}
         self.round_trips += 1
-        async with self.r.pipeline(transaction=False) as pipe:
-            for n in names:
-                pipe.set(self.key("probe", n), self.replica, nx=True, px=ttl_ms)
-            if names:
-                pipe.mget([self.key("down", n) for n in names])
-            replies = await pipe.execute()
+        replies = await self.r.pipeline([*(("SET", self.key("probe", n), self.replica, "NX", "PX", ttl_ms)
+                                           for n in names), ("MGET", *(self.key("down", n) for n in names))])
         mine = {n for n, got in zip(names, replies, strict=False) if got}
         downs = replies[len(names)] if names else []
         return mine, {n: _text(d) for n, d in zip(names, downs, strict=True) if d is not None}
@@ -129,15 +132,15 @@ class Fleet:
                            open_ms: int) -> dict[str, Any]:
         """Publish this replica's probe results and the breakers it opened; read the others' results. One
         round trip."""
+        cmds: list[tuple[resp.Arg, ...]] = [("SET", self.key("health", n), _encode(r), "PX", ttl_ms)
+                                             for n, r in results.items()]
+        cmds += [("SET", self.key("down", n), why[:300], "PX", open_ms) for n, why in opened.items()]
+        if others:
+            cmds.append(("MGET", *(self.key("health", n) for n in others)))
+        if not cmds:
+            return {}
         self.round_trips += 1
-        async with self.r.pipeline(transaction=False) as pipe:
-            for n, r in results.items():
-                pipe.set(self.key("health", n), _encode(r), px=ttl_ms)
-            for n, why in opened.items():
-                pipe.set(self.key("down", n), why[:300], px=open_ms)
-            if others:
-                pipe.mget([self.key("health", n) for n in others])
-            replies = await pipe.execute()
+        replies = await self.r.pipeline(cmds)
         found = replies[-1] if others else []
         return {n: _decode(raw) for n, raw in zip(others, found, strict=True) if raw is not None}
 
@@ -145,11 +148,12 @@ class Fleet:
         """Say this replica is alive, count the others, and renew the leases it holds."""
         try:
             self.round_trips += 1
-            self.replicas = max(1, int(await self._alive(keys=[self.key("replicas")], args=[self.replica, ttl_ms])))
+            alive = await self.r.script(_ALIVE, [self.key("replicas")], [self.replica, ttl_ms])
+            self.replicas = max(1, int(alive))
             for pool in self.pools:
                 if pool.held:
                     self.round_trips += 1
-                    await self._renew(keys=[pool.keys[0]], args=[pool.lease_ms, *pool.held])
+                    await self.r.script(_RENEW, [pool.keys[0]], [pool.lease_ms, *pool.held])
         except Exception as e:  # any Redis failure: connection, timeout, a script error
             self.failed(e)
             return
@@ -169,18 +173,27 @@ class Fleet:
 
     async def close(self) -> None:
         """Free what this replica holds at once instead of when its leases run out."""
+        await asyncio.gather(*self.background, return_exceptions=True)
         with contextlib.suppress(Exception):
             async with asyncio.timeout(2):
                 for pool in self.pools:
                     if pool.held:
-                        await self.r.zrem(pool.keys[0], *pool.held)
-                await self.r.zrem(self.key("replicas"), self.replica)
+                        await self.r.execute("ZREM", pool.keys[0], *pool.held)
+                await self.r.execute("ZREM", self.key("replicas"), self.replica)
         with contextlib.suppress(Exception):
             await self.r.aclose()
 
 
 class SharedPool:
-    """A GPU's `max-concurrent` held across every replica: the same `slot()` as the in-process `Pool`."""
+    """A GPU's `max-concurrent` held across every replica: the same `slot()` as the in-process `Pool`.
+
+    Taking a slot from Redis and freeing it again are two round trips, about 50 us of CPU each on this
+    machine, mostly the kernel's (BENCHMARKS.md, "The fleet"). So a slot this replica frees while no other
+    replica waits for the GPU is kept for `LINGER_S` and handed to this replica's next request without
+    asking Redis; it is still a leased slot in Redis all along, so max-concurrent holds. Whether another
+    replica waits is read from every take and checked at least every `CHECK_S` while slots are reused; once
+    one does, slots go back through Redis, in arrival order.
+    """
 
     def __init__(self, name: str, max_concurrent: int | None, fleet: Fleet, lease_s: float = 30.0) -> None:
         self.name = name
@@ -190,11 +203,18 @@ class SharedPool:
         gpu = "{" + fleet.key("gpu", name) + "}"  # one hash slot, for Redis Cluster
         self.keys = [gpu + ":holders", gpu + ":waiters", gpu + ":waiting", gpu + ":seq"]
         self.held: set[str] = set()
+        """Slots this replica holds in Redis: in use, or idle for reuse."""
+        self.idle: deque[tuple[str, float]] = deque()
+        """Held slots no request uses now, with when they were freed."""
+        self.contended = True
+        """Whether another replica may be waiting for this GPU; until a take says otherwise, assume so."""
+        self.checked = 0.0
         self.inflight = 0
         """Requests this replica runs on the GPU now, by Redis's slots or by its local share."""
         self.waiting = 0
         self._local: deque[asyncio.Future[None]] = deque()
         self._ids = itertools.count()
+        self._sweep: asyncio.TimerHandle | None = None
         fleet.pools.append(self)
 
     @property
@@ -212,10 +232,9 @@ class SharedPool:
             yield 0
             return
         start = time.perf_counter()
-        token = f"{self.fleet.replica}:{next(self._ids)}"
         self.waiting += 1
         try:
-            shared = await self._take(token)
+            token = await self._take()
         finally:
             self.waiting -= 1
         self.inflight += 1
@@ -223,39 +242,94 @@ class SharedPool:
             yield int((time.perf_counter() - start) * 1000)
         finally:
             self.inflight -= 1
-            if shared:
-                self.held.discard(token)
-                await self._free(token)
+            if token is not None:
+                await self._give_back(token)
             self._wake()
 
-    async def _take(self, token: str) -> bool:
-        """Wait for a slot: Redis's while it answers (True), else this replica's share (False)."""
+    def _reusable(self) -> str | None:
+        if not self.idle or self.contended or not self.fleet.online:
+            return None
+        return self.idle.popleft()[0]
+
+    async def _take(self) -> str | None:
+        """Wait for a slot: Redis's while it answers (its token), else this replica's share (None)."""
         limit = self.max_concurrent or 1
         pause = 0.005
-        queued = False
+        token: str | None = None
         try:
             while True:
+                if self.idle and time.monotonic() - self.checked > CHECK_S:
+                    await self._check()
+                if (reused := self._reusable()) is not None:
+                    return reused
                 if self.fleet.online:
+                    token = token or f"{self.fleet.replica}:{next(self._ids)}"
                     try:
                         self.fleet.round_trips += 1
-                        got = await self.fleet._acquire(keys=self.keys,
-                                                        args=[token, self.lease_ms, WAITER_TTL_MS, limit])
+                        got, waiters = await self.fleet.r.script(_ACQUIRE, self.keys,
+                                                                 [token, self.lease_ms, WAITER_TTL_MS, limit])
                     except Exception as e:
                         self.fleet.failed(e)
+                        self._forget_idle()
                         continue
-                    queued = True
+                    self._seen(int(waiters))
                     if got:
                         self.held.add(token)
-                        return True
+                        return token
                 elif self.inflight < self.share():
-                    return False
+                    return None
                 await self._sleep(pause)
                 pause = min(pause * 2, 0.1)
         except asyncio.CancelledError:
-            if queued:  # the client left while waiting: leave the queue now, not when the entry expires
+            if token is not None:  # the client left while waiting: leave the queue now, not when it expires
                 with contextlib.suppress(Exception):
-                    await asyncio.shield(self.fleet.r.zrem(self.keys[1], token))
+                    await asyncio.shield(self.fleet.r.execute("ZREM", self.keys[1], token))
             raise
+
+    def _seen(self, waiters: int) -> None:
+        self.checked = time.monotonic()
+        self.contended = waiters > 0
+        if self.contended and self.idle:
+            self._free_idle(0.0)
+
+    async def _check(self) -> None:
+        """Whether anyone waits for this GPU now (one round trip, at most every CHECK_S while reusing)."""
+        try:
+            self.fleet.round_trips += 1
+            self._seen(int(await self.fleet.r.execute("ZCARD", self.keys[1])))
+        except Exception as e:
+            self.fleet.failed(e)
+            self._forget_idle()
+
+    async def _give_back(self, token: str) -> None:
+        if self.fleet.online and not self.contended and LINGER_S > 0:
+            self.idle.append((token, time.monotonic()))
+            if self._sweep is None:
+                self._sweep = asyncio.get_running_loop().call_later(LINGER_S, self._free_idle, LINGER_S)
+            return
+        self.held.discard(token)
+        await self._free([token])
+
+    def _free_idle(self, older_than: float) -> None:
+        """Free idle slots unused for `older_than` seconds; look again later while some are left."""
+        self._sweep = None
+        now = time.monotonic()
+        tokens = []
+        while self.idle and now - self.idle[0][1] >= older_than:
+            tokens.append(self.idle.popleft()[0])
+        if tokens:
+            self.held.difference_update(tokens)
+            freeing = asyncio.get_running_loop().create_task(self._free(tokens))
+            self.fleet.background.add(freeing)
+            freeing.add_done_callback(self.fleet.background.discard)
+        if self.idle:
+            self._sweep = asyncio.get_running_loop().call_later(LINGER_S, self._free_idle, LINGER_S)
+
+    def _forget_idle(self) -> None:
+        """Redis went away: idle slots are not ours to hand out; their leases run out by themselves."""
+        for token, _ in self.idle:
+            self.held.discard(token)
+        self.idle.clear()
 
     async def _sleep(self, seconds: float) -> None:
         """Until a slot of this replica's is freed, or `seconds`: others' frees are seen by asking again."""
@@ -274,11 +348,11 @@ class SharedPool:
                 fut.set_result(None)
                 return
 
-    async def _free(self, token: str) -> None:
+    async def _free(self, tokens: list[str]) -> None:
         if not self.fleet.online:
-            return  # its lease runs out by itself
+            return  # their leases run out by themselves
         try:
             self.fleet.round_trips += 1
-            await asyncio.shield(self.fleet.r.zrem(self.keys[0], token))
+            await asyncio.shield(self.fleet.r.execute("ZREM", self.keys[0], *tokens))
         except Exception as e:
             self.fleet.failed(e)

@@ -115,7 +115,7 @@ async def test_a_client_that_leaves_while_waiting_leaves_the_queue(redis_url: st
             waiter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await waiter
-            assert await a.fleet.r.zcard(a.keys[1]) == 0, "a cancelled waiter would block the queue"
+            assert await a.fleet.r.execute("ZCARD", a.keys[1]) == 0, "a cancelled waiter would block the queue"
         async with b.slot() as waited:
             assert waited < 1000
     finally:
@@ -174,7 +174,7 @@ async def test_redis_blinking_fails_nothing_and_keeps_to_a_share(
         await a.fleet.heartbeat(10_000)
         assert a.fleet.online, "back to shared slots once Redis answers"
         async with a.slot():
-            assert await a.fleet.r.zcard(a.keys[0]) == 1
+            assert await a.fleet.r.execute("ZCARD", a.keys[0]) == 1
     finally:
         await _close([a, b])
 
@@ -358,3 +358,35 @@ redis-prefix = "{redis_prefix}"
         took = 10 - (deadline - time.monotonic())
         assert all(down in page for page in pages), "every replica skips the dead server"
         assert took < 5, took
+
+
+async def test_a_busy_replica_reusing_its_slots_still_lets_another_in(redis_url: str,  # noqa: F811
+                                                                      redis_prefix: str) -> None:  # noqa: F811
+    """A replica keeps a freed slot for its own next request while nobody else waits (no Redis round trip);
+    once another replica waits, the slot goes back through Redis within a check interval."""
+    busy, other = await _replicas(redis_url, redis_prefix, 2, max_concurrent=1)
+    stop = asyncio.Event()
+    served = 0
+
+    async def steady() -> None:
+        nonlocal served
+        while not stop.is_set():
+            async with busy.slot():
+                served += 1
+                await asyncio.sleep(0.005)
+
+    task = asyncio.create_task(steady())
+    try:
+        await asyncio.sleep(0.3)
+        trips = busy.fleet.round_trips
+        await asyncio.sleep(0.3)
+        assert served > 20 and busy.fleet.round_trips - trips <= 5, "uncontended, slots are reused locally"
+        start = time.monotonic()
+        async with other.slot():
+            waited = time.monotonic() - start
+            assert busy.inflight == 0, "never both on a GPU of max-concurrent 1"
+        assert waited < 1.0, f"the other replica waited {waited:.2f}s behind a busy one"
+    finally:
+        stop.set()
+        await task
+        await _close([busy, other])
