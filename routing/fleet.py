@@ -18,7 +18,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import msgspec
@@ -99,6 +99,10 @@ class Fleet:
         self.round_trips = 0
         """Redis calls made for slots and heartbeats, for the benchmark and /metrics."""
         self.pools: list[SharedPool] = []
+        self.report: Callable[[], dict[str, Any]] | None = None
+        """This replica's load per virtual model, published on every heartbeat."""
+        self.loads: dict[str, dict[str, Any]] = {}
+        """The other live replicas' last published loads: replica id -> model -> {inflight, ms}."""
         self.background: set[asyncio.Task[None]] = set()
         """Frees of idle slots under way (kept: the loop holds tasks weakly)."""
 
@@ -154,6 +158,8 @@ class Fleet:
                 if pool.held:
                     self.round_trips += 1
                     await self.r.script(_RENEW, [pool.keys[0]], [pool.lease_ms, *pool.held])
+            if self.report is not None:
+                await self._exchange_loads(ttl_ms, self.report())
         except Exception as e:  # any Redis failure: connection, timeout, a script error
             self.failed(e)
             return
@@ -161,6 +167,41 @@ class Fleet:
             log.warning("fleet: Redis answers again after %.0fs; GPU slots are shared again",
                         time.time() - (self.offline_since or time.time()))
             self.online, self.offline_since, self.last_error = True, None, None
+
+    async def _exchange_loads(self, ttl_ms: int, mine: dict[str, Any]) -> None:
+        """Publish this replica's load and read the others' (one round trip). An entry older than three
+        heartbeats is a replica that stopped: ignored, and removed."""
+        now = time.time()
+        key = self.key("load")
+        self.round_trips += 1
+        _, _, raw = await self.r.pipeline([("HSET", key, self.replica, _encode({"t": now, "models": mine})),
+                                           ("PEXPIRE", key, ttl_ms * 10), ("HGETALL", key)])
+        loads: dict[str, dict[str, Any]] = {}
+        stale = []
+        for field, value in zip(raw[::2], raw[1::2], strict=True):
+            rid = _text(field)
+            entry = _decode(value)
+            if rid == self.replica:
+                continue
+            if now - float(entry.get("t", 0)) > ttl_ms / 1000:
+                stale.append(rid)
+                continue
+            loads[rid] = entry.get("models") or {}
+        self.loads = loads
+        if stale:
+            await self.r.execute("HDEL", key, *stale)
+
+    def elsewhere(self, model: str) -> tuple[int, list[float]]:
+        """`model`'s requests in flight and recent latencies on the other replicas, as they last said."""
+        if not self.online or not self.loads:
+            return 0, []
+        inflight, ms = 0, list[float]()
+        for models in self.loads.values():
+            m = models.get(model)
+            if m:
+                inflight += int(m.get("inflight", 0))
+                ms += m.get("ms") or []
+        return inflight, ms
 
     def interval_s(self) -> float:
         leases = [p.lease_ms for p in self.pools] or [30_000]

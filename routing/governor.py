@@ -82,7 +82,10 @@ class DecisionLog:
 
 class Governed:
     def __init__(self, name: str, vm: VirtualModel, inner: Strategy, models: Mapping[str, Strategy],
-                 healthy: Callable[[], int], memory: Callable[[], float | None], log: DecisionLog) -> None:
+                 healthy: Callable[[], int], memory: Callable[[], float | None], log: DecisionLog,
+                 elsewhere: Callable[[str], tuple[int, list[float]]] | None = None) -> None:
+        """`elsewhere`: this model's requests in flight and recent latencies on the other replicas (as they
+        last said, through Redis), counted with this replica's own."""
         self.name = name
         self.vm = vm
         self.inner = inner
@@ -91,13 +94,19 @@ class Governed:
         self.healthy = healthy
         self.memory = memory
         self.log = log
+        self.elsewhere = elsewhere
         self.inflight = 0
         self.latencies: deque[float] = deque(maxlen=SAMPLES)
         self.limits = {k: getattr(vm, k) for k in ("max_inflight", "max_p95_ms", "min_healthy_members",
                                                    "min_mem_available_pct")}
 
     def load(self) -> rules.Load:
-        return rules.Load(inflight=self.inflight, p95_ms=rules.p95(self.latencies), healthy_members=self.healthy(),
+        inflight, latencies = self.inflight, self.latencies
+        if self.elsewhere is not None:
+            more, theirs = self.elsewhere(self.name)
+            if more or theirs:
+                inflight, latencies = inflight + more, deque([*latencies, *theirs])
+        return rules.Load(inflight=inflight, p95_ms=rules.p95(latencies), healthy_members=self.healthy(),
                           mem_available_pct=self.memory())
 
     def decide(self, call: Call) -> Decision:

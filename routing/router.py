@@ -52,7 +52,10 @@ class Router:
         for name, vm in cfg.models.items():
             healthy = functools.partial(self.health.healthy, self._members(name))
             self.virtual[name] = Governed(name, vm, raw[name], self.virtual, healthy,
-                                          lambda: self.mem_available_pct, self.decisions)
+                                          lambda: self.mem_available_pct, self.decisions,
+                                          self.fleet.elsewhere if self.fleet else None)
+        if self.fleet:
+            self.fleet.report = self._load_report
         for strategy in raw.values():
             bind = getattr(strategy, "bind", None)
             if bind is not None:
@@ -61,6 +64,14 @@ class Router:
         self.served: dict[str, list[str]] = {}
         """Model ids each backend reported serving, refreshed in the background."""
         self.reachable: dict[str, bool] = {}
+
+    def _load_report(self) -> dict[str, Any]:
+        """What this replica tells the others of each virtual model's load, for their degradation rules."""
+        out: dict[str, Any] = {}
+        for name, s in self.virtual.items():
+            if isinstance(s, Governed) and (s.inflight or s.latencies):
+                out[name] = {"inflight": s.inflight, "ms": [round(x) for x in s.latencies]}
+        return out
 
     def _members(self, name: str, seen: frozenset[str] = frozenset()) -> list[str]:
         """The backends a virtual model asks (a cascade: those of its first model)."""

@@ -390,3 +390,50 @@ async def test_a_busy_replica_reusing_its_slots_still_lets_another_in(redis_url:
         stop.set()
         await task
         await _close([busy, other])
+
+
+def test_degradation_counts_what_every_replica_has_in_flight(tmp_path: Path, redis_url: str,  # noqa: F811
+                                                             redis_prefix: str) -> None:  # noqa: F811
+    """`max-inflight = 2` means two across the fleet: with two slow requests on one replica, the other
+    degrades the next request, saying why."""
+    with running() as started:
+        gpu, up = fake_upstream(tmp_path, "--latency-ms", "3000")
+        started.append(gpu)
+        config = f"""
+[backends.smol]
+url = "{up}"
+model = "fake"
+
+[models.agent-lite]
+strategy = "single"
+members = ["smol"]
+
+[models.full-council]
+strategy = "council"
+members = ["smol", "smol", "smol"]
+max-inflight = 2
+degrade-to = "agent-lite"
+
+[store]
+redis-url = "{redis_url}"
+redis-prefix = "{redis_prefix}"
+"""
+        bases = []
+        for i in range(2):
+            proc, base = shenron(tmp_path, config + f'path = "{tmp_path}/ledger-{i}.db"\n')
+            started.append(proc)
+            bases.append(base)
+        ask = {"model": "full-council", "messages": [{"role": "user", "content": "hi"}]}
+
+        async def go() -> httpx.Response:
+            async with httpx.AsyncClient(timeout=60) as client:
+                slow = [asyncio.create_task(client.post(bases[0] + "/chat/completions", json=ask)) for _ in range(2)]
+                await asyncio.sleep(1.5)  # a heartbeat (every second) carries replica 1's load to replica 2
+                other = await client.post(bases[1] + "/chat/completions", json=ask)
+                await asyncio.gather(*slow)
+                return other
+
+        r = asyncio.run(go())
+        council = r.json()["council"]
+        assert council.get("degraded_from") == "full-council", council
+        assert "max-inflight: 2 in flight >= 2" in council["degraded_because"]
