@@ -47,8 +47,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from proxy.demo import model_file  # noqa: E402
-from routing import claims  # noqa: E402
-from routing.vote import Ballot, cluster, ranked  # noqa: E402
+from routing.vote import claims  # noqa: E402
+from routing.vote.vote import Ballot, cluster, ranked  # noqa: E402
 
 CAPITALS = {
     "France": "Paris", "Japan": "Tokyo", "Italy": "Rome", "Germany": "Berlin", "Spain": "Madrid",

@@ -14,10 +14,10 @@ from proxy import errors
 from proxy.auth import ANONYMOUS, Gate, Principal
 from proxy.metrics import Metrics
 from proxy.store import LedgerRow, MemberUse, Store
-from routing import spend
 from routing.core import CouncilReport
+from routing.decide import spend
+from routing.decide.spend import Spend
 from routing.errors import AllMembersFailed, MemberFailure
-from routing.spend import Spend
 
 Json = dict[str, Any]
 RECENT = 25

@@ -32,10 +32,10 @@ from proxy.metrics import CONTENT_TYPE as METRICS_TYPE
 from proxy.metrics import Metrics
 from proxy.store import Store, open_store
 from proxy.streaming import EventStream
-from routing import upstream
 from routing.config import Config
 from routing.errors import ModelNotFound
 from routing.router import Router
+from routing.upstream import clients
 
 RESOLVED_ENV = "SHENRON_RESOLVED_CONFIG"
 """The CLI resolves the config once (file or discovery) and hands it to server workers here, as JSON."""
@@ -202,7 +202,7 @@ def create_app(cfg: Config, drain: Drain | None = None) -> Litestar:
         async with contextlib.AsyncExitStack() as stack:
             client = await stack.enter_async_context(  # health probes and warm-up
                 httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(120, connect=5)))
-            clients = {n: await stack.enter_async_context(upstream.client_for(b, cfg.server))
+            own = {n: await stack.enter_async_context(clients.client_for(b, cfg.server))
                        for n, b in cfg.backends.items()}
             store = await open_store(cfg)
             stack.push_async_callback(store.close)
@@ -214,7 +214,7 @@ def create_app(cfg: Config, drain: Drain | None = None) -> Litestar:
             gate = Gate(cfg, store, counters, m)
             books = Books(store, gate, m)
             stack.push_async_callback(books.drain)
-            router = Router(cfg, client, clients)
+            router = Router(cfg, client, own)
             app.state.update(router=router, store=store, gate=gate, books=books, metrics=m, cache=response_cache,
                              drain=drain)
             await router.refresh()

@@ -13,8 +13,8 @@ from cachetools import TTLCache
 from proxy.limits import Counters, Windows, decide
 from proxy.metrics import Metrics
 from proxy.store import Store, hash_key
-from routing.budget import Budget
 from routing.config import Config
+from routing.decide.budget import Budget
 from routing.errors import ShenronError
 from routing.settings import ADMIN_TIER, TierConfig
 

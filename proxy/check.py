@@ -8,13 +8,15 @@ import time
 
 import httpx
 
-from routing import request, rules
-from routing.backends import Backend, build
+from routing import request
 from routing.config import Config
+from routing.decide import rules
 from routing.errors import MemberFailure
 from routing.models import CascadeModel, EscalateModel
-from routing.pool import PooledBackend
 from routing.settings import redacted
+from routing.upstream.backends import Backend
+from routing.upstream.kinds import build
+from routing.upstream.pool import PooledBackend
 
 
 def run(cfg: Config) -> int:

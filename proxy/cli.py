@@ -23,8 +23,8 @@ from routing.config import (
     load,
     store_path,
 )
-from routing.discovery import KNOWN_SERVERS, discover
 from routing.settings import ADMIN_TIER, ServerConfig, redacted
+from routing.upstream.discovery import KNOWN_SERVERS, discover
 
 if TYPE_CHECKING:
     from proxy.store import KeyRecord, LedgerRow, Store
@@ -203,14 +203,14 @@ def cmd_usage(args: argparse.Namespace) -> int:
 
 
 def _ram_gb() -> float | None:
-    from routing.governor import meminfo
+    from routing.decide.governor import meminfo
 
     total = meminfo().get("MemTotal")
     return total / 1024 / 1024 if total else None
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from routing import plan
+    from routing.decide import plan
 
     path = find(args.config, dict(os.environ), Path.cwd())
     if path is None:
@@ -223,7 +223,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from routing import replay
+    from routing.decide import replay
 
     path = find(args.config, dict(os.environ), Path.cwd())
     if path is None:

@@ -9,7 +9,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from proxy.store import MemberUse
 from routing.core import CouncilReport
-from routing.health import Health
+from routing.upstream.health import Health
+from routing.upstream.pool import PooledBackend
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -95,7 +96,7 @@ class Metrics:
                 if g.probed_at is not None:
                     self.backend_up.labels(name).set(1 if g.state == "closed" and not g.loading else 0)
             for name, b in health.backends.items():
-                for e in getattr(b, "endpoints", ()):
+                for e in b.endpoints if isinstance(b, PooledBackend) else ():
                     self.endpoint_up.labels(name, e.label).set(
                         1 if e.backend.guard.state == "closed" and not e.backend.guard.loading else 0)
                     self.endpoint_outstanding.labels(name, e.label).set(e.outstanding)

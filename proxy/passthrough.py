@@ -27,13 +27,14 @@ from proxy.auth import Gate, allows
 from proxy.requests import decode
 from proxy.serve import SSE_HEADERS, credentials
 from proxy.streaming import EventStream, watched
-from routing import spend, wire
-from routing.answers import usage as checked_usage
+from routing import wire
 from routing.core import CouncilReport, MemberReport
+from routing.decide import spend
 from routing.errors import InvalidRequest
 from routing.report import Timer, cost
 from routing.router import Router
 from routing.tokens import Usage
+from routing.upstream.answers import usage as checked_usage
 
 Json = dict[str, Any]
 _encode = msgspec.json.Encoder().encode

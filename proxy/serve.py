@@ -19,8 +19,8 @@ from proxy.requests import call_of, decode
 from proxy.streaming import EventStream, watched
 from routing import session
 from routing.core import CouncilReport, Event, Report, Result, replay_result
+from routing.decide.spend import Spend
 from routing.router import Router
-from routing.spend import Spend
 from routing.strategies import Call
 
 Json = dict[str, Any]

@@ -8,10 +8,10 @@ from typing import Any
 
 from proxy.accounting import Books
 from routing.core import CouncilReport
-from routing.health import Guard
-from routing.pool import PooledBackend
 from routing.router import Router
 from routing.settings import redacted
+from routing.upstream.guard import Guard
+from routing.upstream.pool import PooledBackend
 
 REFRESH_S = 5
 STYLE = """

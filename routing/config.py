@@ -26,8 +26,8 @@ from routing.models import (
     ThinkingModel,
     VirtualModel,
 )
-from routing.samples import backend_of
 from routing.settings import AuthConfig, ServerConfig, StoreConfig, TierConfig, redacted
+from routing.vote.samples import backend_of
 
 CONFIG_ENV = "SHENRON_CONFIG"
 DEFAULT_FILE = "shenron.toml"

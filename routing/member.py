@@ -16,16 +16,16 @@ from typing import Any
 
 import msgspec
 
-from routing import spend
-from routing.backends import Backend
-from routing.budget import EXHAUSTED, Budget, Skipped
 from routing.core import Answer, Event, MemberReport, Reply, TextDelta, UsageEvent
+from routing.decide import spend
+from routing.decide.budget import EXHAUSTED, Budget, Skipped
+from routing.decide.spend import Spend
 from routing.errors import MemberFailure
-from routing.health import unusable
 from routing.report import cost
 from routing.request import Request
-from routing.spend import Spend
 from routing.tokens import Usage, estimate_tokens
+from routing.upstream.backends import Backend
+from routing.upstream.guard import unusable
 from routing.wire import prompt_text
 
 Json = dict[str, Any]

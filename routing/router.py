@@ -12,15 +12,15 @@ from typing import Any
 
 import httpx
 
-from routing import backends as backends_mod
 from routing.config import Config
+from routing.decide.governor import DecisionLog, Governed, mem_available_pct
 from routing.errors import MemberFailure, ModelNotFound, NoBackends
-from routing.fleet import Fleet
-from routing.governor import DecisionLog, Governed, mem_available_pct
-from routing.health import Health
 from routing.models import CascadeModel
-from routing.pool import PooledBackend
 from routing.strategies import STRATEGIES, Single, Strategy
+from routing.upstream.fleet import Fleet
+from routing.upstream.health import Health
+from routing.upstream.kinds import build
+from routing.upstream.pool import PooledBackend
 
 Json = dict[str, Any]
 log = logging.getLogger("shenron")
@@ -35,7 +35,7 @@ class Router:
         self.cfg = cfg
         self.created = int(time.time())
         own = clients or {}
-        self.backends = {n: backends_mod.build(n, b, own.get(n, client)) for n, b in cfg.backends.items()}
+        self.backends = {n: build(n, b, own.get(n, client)) for n, b in cfg.backends.items()}
         self.kinds = frozenset(b.kind for b in cfg.backends.values())
         """The backend kinds configured (a dialect goes natively only where its kind is among them)."""
         self.fleet = Fleet(cfg.store.redis_url, cfg.store.redis_prefix) if cfg.store.redis_url else None

@@ -19,7 +19,7 @@ class Usage(msgspec.Struct, omit_defaults=True):
 
     @classmethod
     def of(cls, raw: Mapping[str, Any] | None) -> Usage | None:
-        """From an OpenAI `usage` object already checked at the wire (`routing.answers.usage`)."""
+        """From an OpenAI `usage` object already checked at the wire (`routing.upstream.answers.usage`)."""
         if not raw:
             return None
         p, c = int(raw.get("prompt_tokens") or 0), int(raw.get("completion_tokens") or 0)

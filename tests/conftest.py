@@ -32,8 +32,8 @@ from tests.services import postgres_url, redis_prefix, redis_url  # noqa: E402, 
 @pytest.fixture(scope="session", autouse=True)
 def respx_can_see_upstream_requests() -> Iterator[None]:
     """respx intercepts httpx's own transport; in-process apps use it (processes run the default)."""
-    import routing.upstream
+    import routing.upstream.clients
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(routing.upstream, "DEFAULT", "httpx")
+        mp.setattr(routing.upstream.clients, "DEFAULT", "httpx")
         yield

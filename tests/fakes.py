@@ -9,12 +9,12 @@ from typing import Any
 import msgspec
 
 from proxy.dialects.chat import ChatWriter, completion
-from routing import answers
 from routing.config import BackendConfig
 from routing.core import Event, Reply, Result
 from routing.errors import MemberFailure, MemberTimeout
-from routing.health import Guard
 from routing.request import Request
+from routing.upstream import answers
+from routing.upstream.guard import Guard
 
 
 class FakeBackend:

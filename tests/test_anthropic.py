@@ -15,12 +15,12 @@ from litestar.testing import TestClient
 from proxy.app import create_app
 from proxy.errors import status_of
 from routing import config
-from routing.anthropic import AnthropicBackend, to_messages
 from routing.config import BackendConfig
 from routing.core import Finish, TextDelta, ToolCallDelta, UsageEvent
 from routing.errors import MemberFailure, UpstreamStatus
 from routing.request import Request
 from routing.tokens import Usage
+from routing.upstream.anthropic import AnthropicBackend, to_messages
 
 URL = "https://api.anthropic.test/v1"
 CITY = {"type": "object", "properties": {"city": {"type": "string"}}}

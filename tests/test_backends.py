@@ -5,11 +5,11 @@ import pytest
 import respx
 
 from proxy.errors import status_of
-from routing.backends import OpenAIBackend
 from routing.config import BackendConfig
 from routing.core import Finish, TextDelta
 from routing.errors import MemberFailure, MemberTimeout, UpstreamStatus
 from routing.request import Request
+from routing.upstream.backends import OpenAIBackend
 
 URL = "http://up.test/v1"
 BODY = {"model": "ultra-instinct", "messages": [{"role": "user", "content": "hi"}], "x_vendor": {"k": 1}}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from routing.budget import EXHAUSTED, Budget
 from routing.config import BackendConfig
+from routing.decide.budget import EXHAUSTED, Budget
 from routing.errors import AllMembersFailed
 from routing.models import CouncilModel
 from routing.strategies import Council, Single

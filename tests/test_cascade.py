@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from routing.budget import Budget
+from routing.decide.budget import Budget
 from routing.models import CascadeModel, CouncilModel
 from routing.request import Request
 from routing.strategies import Call, Council, Single

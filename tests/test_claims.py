@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from routing.vote import Ballot, agreement, cluster, has_majority, ranked, tied
+from routing.vote.vote import Ballot, agreement, cluster, has_majority, ranked, tied
 
 CORPUS = json.loads((Path(__file__).parent / "data" / "smol_answers.json").read_text())
 

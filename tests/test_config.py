@@ -6,9 +6,10 @@ import httpx
 import pytest
 import respx
 
-from routing import config, discovery
+from routing import config
 from routing.config import ConfigError
 from routing.models import CouncilModel, SingleModel
+from routing.upstream import discovery
 
 GOOD = """
 [server]

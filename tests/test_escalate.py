@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from routing import config
-from routing.budget import Budget
+from routing.decide.budget import Budget
 from routing.errors import AllMembersFailed
 from routing.models import EscalateModel, Rung
 from routing.request import Request

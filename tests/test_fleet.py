@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from routing.fleet import Fleet, SharedPool
+from routing.upstream.fleet import Fleet, SharedPool
 from tests.procs import Proc, fake_upstream, free_port, running, shenron
 from tests.services import need, redis_prefix, redis_url  # noqa: F401
 

@@ -116,7 +116,7 @@ def test_the_kubernetes_manifests_parse_and_fit_together(tmp_path: Path) -> None
     import yaml
 
     from routing.config import load
-    from routing.pool import _expandable
+    from routing.upstream.pool import _expandable
 
     docs = list(yaml.safe_load_all((ROOT / "examples" / "fleet" / "k8s" / "shenron.yaml").read_text()))
     kinds = {(d["kind"], d["metadata"]["name"]): d for d in docs}

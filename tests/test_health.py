@@ -8,15 +8,17 @@ from typing import Any
 import httpx
 import respx
 
-from routing import config, spend
-from routing.budget import Budget
+from routing import config
 from routing.config import BackendConfig
+from routing.decide import spend
+from routing.decide.budget import Budget
 from routing.errors import MemberFailure, UpstreamStatus
-from routing.health import Guard, Health, Pool
 from routing.member import Members
 from routing.models import CouncilModel
 from routing.request import Request
 from routing.strategies import Call, Council
+from routing.upstream.guard import Guard, Pool
+from routing.upstream.health import Health
 from tests.fakes import FakeBackend, chat
 
 
@@ -127,7 +129,7 @@ members = ["ollama"]
 async def test_probes_per_server_kind_and_cold_starts() -> None:
     cfg = config.parse(CFG)
     async with httpx.AsyncClient() as client:
-        from routing.backends import build
+        from routing.upstream.kinds import build
         backends = {n: build(n, b, client) for n, b in cfg.backends.items()}
         health = Health(cfg, backends, client)
         with respx.mock(assert_all_called=False) as m:
@@ -163,7 +165,7 @@ async def test_each_report_carries_its_own_calls_notes() -> None:
     answer = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "42"}, "finish_reason": "stop"}],
               "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}
     async with httpx.AsyncClient() as client:
-        from routing.backends import build
+        from routing.upstream.kinds import build
         backends = {n: build(n, b, client) for n, b in cfg.backends.items()}
         backends["lead"].guard.loaded = False  # not loaded: the first call is a cold start
         with respx.mock() as m:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from routing.judging import extract_code, parse_verdict, weighted_score
+from routing.vote.judging import extract_code, parse_verdict, weighted_score
 
 SEED_WEIGHTS = {"phi4": 0.20, "gemma3": 0.25, "qwen-coder": 0.20, "deepseek-sec": 0.20, "llama": 0.15}
 
@@ -81,6 +81,6 @@ def test_weighted_score_uses_the_seed_weights_and_leaves_out_the_silent() -> Non
     ("They all agree.", 3, None),
 ])
 def test_the_judges_pick_is_read_or_none(said: str, count: int, pick: int | None) -> None:
-    from routing.synthesis import judge_pick
+    from routing.vote.synthesis import judge_pick
 
     assert judge_pick(said, count) == pick

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from routing import config, plan
+from routing import config
+from routing.decide import plan
 from tests.procs import ROOT, cli
 
 

@@ -14,11 +14,11 @@ from typing import Any
 import httpx
 import pytest
 
-from routing.backends import build
 from routing.config import BackendConfig, ConfigError, load
 from routing.errors import MemberFailure, MemberTimeout, UpstreamStatus
-from routing.pool import PooledBackend, retryable
 from routing.request import Message, Request
+from routing.upstream.kinds import build
+from routing.upstream.pool import PooledBackend, retryable
 from tests.procs import fake_upstream, running, shenron
 
 ASK = {"model": "pool", "messages": [{"role": "user", "content": "hi"}]}

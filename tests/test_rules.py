@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from routing import rules
+from routing.decide import rules
 from routing.models import RISK_WORDS
 
 

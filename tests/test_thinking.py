@@ -7,7 +7,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from routing.budget import Budget
+from routing.decide.budget import Budget
 from routing.errors import AllMembersFailed, MemberFailure
 from routing.models import DebateModel, DuoDebateModel, SoloModel, TrioConsensusModel, VoteModel
 from routing.request import Message, Request

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from routing.transport import Transport
+from routing.upstream.transport import Transport
 
 JSON = b'{"ok": true}'
 

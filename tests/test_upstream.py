@@ -8,17 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from routing import upstream
 from routing.config import BackendConfig
 from routing.settings import ServerConfig
+from routing.upstream import clients
 from tests.procs import Proc, fake_upstream
 from tests.test_disconnect import upstream_connections
 
 
 def test_a_backend_s_own_pool_settings_win_over_the_server_default() -> None:
     server = ServerConfig(upstream_max_connections=100, upstream_keepalive_s=9)
-    own = upstream.limits(BackendConfig(url="http://x/v1", model="m", max_connections=3, keepalive_s=1), server)
-    default = upstream.limits(BackendConfig(url="http://x/v1", model="m"), server)
+    own = clients.limits(BackendConfig(url="http://x/v1", model="m", max_connections=3, keepalive_s=1), server)
+    default = clients.limits(BackendConfig(url="http://x/v1", model="m"), server)
     assert (own.max_connections, own.keepalive_expiry) == (3, 1)
     assert (default.max_connections, default.keepalive_expiry) == (100, 9)
 
@@ -26,12 +26,12 @@ def test_a_backend_s_own_pool_settings_win_over_the_server_default() -> None:
 @pytest.mark.integration
 @pytest.mark.parametrize("transport", ["shenron", "httpx"])
 async def test_a_pool_of_two_holds_at_most_two_connections_and_reuses_them(tmp_path: Path, procs: list[Proc],
-                                                                          transport: upstream.Transport) -> None:
+                                                                          transport: clients.Transport) -> None:
     proc, url = fake_upstream(tmp_path, "--models", "m", "--latency-ms", "300")
     procs.append(proc)
     port = int(url.split(":")[2].split("/")[0])
     cfg = BackendConfig(url=url, model="m", max_connections=2)
-    async with upstream.client_for(cfg, ServerConfig(upstream_transport=transport)) as client:
+    async with clients.client_for(cfg, ServerConfig(upstream_transport=transport)) as client:
         body = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
         requests = [asyncio.create_task(client.post(url + "/chat/completions", json=body)) for _ in range(6)]
         await asyncio.sleep(0.15)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from routing.core import ToolCall
-from routing.vote import Ballot, agreement, canonical, canonical_tool_calls, cluster, decided, ranked, similarity
+from routing.vote.vote import Ballot, agreement, canonical, canonical_tool_calls, cluster, decided, ranked, similarity
 
 
 @pytest.mark.parametrize(

@@ -7,13 +7,13 @@ import msgspec
 import pytest
 
 from proxy.dialects.chat import ChatWriter, completion
-from routing import answers
-from routing.budget import Budget
 from routing.core import CouncilReport, Event, Result, UsageEvent
+from routing.decide.budget import Budget
 from routing.member import Members
 from routing.request import Request
-from routing.sse import data_events
 from routing.tokens import Usage
+from routing.upstream import answers
+from routing.upstream.sse import data_events
 from tests.fakes import FakeBackend
 
 

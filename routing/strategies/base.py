@@ -7,11 +7,11 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from routing.backends import Backend
-from routing.budget import Budget
 from routing.core import Event, Heartbeat, ReasoningDelta, Result
+from routing.decide.budget import Budget
 from routing.fanout import stop
 from routing.request import Request
+from routing.upstream.backends import Backend
 
 Json = dict[str, Any]
 T = TypeVar("T")

@@ -1,6 +1,6 @@
 """`cascade`: one fast virtual model answers; another takes over when it matters.
 
-Escalation rules (pure, in `routing.rules`), in order:
+Escalation rules (pure, in `routing.decide.rules`), in order:
 1. `asked`: the client sent `extra_body={"shenron": {"validate": true}}` or `x-shenron-validate: 1`;
 2. `risk-word`: the last user message contains a configured risk word (whole word, any case);
 3. `low-confidence`: the first answer's confidence is below `min-confidence`.
@@ -27,16 +27,17 @@ from typing import Any
 
 import msgspec
 
-from routing import rules, wire
+from routing import wire
 from routing.config import Config
 from routing.core import CouncilReport, Event, Report, Result, replay_result
+from routing.decide import rules
 from routing.errors import MemberFailure, NotAllowed
 from routing.fanout import stop
 from routing.member import Members
 from routing.models import CascadeModel
 from routing.report import Timer
 from routing.strategies.base import NESTED, Backends, Call, Json, Strategy, waiting
-from routing.vote import canonical, similarity
+from routing.vote.vote import canonical, similarity
 
 
 def nested(call: Call) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """`council`: every member at once, merged by weighted vote (or a chairman), decided early when it can be.
 
-The async code here only gathers answers and applies the pure rules of `routing.vote`.
+The async code here only gathers answers and applies the pure rules of `routing.vote.vote`.
 """
 
 from __future__ import annotations
@@ -14,20 +14,21 @@ from typing import Any
 
 import msgspec
 
-from routing import rules, wire
+from routing import wire
 from routing.config import Config
 from routing.core import Answer, ClusterReport, CouncilReport, Event, Reply, Report, Result, UsageEvent, replay
+from routing.decide import rules
 from routing.errors import AllMembersFailed, MemberFailure, MemberTimeout
 from routing.fanout import FanOut, Outcome, fan_out, ordered
 from routing.member import Members
 from routing.models import CouncilModel
 from routing.report import Timer
 from routing.request import Request
-from routing.samples import samples
 from routing.strategies.base import Backends, Call, waiting
-from routing.synthesis import chairman_messages, judge_messages, judge_pick
 from routing.tokens import ZERO, Usage
-from routing.vote import (
+from routing.vote.samples import samples
+from routing.vote.synthesis import chairman_messages, judge_messages, judge_pick
+from routing.vote.vote import (
     TIE_BREAKS,
     Ballot,
     Cluster,

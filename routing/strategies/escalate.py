@@ -35,7 +35,6 @@ from routing.core import (
     replay,
 )
 from routing.errors import AllMembersFailed, MemberFailure
-from routing.judging import Code, extract_code, parse_verdict, weighted_score
 from routing.models import CheckConfig, EscalateModel, Rung
 from routing.report import Timer, cost
 from routing.request import Message
@@ -43,6 +42,7 @@ from routing.strategies.base import Backends, Call, narrate
 from routing.strategies.thinking import usage_of
 from routing.thinking import PARTNERS, THINKERS, Asker, Options, calls
 from routing.tokens import ZERO, Usage, estimate_tokens
+from routing.vote.judging import Code, extract_code, parse_verdict, weighted_score
 from routing.wire import prompt_text
 
 CHECK_SHOWN = 1000

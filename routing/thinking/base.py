@@ -17,14 +17,14 @@ from typing import Any, Protocol
 import msgspec
 
 from routing import wire
-from routing.backends import Backend
-from routing.budget import Budget
 from routing.core import MemberReport
+from routing.decide.budget import Budget
 from routing.errors import AllMembersFailed, MemberFailure
 from routing.fanout import fan_out, ordered
 from routing.member import Members
 from routing.request import Message, Request
-from routing.vote import Ballot, agreement, cluster, ranked
+from routing.upstream.backends import Backend
+from routing.vote.vote import Ballot, agreement, cluster, ranked
 
 Json = dict[str, Any]
 Messages = list[Message]

@@ -3,7 +3,7 @@
 What sits under httpx was chosen by measurement (BENCHMARKS.md, "Field-ready transport"):
 httpx's own transport scans its whole pool on every request (httpcore's
 `_assign_requests_to_connections`) and cost 1.3 ms of CPU per request at 16 concurrent requests;
-`httpx-aiohttp`'s 0.26-0.33 ms; Shenron's own (`routing.transport`: asyncio protocols and
+`httpx-aiohttp`'s 0.26-0.33 ms; Shenron's own (`routing.upstream.transport`: asyncio protocols and
 httptools) less again. Shenron's own is the one transport; aiohttp's was dropped with its eight
 packages, since it was never faster. httpx's stays selectable because it is the one respx
 intercepts, for in-process tests. Both close a connection whose response was not read to the end
@@ -37,7 +37,7 @@ def client_for(backend: BackendConfig, server: ServerConfig) -> httpx.AsyncClien
     kind = server.upstream_transport or DEFAULT
     transport: httpx.AsyncBaseTransport
     if kind == "shenron":
-        from routing.transport import Transport as Own
+        from routing.upstream.transport import Transport as Own
 
         transport = Own(lim)
     else:

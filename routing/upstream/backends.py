@@ -17,13 +17,13 @@ from typing import Any
 import httpx
 import msgspec
 
-from routing import answers, upstream
 from routing.config import BackendConfig
 from routing.core import Event, Finish, Reply, says_something
 from routing.errors import MemberFailure, MemberTimeout, UpstreamStatus
-from routing.health import Guard
 from routing.request import Request
-from routing.sse import DONE, data_events
+from routing.upstream import answers, clients
+from routing.upstream.guard import Guard
+from routing.upstream.sse import DONE, data_events
 
 Json = dict[str, Any]
 
@@ -120,7 +120,7 @@ class OpenAIBackend:
         `notes` is the call's record, for a backend that learns something per call (a pool: its endpoint)."""
         with self._translated():
             async with asyncio.timeout(self.cfg.timeout_s):
-                resp = await upstream.send(self._client, self._request(req, False, model))
+                resp = await clients.send(self._client, self._request(req, False, model))
                 try:
                     content = await resp.aread()
                 finally:
@@ -130,7 +130,7 @@ class OpenAIBackend:
             return self._answer(_decode(content))
 
     def _answer(self, result: Any) -> Reply:
-        """The upstream's whole answer, checked and typed (`routing.answers`)."""
+        """The upstream's whole answer, checked and typed (`routing.upstream.answers`)."""
         return answers.reply(self.name, result)
 
     def _events(self) -> Callable[[Json], list[Json] | None]:
@@ -158,7 +158,7 @@ class OpenAIBackend:
         try:
             with self._translated():
                 async with asyncio.timeout_at(_loop_time(deadline)):
-                    resp = await upstream.send(self._client, self._request(req, True, model))
+                    resp = await clients.send(self._client, self._request(req, True, model))
                     if resp.status_code >= 400:
                         raise upstream_error(self.name, resp.status_code, await resp.aread())
                 events = data_events(resp.aiter_raw())
@@ -213,7 +213,7 @@ class OpenAIBackend:
                                 extensions={"timeout": self.timeout.as_dict()})
         with self._translated():
             async with self.guard.call(), asyncio.timeout(self.cfg.timeout_s):
-                resp = await upstream.send(self._client, request)
+                resp = await clients.send(self._client, request)
                 if resp.status_code >= 400:
                     try:
                         content = await resp.aread()
@@ -246,15 +246,3 @@ def _loop_time(deadline: float) -> float:
 
 
 Backend = OpenAIBackend
-
-
-def build(name: str, cfg: BackendConfig, client: httpx.AsyncClient) -> Backend:
-    """The backend of `cfg.kind`; with `urls`, a pool of them (routing/pool.py)."""
-    from routing.anthropic import AnthropicBackend  # registered here; it builds on OpenAIBackend
-
-    kinds: dict[str, type[OpenAIBackend]] = {"openai": OpenAIBackend, "anthropic": AnthropicBackend}
-    if cfg.urls:
-        from routing.pool import PooledBackend
-
-        return PooledBackend(name, cfg, client, lambda n, c, cl: kinds[c.kind](n, c, cl))
-    return kinds[cfg.kind](name, cfg, client)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from routing.request import Message
-from routing.vote import Cluster, ranked
+from routing.vote.vote import Cluster, ranked
 
 CHAIRMAN_SYSTEM = (
     "You are the chairman of a council of language models. Several members answered the user's "

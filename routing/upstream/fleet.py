@@ -23,7 +23,7 @@ from typing import Any
 
 import msgspec
 
-from routing import resp
+from routing.upstream import resp
 
 log = logging.getLogger("shenron")
 _encode = msgspec.json.Encoder().encode

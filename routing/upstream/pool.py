@@ -29,14 +29,14 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import msgspec
 
-from routing import rules
-from routing.backends import OpenAIBackend
 from routing.config import BackendConfig, EndpointConfig, endpoint_urls
 from routing.core import Event, Reply
+from routing.decide import rules
 from routing.errors import MemberFailure, MemberTimeout, UpstreamStatus
-from routing.health import Guard
 from routing.request import Request
 from routing.session import prefix_of
+from routing.upstream.backends import OpenAIBackend
+from routing.upstream.guard import Guard
 
 log = logging.getLogger("shenron")
 Json = dict[str, Any]

@@ -6,11 +6,11 @@ import asyncio
 
 import httpx
 
-from routing.backends import OpenAIBackend
 from routing.config import BackendConfig, Config
 from routing.errors import MemberFailure
 from routing.models import CascadeModel, CouncilModel, SingleModel, VirtualModel
 from routing.settings import ServerConfig
+from routing.upstream.backends import OpenAIBackend
 
 KNOWN_SERVERS: tuple[tuple[str, int], ...] = (
     ("ollama", 11434),

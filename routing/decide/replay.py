@@ -14,8 +14,8 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from routing import rules
 from routing.config import Config
+from routing.decide import rules
 from routing.models import CascadeModel
 
 

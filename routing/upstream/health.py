@@ -1,86 +1,46 @@
-"""Backend health: probes per server kind, circuit breakers, GPU pools, warm-up, notes on each call.
+"""The health loop: probes per server kind, warm-up, and the guards and GPU pools it hands every backend.
 
-Every backend has a `Guard`. Each real request passes through it: it waits for a slot in the
-backend's GPU pool (the wait is noted), and its outcome feeds the breaker. Background probes
-feed the breaker too and learn what is loaded (Ollama `/api/ps`) or loading (llama.cpp's
-`/health` 503). Strategies ask `usable()` before asking a member, so a council skips a dead
-member at once instead of waiting on it. The transitions themselves are `routing.rules`.
+Background probes feed each backend's breaker (routing/upstream/guard.py) and learn what is loaded
+(Ollama `/api/ps`) or loading (llama.cpp's `/health` 503), so a council skips a dead member at once
+instead of waiting on it. With Redis, the replicas share the probing (routing/upstream/fleet.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import httpx
 
-from routing import request, rules
+from routing import request
 from routing.config import BackendConfig, Config
-from routing.errors import MemberFailure, UpstreamStatus
-from routing.fleet import Fleet, SharedPool
+from routing.core import Reply
+from routing.errors import MemberFailure
+from routing.request import Request
+from routing.upstream.fleet import Fleet, SharedPool
+from routing.upstream.guard import Guard, Pool
+from routing.upstream.pool import PooledBackend
 
-if TYPE_CHECKING:
-    from routing.backends import OpenAIBackend
+
+class Served(Protocol):
+    """What probing and warming need of a backend (or of one endpoint of a pool)."""
+
+    name: str
+    cfg: BackendConfig
+    model: str
+    headers: dict[str, str]
+    models_url: str
+    timeout: httpx.Timeout
+    guard: Guard
+
+    async def complete(self, req: Request, model: str | None = None, notes: Json | None = None) -> Reply: ...
 
 log = logging.getLogger("shenron")
 Json = dict[str, Any]
-
-def unusable(backend: Any) -> str | None:
-    """Why a member should not be asked now (open breaker, loading), or None."""
-    guard = getattr(backend, "guard", None)
-    return guard.usable() if guard is not None else None
-
-
-class Pool:
-    """One GPU's concurrency limit: requests beyond `max_concurrent` wait, first come first served."""
-
-    def __init__(self, name: str, max_concurrent: int | None) -> None:
-        self.name = name
-        self.max_concurrent = max_concurrent
-        self.inflight = 0
-        self.waiters: deque[asyncio.Future[None]] = deque()
-
-    @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[int]:
-        """Hold a slot; yields the milliseconds spent waiting for it."""
-        start = time.perf_counter()
-        if self.waiters or not rules.may_start(self.inflight, self.max_concurrent):
-            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self.waiters.append(fut)
-            try:
-                await fut  # woken holding the slot its holder handed over
-            except asyncio.CancelledError:
-                if fut.done() and not fut.cancelled():
-                    self._release()
-                elif fut in self.waiters:
-                    self.waiters.remove(fut)
-                raise
-        else:
-            self.inflight += 1
-        try:
-            yield int((time.perf_counter() - start) * 1000)
-        finally:
-            self._release()
-
-    @property
-    def queued(self) -> int:
-        return sum(1 for w in self.waiters if not w.done())
-
-    def _release(self) -> None:
-        """Hand the slot straight to the next waiter (no overtaking), or free it."""
-        while self.waiters:
-            nxt = self.waiters.popleft()
-            if not nxt.done():
-                nxt.set_result(None)
-                return
-        self.inflight -= 1
-
 
 def probe_kind(cfg: BackendConfig) -> str:
     if cfg.server != "auto":
@@ -91,90 +51,6 @@ def probe_kind(cfg: BackendConfig) -> str:
 def root_url(url: str) -> str:
     base = url.rstrip("/")
     return base[:-3] if base.endswith("/v1") else base
-
-
-class Guard:
-    """One backend's health and admission, shared by every request."""
-
-    def __init__(self, name: str, cfg: BackendConfig, pool: Pool | SharedPool | None = None, threshold: int = 3,
-                 open_s: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.name = name
-        self.cfg = cfg
-        self.pool = pool
-        self.threshold = threshold
-        self.open_s = open_s
-        self.clock = clock
-        self.breaker = rules.Breaker()
-        self.loading = False
-        self.loaded: bool | None = None
-        """Whether the model is in memory (Ollama /api/ps, LM Studio); None: the server does not say."""
-        self.probed_at: float | None = None
-        self.warmed_at: float | None = None
-        self.last_error: str | None = None
-        self.on_open: Callable[[Guard], None] | None = None
-        """Told when this replica opens the breaker, so the others can hear of it."""
-
-    @property
-    def state(self) -> rules.State:
-        self.breaker = rules.breaker_at(self.breaker, self.clock(), self.open_s)
-        return self.breaker.state
-
-    def usable(self) -> str | None:
-        """None when the member may be asked; else why it is skipped."""
-        if self.state == "open":
-            return f"skipped: circuit open ({self.breaker.reason or 'repeated failures'})"
-        if self.loading:
-            return "skipped: the server is loading the model"
-        return None
-
-    def record(self, ok: bool, reason: str = "") -> None:
-        before = self.state
-        self.breaker = rules.breaker_after(self.breaker, ok, self.clock(), self.threshold, reason)
-        self.last_error = None if ok else reason
-        if before != self.breaker.state:
-            log.warning("backend %s: circuit %s -> %s%s", self.name, before, self.breaker.state,
-                        f" ({reason})" if reason else "")
-            if self.breaker.state == "open" and self.on_open is not None:
-                self.on_open(self)
-
-    def opened_elsewhere(self, reason: str) -> None:
-        """Another replica found it failing: skip it here too until the breaker's next trial."""
-        if self.state == "closed":
-            self.breaker = rules.Breaker("open", self.threshold, self.clock(), f"{reason} (seen by another replica)")
-            log.warning("backend %s: circuit closed -> open (another replica: %s)", self.name, reason)
-
-    def _outcome(self, e: MemberFailure) -> None:
-        if isinstance(e, UpstreamStatus):
-            if e.upstream_status == 503 and "loading" in e.upstream_message.lower():
-                self.loading = True
-                return
-            if e.is_client_error:  # the request's fault, not the backend's
-                return
-        self.record(False, e.reason)
-
-    @contextlib.asynccontextmanager
-    async def call(self) -> AsyncIterator[Json]:
-        """Around one real request: the GPU slot and the outcome for the breaker. Yields what it noticed
-        about this one call (`queue_ms` waiting for the slot, `cold_start`), for the call's own record."""
-        slot = self.pool.slot() if self.pool else None
-        queued = await slot.__aenter__() if slot else 0
-        try:
-            notes: Json = {}
-            if self.pool is not None:
-                notes["queue_ms"] = queued
-            if self.loaded is False or self.loading:
-                notes["cold_start"] = True
-            try:
-                yield notes
-            except MemberFailure as e:
-                self._outcome(e)
-                raise
-            self.record(True)
-            self.loaded = True if self.loaded is not None else None
-            self.loading = False
-        finally:
-            if slot:
-                await slot.__aexit__(None, None, None)
 
 
 def _result(g: Guard) -> Json:
@@ -198,7 +74,7 @@ def _apply(g: Guard, r: Json) -> None:
 class Health:
     """Probes every backend on a timer and keeps `keep-alive` members loaded."""
 
-    def __init__(self, cfg: Config, backends: dict[str, OpenAIBackend], client: httpx.AsyncClient,
+    def __init__(self, cfg: Config, backends: Mapping[str, Served], client: httpx.AsyncClient,
                  fleet: Fleet | None = None) -> None:
         self.cfg = cfg
         self.client = client
@@ -212,9 +88,8 @@ class Health:
         """Breakers this replica opened since the last probe round, for the others to hear of."""
         self.guards: dict[str, Guard] = {}
         for name, b in backends.items():
-            endpoints = getattr(b, "endpoints", None)
-            if endpoints is not None:  # a pool (routing/pool.py): each endpoint its own guard and GPU slots
-                b.adopt(self._endpoint_guard)  # type: ignore[attr-defined]
+            if isinstance(b, PooledBackend):  # each endpoint its own guard and GPU slots
+                b.adopt(self._endpoint_guard)
                 self.guards[name] = b.guard
                 continue
             pool = self.pools.get(b.cfg.gpu) if b.cfg.gpu else None
@@ -238,12 +113,11 @@ class Health:
         guard.on_open = self._opened.append
         return guard
 
-    def targets(self, name: str) -> list[tuple[OpenAIBackend, Guard]]:
+    def targets(self, name: str) -> list[tuple[Served, Guard]]:
         """What to probe or warm for a backend: itself, or each endpoint of a pool."""
         b = self.backends[name]
-        endpoints = getattr(b, "endpoints", None)
-        if endpoints is not None:
-            return [(e.backend, e.backend.guard) for e in endpoints]
+        if isinstance(b, PooledBackend):
+            return [(e.backend, e.backend.guard) for e in b.endpoints]
         return [(b, self.guards[name])]
 
     def healthy(self, members: list[str]) -> int:
@@ -257,7 +131,7 @@ class Health:
     async def probe(self, name: str) -> None:
         await asyncio.gather(*(self._probe(b, g) for b, g in self.targets(name)))
 
-    async def _probe(self, b: OpenAIBackend, g: Guard) -> None:
+    async def _probe(self, b: Served, g: Guard) -> None:
         kind = probe_kind(b.cfg)
         root = root_url(b.cfg.url)
         headers = {k: v for k, v in b.headers.items() if k != "content-type"}
@@ -330,7 +204,7 @@ class Health:
         for b, g in self.targets(name):
             await self._warm(b, g)
 
-    async def _warm(self, b: OpenAIBackend, g: Guard) -> None:
+    async def _warm(self, b: Served, g: Guard) -> None:
         start = time.perf_counter()
         try:
             if probe_kind(b.cfg) == "ollama":

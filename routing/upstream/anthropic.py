@@ -13,12 +13,12 @@ from typing import Any
 import httpx
 import msgspec
 
-from routing import answers
-from routing.backends import OpenAIBackend
 from routing.config import BackendConfig
 from routing.core import Reply
 from routing.errors import MemberFailure
 from routing.request import Request
+from routing.upstream import answers
+from routing.upstream.backends import OpenAIBackend
 
 Json = dict[str, Any]
 VERSION = "2023-06-01"

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from routing import rules
 from routing.core import CouncilReport, Event, Report, Result
+from routing.decide import rules
 from routing.models import VirtualModel
 from routing.strategies.base import NESTED, Call, Json, Strategy
 

@@ -5,7 +5,7 @@
    "so the result is 42"), code (whitespace and comments dropped; Python compared by AST),
    JSON (compared as data), tool calls (name plus arguments as data), else normalized text.
 2. `cluster` groups equal canonical forms. A short free-text answer is reduced to its claim
-   (`routing.claims`: the first clause's words that the question did not already say), so "The
+   (`routing.vote.claims`: the first clause's words that the question did not already say), so "The
    capital of France is Paris." and "It's Paris!" agree; long claims and long free text join a
    cluster when their similarity to its first answer reaches the threshold. Similarity is the Sørensen–Dice
    coefficient of the two answers' lowercased word multisets: 2·|A∩B| / (|A|+|B|).
@@ -27,8 +27,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from routing import claims
 from routing.core import ToolCall
+from routing.vote import claims
 
 _FENCE = re.compile(r"```([\w+#.-]*)[^\n]*\n(.*?)```", re.S)
 _BOXED = re.compile(r"\\boxed\{([^{}]*(?:\{[^{}]*\}[^{}]*)*)\}")
@@ -110,7 +110,7 @@ LONG = 30
 
 def canonical(text: str, question: claims.Question = claims.NO_QUESTION) -> str:
     """The form two answers must share to count as the same claim (`question`: its words, see
-    `routing.claims`, which are not part of any claim)."""
+    `routing.vote.claims`, which are not part of any claim)."""
     data = _as_json(text)
     if data is not None:
         return "json:" + _dump(data)

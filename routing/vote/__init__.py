@@ -1,0 +1,1 @@
+"""Reading answers as claims and merging them: clusters, weighted votes, judges, chairmen, samples."""
