@@ -13,6 +13,7 @@ import msgspec
 from cachetools import TTLCache
 
 from proxy.auth import Principal
+from proxy.limits import REDIS_DOWN, Blink
 from routing.core import Collector, Event, Reply, Result
 from routing.request import Request
 
@@ -72,18 +73,34 @@ class MemoryCache:
 
 
 class RedisCache:
+    """Answers kept in Redis, for every replica."""
+
     def __init__(self, url: str, prefix: str) -> None:
         import redis.asyncio as redis
 
-        self.r = redis.from_url(url)
+        self.r = redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
         self.prefix = prefix + "cache:"
+        self.down = Blink("cached answers (every lookup a miss)")
 
     async def get(self, k: str) -> Result | None:
-        raw = await self.r.get(self.prefix + k)
+        """A miss while Redis does not answer: the request is served, not failed."""
+        if self.down.skipping():
+            return None
+        try:
+            raw = await self.r.get(self.prefix + k)
+        except REDIS_DOWN as e:
+            self.down.failed(e)
+            return None
+        self.down.answered()
         return loaded(raw) if raw else None
 
     async def put(self, k: str, value: Result, ttl_s: float) -> None:
-        await self.r.set(self.prefix + k, _encode_result(value), px=max(1, int(ttl_s * 1000)))
+        if self.down.skipping():
+            return
+        try:
+            await self.r.set(self.prefix + k, _encode_result(value), px=max(1, int(ttl_s * 1000)))
+        except REDIS_DOWN as e:
+            self.down.failed(e)
 
     async def close(self) -> None:
         await self.r.aclose()

@@ -8,6 +8,7 @@ pure functions; the counters live in memory (one process) or in Redis (every rep
 from __future__ import annotations
 
 import calendar
+import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from routing.settings import TierConfig
+
+log = logging.getLogger("shenron")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +83,43 @@ class Counters(Protocol):
     async def close(self) -> None: ...
 
 
+class Blink:
+    """Whether a Redis that stopped answering is being left alone (for `retry_s`), and saying so once."""
+
+    def __init__(self, what: str, retry_s: float = 1.0) -> None:
+        self.what = what
+        self.retry_s = retry_s
+        self.since: float | None = None
+        self._retry_at = 0.0
+
+    def skipping(self) -> bool:
+        return self.since is not None and time.monotonic() < self._retry_at
+
+    def failed(self, e: BaseException) -> None:
+        self._retry_at = time.monotonic() + self.retry_s
+        if self.since is None:
+            self.since = time.time()
+            log.warning("Redis unreachable (%s: %s): %s are counted in this process until it answers",
+                        type(e).__name__, e, self.what)
+
+    def answered(self) -> None:
+        if self.since is not None:
+            log.warning("Redis answers again after %.0fs: %s are shared again", time.time() - self.since, self.what)
+            self.since = None
+
+
+def _redis_errors() -> tuple[type[BaseException], ...]:
+    try:
+        import redis
+    except ImportError:
+        return (OSError, TimeoutError)
+    return (redis.RedisError, OSError, TimeoutError)
+
+
+REDIS_DOWN = _redis_errors()
+"""What a Redis that went away raises through redis-py."""
+
+
 class MemoryCounters:
     """One process's counters; tokens and spend start from the ledger, so a restart forgets nothing."""
 
@@ -115,14 +155,18 @@ class MemoryCounters:
 
 
 class RedisCounters:
-    """Counters in Redis: every replica pointing at one Redis enforces one limit."""
+    """Counters in Redis: every replica pointing at one Redis enforces one limit. While Redis does not answer,
+    this replica counts on its own (tokens and spend from the ledger, as MemoryCounters), asks Redis again a
+    second later, and says so once each way: no request fails because Redis blinked."""
 
     def __init__(self, url: str, prefix: str, seed: Seed) -> None:
         import redis.asyncio as redis
 
-        self.r = redis.from_url(url, decode_responses=True)
+        self.r = redis.from_url(url, decode_responses=True, socket_timeout=1.0, socket_connect_timeout=1.0)
         self.prefix = prefix
         self.seed = seed
+        self.local = MemoryCounters(seed)
+        self.down = Blink("rate limits and spend counters")
 
     def _keys(self, key_id: str, w: Windows) -> tuple[str, str, str]:
         p = self.prefix
@@ -140,23 +184,36 @@ class RedisCounters:
             await p.execute()
 
     async def hit(self, key_id: str, w: Windows) -> tuple[int, int, float]:
+        if self.down.skipping():
+            return await self.local.hit(key_id, w)
         rpm, tok, usd = self._keys(key_id, w)
-        await self._seeded(tok, usd, key_id, w)
-        async with self.r.pipeline(transaction=True) as p:
-            p.incr(rpm)
-            p.expire(rpm, 120)
-            p.get(tok)
-            p.get(usd)
-            n, _, tokens, cloud = await p.execute()
+        try:
+            await self._seeded(tok, usd, key_id, w)
+            async with self.r.pipeline(transaction=True) as p:
+                p.incr(rpm)
+                p.expire(rpm, 120)
+                p.get(tok)
+                p.get(usd)
+                n, _, tokens, cloud = await p.execute()
+        except REDIS_DOWN as e:
+            self.down.failed(e)
+            return await self.local.hit(key_id, w)
+        self.down.answered()
         return int(n), int(tokens or 0), float(cloud or 0.0)
 
     async def add(self, key_id: str, w: Windows, tokens: int, cloud_usd: float) -> None:
+        await self.local.add(key_id, w, tokens, cloud_usd)  # kept here too, for when Redis is away
+        if self.down.skipping():
+            return
         _, tok, usd = self._keys(key_id, w)
-        await self._seeded(tok, usd, key_id, w)
-        async with self.r.pipeline(transaction=True) as p:
-            p.incrby(tok, tokens)
-            p.incrbyfloat(usd, cloud_usd)
-            await p.execute()
+        try:
+            await self._seeded(tok, usd, key_id, w)
+            async with self.r.pipeline(transaction=True) as p:
+                p.incrby(tok, tokens)
+                p.incrbyfloat(usd, cloud_usd)
+                await p.execute()
+        except REDIS_DOWN as e:
+            self.down.failed(e)
 
     async def close(self) -> None:
         await self.r.aclose()

@@ -437,3 +437,84 @@ redis-prefix = "{redis_prefix}"
         council = r.json()["council"]
         assert council.get("degraded_from") == "full-council", council
         assert "max-inflight: 2 in flight >= 2" in council["degraded_because"]
+
+
+def test_two_replicas_serve_on_while_redis_is_down_and_share_again_after(
+        tmp_path: Path, own_redis: tuple[str, list[subprocess.Popen[bytes]]]) -> None:
+    """Keys with a tier (rate limits and spend counted in Redis), cached answers, GPU slots: Redis killed
+    under two replicas fails no request, both say so, and both go back to Redis when it answers."""
+    from tests.procs import cli
+
+    url, redis_procs = own_redis
+    with running() as started:
+        gpu, up = fake_upstream(tmp_path, "--latency-ms", "20")
+        started.append(gpu)
+        config = f"""
+[server]
+metrics-token = "ops-token"
+
+[auth]
+enabled = true
+
+[tiers.team]
+models = ["*"]
+requests-per-minute = 1000
+
+[backends.smol]
+url = "{up}"
+model = "fake"
+gpu = "gpu0"
+
+[gpus.gpu0]
+vram-gb = 24
+max-concurrent = 2
+
+[models.ultra-instinct]
+strategy = "single"
+members = ["smol"]
+cache-ttl-s = 60
+
+[store]
+path = "{tmp_path}/shared.db"
+redis-url = "{url}"
+redis-prefix = "blink:"
+"""
+        cfg = tmp_path / "shenron.toml"
+        cfg.write_text(config)
+        made = cli("keys", "create", "--name", "t", "--tier", "team", "--config", str(cfg), cwd=tmp_path)
+        key = next(w for w in made.stdout.split() if w.startswith("sk-"))
+        bases = []
+        for _ in range(2):
+            proc, base = shenron(tmp_path, None, "--config", str(cfg))
+            started.append(proc)
+            bases.append(base)
+        auth = {"authorization": f"Bearer {key}"}
+
+        def ask_all(tag: str) -> list[int]:
+            with httpx.Client(timeout=30) as c:
+                return [c.post(bases[i % 2] + "/chat/completions", headers=auth, json={
+                    "model": "ultra-instinct", "stream": i % 3 == 0,
+                    "messages": [{"role": "user", "content": f"{tag} {i % 4}"}]}).status_code for i in range(12)]
+
+        assert ask_all("before") == [200] * 12
+        redis_procs[0].kill()
+        redis_procs[0].wait()
+        assert ask_all("during") == [200] * 12, "no request fails because Redis went away"
+        ops = {"authorization": "Bearer ops-token"}
+        metrics = httpx.get(bases[0].removesuffix("/v1") + "/metrics", headers=ops).text
+        assert "shenron_fleet_redis_up 0.0" in metrics
+        assert "Redis unreachable" in httpx.get(bases[1].removesuffix("/v1") + "/status", headers=ops).text
+        logs = "".join(p.log() for p in started[1:])
+        assert "Redis unreachable" in logs
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        redis_procs.append(subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save",
+                                             "", "--appendonly", "no"], stdout=subprocess.DEVNULL))
+        _wait_port(port)
+        time.sleep(2.5)  # a heartbeat, and the counters' one-second pause
+        assert ask_all("after") == [200] * 12
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and "shenron_fleet_redis_up 1.0" not in metrics:
+            time.sleep(0.2)
+            metrics = httpx.get(bases[0].removesuffix("/v1") + "/metrics", headers=ops).text
+        assert "shenron_fleet_redis_up 1.0" in metrics
+        assert "Redis answers again" in "".join(p.log() for p in started[1:])

@@ -62,7 +62,7 @@ def test_the_engine_has_no_import_cycles() -> None:
     def visit(m: str, path: list[str]) -> None:
         for d in sorted(graph[m]):
             if d in path:
-                cycles.append(path[path.index(d):] + [d])
+                cycles.append([*path[path.index(d):], d])
             elif len(path) < 40:
                 visit(d, [*path, d])
 

@@ -183,8 +183,9 @@ class Redis:
         except RedisError as e:
             if not str(e).startswith("NOSCRIPT"):
                 raise
-        await self.execute("SCRIPT", "LOAD", body)
-        return await self.execute(*cmd)
+        loaded = await self.execute("SCRIPT", "LOAD", body)
+        sha = self._scripts[body] = loaded.decode() if isinstance(loaded, bytes) else str(loaded)
+        return await self.execute("EVALSHA", sha, len(keys), *keys, *args)
 
     def _drop(self, proto: _Protocol) -> None:
         if proto.transport is not None:
