@@ -18,7 +18,7 @@ from litestar.datastructures import State
 from litestar.params import FromPath
 from litestar.types import ASGIApp
 
-from proxy import accesslog, errors, passthrough, serve
+from proxy import accesslog, errors, fastpath, passthrough, serve
 from proxy import status as status_page
 from proxy.accounting import Books
 from proxy.auth import Gate, allows
@@ -255,4 +255,6 @@ def app_from_env() -> ASGIApp:
     cfg = msgspec.json.decode(raw, type=Config)
     accesslog.setup(cfg.server.access_log, debug=cfg.server.log_level == "debug")  # in each worker process
     drain = Drain(cfg.server.drain_s)
-    return accesslog.middleware(drain.middleware(create_app(cfg, drain)))  # outside Litestar: every path logged
+    app = fastpath.wrap(create_app(cfg, drain), int(cfg.server.max_body_mb * 1024 * 1024),
+                        cfg.server.fast_path and not cfg.server.cors_origins)
+    return accesslog.middleware(drain.middleware(app))  # outside Litestar: every path logged

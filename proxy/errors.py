@@ -103,13 +103,13 @@ def served(request: Request[Any, Any, Any]) -> list[str]:
     return routes
 
 
-def handler(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-    status, body = of(exc)
-    if isinstance(exc, HTTPException) and status in (404, 405):
-        what = "Unknown path" if status == 404 else "Method not allowed"
-        routes = ", ".join(served(request))
-        body["error"]["message"] = f"{what}: {request.method} {request.url.path}. Shenron serves: {routes}."
-    if request.url.path.startswith("/v1/messages"):  # Anthropic's clients read Anthropic's envelope
+def rendered(exc: BaseException, path: str, body: dict[str, Any] | None = None, status: int | None = None
+             ) -> tuple[int, bytes, dict[str, str]]:
+    """A failure as the client gets it, on either path to the handlers (Litestar's, or the fast route's):
+    status, the envelope of the path's dialect, and headers."""
+    if body is None or status is None:
+        status, body = of(exc)
+    if path.startswith("/v1/messages"):  # Anthropic's clients read Anthropic's envelope
         from proxy.dialects.messages import envelope as anthropic_envelope
 
         body = anthropic_envelope(status, body)
@@ -117,4 +117,14 @@ def handler(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     retry_after = getattr(exc, "retry_after", None)
     if retry_after is not None:
         headers["retry-after"] = str(retry_after)
-    return Response(_encode(body), status_code=status, media_type="application/json", headers=headers)
+    return status, _encode(body), headers
+
+
+def handler(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    status, body = of(exc)
+    if isinstance(exc, HTTPException) and status in (404, 405):
+        what = "Unknown path" if status == 404 else "Method not allowed"
+        routes = ", ".join(served(request))
+        body["error"]["message"] = f"{what}: {request.method} {request.url.path}. Shenron serves: {routes}."
+    status, content, headers = rendered(exc, request.url.path, body, status)
+    return Response(content, status_code=status, media_type="application/json", headers=headers)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 from litestar import Request, Response
 from litestar.datastructures import State
+from litestar.types import Receive
 
 from proxy import cache, errors
 from proxy.accounting import Books, Ticket
@@ -49,17 +51,37 @@ def _from_cache(hit: Result) -> Result:
     return Result(hit.reply, report)
 
 
+@dataclass(slots=True)
+class Out:
+    """An answer as the edge sends it: a whole JSON body, or server-sent events."""
+
+    body: bytes = b""
+    events: AsyncIterator[bytes] | None = None
+
+
 async def handle(request: Request[Any, Any, Any], state: State, dialect: Dialect) -> Response[bytes] | EventStream:
+    """Litestar's way in; the fast route (proxy/fastpath.py) calls `respond` the same way."""
+    out = await respond(state, request.headers, request.body, request.receive,
+                        request.scope.setdefault("shenron", {}), dialect)  # type: ignore[typeddict-item]
+    if out.events is not None:
+        return EventStream(out.events, media_type="text/event-stream", headers=SSE_HEADERS)
+    return Response(out.body, media_type="application/json")
+
+
+async def respond(state: State, headers: Mapping[str, str], body: Callable[[], Awaitable[bytes]], receive: Receive,
+                  log: Json, dialect: Dialect) -> Out:
+    """One request, whichever way it came in: `body` reads it (inside the ticket, so a body too large is
+    accounted for), `receive` says when the client leaves, `log` collects the access log's fields."""
     books: Books = state.books
     gate: Gate = state.gate
     router: Router = state.router
-    async with books.ticket(request.scope.setdefault("shenron", {})) as (t, calls):  # type: ignore[typeddict-item]
-        t.principal = await gate.principal(credentials(request.headers))
+    async with books.ticket(log) as (t, calls):
+        t.principal = await gate.principal(credentials(headers))
         ctx = Context(state, t.principal.key_id)
-        ctx.body = decode(await request.body())
+        ctx.body = decode(await body())
         call = ctx.call = call_of(await dialect.prepare(ctx.body, ctx))
-        call.request.session = session.key_of(request.headers, ctx.body)
-        if request.headers.get("x-shenron-validate", "").lower() in ("1", "true", "yes"):
+        call.request.session = session.key_of(headers, ctx.body)
+        if headers.get("x-shenron-validate", "").lower() in ("1", "true", "yes"):
             call.extras["validate"] = True
         t.request_id, t.stream, t.model = call.id, call.stream, call.model
         call.may = functools.partial(allows, t.principal.tier)  # what the key may reach, wherever it travels
@@ -78,26 +100,24 @@ async def handle(request: Request[Any, Any, Any], state: State, dialect: Dialect
                 out = _from_cache(hit)
                 await books.finish(t, 200, out.report)
                 if call.stream:
-                    return EventStream(_replay(list(replay_result(out)), dialect.writer(ctx)),
-                                       media_type="text/event-stream", headers=SSE_HEADERS)
+                    return Out(events=_replay(list(replay_result(out)), dialect.writer(ctx)))
                 return await _whole(dialect, ctx, out)
         if not call.stream:
-            out = await watched(strategy.complete(call), request.receive)
+            out = await watched(strategy.complete(call), receive)
             if ttl:
                 await state.cache.put(ckey, out, ttl)
             await books.finish(t, 200, out.report)
             return await _whole(dialect, ctx, out)
         chunks = strategy.stream(call)
-        first = await watched(anext(chunks), request.receive)  # errors before it are still HTTP errors
+        first = await watched(anext(chunks), receive)  # errors before it are still HTTP errors
     filled = (state.cache, ckey, ttl) if ttl else None
-    sse = _sse(first, chunks, books, t, filled, calls, dialect, ctx)
-    return EventStream(sse, media_type="text/event-stream", headers=SSE_HEADERS)
+    return Out(events=_sse(first, chunks, books, t, filled, calls, dialect, ctx))
 
 
-async def _whole(dialect: Dialect, ctx: Context, out: Result) -> Response[bytes]:
+async def _whole(dialect: Dialect, ctx: Context, out: Result) -> Out:
     ctx.final = dialect.answer(out, ctx)
     await dialect.finished(ctx)
-    return Response(_encode(ctx.final), media_type="application/json")
+    return Out(body=_encode(ctx.final))
 
 
 async def _replay(events: list[Event], writer: Writer) -> AsyncIterator[bytes]:

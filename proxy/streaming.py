@@ -63,59 +63,63 @@ async def watched(work: Awaitable[T], receive: Receive) -> T:
         raise
     finally:
         settled = True  # from here on a late disconnect cancels nothing: the answer is settled
-        await stop({watcher})
+        watcher.cancel()  # it only waits on `receive`: nothing to clean up, so nothing to wait for
+
+
+async def relay(iterator: AsyncIterable[bytes | str], send: Send, receive: Receive, encoding: str = "utf-8") -> None:
+    """Send the events, those that are ready together in one body message, until the client leaves.
+
+    Plain asyncio instead of Litestar's anyio task group: its cancel scope re-cancels the stream on
+    every step of cleanup, and a cleanup cancelled twice leaks the upstream connections it closes.
+    A producer task turns the iterator into frames; an upstream read often holds several events,
+    and one `send` (one syscall) for all of them is most of what a streamed chunk costs. At most
+    MAX_PENDING frames wait for a slow client. A disconnect wakes the sender, which stops the
+    producer exactly once on its way out. Both ways in (Litestar's and the fast route) send this way.
+    """
+    frames: list[bytes] = []
+    ready, room = asyncio.Event(), asyncio.Event()
+    finished = False
+
+    async def produce() -> None:
+        nonlocal finished
+        try:
+            async for chunk in iterator:
+                frames.append(chunk if isinstance(chunk, bytes) else chunk.encode(encoding))
+                ready.set()
+                if len(frames) >= MAX_PENDING:
+                    room.clear()
+                    await room.wait()
+        finally:
+            finished = True
+            ready.set()
+
+    producer = asyncio.ensure_future(produce())
+    watcher = asyncio.ensure_future(_disconnected(receive))
+    watcher.add_done_callback(lambda _: ready.set())
+    try:
+        while True:
+            await ready.wait()
+            ready.clear()
+            if watcher.done():
+                return  # the client left: the finally below cancels the producer, once
+            if frames:
+                body = b"".join(frames)
+                frames.clear()
+                room.set()
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+            if finished and not frames:
+                break
+        producer.result()  # an error of the iterator's is raised here
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    finally:
+        await stop({producer, watcher})
 
 
 class _ASGIEventStream(ASGIStreamingResponse):
     __slots__ = ()
 
     async def send_body(self, send: Send, receive: Receive) -> None:
-        """Send the events, those that are ready together in one body message, until the client leaves.
-
-        Plain asyncio instead of Litestar's anyio task group: its cancel scope re-cancels the stream on
-        every step of cleanup, and a cleanup cancelled twice leaks the upstream connections it closes.
-        A producer task turns the iterator into frames; an upstream read often holds several events,
-        and one `send` (one syscall) for all of them is most of what a streamed chunk costs. At most
-        MAX_PENDING frames wait for a slow client. A disconnect wakes the sender, which stops the
-        producer exactly once on its way out.
-        """
-        frames: list[bytes] = []
-        ready, room = asyncio.Event(), asyncio.Event()
-        finished = False
-
-        async def produce() -> None:
-            nonlocal finished
-            try:
-                async for chunk in self.iterator:
-                    frames.append(chunk if isinstance(chunk, bytes) else chunk.encode(self.encoding))
-                    ready.set()
-                    if len(frames) >= MAX_PENDING:
-                        room.clear()
-                        await room.wait()
-            finally:
-                finished = True
-                ready.set()
-
-        producer = asyncio.ensure_future(produce())
-        watcher = asyncio.ensure_future(_disconnected(receive))
-        watcher.add_done_callback(lambda _: ready.set())
-        try:
-            while True:
-                await ready.wait()
-                ready.clear()
-                if watcher.done():
-                    return  # the client left: the finally below cancels the producer, once
-                if frames:
-                    body = b"".join(frames)
-                    frames.clear()
-                    room.set()
-                    await send({"type": "http.response.body", "body": body, "more_body": True})
-                if finished and not frames:
-                    break
-            producer.result()  # an error of the iterator's is raised here
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        finally:
-            await stop({producer, watcher})
+        await relay(self.iterator, send, receive, self.encoding)
 
 
 class EventStream(Stream):

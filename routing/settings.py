@@ -55,6 +55,9 @@ class ServerConfig(Section):
     """How long a Responses API answer stored for `previous_response_id` is kept (`store: false` keeps none)."""
     metrics_token: str | None = None
     """With auth on, a Bearer token that may read /metrics and /status besides admin keys."""
+    fast_path: bool = True
+    """Chat, Responses and Messages requests answered by a raw ASGI route in front of Litestar (the same
+    functions, less machinery); false sends them through Litestar like every other path."""
     drain_s: float = 0.0
     """On SIGTERM: how long to keep serving, with /ready at 503, so a load balancer moves away first."""
     drain_timeout_s: float = 30.0

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-import secrets
+import random
 import time
 
 from routing.request import Message
 
+_ids = random.Random()  # seeded from os.urandom once
+
 
 def new_id() -> str:
-    return "chatcmpl-" + secrets.token_hex(12)
+    """A chat completion's id: unique, not secret (nothing is looked up by it), so not worth a getrandom
+    syscall per request (2.6 % of a pass-through's CPU, profiled)."""
+    return f"chatcmpl-{_ids.getrandbits(96):024x}"
 
 
 def now() -> int:
