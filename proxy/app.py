@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import time
@@ -225,6 +226,8 @@ def create_app(cfg: Config, drain: Drain | None = None) -> Litestar:
             tasks = [asyncio.create_task(router.refresh_forever(cfg.server.models_refresh_s)),
                      asyncio.create_task(router.watch_forever())]
             drain.install()
+            gc.collect()
+            gc.freeze()  # what start-up made lives as long as the process: the collector need not walk it again
             try:
                 yield
             finally:

@@ -6,7 +6,7 @@ import respx
 
 from proxy.errors import status_of
 from routing.config import BackendConfig
-from routing.core import Finish, TextDelta
+from routing.core import Finish, TextDelta, UsageEvent
 from routing.errors import MemberFailure, MemberTimeout, UpstreamStatus
 from routing.request import Request
 from routing.upstream.backends import OpenAIBackend
@@ -108,3 +108,18 @@ async def test_streams_ask_upstream_for_usage() -> None:
 
     assert json.loads(route.calls.last.request.content)["stream_options"] == {"include_usage": True}
     assert got[0] == TextDelta("a") and got[1] == Finish("stop")
+
+
+@respx.mock
+async def test_the_usage_after_a_first_chunk_that_also_finishes_is_read() -> None:
+    """An answer so short that its text and finish reason come in one chunk still has its usage read from the
+    chunk after: the stream is read to its end, not to its finish reason."""
+    respx.post(URL + "/chat/completions").respond(
+        content=_sse(b'{"choices":[{"index":0,"delta":{"content":"ok"},"finish_reason":"stop"}]}',
+                     b'{"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}}',
+                     b"[DONE]"),
+        headers={"content-type": "text/event-stream"})
+    async with httpx.AsyncClient() as c:
+        events = [e async for e in backend(c).stream(Request.of(BODY))]
+    assert [type(e) for e in events] == [TextDelta, Finish, UsageEvent]
+    assert isinstance(events[2], UsageEvent) and events[2].usage.total_tokens == 6

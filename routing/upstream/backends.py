@@ -163,35 +163,35 @@ class OpenAIBackend:
                         raise upstream_error(self.name, resp.status_code, await resp.aread())
                 events = data_events(resp.aiter_raw())
                 translate = self._events()
-                first = True
-                finished = said = False
+                finished = said = ended = False
                 held: list[Event] = []
-                while True:
-                    async with asyncio.timeout_at(_loop_time(deadline) if first else None):
+                # Until it says something, within the member's timeout, held back: a caller can still fall
+                # back. After that, one event after another with no timer of their own (a timeout entered
+                # per event was a third of a stream's CPU).
+                async with asyncio.timeout_at(_loop_time(deadline)):
+                    while not said and not ended:
                         data = await anext(events, None)
-                    if data is None:
-                        break
-                    if data == DONE:
-                        finished = True
-                        break
-                    event = _decode(data)
-                    if not isinstance(event, dict):
-                        raise MemberFailure(self.name, "malformed stream event")
-                    chunks = translate(event)
-                    if chunks is None:
-                        finished = True
-                        break
-                    for e in (e for chunk in chunks for e in answers.events(self.name, chunk)):
-                        finished = finished or isinstance(e, Finish)
-                        if not said:  # held back until it says something: until then a caller can fall back
+                        if data is None:
+                            break
+                        got = self._read(data, translate)
+                        if got is None:
+                            finished = ended = True
+                            break
+                        for e in got:
+                            finished = finished or isinstance(e, Finish)
                             held.append(e)
-                            said = says_something(e)
-                            if said:
-                                first = False
-                                for h in held:
-                                    yield h
-                            continue
-                        yield e
+                            said = said or says_something(e)
+                for h in held:
+                    yield h
+                if said and not ended:  # the rest, a usage event after the finish reason too
+                    async for data in events:
+                        got = self._read(data, translate)
+                        if got is None:
+                            finished = True
+                            break
+                        for e in got:
+                            finished = finished or isinstance(e, Finish)
+                            yield e
                 if not said:
                     raise MemberFailure(self.name, "stream ended without an answer (no content, no finish reason)")
                 if not finished:
@@ -199,6 +199,18 @@ class OpenAIBackend:
         finally:
             if resp is not None:
                 await resp.aclose()
+
+    def _read(self, data: bytes, translate: Callable[[Json], list[Json] | None]) -> list[Event] | None:
+        """One SSE data field's events; None when the stream says it is over."""
+        if data == DONE:
+            return None
+        event = _decode(data)
+        if not isinstance(event, dict):
+            raise MemberFailure(self.name, "malformed stream event")
+        chunks = translate(event)
+        if chunks is None:
+            return None
+        return [e for chunk in chunks for e in answers.events(self.name, chunk)]
 
     async def forward(self, path: str, body: Json, model: str | None = None) -> httpx.Response:
         """POST a body to another endpoint of this server (`/embeddings`, `/completions`) as it is, with the
