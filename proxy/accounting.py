@@ -35,6 +35,8 @@ class Ticket:
     strategy: str = "-"
     stream: bool = False
     cached: bool = False
+    session: str | None = None
+    """Its conversation, hashed (routing/session.py `shown`)."""
     routed: bool = False
     """The model resolved; until then its name is the client's and stays out of metric labels."""
     done: bool = False
@@ -109,7 +111,7 @@ class Books:
             completion_tokens=sum(m.completion_tokens for m in members),
             cost_usd=round(sum(m.cost_usd for m in members), 8),
             cloud_cost_usd=round(sum(m.cost_usd for m in members if m.cloud), 8),
-            cached=t.cached, stream=t.stream, error=error, members=members,
+            cached=t.cached, stream=t.stream, error=error, members=members, session=t.session,
         )
         t.log.update(outcome=status, model=t.model, strategy=t.strategy, key=t.principal.key_id,
                      request_id=t.request_id, stream=t.stream, cached=t.cached,

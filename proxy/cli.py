@@ -296,7 +296,9 @@ def parser() -> argparse.ArgumentParser:
                                    "p50/p95 latency, per key, virtual model or member.")
     u.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
     u.add_argument("--since", default="7d", help="a duration (30m, 12h, 7d, 2w) or a date (2026-11-01); default 7d")
-    u.add_argument("--by", choices=("key", "model", "member"), default="model")
+    u.add_argument("--by", choices=("key", "model", "member", "session"), default="model",
+                   help="group by key, virtual model, member, or session (an agent's conversation: its turns, "
+                        "tokens, cost and latency; `council.session` names it)")
     u.add_argument("--format", choices=("table", "csv", "json"), default="table")
     u.set_defaults(func=cmd_usage)
 

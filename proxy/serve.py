@@ -81,6 +81,7 @@ async def respond(state: State, headers: Mapping[str, str], body: Callable[[], A
         ctx.body = decode(await body())
         call = ctx.call = call_of(await dialect.prepare(ctx.body, ctx))
         call.request.session = session.key_of(headers, ctx.body)
+        t.session = session.shown(call.request.session)
         if headers.get("x-shenron-validate", "").lower() in ("1", "true", "yes"):
             call.extras["validate"] = True
         t.request_id, t.stream, t.model = call.id, call.stream, call.model
@@ -98,12 +99,14 @@ async def respond(state: State, headers: Mapping[str, str], body: Callable[[], A
             if hit is not None:
                 t.cached = True
                 out = _from_cache(hit)
+                out.report.session = t.session
                 await books.finish(t, 200, out.report)
                 if call.stream:
                     return Out(events=_replay(list(replay_result(out)), dialect.writer(ctx)))
                 return await _whole(dialect, ctx, out)
         if not call.stream:
             out = await watched(strategy.complete(call), receive)
+            out.report.session = t.session
             if ttl:
                 await state.cache.put(ckey, out, ttl)
             await books.finish(t, 200, out.report)
@@ -140,6 +143,7 @@ async def _sse(first: Event, rest: AsyncIterator[Event], books: Books, t: Ticket
             async for ev in rest:
                 if isinstance(ev, Report):
                     council = ev.report
+                    council.session = t.session
                 if kept is not None:
                     kept.append(ev)
                 yield writer.event(ev)

@@ -15,7 +15,7 @@ import msgspec
 
 from proxy.store import KeyRecord, LedgerRow
 
-By = Literal["key", "model", "member"]
+By = Literal["key", "model", "member", "session"]
 _SINCE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -96,7 +96,7 @@ def summarize(rows: Iterable[LedgerRow], by: By, keys: dict[str, KeyRecord]) -> 
                 if m.status == "ok":
                     line.latencies.append(m.latency_ms)
             continue
-        name = key_name(r.key_id) if by == "key" else r.model
+        name = key_name(r.key_id) if by == "key" else (r.session or "(no session)") if by == "session" else r.model
         lines.setdefault(name, Line(name)).add(r)
     return [*sorted(lines.values(), key=lambda x: (-x.requests, x.group)), total]
 

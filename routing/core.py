@@ -113,6 +113,8 @@ class CouncilReport(msgspec.Struct, omit_defaults=True):
     degraded_from: str | None = None
     degraded_because: str | None = None
     degrade_skipped: str | None = None
+    session: str | None = None
+    """The conversation the request belongs to, as the ledger keeps it (`shenron usage --by session`)."""
 
     def totalled(self) -> CouncilReport:
         """With `cost_usd` and `usage` summed over its members."""

@@ -36,6 +36,14 @@ def key_of(headers: Mapping[str, str], body: Mapping[str, Any]) -> str | None:
     return None
 
 
+def shown(key: str | None) -> str | None:
+    """A session key as the ledger and `council.session` keep it: a hash, so a key the client made from a user
+    name or a file path is not written down."""
+    if key is None:
+        return None
+    return "s_" + hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
+
+
 def prefix_of(tools: Any, messages: list[Any]) -> str:
     """A hash of what stays the same from one turn to the next: tools, system messages, the first user
     message. `messages` are chat messages (dicts or anything with `role` and `content`)."""

@@ -225,3 +225,40 @@ async def test_bounded_load_passes_an_overloaded_favourite_over() -> None:
         spread = Counter(pool.order(Request(messages=[Message("user", "hi")], session=f"s{i}"))[0].label
                          for i in range(300))
         assert len(spread) == 3
+
+
+@pytest.mark.integration
+def test_an_agents_turns_are_one_session_in_the_ledger_and_in_usage(tmp_path: Path) -> None:
+    """Codex's `session-id`, Claude Code's `x-claude-code-session-id` and the Responses `prompt_cache_key`
+    each make a session; the ledger keeps a hash of it (never the key), `council.session` names it, and
+    `shenron usage --by session` sums its turns."""
+    from tests.procs import cli
+
+    with running() as started:
+        up_proc, up = fake_upstream(tmp_path)
+        started.append(up_proc)
+        cfg = tmp_path / "shenron.toml"
+        proxy, base = shenron(tmp_path, _config([up], tmp=tmp_path), cfg_path=cfg)
+        started.append(proxy)
+        with httpx.Client(timeout=30) as c:
+            codex = [c.post(base + "/chat/completions", json=ASK, headers={"session-id": "0199-codex-thread"})
+                     for _ in range(3)]
+            claude = [c.post(base + "/messages", json={**ASK, "max_tokens": 10},
+                             headers={"x-claude-code-session-id": "cc-42", "anthropic-version": "2023-06-01"})
+                      for _ in range(2)]
+            cache_key = c.post(base + "/responses", json={"model": "pool", "input": "hi",
+                                                          "prompt_cache_key": "codex-cache-1"})
+            plain = c.post(base + "/chat/completions", json=ASK)
+        sessions = [r.json()["council"]["session"] for r in codex]
+        assert len(set(sessions)) == 1 and sessions[0].startswith("s_") and "codex" not in sessions[0]
+        assert {r.json()["council"]["session"] for r in claude} != set(sessions)
+        assert cache_key.json()["council"]["session"].startswith("s_")
+        assert "session" not in plain.json()["council"]
+        done = cli("usage", "--by", "session", "--format", "json", "--config", str(cfg), cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        rows = {r["group"]: r for r in json.loads(done.stdout)["rows"]}
+        assert rows[sessions[0]]["requests"] == 3 and rows["(no session)"]["requests"] == 1
+        assert rows[claude[0].json()["council"]["session"]]["requests"] == 2
+    with sqlite3.connect(tmp_path / "ledger.db") as conn:
+        stored = {s for (s,) in conn.execute("SELECT session FROM ledger")}
+    assert not any("codex" in (s or "") or "cc-42" in (s or "") for s in stored), stored

@@ -69,6 +69,8 @@ class LedgerRow(msgspec.Struct):
     stream: bool = False
     error: str | None = None
     members: list[MemberUse] = []
+    session: str | None = None
+    """The conversation it belongs to: a hash of the client's session key (routing/session.py), never the key."""
 
 
 encode_members = msgspec.json.Encoder().encode
@@ -78,7 +80,7 @@ decode_members = msgspec.json.Decoder(list[MemberUse]).decode
 def ledger_values(row: LedgerRow) -> tuple[Any, ...]:
     return (row.ts, row.request_id, row.key_id, row.model, row.strategy, row.status, row.latency_ms,
             row.prompt_tokens, row.completion_tokens, row.cost_usd, row.cloud_cost_usd, row.cached, row.stream,
-            row.error, encode_members(row.members).decode())
+            row.error, encode_members(row.members).decode(), row.session)
 
 
 def ledger_row(values: tuple[Any, ...]) -> LedgerRow:

@@ -21,10 +21,14 @@ MIGRATIONS: list[list[str]] = [
             id TEXT PRIMARY KEY, key_id TEXT, expires DOUBLE PRECISION NOT NULL, body TEXT NOT NULL)""",
         "CREATE INDEX IF NOT EXISTS responses_expires ON responses (expires)",
     ],
+    [  # the conversation a request belongs to (a hash of the client's session key), for `usage --by session`
+        "ALTER TABLE ledger ADD COLUMN session TEXT",
+        "CREATE INDEX IF NOT EXISTS ledger_session ON ledger (session, ts)",
+    ],
 ]
 
 LEDGER_COLUMNS = ("ts", "request_id", "key_id", "model", "strategy", "status", "latency_ms", "prompt_tokens",
-                  "completion_tokens", "cost_usd", "cloud_cost_usd", "cached", "stream", "error", "members")
+                  "completion_tokens", "cost_usd", "cloud_cost_usd", "cached", "stream", "error", "members", "session")
 KEY_COLUMNS = ("id", "name", "tier", "prefix", "created", "revoked", "hash")
 
 TOTALS = ("SELECT COALESCE(SUM(prompt_tokens + completion_tokens), 0), COALESCE(SUM(cost_usd - cloud_cost_usd), 0), "
