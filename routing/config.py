@@ -87,8 +87,10 @@ class BackendConfig(_Base):
     """Parameters in billions, for `shenron plan`."""
     quant: str | None = None
     """Quantization (fp16, q8_0, q6_k, q5_k_m, q4_k_m, ...), for `shenron plan`."""
-    context_tokens: int = 4096
-    """Context length it is served with, for the plan's KV-cache allowance."""
+    context_tokens: int | None = None
+    """Its context window in tokens. Unset: read from the server where it says (vLLM's `max_model_len`,
+    llama.cpp's `/props`), else unknown. A member whose window cannot hold a request's prompt and
+    `max_tokens` is skipped, saying both numbers; `shenron plan` assumes 4096 when unknown."""
     max_connections: int | None = None
     """Its connection pool's size; unset: `[server] upstream-max-connections`."""
     keepalive_s: float | None = None

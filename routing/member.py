@@ -37,15 +37,31 @@ class Members:
         self.backends = backends
         self.budget = budget
         self.reports: list[MemberReport] = []
+        self._needed: tuple[Request, int, int] | None = None
 
-    def why_not(self, name: str, lone: bool = False) -> str | None:
-        """Why `name` is not asked: the budget is spent (for a cloud member), or its breaker is open or it
-        is loading. A `lone` member (nothing to fall back to) is still tried unless the budget is spent:
-        a 502 from it says more than "skipped"."""
+    def why_not(self, name: str, lone: bool = False, req: Request | None = None) -> str | None:
+        """Why `name` is not asked: the budget is spent (for a cloud member), its breaker is open or it is
+        loading, or its context window cannot hold the request. A `lone` member (nothing to fall back to)
+        is still tried unless the budget is spent: its own error says more than "skipped"."""
         backend = self.backends[name]
         if not self.budget.allows(backend.cfg):
             return EXHAUSTED
-        return None if lone else unusable(backend)
+        if lone:
+            return None
+        window = getattr(backend, "window", None)
+        if window is not None and req is not None:
+            prompt, out = self._need(req)
+            if prompt + out > window:
+                return (f"skipped: context window {window} tokens < {prompt + out} needed "
+                        f"(prompt ~{prompt} + max_tokens {out})")
+        return unusable(backend)
+
+    def _need(self, req: Request) -> tuple[int, int]:
+        """The request's estimated prompt tokens and the tokens it may generate, worked out once per request."""
+        if self._needed is None or self._needed[0] is not req:
+            self._needed = (req, estimate_tokens(prompt_text(req.messages)), req.max_completion_tokens
+                            or req.max_tokens or 0)
+        return self._needed[1], self._needed[2]
 
     def skip(self, name: str, why: str, *, shown: str | None = None, role: str | None = None,
              weight: float | None = None) -> Skipped:
@@ -56,8 +72,8 @@ class Members:
         return Skipped(shown or name, why)
 
     def _begin(self, name: str, shown: str | None, role: str | None, model: str | None, weight: float | None,
-               lone: bool) -> MemberReport:
-        why = self.why_not(name, lone)
+               lone: bool, req: Request | None = None) -> MemberReport:
+        why = self.why_not(name, lone, req)
         if why is not None:
             raise self.skip(name, why, shown=shown, role=role, weight=weight)
         backend = self.backends[name]
@@ -111,7 +127,7 @@ class Members:
         """The member's whole answer (`shown`: its name in the report, e.g. `smol#2` for a sample; `model`:
         the upstream model id to ask for instead of the backend's own; `need`: what an answer must have, or
         the member failed with "empty answer"). Raises MemberFailure, reported."""
-        report = self._begin(name, shown, role, model, weight, lone)
+        report = self._begin(name, shown, role, model, weight, lone, req)
         async with self._call(name, report) as spent:
             reply = await self.backends[name].complete(req, model, spent.notes)
             spent.usage = reply.usage
@@ -125,7 +141,7 @@ class Members:
         """The member's answer as events, without the upstream's usage: the report gets that (or an
         estimate, marked `usage_estimated`, when the server sent none). The backend's GPU slot is held
         until the stream ends or is closed."""
-        report = self._begin(name, shown, role, model, None, lone)
+        report = self._begin(name, shown, role, model, None, lone, req)
         said = 0
         async with self._call(name, report) as spent:
             async with contextlib.aclosing(self.backends[name].stream(req, model, spent.notes)) as events:

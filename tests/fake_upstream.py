@@ -45,8 +45,12 @@ class Upstream:
         if path.endswith("/models") or path == "/health":
             self.probes += 1
         if path.endswith("/models"):
+            extra = {"max_model_len": self.a.max_model_len} if self.a.max_model_len else {}
             return await self.json(send, 200, {"object": "list", "data": [
-                {"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in self.a.models.split(",")]})
+                {"id": m, "object": "model", "created": 0, "owned_by": "fake", **extra}
+                for m in self.a.models.split(",")]})
+        if path == "/props" and self.a.n_ctx:  # llama.cpp's server says its context size here
+            return await self.json(send, 200, {"default_generation_settings": {"n_ctx": self.a.n_ctx}})
         if path == "/stats":
             return await self.json(send, 200, {"requests": self.requests, "inflight": self.inflight,
                                                "peak": self.peak, "probes": self.probes})
@@ -249,6 +253,8 @@ def main() -> None:
     p.add_argument("--tool-call", action="append", default=None,
                    help="NAME:JSON_ARGS (repeatable: the first whose tool the request offers)")
     p.add_argument("--log", default=None)
+    p.add_argument("--max-model-len", type=int, default=0, help="list the models with vLLM's max_model_len")
+    p.add_argument("--n-ctx", type=int, default=0, help="answer GET /props with this n_ctx, as llama.cpp does")
     p.add_argument("--loading", action="store_true", help="answer 503 'Loading model' like llama.cpp while loading")
     p.add_argument("--logprob", type=float, default=None, help="per-token logprob sent when logprobs are asked")
     a = p.parse_args()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -262,3 +263,56 @@ def test_an_agents_turns_are_one_session_in_the_ledger_and_in_usage(tmp_path: Pa
     with sqlite3.connect(tmp_path / "ledger.db") as conn:
         stored = {s for (s,) in conn.execute("SELECT session FROM ledger")}
     assert not any("codex" in (s or "") or "cc-42" in (s or "") for s in stored), stored
+
+
+@pytest.mark.integration
+def test_a_member_whose_window_cannot_hold_the_turn_is_skipped_with_both_numbers(tmp_path: Path) -> None:
+    """Windows configured (`context-tokens`), read from vLLM's /v1/models (`max_model_len`) and from
+    llama.cpp's /props (`n_ctx`): a long agent turn skips the members that cannot hold it instead of
+    asking them to fail, and the council answers with the one that can."""
+    with running() as started:
+        big, big_url = fake_upstream(tmp_path, "--answer", "Paris.")
+        vllm, vllm_url = fake_upstream(tmp_path, "--max-model-len", "2048", "--answer", "Paris.")
+        llama, llama_url = fake_upstream(tmp_path, "--n-ctx", "1024", "--answer", "Paris.")
+        started += [big, vllm, llama]
+        proxy, base = shenron(tmp_path, f"""
+[server]
+health-interval-s = 0.2
+
+[backends.big]
+url = "{big_url}"
+model = "fake"
+context-tokens = 131072
+
+[backends.small]
+url = "{vllm_url}"
+model = "fake"
+server = "vllm"
+
+[backends.tiny]
+url = "{llama_url}"
+model = "fake"
+server = "llamacpp"
+
+[models.full-council]
+strategy = "council"
+members = ["big", "small", "tiny"]
+min-answers = 1
+early-decision = false
+""")
+        started.append(proxy)
+        long_turn = [{"role": "user", "content": "word " * 4000}]  # about 5,000 tokens
+        time.sleep(1.0)  # a probe round reads llama.cpp's /props
+        with httpx.Client(timeout=30) as c:
+            r = c.post(base + "/chat/completions", json={"model": "full-council", "messages": long_turn,
+                                                          "max_tokens": 500})
+            asked = [_stats(vllm_url)["requests"], _stats(llama_url)["requests"]]
+            short = c.post(base + "/chat/completions", json={"model": "full-council", "messages": ASK["messages"]})
+        assert r.status_code == 200, r.text
+        members = {m["name"]: m for m in r.json()["council"]["members"]}
+        assert r.status_code == 200 and members["big"]["status"] == "ok"
+        assert members["small"]["status"] == "skipped"
+        assert "context window 2048 tokens < 5500 needed (prompt ~5000 + max_tokens 500)" in members["small"]["error"]
+        assert members["tiny"]["status"] == "skipped" and "context window 1024 tokens" in members["tiny"]["error"]
+        assert asked == [0, 0], "never asked to fail"
+        assert all(m["status"] == "ok" for m in short.json()["council"]["members"]), "a short turn fits all"

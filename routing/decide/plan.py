@@ -88,8 +88,8 @@ def plan(cfg: Config, ram_gb: float | None) -> list[Device]:
         if key in seen:
             continue
         seen.add(key)
-        gb = model_gb(b.params_b, quant, b.context_tokens) if b.params_b and quant in BITS else None
-        alts = {q: model_gb(b.params_b, q, b.context_tokens) for q in LADDER} if b.params_b else {}
+        gb = model_gb(b.params_b, quant, b.context_tokens or 4096) if b.params_b and quant in BITS else None
+        alts = {q: model_gb(b.params_b, q, b.context_tokens or 4096) for q in LADDER} if b.params_b else {}
         devices[where].rows.append(Row(name, b.model, b.params_b, quant, gb, alts))
     return list(devices.values())
 

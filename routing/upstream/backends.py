@@ -82,6 +82,8 @@ class OpenAIBackend:
         """The chat URL, headers and timeouts as httpx holds them, built on the first request."""
         self.guard = Guard(name, cfg)
         """Replaced by the router's, which knows the GPU pool and is probed in the background."""
+        self.window: int | None = cfg.context_tokens
+        """Its context window in tokens: configured, or as the server said (None: unknown)."""
 
     @contextlib.contextmanager
     def _translated(self) -> Iterator[None]:
@@ -248,6 +250,10 @@ class OpenAIBackend:
                 raise upstream_error(self.name, resp.status_code, resp.content)
             data = _decode(resp.content)
         items = data.get("data", []) if isinstance(data, dict) else []
+        if self.cfg.context_tokens is None:  # vLLM says its window where it lists the model
+            for m in items:
+                if isinstance(m, dict) and m.get("id") == self.model and isinstance(m.get("max_model_len"), int):
+                    self.window = m["max_model_len"]
         return [str(m["id"]) for m in items if isinstance(m, dict) and "id" in m]
 
 

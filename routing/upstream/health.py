@@ -35,6 +35,7 @@ class Served(Protocol):
     headers: dict[str, str]
     models_url: str
     timeout: httpx.Timeout
+    window: int | None
     guard: Guard
 
     async def complete(self, req: Request, model: str | None = None, notes: Json | None = None) -> Reply: ...
@@ -51,6 +52,17 @@ def probe_kind(cfg: BackendConfig) -> str:
 def root_url(url: str) -> str:
     base = url.rstrip("/")
     return base[:-3] if base.endswith("/v1") else base
+
+
+def _n_ctx(r: httpx.Response) -> int | None:
+    """llama.cpp's context size from GET /props, where it says."""
+    if r.status_code != 200:
+        return None
+    try:
+        n = r.json().get("default_generation_settings", {}).get("n_ctx")
+    except (ValueError, AttributeError):
+        return None
+    return n if isinstance(n, int) and n > 0 else None
 
 
 def _result(g: Guard) -> Json:
@@ -142,6 +154,8 @@ class Health:
                     g.loading, g.probed_at = True, time.time()
                     return
                 ok = r.status_code == 200
+                if ok and kind == "llamacpp" and b.window is None:
+                    b.window = _n_ctx(await self._get(root + "/props", headers))
             elif kind == "ollama":
                 ok = (await self._get(root + "/api/version", headers)).status_code == 200
                 if ok:

@@ -322,6 +322,8 @@ class PooledBackend(OpenAIBackend):
         """What any endpoint serves; fails only when none answers."""
         results = await asyncio.gather(*(e.backend.list_models() for e in self.endpoints), return_exceptions=True)
         ids = [i for r in results if isinstance(r, list) for i in r]
+        windows = [e.backend.window for e in self.endpoints if e.backend.window is not None]
+        self.window = min(windows) if windows else self.cfg.context_tokens
         if not any(isinstance(r, list) for r in results):
             failures = [r for r in results if isinstance(r, BaseException)]
             raise MemberFailure(self.name, "no endpoint answered: " + "; ".join(str(f) for f in failures[:3]))
