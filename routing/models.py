@@ -192,6 +192,13 @@ class CascadeModel(_Routed, tag="cascade", tag_field="strategy"):
     second_opinion: str | None = None
     """A backend asked in parallel for agreement when the first answer has no logprobs; unset: no fallback."""
     heartbeat_s: float = 5.0
+    escalate_on_evidence: bool = True
+    """An agent's turn whose own tool results failed (a non-zero exit, failing tests, a compiler error, a
+    traceback), or that repeats one call, goes to `escalate-to` before `first` is asked."""
+    repeat_limit: int = 3
+    """The same tool call with the same result this many times in a row is a loop: escalate."""
+    hold_turns: int = 1
+    """After a failure, turns that stay escalated until a tool result shows success."""
     description: str = ""
     cache_ttl_s: float = 0.0
 

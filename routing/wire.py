@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import time
 
 from routing.request import Message
@@ -27,3 +28,36 @@ def prompt_text(messages: list[Message]) -> str:
 def last_user_text(messages: list[Message]) -> str:
     """The text of the last user message: the question a vote's claims are read against."""
     return next((m.text for m in reversed(messages) if m.role == "user"), "")
+
+
+_REMINDER = re.compile(r"<system-reminder>.*?</system-reminder>", re.S)
+_FENCE = re.compile(r"```.*?(?:```|\Z)", re.S)
+
+
+def human_text(m: Message) -> str:
+    """What a person wrote in a user message: without the system reminders an agent adds to it (Claude Code's
+    `<system-reminder>` blocks) and without code fences."""
+    if m.role != "user":
+        return ""
+    return _FENCE.sub(" ", _REMINDER.sub(" ", m.text)).strip()
+
+
+def last_human_text(messages: list[Message]) -> str:
+    """The last thing a person wrote: where risk words are read (never tool output, code or reminders)."""
+    return next((t for m in reversed(messages) if (t := human_text(m))), "")
+
+
+def tool_turns(messages: list[Message]) -> list[list[tuple[str, str, str]]]:
+    """The tool rounds since the person last wrote, oldest first: each round the (name, arguments, result) of
+    the calls one assistant message made. Empty when the last message is the person's: a new ask."""
+    rounds: list[list[tuple[str, str, str]]] = []
+    results: dict[str, str] = {}
+    for m in messages:
+        if m.role == "user" and human_text(m):
+            rounds, results = [], {}
+        elif m.role == "assistant" and m.tool_calls:
+            rounds.append([(str(c.get("id") or ""), str((c.get("function") or {}).get("name") or ""),
+                            str((c.get("function") or {}).get("arguments") or "")) for c in m.tool_calls])
+        elif m.role == "tool" and m.tool_call_id:
+            results[m.tool_call_id] = m.text
+    return [[(name, args, results.get(cid, "")) for cid, name, args in r] for r in rounds]

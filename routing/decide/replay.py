@@ -44,12 +44,15 @@ def _route(rec: dict[str, object], cfg: Config) -> tuple[str | None, str | None]
     cascade = rec.get("cascade")
     if isinstance(vm, CascadeModel) and isinstance(cascade, dict) and not degraded:
         before = rules.escalate_before(bool(cascade.get("asked")), cascade.get("words") or [], vm.risk_words)
+        evidence = cascade.get("evidence")
         if before is not None:
             escalated = before[0]
+        elif isinstance(evidence, list) and evidence and vm.escalate_on_evidence:
+            escalated = str(evidence[0])
         else:
             conf = cascade.get("confidence")
             recorded = cascade.get("escalated_because")
-            if conf is None and recorded in ("asked", "risk-word"):
+            if conf is None and (recorded in ("asked", "risk-word") or str(recorded).startswith(("tool-", "holding"))):
                 escalated = "?"
             else:
                 after = rules.escalate_after(conf if isinstance(conf, (int, float)) else None, vm.min_confidence)

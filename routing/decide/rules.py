@@ -71,6 +71,63 @@ def escalate_after(confidence: float | None, min_confidence: float) -> tuple[Rea
     return None
 
 
+# --- an agent's turn: what its own tools just said ------------------------------------------
+
+_FAILED: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"\A\s*Error:"), "the tool reported an error"),  # Anthropic's is_error, as the dialect writes it
+    (re.compile(r"(?:Process exited with code|Exit code|exit code|exit status)\s*:?\s*([1-9]\d*)"), "exit code {0}"),
+    (re.compile(r"(?m)^=+ .*?\b(\d+) failed\b"), "pytest {0} failed"),
+    (re.compile(r"test result: FAILED\. \d+ passed; (\d+) failed"), "cargo test {0} failed"),
+    (re.compile(r"(?m)^--- FAIL: (\S+)"), "go test {0} failed"),
+    (re.compile(r"Tests:\s+(\d+) failed"), "jest {0} failed"),
+    (re.compile(r"error (TS\d+):"), "tsc {0}"),
+    (re.compile(r"(?m)^error(?:\[(E\d+)\])?: "), "compiler error {0}"),
+    (re.compile(r"Traceback \(most recent call last\):"), "traceback"),
+]
+_PASSED = [re.compile(p) for p in (
+    r"(?:Process exited with code|Exit code|exit code|exit status)\s*:?\s*0\b",
+    r"(?m)^=+ (?!.*\bfailed\b).*\b\d+ passed\b", r"test result: ok\.", r"(?m)^ok\s+\S+",
+    r"Tests:\s+(?!.*failed)\d+ passed")]
+
+
+def tool_outcome(text: str) -> tuple[str, str] | None:
+    """What one tool result says: ("failed", what) or ("passed", what), or None when it says neither (a file
+    read, a listing). Read in the shapes the agents send: Codex's `Process exited with code 1`, Claude
+    Code's `Exit code 1` with is_error, and the summaries of pytest, cargo, go, jest and tsc."""
+    for pattern, label in _FAILED:
+        m = pattern.search(text)
+        if m:
+            return "failed", label.format(*(g or "" for g in m.groups())).strip()
+    if any(p.search(text) for p in _PASSED):
+        return "passed", "the tools succeeded"
+    return None
+
+
+def turn_evidence(turns: Sequence[Sequence[tuple[str, str, str]]], repeat_limit: int = 3,
+                  hold_turns: int = 1) -> tuple[str, str] | None:
+    """Why an agent's turn needs the stronger model, from its own tool results, or None.
+
+    `turns` are the tool rounds of the conversation so far, oldest first, the current one last; each is the
+    (tool name, arguments, result text) of its calls. Escalate when the current round failed
+    (`tool-failed: pytest 3 failed`), when a failure was at most `hold_turns` rounds ago and nothing has
+    passed since (`holding: ...`), or when the same call with the same result came `repeat_limit` times in a
+    row (`tool-loop: read_file x3`). A round that shows success hands back at once."""
+    calls = [c for t in turns for c in t]
+    if repeat_limit > 1 and len(calls) >= repeat_limit and len(set(calls[-repeat_limit:])) == 1:
+        return f"tool-loop: {calls[-1][0]} x{repeat_limit}", (f"the same call to {calls[-1][0]} with the same "
+                                                              f"result {repeat_limit} times in a row")
+    for ago, turn in enumerate(reversed(turns[-(hold_turns + 1):])):
+        outcomes = [o for o in (tool_outcome(r) for _, _, r in turn) if o is not None]
+        failed = next((what for kind, what in outcomes if kind == "failed"), None)
+        if failed is not None:
+            if ago == 0:
+                return f"tool-failed: {failed}", f"a tool result of this turn failed ({failed})"
+            return f"holding: {failed}", f"a tool failed {ago} turn(s) ago ({failed}) and nothing has passed since"
+        if outcomes:  # it passed: hand back
+            return None
+    return None
+
+
 # --- circuit breaker -------------------------------------------------------------------------
 
 State = Literal["closed", "open", "half-open"]

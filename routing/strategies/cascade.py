@@ -72,8 +72,11 @@ class Cascade:
 
     def inputs(self, call: Call) -> Json:
         """What the rules decide from, as recorded in the decision log (words as hashes, not the prompt)."""
-        words = rules.word_hashes(wire.last_user_text(call.request.messages))
-        return {"asked": bool(call.extras.get("validate")), "words": words}
+        words = rules.word_hashes(wire.last_human_text(call.request.messages))
+        evidence = rules.turn_evidence(wire.tool_turns(call.request.messages), self.vm.repeat_limit,
+                                       self.vm.hold_turns)
+        return {"asked": bool(call.extras.get("validate")), "words": words,
+                "evidence": list(evidence) if evidence else None}
 
     def _first_call(self, call: Call) -> tuple[Call, bool]:
         """The call for `first`, asking for logprobs unless the client did; and whether the client did."""
@@ -142,6 +145,8 @@ class Cascade:
         tier), and why escalating is impossible when `escalate-to` is outside it."""
         inputs = self.inputs(call)
         before = rules.escalate_before(inputs["asked"], inputs["words"], self.vm.risk_words)
+        if before is None and inputs["evidence"] and self.vm.escalate_on_evidence:
+            before = tuple(inputs["evidence"])
         first_ok, escalate_ok = call.may(self.vm.first), call.may(self.vm.escalate_to)
         if not first_ok and not escalate_ok:
             raise NotAllowed(f"`{self.name}` answers with `{self.vm.first}` or `{self.vm.escalate_to}`, and the "
