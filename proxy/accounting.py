@@ -53,13 +53,15 @@ def members_of(council: CouncilReport | None, exc: BaseException | None, calls: 
         return [MemberUse(name=m.name, model=m.model, status=m.status, latency_ms=m.latency_ms,
                           prompt_tokens=m.usage.prompt_tokens if m.usage else 0,
                           completion_tokens=m.usage.completion_tokens if m.usage else 0,
-                          cost_usd=m.cost_usd or 0.0, cloud=m.cloud, endpoint=m.endpoint or "")
+                          cost_usd=m.cost_usd or 0.0, cloud=m.cloud, endpoint=m.endpoint or "",
+                          cached_tokens=m.usage.cached_tokens if m.usage else 0)
                 for m in council.members]
     failures = exc.failures if isinstance(exc, AllMembersFailed) else [exc] if isinstance(exc, MemberFailure) else []
     used = [MemberUse(name=c.name, model=c.model, status="cancelled" if c.status == "running" else c.status,
                       latency_ms=c.latency_ms, prompt_tokens=c.usage.prompt_tokens if c.usage else 0,
                       completion_tokens=c.usage.completion_tokens if c.usage else 0, cost_usd=c.cost_usd,
-                      cloud=c.cfg.is_cloud, endpoint=c.notes.get("endpoint") or "") for c in calls or ()]
+                      cloud=c.cfg.is_cloud, endpoint=c.notes.get("endpoint") or "",
+                      cached_tokens=c.usage.cached_tokens if c.usage else 0) for c in calls or ()]
     called = {c.name for c in calls or ()}
     return used + [MemberUse(name=f.member, status=f.kind) for f in failures if f.member not in called]
 

@@ -84,6 +84,8 @@ class Metrics:
                 c(self.tokens, m.name, "prompt").inc(m.prompt_tokens)
             if m.completion_tokens:
                 c(self.tokens, m.name, "completion").inc(m.completion_tokens)
+            if m.cached_tokens:  # of the prompt tokens above, read from the server's prompt cache
+                c(self.tokens, m.name, "cached").inc(m.cached_tokens)
             if m.cost_usd:
                 c(self.cost, m.name, "true" if m.cloud else "false").inc(m.cost_usd)
 

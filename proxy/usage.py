@@ -48,6 +48,7 @@ class Line:
     requests: int = 0
     errors: int = 0
     prompt_tokens: int = 0
+    cached_tokens: int = 0
     completion_tokens: int = 0
     local_usd: float = 0.0
     cloud_usd: float = 0.0
@@ -57,6 +58,7 @@ class Line:
         self.requests += 1
         self.errors += r.status >= 400
         self.prompt_tokens += r.prompt_tokens
+        self.cached_tokens += sum(m.cached_tokens for m in r.members)
         self.completion_tokens += r.completion_tokens
         self.local_usd += r.cost_usd - r.cloud_cost_usd
         self.cloud_usd += r.cloud_cost_usd
@@ -64,7 +66,8 @@ class Line:
 
     def as_dict(self) -> dict[str, object]:
         return {"group": self.group, "requests": self.requests, "errors": self.errors,
-                "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "prompt_tokens": self.prompt_tokens, "cached_tokens": self.cached_tokens,
+                "completion_tokens": self.completion_tokens,
                 "local_cost_usd": round(self.local_usd, 6), "cloud_cost_usd": round(self.cloud_usd, 6),
                 "p50_ms": percentile(self.latencies, 50), "p95_ms": percentile(self.latencies, 95)}
 
@@ -88,6 +91,7 @@ def summarize(rows: Iterable[LedgerRow], by: By, keys: dict[str, KeyRecord]) -> 
                 line.requests += 1
                 line.errors += m.status != "ok"
                 line.prompt_tokens += m.prompt_tokens
+                line.cached_tokens += m.cached_tokens
                 line.completion_tokens += m.completion_tokens
                 if m.cloud:
                     line.cloud_usd += m.cost_usd
@@ -101,8 +105,8 @@ def summarize(rows: Iterable[LedgerRow], by: By, keys: dict[str, KeyRecord]) -> 
     return [*sorted(lines.values(), key=lambda x: (-x.requests, x.group)), total]
 
 
-COLUMNS = ("group", "requests", "errors", "prompt_tokens", "completion_tokens", "local_cost_usd", "cloud_cost_usd",
-           "p50_ms", "p95_ms")
+COLUMNS = ("group", "requests", "errors", "prompt_tokens", "cached_tokens", "completion_tokens", "local_cost_usd",
+           "cloud_cost_usd", "p50_ms", "p95_ms")
 
 
 def render(lines: list[Line], fmt: str, by: By) -> str:
@@ -115,10 +119,11 @@ def render(lines: list[Line], fmt: str, by: By) -> str:
         w.writeheader()
         w.writerows(data)
         return out.getvalue().rstrip("\n")
-    header = [by, "requests", "errors", "tokens in", "tokens out", "local $", "cloud $", "p50 ms", "p95 ms"]
+    header = [by, "requests", "errors", "tokens in", "cached in", "tokens out", "local $", "cloud $", "p50 ms",
+              "p95 ms"]
     cells = [header] + [[str(d["group"]), str(d["requests"]), str(d["errors"]), str(d["prompt_tokens"]),
-                         str(d["completion_tokens"]), f"{d['local_cost_usd']:.4f}", f"{d['cloud_cost_usd']:.4f}",
-                         str(d["p50_ms"]), str(d["p95_ms"])] for d in data]
+                         str(d["cached_tokens"]), str(d["completion_tokens"]), f"{d['local_cost_usd']:.4f}",
+                         f"{d['cloud_cost_usd']:.4f}", str(d["p50_ms"]), str(d["p95_ms"])] for d in data]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths,
                      strict=True))) for r in cells)

@@ -75,6 +75,11 @@ class BackendConfig(_Base):
     """USD per million prompt tokens (0 for a local model)."""
     price_out: float = 0.0
     """USD per million completion tokens."""
+    price_cached_in: float | None = None
+    """USD per million prompt tokens read from the server's prompt cache (OpenAI: half or a tenth of
+    price-in, Anthropic: a tenth); unset: price-in."""
+    price_cache_write: float | None = None
+    """USD per million prompt tokens written to the prompt cache (Anthropic: 1.25x price-in); unset: price-in."""
     cloud: bool | None = None
     """Whether its spend is cloud spend (counts against budgets); unset: true for a public host name."""
     server: Literal["auto", "llamacpp", "vllm", "ollama", "lmstudio", "openai"] = "auto"

@@ -14,7 +14,12 @@ def cost(usage: Usage | None, cfg: BackendConfig) -> float:
     """USD for one call at the backend's per-million prices; no usage, no known cost."""
     if usage is None:
         return 0.0
-    return (usage.prompt_tokens * cfg.price_in + usage.completion_tokens * cfg.price_out) / 1_000_000
+    cached, written = usage.cached_tokens, usage.cache_write_tokens
+    fresh = max(0, usage.prompt_tokens - cached - written)
+    cached_price = cfg.price_in if cfg.price_cached_in is None else cfg.price_cached_in
+    write_price = cfg.price_in if cfg.price_cache_write is None else cfg.price_cache_write
+    return (fresh * cfg.price_in + cached * cached_price + written * write_price
+            + usage.completion_tokens * cfg.price_out) / 1_000_000
 
 
 class Timer:

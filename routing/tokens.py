@@ -15,7 +15,11 @@ class Usage(msgspec.Struct, omit_defaults=True):
     completion_tokens: int
     total_tokens: int
     cached_tokens: int = 0
+    """Of the prompt, read from the server's prompt cache (OpenAI's `cached_tokens`, Anthropic's
+    `cache_read_input_tokens`, vLLM's and llama.cpp's where they say)."""
     reasoning_tokens: int = 0
+    cache_write_tokens: int = 0
+    """Of the prompt, written to the server's prompt cache (Anthropic's `cache_creation_input_tokens`)."""
 
     @classmethod
     def of(cls, raw: Mapping[str, Any] | None) -> Usage | None:
@@ -23,10 +27,10 @@ class Usage(msgspec.Struct, omit_defaults=True):
         if not raw:
             return None
         p, c = int(raw.get("prompt_tokens") or 0), int(raw.get("completion_tokens") or 0)
-        cached = (raw.get("prompt_tokens_details") or {}).get("cached_tokens")
+        details = raw.get("prompt_tokens_details") or {}
+        cached, written = details.get("cached_tokens"), details.get("cache_write_tokens")
         thought = (raw.get("completion_tokens_details") or {}).get("reasoning_tokens")
-        return cls(p, c, int(raw.get("total_tokens") or p + c),
-                   cached if isinstance(cached, int) else 0, thought if isinstance(thought, int) else 0)
+        return cls(p, c, int(raw.get("total_tokens") or p + c), _n(cached), _n(thought), _n(written))
 
     def openai(self) -> dict[str, Any]:
         out: dict[str, Any] = {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
@@ -49,8 +53,12 @@ def total(usages: Iterable[Usage | None]) -> Usage | None:
             out = u if out is None else Usage(
                 out.prompt_tokens + u.prompt_tokens, out.completion_tokens + u.completion_tokens,
                 out.total_tokens + u.total_tokens, out.cached_tokens + u.cached_tokens,
-                out.reasoning_tokens + u.reasoning_tokens)
+                out.reasoning_tokens + u.reasoning_tokens, out.cache_write_tokens + u.cache_write_tokens)
     return out
+
+
+def _n(v: Any) -> int:
+    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else 0
 
 
 def estimate_tokens(text: str) -> int:

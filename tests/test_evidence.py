@@ -148,3 +148,31 @@ min-confidence = 0
                                                        "tool-failed: the tool reported an error")
             assert reports[2]["escalated_because"].startswith("holding: ")
             assert [r["answered_by"] for r in reports] == ["first", "stronger", "stronger", "first", "first"]
+
+
+def test_cached_prompt_tokens_are_priced_apart_and_reported_in_each_dialect() -> None:
+    """A cached session costs what it cost: reads at price-cached-in, writes at price-cache-write, the rest at
+    price-in; OpenAI counts cached tokens inside prompt_tokens, Anthropic apart from input_tokens."""
+    from proxy.dialects.messages import _usage as anthropic_usage
+    from proxy.dialects.responses import usage_of
+    from routing.config import BackendConfig
+    from routing.report import cost
+    from routing.tokens import Usage
+    from routing.upstream.anthropic import _usage as from_anthropic
+    from routing.upstream.answers import usage as checked
+
+    u = Usage.of(checked(from_anthropic({"input_tokens": 200, "cache_read_input_tokens": 9000,
+                                         "cache_creation_input_tokens": 800, "output_tokens": 100})))
+    assert u == Usage(10_000, 100, 10_100, cached_tokens=9000, cache_write_tokens=800)
+    cfg = BackendConfig(url="https://api.anthropic.com/v1", model="claude", price_in=3.0, price_out=15.0,
+                        price_cached_in=0.3, price_cache_write=3.75)
+    assert cost(u, cfg) == pytest.approx((200 * 3.0 + 9000 * 0.3 + 800 * 3.75 + 100 * 15.0) / 1e6)
+    assert cost(u, BackendConfig(url="http://x/v1", model="m", price_in=3.0, price_out=15.0)) == \
+        pytest.approx((10_000 * 3.0 + 100 * 15.0) / 1e6), "unpriced cache: every prompt token at price-in"
+    assert anthropic_usage(u) == {"input_tokens": 200, "output_tokens": 100, "cache_read_input_tokens": 9000,
+                                  "cache_creation_input_tokens": 800}
+    assert usage_of(u)["input_tokens_details"] == {"cached_tokens": 9000, "cache_write_tokens": 800}
+    assert u.openai()["prompt_tokens_details"] == {"cached_tokens": 9000}
+    openai_u = Usage.of(checked({"prompt_tokens": 5000, "completion_tokens": 10,
+                                 "prompt_tokens_details": {"cached_tokens": 4096}}))
+    assert openai_u is not None and openai_u.cached_tokens == 4096 and openai_u.cache_write_tokens == 0

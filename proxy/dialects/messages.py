@@ -49,8 +49,14 @@ def envelope(status: int, openai: Json) -> Json:
 
 
 def _usage(u: Usage | None) -> Json:
+    """Anthropic's usage: input_tokens without the prompt cache's reads and writes, which it counts apart."""
     u = u or ZERO
-    return {"input_tokens": u.prompt_tokens, "output_tokens": u.completion_tokens}
+    out: Json = {"input_tokens": max(0, u.prompt_tokens - u.cached_tokens - u.cache_write_tokens),
+                 "output_tokens": u.completion_tokens}
+    if u.cached_tokens or u.cache_write_tokens:
+        out["cache_read_input_tokens"] = u.cached_tokens
+        out["cache_creation_input_tokens"] = u.cache_write_tokens
+    return out
 
 
 def _input(raw: Any) -> Any:

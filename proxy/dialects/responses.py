@@ -35,7 +35,8 @@ _decode = msgspec.json.Decoder().decode
 
 def usage_of(u: Usage) -> Json:
     p, c = u.prompt_tokens, u.completion_tokens
-    return {"input_tokens": p, "input_tokens_details": {"cached_tokens": u.cached_tokens, "cache_write_tokens": 0},
+    return {"input_tokens": p, "input_tokens_details": {"cached_tokens": u.cached_tokens,
+                                                          "cache_write_tokens": u.cache_write_tokens},
             "output_tokens": c, "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
             "total_tokens": p + c}
 

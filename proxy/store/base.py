@@ -49,6 +49,8 @@ class MemberUse(msgspec.Struct, omit_defaults=True):
     cost_usd: float = 0.0
     cloud: bool = False
     model: str = ""
+    cached_tokens: int = 0
+    """Of prompt_tokens, read from the server's prompt cache (priced at price-cached-in)."""
     endpoint: str = ""
     """The server of a pool that answered."""
 

@@ -141,7 +141,11 @@ def _usage(u: Json | None) -> Json | None:
     if not isinstance(u, dict):
         return None
     p, c = u.get("input_tokens") or 0, u.get("output_tokens") or 0
-    return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+    read, written = u.get("cache_read_input_tokens") or 0, u.get("cache_creation_input_tokens") or 0
+    out: Json = {"prompt_tokens": p + read + written, "completion_tokens": c, "total_tokens": p + read + written + c}
+    if read or written:  # Anthropic counts them apart from input_tokens; OpenAI's prompt_tokens include them
+        out["prompt_tokens_details"] = {"cached_tokens": read, "cache_write_tokens": written}
+    return out
 
 
 def to_completion(resp: Json) -> Json:
