@@ -32,6 +32,7 @@ from routing.core import CouncilReport, MemberReport
 from routing.decide import spend
 from routing.errors import InvalidRequest
 from routing.report import Timer, cost
+from routing.request import betas_of
 from routing.router import Router
 from routing.tokens import Usage
 from routing.upstream.answers import usage as checked_usage
@@ -116,13 +117,14 @@ async def handle(request: Request[Any, Any, Any], state: State, path: str) -> Re
         backend = router.backends[member]
         timer = Timer()
         asked_model = upstream_model or backend.model
+        betas = betas_of(request.headers.get("anthropic-beta"))
         if t.stream:
             with spend.tracked(member, asked_model, backend.cfg):
-                resp = await watched(backend.forward(path, body, upstream_model), request.receive)
+                resp = await watched(backend.forward(path, body, upstream_model, betas), request.receive)
             return EventStream(_relay(resp, books, t, member, asked_model, timer, router, calls),
                                media_type="text/event-stream", headers=SSE_HEADERS)
         with spend.tracked(member, asked_model, backend.cfg) as spent:
-            resp = await watched(backend.forward(path, body, upstream_model), request.receive)
+            resp = await watched(backend.forward(path, body, upstream_model, betas), request.receive)
             try:
                 raw = await resp.aread()
             finally:
@@ -183,7 +185,8 @@ async def count_tokens(request: Request[Any, Any, Any], state: State) -> Respons
     if not router.native(model, "anthropic"):
         return Response(_encode({"input_tokens": estimate(body)}), media_type="application/json")
     member, upstream_model = router.backend_for(model, visible)
-    resp = await router.backends[member].forward("/messages/count_tokens", body, upstream_model)
+    resp = await router.backends[member].forward("/messages/count_tokens", body, upstream_model,
+                                                 betas_of(request.headers.get("anthropic-beta")))
     try:
         raw = await resp.aread()
     finally:

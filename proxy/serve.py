@@ -22,6 +22,7 @@ from proxy.streaming import EventStream, watched
 from routing import session
 from routing.core import CouncilReport, Event, Report, Result, replay_result
 from routing.decide.spend import Spend
+from routing.request import betas_of
 from routing.router import Router
 from routing.strategies import Call
 
@@ -81,6 +82,7 @@ async def respond(state: State, headers: Mapping[str, str], body: Callable[[], A
         ctx.body = decode(await body())
         call = ctx.call = call_of(await dialect.prepare(ctx.body, ctx))
         call.request.session = session.key_of(headers, ctx.body)
+        call.request.betas = betas_of(headers.get("anthropic-beta"))
         t.session = session.shown(call.request.session)
         if headers.get("x-shenron-validate", "").lower() in ("1", "true", "yes"):
             call.extras["validate"] = True

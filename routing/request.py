@@ -82,6 +82,9 @@ class Request(msgspec.Struct, omit_defaults=True, kw_only=True):
     extra: Json = {}
     session: str | None = None
     """Which conversation it belongs to (routing/session.py), for a pool's affinity; never sent upstream."""
+    betas: tuple[str, ...] = ()
+    """The client's `anthropic-beta` features (Claude Code's prompt caching, interleaved thinking): sent on
+    to Anthropic backends with their own, never to others."""
 
     @classmethod
     def of(cls, body: Json) -> Request:
@@ -109,9 +112,14 @@ class Request(msgspec.Struct, omit_defaults=True, kw_only=True):
         return msgspec.structs.replace(self, messages=messages, extra=extra, **dropped)
 
 
-FIELDS = tuple(f for f in Request.__struct_fields__ if f not in ("extra", "session"))
+FIELDS = tuple(f for f in Request.__struct_fields__ if f not in ("extra", "session", "betas"))
 ANSWER_SHAPE = ("tools", "tool_choice", "parallel_tool_calls", "n", "response_format", "logprobs", "top_logprobs")
 LEGACY_TOOLS = frozenset({"functions", "function_call"})
+
+
+def betas_of(header: str | None) -> tuple[str, ...]:
+    """`anthropic-beta: a,b` as its features, in order."""
+    return tuple(b.strip() for b in (header or "").split(",") if b.strip())
 
 
 def ask(text: str, **fields: Any) -> Request:

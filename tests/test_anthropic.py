@@ -265,3 +265,30 @@ def test_a_messages_request_to_an_anthropic_backend_goes_through_as_it_is(tmp_pa
             rows = sqlite3.connect(tmp_path / "ledger.db").execute(
                 "SELECT prompt_tokens, completion_tokens, stream FROM ledger WHERE status = 200 ORDER BY ts").fetchall()
             assert rows == [(12, 5, 0), (12, 9, 1)]  # the stream: input from message_start, output at the end
+
+
+def test_the_clients_anthropic_beta_reaches_anthropic_backends_merged_and_no_other() -> None:
+    """Claude Code sends `anthropic-beta: claude-code-20250219,interleaved-thinking-...` on every turn; an
+    Anthropic backend gets it after its own configured betas (each once), natively and translated; an
+    OpenAI-compatible member never sees it."""
+    cfg_text = CONFIG.replace('kind = "anthropic"', 'kind = "anthropic"\nheaders = { "anthropic-beta" = '
+                                                     '"prompt-caching-2024-07-31,claude-code-20250219" }')
+    client_betas = "claude-code-20250219,interleaved-thinking-2025-05-14"
+    with respx.mock(assert_all_called=False) as m:
+        m.get("http://local.test/v1/models").respond(json={"data": [{"id": "qwen"}]})
+        m.get(f"{URL}/models").respond(json={"data": [{"id": "claude-sonnet-4", "type": "model"}]})
+        local = m.post("http://local.test/v1/chat/completions").respond(
+            json={"choices": [{"message": {"role": "assistant", "content": "local"}, "finish_reason": "stop"}]})
+        upstream = m.post(f"{URL}/messages").respond(json=MESSAGE)
+        with TestClient(create_app(config.parse(cfg_text))) as client:
+            body = {"max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]}
+            native = client.post("/v1/messages", json={**body, "model": "claude-sonnet-4"},
+                                 headers={"anthropic-beta": client_betas})
+            council = client.post("/v1/messages", json={**body, "model": "agent-lite"},
+                                  headers={"anthropic-beta": client_betas})
+            plain = client.post("/v1/chat/completions", json={**body, "model": "claude"})
+    assert native.status_code == council.status_code == plain.status_code == 200
+    merged = "prompt-caching-2024-07-31,claude-code-20250219,interleaved-thinking-2025-05-14"
+    assert [c.request.headers.get("anthropic-beta") for c in upstream.calls] == [
+        merged, merged, "prompt-caching-2024-07-31,claude-code-20250219"]
+    assert all("anthropic-beta" not in c.request.headers for c in local.calls) and local.calls

@@ -158,8 +158,8 @@ def test_cached_prompt_tokens_are_priced_apart_and_reported_in_each_dialect() ->
     from routing.config import BackendConfig
     from routing.report import cost
     from routing.tokens import Usage
-    from routing.upstream.anthropic import _usage as from_anthropic
     from routing.upstream.answers import usage as checked
+    from routing.upstream.anthropic import _usage as from_anthropic
 
     u = Usage.of(checked(from_anthropic({"input_tokens": 200, "cache_read_input_tokens": 9000,
                                          "cache_creation_input_tokens": 800, "output_tokens": 100})))

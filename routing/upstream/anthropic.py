@@ -249,7 +249,17 @@ class AnthropicBackend(OpenAIBackend):
     def _request(self, req: Request, stream: bool, model: str | None) -> httpx.Request:
         upstream = to_messages(req.chat(), model or self.model)
         upstream["stream"] = stream
-        return self._post(_encode(upstream))
+        return self._post(_encode(upstream), self._betas(req.betas))
+
+    def _betas(self, betas: tuple[str, ...]) -> dict[str, str] | None:
+        """The client's anthropic-beta features merged after this backend's own, each once."""
+        if not betas:
+            return None
+        own = [b.strip() for b in self.headers.get("anthropic-beta", "").split(",") if b.strip()]
+        return {"anthropic-beta": ",".join(dict.fromkeys([*own, *betas]))}
+
+    def _headers_with(self, betas: tuple[str, ...]) -> dict[str, str]:
+        return {**self.headers, **(self._betas(betas) or {})}
 
     def _answer(self, result: Any) -> Reply:
         if not isinstance(result, dict) or result.get("type") != "message":

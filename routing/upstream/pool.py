@@ -303,13 +303,14 @@ class PooledBackend(OpenAIBackend):
                 tried.append(f"{e.label}: {failure.reason}")
                 log.info("backend %s: endpoint %s failed (%s); trying the next", self.name, e.label, failure.reason)
 
-    async def forward(self, path: str, body: Json, model: str | None = None) -> httpx.Response:
+    async def forward(self, path: str, body: Json, model: str | None = None,
+                      betas: tuple[str, ...] = ()) -> httpx.Response:
         tried: list[str] = []
         candidates = self.order(None)[:MAX_TRIES]
         for i, e in enumerate(candidates):
             e.outstanding += 1
             try:
-                return await e.backend.forward(path, body, model)
+                return await e.backend.forward(path, body, model, betas)
             except MemberFailure as failure:
                 if not retryable(failure) or i == len(candidates) - 1:
                     raise self._failed(tried, failure) from failure
