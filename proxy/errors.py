@@ -57,6 +57,11 @@ an upstream 4xx keeps its own status, and a council whose members all timed out 
 def status_of(exc: ShenronError) -> int:
     if isinstance(exc, UpstreamStatus) and exc.passes_on:
         return exc.upstream_status
+    if isinstance(exc, UpstreamStatus) and exc.upstream_status in (402, 429):
+        return 503  # the operator's quota: try later, and not the client's own limit
+    if isinstance(exc, AllMembersFailed) and exc.failures and all(
+            isinstance(f, UpstreamStatus) and f.upstream_status in (402, 429) for f in exc.failures):
+        return 503
     if isinstance(exc, AllMembersFailed) and exc.timed_out:
         return 504
     for cls in type(exc).__mro__:
@@ -115,6 +120,9 @@ def rendered(exc: BaseException, path: str, body: dict[str, Any] | None = None, 
         body = anthropic_envelope(status, body)
     headers = dict(exc.headers or {}) if isinstance(exc, HTTPException) else {}
     retry_after = getattr(exc, "retry_after", None)
+    if retry_after is None and isinstance(exc, AllMembersFailed):
+        retry_after = min((f.retry_after for f in exc.failures if isinstance(f, UpstreamStatus) and f.retry_after),
+                          key=int, default=None)
     if retry_after is not None:
         headers["retry-after"] = str(retry_after)
     return status, _encode(body), headers

@@ -46,7 +46,7 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
-def upstream_error(member: str, status: int, content: bytes) -> UpstreamStatus:
+def upstream_error(member: str, status: int, content: bytes, retry_after: str | None = None) -> UpstreamStatus:
     """Read an upstream error body in any of the shapes servers use (OpenAI, FastAPI, llama.cpp)."""
     message, etype, code, param = content.decode("utf-8", "replace")[:500] or f"HTTP {status}", None, None, None
     with contextlib.suppress(msgspec.DecodeError, UnicodeDecodeError):
@@ -59,7 +59,7 @@ def upstream_error(member: str, status: int, content: bytes) -> UpstreamStatus:
             param = err.get("param") if isinstance(err.get("param"), str) else None
         elif isinstance(err, str):
             message = err
-    return UpstreamStatus(member, status, message, etype, code, param)
+    return UpstreamStatus(member, status, message, etype, code, param, retry_after)
 
 
 class OpenAIBackend:
@@ -130,7 +130,7 @@ class OpenAIBackend:
                 finally:
                     await resp.aclose()
             if resp.status_code >= 400:
-                raise upstream_error(self.name, resp.status_code, content)
+                raise upstream_error(self.name, resp.status_code, content, resp.headers.get("retry-after"))
             return self._answer(_decode(content))
 
     def _answer(self, result: Any) -> Reply:
@@ -164,7 +164,8 @@ class OpenAIBackend:
                 async with asyncio.timeout_at(_loop_time(deadline)):
                     resp = await clients.send(self._client, self._request(req, True, model))
                     if resp.status_code >= 400:
-                        raise upstream_error(self.name, resp.status_code, await resp.aread())
+                        raise upstream_error(self.name, resp.status_code, await resp.aread(),
+                                             resp.headers.get("retry-after"))
                 events = data_events(resp.aiter_raw())
                 translate = self._events()
                 finished = said = ended = False
@@ -236,7 +237,7 @@ class OpenAIBackend:
                         content = await resp.aread()
                     finally:
                         await resp.aclose()
-                    raise upstream_error(self.name, resp.status_code, content)
+                    raise upstream_error(self.name, resp.status_code, content, resp.headers.get("retry-after"))
         return resp
 
     def _headers_with(self, betas: tuple[str, ...]) -> dict[str, str]:

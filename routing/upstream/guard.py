@@ -135,6 +135,10 @@ class Guard:
                 return
             if e.is_client_error:  # the request's fault, not the backend's
                 return
+            if e.about_operator:  # the operator's account: say what the upstream said, here only
+                log.warning("backend %s: %s", self.name, e.operator_detail)
+                self.record(False, e.operator_detail)
+                return
         self.record(False, e.reason)
 
     @contextlib.asynccontextmanager
