@@ -22,7 +22,7 @@ from litestar.types import ASGIApp
 from proxy import accesslog, errors, fastpath, passthrough, serve
 from proxy import status as status_page
 from proxy.accounting import Books
-from proxy.auth import Gate, allows
+from proxy.auth import Forbidden, Gate, Unauthorized, allows
 from proxy.cache import Cache, MemoryCache, RedisCache
 from proxy.dialects.chat import CHAT
 from proxy.dialects.messages import MESSAGES
@@ -160,13 +160,19 @@ async def health() -> Response[bytes]:
 
 
 @get("/ready")
-async def ready(state: State) -> Response[bytes]:
+async def ready(request: Request[Any, Any, Any], state: State) -> Response[bytes]:
+    """Whether to send traffic here. With auth on, only an operator (an admin key, the metrics token) is told
+    which backends answer: to anyone else the names would map the deployment."""
     router: Router = state.router
     if state.drain.draining:
         return _json({"status": "draining"}, 503)
     up = sorted(n for n, ok in router.reachable.items() if ok)
-    body = {"status": "ready" if up else "unavailable", "reachable": up,
-            "unreachable": sorted(n for n, ok in router.reachable.items() if not ok)}
+    body: dict[str, Any] = {"status": "ready" if up else "unavailable"}
+    try:
+        await state.gate.operator(request.headers.get("authorization"))
+    except (Unauthorized, Forbidden):
+        return _json(body, 200 if up else 503)
+    body.update(reachable=up, unreachable=sorted(n for n, ok in router.reachable.items() if not ok))
     return _json(body, 200 if up else 503)
 
 

@@ -98,7 +98,10 @@ class Router:
 
     def resolve(self, model: str, visible: Callable[[str], bool] = lambda _: True) -> Strategy:
         """The strategy for `model`; the 404 for an unknown one lists only the models `visible` admits
-        (those the caller's key may use)."""
+        (those the caller's key may use). A model the key may not use gets the very same 404: whether a
+        name exists is not told to a key that cannot use it."""
+        if not visible(model):
+            raise self._unknown(model, visible)
         strategy = self.virtual.get(model) or self._direct.get(model)
         if strategy is not None:
             return strategy
@@ -109,14 +112,19 @@ class Router:
             )
         strategy = self._passthrough(model)
         if strategy is None:
-            available = ", ".join(m["id"] for m in self.models() if visible(m["id"])) or "none for this key"
-            raise ModelNotFound(f"The model `{model}` does not exist. Available models: {available}", param="model")
+            raise self._unknown(model, visible)
         self._direct[model] = strategy
         return strategy
+
+    def _unknown(self, model: str, visible: Callable[[str], bool]) -> ModelNotFound:
+        available = ", ".join(m["id"] for m in self.models() if visible(m["id"])) or "none for this key"
+        return ModelNotFound(f"The model `{model}` does not exist. Available models: {available}", param="model")
 
     def backend_for(self, model: str, visible: Callable[[str], bool] = lambda _: True) -> tuple[str, str | None]:
         """The backend that serves `model` directly (a backend's name, its model, or an id it reported), and
         the model id to ask it for; embeddings and legacy completions go only there, never to a council."""
+        if not visible(model):
+            raise self._unknown(model, visible)
         if model in self.virtual:
             raise ModelNotFound(f"`{model}` is a virtual model, which answers chat, Responses and Messages "
                                 "requests only. Name a backend's model for this endpoint: "

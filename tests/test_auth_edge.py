@@ -89,15 +89,18 @@ def test_no_key_and_a_wrong_key_get_401(env: dict[str, Any]) -> None:
     assert r.status_code == 401 and wrong not in r.text  # the key is never echoed whole
 
 
-def test_pro_key_uses_its_models_and_gets_403_naming_the_tier(env: dict[str, Any]) -> None:
+def test_a_model_outside_the_tier_and_one_that_does_not_exist_look_the_same(env: dict[str, Any]) -> None:
+    """No oracle: a key learns what it may use, and nothing of what else the operator runs."""
     assert post(env, env["keys"]["pro"]).status_code == 200
-    r = post(env, env["keys"]["pro"], "full-council")
-    assert r.status_code == 403
-    err = r.json()["error"]
-    assert err["type"] == "permission_error" and err["param"] == "model"
-    assert "'pro'" in err["message"] and "ultra-instinct, cascade" in err["message"]
+    outside = post(env, env["keys"]["pro"], "full-council")
+    missing = post(env, env["keys"]["pro"], "no-such-council")
+    assert outside.status_code == missing.status_code == 404
+    err = outside.json()["error"]
+    assert err == {**missing.json()["error"], "message": missing.json()["error"]["message"].replace(
+        "no-such-council", "full-council")}
+    assert err["param"] == "model" and err["message"].endswith("Available models: ultra-instinct")
     r = post(env, env["keys"]["basic"])
-    assert r.status_code == 403 and "no AI access" in r.json()["error"]["message"]
+    assert r.status_code == 404 and "Available models: none for this key" in r.json()["error"]["message"]
 
 
 def test_models_lists_only_what_the_key_may_use(env: dict[str, Any]) -> None:
@@ -152,7 +155,7 @@ def test_every_request_is_a_ledger_row(env: dict[str, Any]) -> None:
     post(env, env["keys"]["pro"], "full-council")
     rows = sqlite3.connect(env["db"]).execute(
         "SELECT request_id, model, status, prompt_tokens, completion_tokens, key_id FROM ledger ORDER BY ts").fetchall()
-    assert [(r[1], r[2]) for r in rows] == [("ultra-instinct", 200), ("full-council", 403)]
+    assert [(r[1], r[2]) for r in rows] == [("ultra-instinct", 200), ("full-council", 404)]
     assert rows[0][0] == ok.json()["id"] and rows[0][3:5] == (3, 2) and rows[0][5].startswith("key_")
 
 
@@ -178,13 +181,13 @@ def test_metrics_parse_as_prometheus_text(env: dict[str, Any]) -> None:
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
                for fam in text_string_to_metric_families(text) for s in fam.samples}
     assert samples[("shenron_requests_total", (("model", "ultra-instinct"), ("status", "200")))] == 1
-    assert samples[("shenron_requests_total", (("model", "full-council"), ("status", "403")))] == 1
+    assert samples[("shenron_requests_total", (("model", "(unrouted)"), ("status", "404")))] == 1
     assert samples[("shenron_member_calls_total", (("member", "goku"), ("status", "ok")))] == 1
     assert samples[("shenron_backend_up", (("backend", "goku"),))] == 1
     assert ("shenron_request_duration_seconds_count", (("model", "ultra-instinct"), ("status", "200"))) in samples
     post(env, env["keys"]["pro"], "no-such-model-1234")  # a client's made-up name never becomes a label
     text = env["client"].get("/metrics", headers={"authorization": f"Bearer {env['keys']['admin']}"}).text
-    assert "no-such-model-1234" not in text and 'model="(unrouted)",status="404"' in text
+    assert "no-such-model-1234" not in text and 'model="(unrouted)",status="404"} 2.0' in text
 
 
 def test_anthropic_clients_send_their_key_as_x_api_key_and_read_anthropics_envelope(env: dict[str, Any]) -> None:
@@ -197,10 +200,10 @@ def test_anthropic_clients_send_their_key_as_x_api_key_and_read_anthropics_envel
     assert r.json()["error"]["type"] == "authentication_error"
     r = env["client"].post("/v1/messages", json={**body, "model": "full-council"},
                            headers={"x-api-key": env["keys"]["pro"]})
-    assert r.status_code == 403 and r.json()["error"]["type"] == "permission_error"
+    assert r.status_code == 404 and r.json()["error"]["type"] == "not_found_error"
     r = env["client"].post("/v1/messages/count_tokens", json={**body, "model": "full-council"},
                            headers={"x-api-key": env["keys"]["pro"]})
-    assert r.status_code == 403
+    assert r.status_code == 404
 
 
 def test_stored_responses_are_visible_only_to_the_key_that_made_them(env: dict[str, Any]) -> None:
@@ -213,3 +216,22 @@ def test_stored_responses_are_visible_only_to_the_key_that_made_them(env: dict[s
     r = env["client"].post("/v1/responses", json={"model": "ultra-instinct", "input": "more",
                                                   "previous_response_id": rid}, headers=ent)
     assert r.status_code == 400 and r.json()["error"]["param"] == "previous_response_id"
+
+
+def test_ready_tells_outsiders_only_whether_to_send_traffic(env: dict[str, Any]) -> None:
+    client = env["client"]
+    for who in ({}, {"authorization": f"Bearer {env['keys']['pro']}"}, {"authorization": "Bearer sk-shenron-nope"}):
+        r = client.get("/ready", headers=who)
+        assert r.status_code == 200 and r.json() == {"status": "ready"}, who
+    r = client.get("/ready", headers={"authorization": f"Bearer {env['keys']['admin']}"})
+    assert r.json()["status"] == "ready" and "goku" in r.json()["reachable"]
+
+
+def test_embeddings_with_a_model_outside_the_tier_learn_nothing(env: dict[str, Any]) -> None:
+    """Every endpoint authorizes before it looks a model up: a virtual model's name and a backend's are
+    the same 404 as a name that does not exist."""
+    auth = {"authorization": f"Bearer {env['keys']['pro']}"}
+    answers = [env["client"].post("/v1/embeddings", headers=auth, json={"model": m, "input": "x"})
+               for m in ("full-council", "no-such-model")]
+    assert [r.status_code for r in answers] == [404, 404]
+    assert "virtual model" not in answers[0].text

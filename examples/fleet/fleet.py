@@ -85,7 +85,11 @@ http {{
             proxy_set_header Host $host;
             proxy_buffering off;                  # streams pass as they come
             proxy_read_timeout 600s;
-            proxy_next_upstream error timeout;    # a replica that refuses a connection: the next one
+            # A replica that refuses a connection, or closes one as it stops: the next replica. `non_idempotent`
+            # lets nginx resend a POST whose connection broke before any answer (a kept-alive connection
+            # closed by a stopping replica at the moment nginx reused it); nothing was answered or billed.
+            proxy_next_upstream error timeout non_idempotent;
+            proxy_next_upstream_tries 2;
         }}
     }}
 }}
