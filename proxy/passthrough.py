@@ -30,7 +30,7 @@ from proxy.streaming import EventStream, watched
 from routing import wire
 from routing.core import CouncilReport, MemberReport
 from routing.decide import spend
-from routing.errors import InvalidRequest
+from routing.errors import InvalidRequest, MemberFailure
 from routing.report import Timer, cost
 from routing.request import betas_of
 from routing.router import Router
@@ -129,9 +129,14 @@ async def handle(request: Request[Any, Any, Any], state: State, path: str) -> Re
                 raw = await resp.aread()
             finally:
                 await resp.aclose()
-            out = _decode(raw)
-            if not isinstance(out, dict):
-                raise InvalidRequest(f"backend {member!r} answered {path} with something other than an object")
+            try:
+                out = _decode(raw)
+            except (msgspec.DecodeError, UnicodeDecodeError):
+                out = None
+            if not isinstance(out, dict):  # the backend's failure, as a malformed chat answer is
+                why = f"malformed response: its {path} answer is not a JSON object"
+                backend.guard.record(False, why)
+                raise MemberFailure(member, why)
             spent.usage = usage_of(out)
         report = _report(model, member, asked_model, "ok", timer, spent.usage, router)
         await books.finish(t, 200, report)
@@ -191,4 +196,10 @@ async def count_tokens(request: Request[Any, Any, Any], state: State) -> Respons
         raw = await resp.aread()
     finally:
         await resp.aclose()
+    try:
+        counted = _decode(raw)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        counted = None
+    if not isinstance(counted, dict) or not isinstance(counted.get("input_tokens"), int):
+        raise MemberFailure(member, "malformed response: its count_tokens answer has no input_tokens")
     return Response(raw, media_type="application/json")

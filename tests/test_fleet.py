@@ -397,7 +397,7 @@ def test_degradation_counts_what_every_replica_has_in_flight(tmp_path: Path, red
     """`max-inflight = 2` means two across the fleet: with two slow requests on one replica, the other
     degrades the next request, saying why."""
     with running() as started:
-        gpu, up = fake_upstream(tmp_path, "--latency-ms", "3000")
+        gpu, up = fake_upstream(tmp_path, "--latency-ms", "6000")
         started.append(gpu)
         config = f"""
 [backends.smol]
@@ -428,7 +428,7 @@ redis-prefix = "{redis_prefix}"
         async def go() -> httpx.Response:
             async with httpx.AsyncClient(timeout=60) as client:
                 slow = [asyncio.create_task(client.post(bases[0] + "/chat/completions", json=ask)) for _ in range(2)]
-                await asyncio.sleep(1.5)  # a heartbeat (every second) carries replica 1's load to replica 2
+                await asyncio.sleep(2.5)  # replica 1's next heartbeat (every second) publishes, replica 2's reads
                 other = await client.post(bases[1] + "/chat/completions", json=ask)
                 await asyncio.gather(*slow)
                 return other

@@ -164,6 +164,19 @@ def _calls(calls: list[Json] | None) -> list[ToolCall]:
             for i, c in enumerate(calls or ())]
 
 
+def _logprobs(member: str, raw: Any, where: str) -> Any:
+    """OpenAI's logprobs object, checked where the engine reads it (the cascade's confidence): an object whose
+    `content` is a list of objects with a numeric `logprob`; null stays null."""
+    if raw is None:
+        return None
+    content = raw.get("content") if isinstance(raw, dict) else raw
+    if not isinstance(raw, dict) or not (content is None or (
+            isinstance(content, list) and all(isinstance(t, dict) and isinstance(t.get("logprob", 0), (int, float))
+                                              and not isinstance(t.get("logprob", 0), bool) for t in content))):
+        raise MemberFailure(member, f"malformed response: {where}.logprobs is not OpenAI's logprobs object")
+    return raw
+
+
 def reply(member: str, raw: Any) -> Reply:
     """A whole chat.completion, checked (`completion`), as the engine's typed `Reply`."""
     resp = completion(member, raw)
@@ -174,7 +187,7 @@ def reply(member: str, raw: Any) -> Reply:
         choices.append(Answer(text=msg.get("content"), tool_calls=_calls(msg.get("tool_calls")),
                               reasoning=thought if isinstance(thought, str) and thought else None,
                               finish_reason=finish_of(c.get("finish_reason"), bool(msg.get("tool_calls"))),
-                              logprobs=c.get("logprobs"), index=c.get("index", i)))
+                              logprobs=_logprobs(member, c.get("logprobs"), f"choices[{i}]"), index=c.get("index", i)))
     fingerprint = resp.get("system_fingerprint")
     return Reply(choices, Usage.of(resp.get("usage")), fingerprint if isinstance(fingerprint, str) else None)
 
@@ -189,8 +202,9 @@ def events(member: str, raw: Any) -> list[Event]:
         thought = d.get("reasoning_content") or d.get("reasoning")
         if thought:
             out.append(ReasoningDelta(thought, choice=i))
-        if d.get("content") or choice.get("logprobs"):
-            out.append(TextDelta(d.get("content") or "", logprobs=choice.get("logprobs"), choice=i))
+        logprobs = _logprobs(member, choice.get("logprobs"), f"choices[{i}]")
+        if d.get("content") or logprobs:
+            out.append(TextDelta(d.get("content") or "", logprobs=logprobs, choice=i))
         for n, tc in enumerate(d.get("tool_calls") or ()):
             fn = tc.get("function") or {}
             out.append(ToolCallDelta(tc.get("index", n), tc.get("id"), fn.get("name"), fn.get("arguments") or "",
