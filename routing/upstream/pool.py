@@ -270,6 +270,14 @@ class PooledBackend(OpenAIBackend):
             return e
         return MemberFailure(self.name, "every endpoint tried failed: " + "; ".join([*tried, e.reason]))
 
+    def _pass_over(self, e: Endpoint, failure: MemberFailure, tried: list[str], last: bool) -> None:
+        """After endpoint `e` failed: raise when no other endpoint may answer instead (the request's fault, a
+        read timeout, none left), else note the failure and let the caller try the next."""
+        if last or not retryable(failure):
+            raise self._failed(tried, failure) from failure
+        tried.append(f"{e.label}: {failure.reason}")
+        log.info("backend %s: endpoint %s failed (%s); trying the next", self.name, e.label, failure.reason)
+
     async def complete(self, req: Request, model: str | None = None, notes: Json | None = None) -> Reply:
         tried: list[str] = []
         candidates = self.order(req)[:MAX_TRIES]
@@ -278,10 +286,7 @@ class PooledBackend(OpenAIBackend):
                 async with self._on(e, notes):
                     return await e.backend.complete(req, model)
             except MemberFailure as failure:
-                if not retryable(failure) or i == len(candidates) - 1:
-                    raise self._failed(tried, failure) from failure
-                tried.append(f"{e.label}: {failure.reason}")
-                log.info("backend %s: endpoint %s failed (%s); trying the next", self.name, e.label, failure.reason)
+                self._pass_over(e, failure, tried, i == len(candidates) - 1)
         raise AssertionError("unreachable: a pool has at least one endpoint")
 
     async def stream(self, req: Request, model: str | None = None,
@@ -298,10 +303,7 @@ class PooledBackend(OpenAIBackend):
                             yield event
                 return
             except MemberFailure as failure:
-                if said or not retryable(failure) or i == len(candidates) - 1:
-                    raise self._failed(tried, failure) from failure
-                tried.append(f"{e.label}: {failure.reason}")
-                log.info("backend %s: endpoint %s failed (%s); trying the next", self.name, e.label, failure.reason)
+                self._pass_over(e, failure, tried, said or i == len(candidates) - 1)  # said: the client has it
 
     async def forward(self, path: str, body: Json, model: str | None = None,
                       betas: tuple[str, ...] = ()) -> httpx.Response:
@@ -312,9 +314,7 @@ class PooledBackend(OpenAIBackend):
             try:
                 return await e.backend.forward(path, body, model, betas)
             except MemberFailure as failure:
-                if not retryable(failure) or i == len(candidates) - 1:
-                    raise self._failed(tried, failure) from failure
-                tried.append(f"{e.label}: {failure.reason}")
+                self._pass_over(e, failure, tried, i == len(candidates) - 1)
             finally:
                 e.outstanding -= 1
         raise AssertionError("unreachable: a pool has at least one endpoint")
