@@ -96,6 +96,7 @@ class Health:
             name: SharedPool(name, g.max_concurrent, fleet, g.lease_s) if fleet else Pool(name, g.max_concurrent)
             for name, g in cfg.gpus.items()}
         self._warming: asyncio.Task[None] | None = None
+        self._asked_props: set[str] = set()
         self._opened: list[Guard] = []
         """Breakers this replica opened since the last probe round, for the others to hear of."""
         self.guards: dict[str, Guard] = {}
@@ -154,7 +155,8 @@ class Health:
                     g.loading, g.probed_at = True, time.time()
                     return
                 ok = r.status_code == 200
-                if ok and kind == "llamacpp" and b.window is None:
+                if ok and kind == "llamacpp" and b.window is None and g.name not in self._asked_props:
+                    self._asked_props.add(g.name)  # once: a server without /props is not asked every round
                     b.window = _n_ctx(await self._get(root + "/props", headers))
             elif kind == "ollama":
                 ok = (await self._get(root + "/api/version", headers)).status_code == 200
