@@ -113,7 +113,7 @@ class Fleet:
         """Redis did not answer: keep to local shares from now until a heartbeat gets through."""
         self.last_error = f"{type(e).__name__}: {e}"[:200]
         for pool in self.pools:
-            pool._forget_idle()
+            pool.forget_idle()
         if self.online:
             self.online = False
             self.offline_since = time.time()
@@ -310,8 +310,7 @@ class SharedPool:
                         got, waiters = await self.fleet.r.script(_ACQUIRE, self.keys,
                                                                  [token, self.lease_ms, WAITER_TTL_MS, limit])
                     except Exception as e:
-                        self.fleet.failed(e)
-                        self._forget_idle()
+                        self.fleet.failed(e)  # which forgets every pool's idle slots
                         continue
                     self._seen(int(waiters))
                     if got:
@@ -340,7 +339,6 @@ class SharedPool:
             self._seen(int(await self.fleet.r.execute("ZCARD", self.keys[1])))
         except Exception as e:
             self.fleet.failed(e)
-            self._forget_idle()
 
     async def _give_back(self, token: str) -> None:
         if self.fleet.online and not self.contended and LINGER_S > 0:
@@ -366,7 +364,7 @@ class SharedPool:
         if self.idle:
             self._sweep = asyncio.get_running_loop().call_later(LINGER_S, self._free_idle, LINGER_S)
 
-    def _forget_idle(self) -> None:
+    def forget_idle(self) -> None:
         """Redis went away: idle slots are not ours to hand out; their leases run out by themselves."""
         for token, _ in self.idle:
             self.held.discard(token)
