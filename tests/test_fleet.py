@@ -179,6 +179,16 @@ async def test_redis_blinking_fails_nothing_and_keeps_to_a_share(
         await _close([a, b])
 
 
+def _two_replicas(tmp_path: Path, config: str, started: list[Proc]) -> list[tuple[Proc, str]]:
+    """Two `shenron serve` over one config (its [store] table last), each with a ledger of its own."""
+    replicas = []
+    for i in range(2):
+        proc, base = shenron(tmp_path, config + f'path = "{tmp_path}/ledger-{i}.db"\n')
+        started.append(proc)
+        replicas.append((proc, base))
+    return replicas
+
+
 def _stats(url: str) -> dict[str, int]:
     return httpx.get(url.removesuffix("/v1") + "/stats").json()  # type: ignore[no-any-return]
 
@@ -202,11 +212,7 @@ max-concurrent = 2
 redis-url = "{redis_url}"
 redis-prefix = "{redis_prefix}"
 """
-        replicas: list[tuple[Proc, str]] = []
-        for i in range(2):
-            proc, base = shenron(tmp_path, config + f'path = "{tmp_path}/ledger-{i}.db"\n')
-            started.append(proc)
-            replicas.append((proc, base))
+        replicas = _two_replicas(tmp_path, config, started)
 
         async def ask_all() -> list[httpx.Response]:
             async with httpx.AsyncClient(timeout=60) as client:
@@ -337,11 +343,7 @@ affinity = "none"
 redis-url = "{redis_url}"
 redis-prefix = "{redis_prefix}"
 """
-        replicas = []
-        for i in range(2):
-            proc, base = shenron(tmp_path, config + f'path = "{tmp_path}/ledger-{i}.db"\n')
-            started.append(proc)
-            replicas.append(base.removesuffix("/v1"))
+        replicas = [base.removesuffix("/v1") for _, base in _two_replicas(tmp_path, config, started)]
         before = _stats(live_url)["probes"]
         time.sleep(3.0)
         probes = _stats(live_url)["probes"] - before
@@ -418,11 +420,7 @@ degrade-to = "agent-lite"
 redis-url = "{redis_url}"
 redis-prefix = "{redis_prefix}"
 """
-        bases = []
-        for i in range(2):
-            proc, base = shenron(tmp_path, config + f'path = "{tmp_path}/ledger-{i}.db"\n')
-            started.append(proc)
-            bases.append(base)
+        bases = [base for _, base in _two_replicas(tmp_path, config, started)]
         ask = {"model": "full-council", "messages": [{"role": "user", "content": "hi"}]}
 
         async def go() -> httpx.Response:
