@@ -74,13 +74,14 @@ def model_server(model: Path, port: int) -> list[str]:
             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--verbose", "False"]
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-def _wait(url: str, proc: subprocess.Popen[bytes], what: str, log: Path, timeout: float = 180) -> None:
+def wait_ready(url: str, proc: subprocess.Popen[bytes], what: str, log: Path, timeout: float = 180) -> None:
+    """Until `url` answers 200; a process that exits first, or too long a wait, is a RuntimeError with its log."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -170,13 +171,13 @@ def run(args: argparse.Namespace) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="shenron-demo-"))
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        lport = _free_port()
+        lport = free_port()
         llama_log = tmp / "llama.log"
         print(f"starting llama.cpp's server on {model.name} (port {lport}) ...", flush=True)
         llama = subprocess.Popen(model_server(model, lport), stdout=llama_log.open("wb"), stderr=subprocess.STDOUT,
                                  start_new_session=True)
         procs.append(llama)
-        _wait(f"http://127.0.0.1:{lport}/v1/models", llama, "llama.cpp's server", llama_log)
+        wait_ready(f"http://127.0.0.1:{lport}/v1/models", llama, "llama.cpp's server", llama_log)
         cfg = tmp / "shenron.toml"
         cfg.write_text(CONFIG.format(url=f"http://127.0.0.1:{lport}/v1"))
         shenron = shutil.which("shenron") or str(Path(sys.executable).with_name("shenron"))
@@ -185,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"starting Shenron on {base} (config {cfg}) ...", flush=True)
         procs.append(subprocess.Popen([shenron, "serve", "--port", str(args.port), "--config", str(cfg)],
                                       stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True))
-        _wait(f"http://127.0.0.1:{args.port}/health", procs[-1], "shenron serve", log)
+        wait_ready(f"http://127.0.0.1:{args.port}/health", procs[-1], "shenron serve", log)
         print(f"\nasking every virtual model: {QUESTION!r}\n", flush=True)
         answered, failed = _ask_each(base, llama, llama_log)
         if not answered:

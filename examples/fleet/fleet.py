@@ -11,11 +11,9 @@ Then point any client at http://127.0.0.1:8080/v1. What each part is for is in R
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,7 +21,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
-import httpx
+from proxy.demo import free_port, wait_ready
 
 CONFIG = """# written by examples/fleet/fleet.py
 [server]
@@ -96,24 +94,6 @@ http {{
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_http(url: str, proc: subprocess.Popen[bytes] | None, what: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise SystemExit(f"fleet: {what} exited with status {proc.returncode}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        time.sleep(0.1)
-    raise SystemExit(f"fleet: {what} did not answer at {url} within {timeout:g}s")
-
-
 def database(url: str) -> None:
     """Create the ledger's database if it is not there (the replicas create the tables)."""
     import psycopg
@@ -155,14 +135,14 @@ class Fleet:
                             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--verbose", "False"],
                            f"llama-{i}.log")
             self.models.append(p)
-            wait_http(f"http://127.0.0.1:{port}/v1/models", p, f"llama.cpp server {i}")
+            wait_ready(f"http://127.0.0.1:{port}/v1/models", p, f"llama.cpp server {i}", self.state / f"llama-{i}.log")
             urls.append(f"http://127.0.0.1:{port}/v1")
         return urls, "smol"
 
     def replica(self, port: int) -> subprocess.Popen[bytes]:
         p = self.spawn([self.shenron, "serve", "--port", str(port), "--config", str(self.state / "shenron.toml")],
                        f"replica-{port}.log")
-        wait_http(f"http://127.0.0.1:{port}/ready", p, f"replica on {port}", timeout=60)
+        wait_ready(f"http://127.0.0.1:{port}/ready", p, f"replica on {port}", self.state / f"replica-{port}.log", 60)
         return p
 
     def up(self) -> str:
@@ -181,7 +161,7 @@ class Fleet:
         self.nginx = self.spawn([a.nginx, "-p", str(self.state), "-c", str(self.state / "nginx.conf"),
                                  "-g", "daemon off;"], "nginx.log")
         base = f"http://127.0.0.1:{a.port}"
-        wait_http(base + "/health", self.nginx, "nginx")
+        wait_ready(base + "/health", self.nginx, "nginx", self.state / "nginx-error.log")
         return base + "/v1"
 
     def rolling_restart(self) -> None:
@@ -230,6 +210,9 @@ class Fleet:
                         self.replicas = [(q, self.replica(q)) if q == port else (q, r) for q, r in self.replicas]
         except KeyboardInterrupt:
             return 0
+        except RuntimeError as e:  # a part that did not start: say which, with the end of its log
+            print(f"fleet: {e}", file=sys.stderr)
+            return 1
         finally:
             self.down()
             print("fleet: stopped", flush=True)
