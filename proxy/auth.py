@@ -109,14 +109,6 @@ class Gate:
         p = self._known[digest] = Principal(rec.id, rec.name, rec.tier, tier)
         return p
 
-    def authorize(self, p: Principal, model: str) -> None:
-        if allows(p.tier, model):
-            return
-        assert p.tier is not None
-        what = ", ".join(p.tier.models) if p.tier.models else "no models: it has no AI access"
-        raise Forbidden(f"Your key's tier {p.tier_name!r} does not allow the model `{model}`. "
-                        f"It allows: {what}.", param="model")
-
     async def operator(self, authorization: str | None) -> None:
         """/status and /metrics: open while auth is off; with it on, an admin tier's key or the metrics token."""
         if not self.enabled:

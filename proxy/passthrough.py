@@ -112,7 +112,6 @@ async def handle(request: Request[Any, Any, Any], state: State, path: str) -> Re
         member, upstream_model = router.backend_for(model, functools.partial(allows, t.principal.tier))
         t.strategy = "passthrough"
         books.started(t)
-        gate.authorize(t.principal, model)
         await gate.admit(t.principal)
         backend = router.backends[member]
         timer = Timer()
@@ -185,8 +184,7 @@ async def count_tokens(request: Request[Any, Any, Any], state: State) -> Respons
     if not isinstance(model, str) or not model:
         raise InvalidRequest("Missing required parameter: 'model'.", param="model", code="missing_required_parameter")
     visible = functools.partial(allows, principal.tier)
-    router.resolve(model, visible)
-    gate.authorize(principal, model)
+    router.resolve(model, visible)  # a model the key may not use is the same 404 as one that is not there
     if not router.native(model, "anthropic"):
         return Response(_encode({"input_tokens": estimate(body)}), media_type="application/json")
     member, upstream_model = router.backend_for(model, visible)

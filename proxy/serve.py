@@ -91,7 +91,6 @@ async def respond(state: State, headers: Mapping[str, str], body: Callable[[], A
         strategy = router.resolve(call.model, call.may)
         t.strategy = strategy.label
         books.started(t)
-        gate.authorize(t.principal, call.model)
         call.budget = await gate.admit(t.principal)
         ttl = _ttl(router, call)
         ckey = cache.key(call.model, call.request, cache.scope(t.principal)) if ttl else ""
