@@ -1,13 +1,19 @@
-"""The PostgreSQL and Redis that the machines run on their standard ports, one fresh database per test."""
+"""The PostgreSQL and Redis that the machines run on their standard ports, one fresh database per test; and a
+Redis of a test's own, to stop and start again."""
 
 from __future__ import annotations
 
 import os
 import secrets
 import socket
+import subprocess
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+from tests.procs import free_port
 
 PG_ADMIN = os.environ.get("SHENRON_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS = os.environ.get("SHENRON_TEST_REDIS", "redis://127.0.0.1:6379/0")
@@ -56,3 +62,29 @@ def redis_url() -> str:
 @pytest.fixture
 def redis_prefix() -> str:
     return f"shenron-test-{secrets.token_hex(4)}:"
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[tuple[str, list[subprocess.Popen[bytes]]]]:
+    """A Redis of the test's own, which it may stop and start again."""
+    need(6379, "Redis")  # the machine's Redis stands for redis-server being installed
+    port = free_port()
+    args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--dir", str(tmp_path)]
+    procs = [subprocess.Popen(args, stdout=subprocess.DEVNULL)]
+    wait_port(port)
+    try:
+        yield f"redis://127.0.0.1:{port}/0", procs
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+def wait_port(port: int) -> None:
+    for _ in range(100):
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on {port}")
