@@ -86,3 +86,50 @@ async def test_stored_responses_belong_to_their_key_and_expire(store: Store) -> 
     assert not await store.delete_response("resp_a", "key_2")
     assert await store.delete_response("resp_a", "key_1")
     assert await store.get_response("resp_a", "key_1", now) is None
+
+
+async def test_a_row_waits_out_another_process_holding_the_write_lock(tmp_path: Path) -> None:
+    """Ledger rows are committed on the event loop without waiting for locks; when `shenron keys` (another
+    process) holds SQLite's write lock, the row goes to the thread that waits, and is committed all the same."""
+    import sqlite3
+
+    s = await open_store(cfg_for("sqlite", tmp_path, None))
+    try:
+        await s.record(row(0))  # on the loop
+        other = sqlite3.connect(tmp_path / "x" / "ledger.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        waiting = asyncio.ensure_future(s.record(row(1)))
+        await asyncio.sleep(0.3)
+        assert not waiting.done()  # neither lost nor reported safe while it cannot be written
+        other.execute("COMMIT")
+        other.close()
+        await asyncio.wait_for(waiting, 10)
+        await s.record(row(2))  # and back on the loop
+        assert sorted(r.request_id for r in await s.rows(0)) == ["r0", "r1", "r2"]
+    finally:
+        await s.close()
+
+
+async def test_rows_committed_on_the_loop_are_checkpointed_into_the_database(tmp_path: Path) -> None:
+    """The loop's connection never checkpoints (that fsyncs); the thread does, so the WAL does not grow forever."""
+    from proxy.store import sqlite as embedded
+
+    s = await open_store(cfg_for("sqlite", tmp_path, None))
+    db = tmp_path / "x" / "ledger.db"
+    empty = db.stat().st_size
+    try:
+        for i in range(embedded.CHECKPOINT_ROWS + 10):
+            await s.record(row(i))
+        await s.rows(0)  # the thread has run the checkpoint by the time it answers this
+        assert db.stat().st_size > empty + 100 * embedded.CHECKPOINT_ROWS  # the rows are in the file itself
+    finally:
+        await s.close()
+    assert len(await _rows_after_reopen(tmp_path)) == embedded.CHECKPOINT_ROWS + 10
+
+
+async def _rows_after_reopen(tmp: Path) -> list[LedgerRow]:
+    s = await open_store(cfg_for("sqlite", tmp, None))
+    try:
+        return await s.rows(0)
+    finally:
+        await s.close()

@@ -1,13 +1,15 @@
 """The embedded store: one SQLite file in WAL mode, created on first use.
 
 Every statement runs on one worker thread with one connection, so the event loop never
-blocks on disk. `shenron keys` and `shenron usage` open the same file from another
-process; WAL lets them read and write while the proxy runs.
+blocks on disk; only ledger rows are committed on the loop, on a connection of their own, where a
+WAL commit without fsync is a write to the page cache (see `GroupCommit`). `shenron keys` and
+`shenron usage` open the same file from another process; WAL lets them read and write while the proxy runs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +29,11 @@ from proxy.store.base import (
 )
 from proxy.store.schema import KEY_COLUMNS, LEDGER_COLUMNS, MIGRATIONS, TOTALS, TOTALS_FOR_KEY
 
+log = logging.getLogger("shenron.store")
+INSERT = f"INSERT INTO ledger ({', '.join(LEDGER_COLUMNS)}) VALUES ({', '.join('?' for _ in LEDGER_COLUMNS)})"
+CHECKPOINT_ROWS = 1000
+"""Rows committed on the loop between two checkpoints (SQLite's own default is 1,000 pages)."""
+
 
 class SQLiteStore:
     def __init__(self, path: Path, fsync: bool = False) -> None:
@@ -35,7 +42,10 @@ class SQLiteStore:
         self.fsync = fsync
         self._db: sqlite3.Connection | None = None
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="shenron-sqlite")
-        self._commits = GroupCommit(self._write)
+        self._now: sqlite3.Connection | None = None
+        """The event loop's own connection for ledger rows (not with fsync: that commit would block the loop)."""
+        self._unchecked = 0
+        self._commits = GroupCommit(self._write, None if fsync else self._write_now)
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
@@ -53,6 +63,11 @@ class SQLiteStore:
             db.execute(f"PRAGMA user_version={n}")
             db.execute("COMMIT")
         self._db = db
+        if not self.fsync:
+            now = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=0)
+            now.execute("PRAGMA synchronous=NORMAL")
+            now.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints (they fsync) run on the thread instead
+            self._now = now
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -68,6 +83,9 @@ class SQLiteStore:
 
     async def close(self) -> None:
         await self._commits.flush()
+        if self._now is not None:
+            self._now.close()
+            self._now = None
         if self._db is not None:
             await self._run(self._db.close)
         self._pool.shutdown(wait=True)
@@ -106,19 +124,42 @@ class SQLiteStore:
         return await self._run(self.find_key_sync, key_hash)  # type: ignore[no-any-return]
 
     # ledger
-    def _write_sync(self, rows: list[LedgerRow]) -> None:
-        marks = ", ".join("?" for _ in LEDGER_COLUMNS)
-        self.db.execute("BEGIN IMMEDIATE")
+    def _write_sync(self, rows: list[LedgerRow], db: sqlite3.Connection | None = None) -> None:
+        db = db or self.db
+        db.execute("BEGIN IMMEDIATE")
         try:
-            self.db.executemany(f"INSERT INTO ledger ({', '.join(LEDGER_COLUMNS)}) VALUES ({marks})",
-                                [ledger_values(r) for r in rows])
+            db.executemany(INSERT, [ledger_values(r) for r in rows])
         except BaseException:
-            self.db.execute("ROLLBACK")
+            db.execute("ROLLBACK")
             raise
-        self.db.execute("COMMIT")
+        db.execute("COMMIT")
 
     async def _write(self, rows: list[LedgerRow]) -> None:
         await self._run(self._write_sync, rows)
+
+    def _write_now(self, rows: list[LedgerRow]) -> bool:
+        """Commit on the event loop, or False at once when another process holds the write lock (the
+        thread's connection waits for it instead). Every CHECKPOINT_ROWS rows the WAL is copied back
+        into the database on the thread, where its fsync blocks nothing."""
+        if self._now is None:
+            return False
+        try:
+            self._write_sync(rows, self._now)
+        except sqlite3.OperationalError as e:
+            if "locked" in str(e) or "busy" in str(e):
+                return False
+            raise
+        self._unchecked += len(rows)
+        if self._unchecked >= CHECKPOINT_ROWS:
+            self._unchecked = 0
+            self._pool.submit(self._checkpoint)
+        return True
+
+    def _checkpoint(self) -> None:
+        try:
+            self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as e:  # the next one will try again; the rows are safe in the WAL meanwhile
+            log.warning("ledger checkpoint failed: %s", e)
 
     async def record(self, row: LedgerRow) -> None:
         await self._commits.record(row)
