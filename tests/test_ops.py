@@ -6,6 +6,7 @@ PostgreSQL and Redis on their standard ports, Chromium for the page, the openai 
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import shutil
 import signal
@@ -255,3 +256,28 @@ def test_debug_logging_adds_request_bodies_to_the_access_log(tmp_path: Path, pro
         time.sleep(0.02)
     assert chat is not None
     assert "secret-prompt-text" in chat["body"] and chat["status"] == 200 and chat["strategy"] == "passthrough"
+
+
+def test_an_access_log_file_gets_one_line_per_request_under_concurrent_load(tmp_path: Path,
+                                                                            procs: list[Proc]) -> None:
+    """Lines of one loop turn are written together: none may be lost, merged or cut in a burst."""
+    config = backends(procs, tmp_path, {"goku": ("--answer", "42")})
+    logfile = tmp_path / "access.jsonl"
+    proxy, base = shenron(tmp_path, f'[server]\naccess-log = "{logfile}"\n' + config)
+    procs.append(proxy)
+
+    def ask(i: int) -> int:
+        return httpx.post(base + "/chat/completions", json={"model": "goku", "messages": MSGS},
+                          headers={"x-shenron-session": f"s{i}"}, timeout=30).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        assert set(pool.map(ask, range(64))) == {200}
+    deadline = time.monotonic() + 5
+    chats: list[dict[str, Any]] = []
+    while len(chats) < 64 and time.monotonic() < deadline:
+        chats = [json.loads(line) for line in logfile.read_text().splitlines()
+                 if '"/v1/chat/completions"' in line]
+        time.sleep(0.05)
+    assert len(chats) == 64 and {c["status"] for c in chats} == {200}
+    assert len({c["request_id"] for c in chats}) == 64
+    assert "secret-prompt-text" not in logfile.read_text()  # no prompt above debug
