@@ -108,18 +108,24 @@ def _print_confidence(cfg: Config, found: dict[str, str | None]) -> None:
 
 
 def _print_checks(cfg: Config) -> None:
-    """Which languages the code ladder can check here, and how."""
+    """Which languages the code ladder can check here, how, and what each check may read of the host."""
     from routing import sandbox
+    from routing.config import private_paths
 
     print("\ncode checks (never run the code unless `run` is set):")
     for lang, c in sandbox.table(cfg.checks).items():
         program = c.command[0]
         here = program == "{python}" or shutil.which(program) is not None
         status = "available" if here else f"not checked here: `{program}` not on PATH"
-        if here and sandbox.bubblewrap() is None and c is not sandbox.BUILTIN["python"]:
+        tool = sandbox.toolchain(program, extra_private=private_paths(cfg)) if here else None
+        if tool is not None and tool.refused is not None:
+            status = f"refused: {tool.refused}"
+        elif here and sandbox.bubblewrap() is None and c is not sandbox.BUILTIN["python"]:
             status = "refused here: no isolation (install bubblewrap)"
         how = "compile() and an import lookup" if c is sandbox.BUILTIN["python"] else " ".join(c.command)[:40]
         print(f"  {lang.ljust(11)} {how.ljust(40)}  {status}{'  RUNS TESTS' if c.run else ''}")
+        if tool is not None and tool.refused is None:
+            print(f"  {''.ljust(11)} binds (read-only): /usr, {', '.join(map(str, tool.binds)) or 'nothing else'}")
     print(f"  isolation: {sandbox.isolation()}")
 
 

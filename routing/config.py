@@ -363,6 +363,15 @@ def store_path(cfg: Config, environ: dict[str, str] | None = None) -> Path:
     return Path(cfg.store.path) if cfg.store.path else default_store_path(dict(environ or os.environ))
 
 
+def private_paths(cfg: Config) -> tuple[Path, ...]:
+    """Files no generated code may see: the SQLite store (and its WAL) and the config file."""
+    db = store_path(cfg).resolve()
+    out = [db, db.with_name(db.name + "-wal")]
+    if cfg.source and Path(cfg.source).is_file():
+        out.append(Path(cfg.source).resolve())
+    return tuple(out)
+
+
 def find(explicit: str | None, environ: dict[str, str], cwd: Path) -> Path | None:
     """The config file to use: --config, then $SHENRON_CONFIG, then ./shenron.toml."""
     if explicit:

@@ -5,12 +5,14 @@ Each language has a check command (`python` is built in; `node --check`, `tsc --
 replaces entries). The command runs:
 
 - inside bubblewrap (`bwrap`, Debian's `bubblewrap`): the process sees its own temporary directory
-  (writable, deleted afterwards, HOME points into it), the system's /usr and the toolchain it needs
-  (read-only), a /proc of its own PID namespace, and nothing else of the host: no other paths (so
-  `include_str!("/etc/...")`, `#[path]` or `//go:embed` of a host file find nothing), no network,
+  (writable, deleted afterwards, HOME points into it), the system's /usr and the toolchain's own
+  installation directory (read-only; never a home directory or one that holds credentials, the
+  store or the config: such a toolchain is refused, see `toolchain`), a /proc of its own PID
+  namespace, and nothing else of the host: no other paths (so `include_str!("/etc/...")`, `#[path]`
+  or `//go:embed` of a host file find nothing), no network,
   no other processes (so no `/proc/<proxy>/environ`);
-- as the unprivileged user `nobody` when the proxy runs as root, with a small environment (PATH,
-  locale, the toolchain homes), never the proxy's secrets;
+- as a user of its own (UIDS) when the proxy runs as root, so process limits are per check, with an
+  allowlisted environment (PATH, locale, a fresh CARGO_HOME), never the proxy's secrets;
 - under resource limits (address space, CPU seconds, file size, processes, no core dumps) set by a
   tiny launcher before it execs the command, and killed with its whole process group (and so its
   PID namespace) at the deadline.
@@ -24,7 +26,9 @@ config sets `run` (opt-in, for tests).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import pwd
 import shutil
 import signal
 import subprocess
@@ -74,21 +78,21 @@ for name in missing:
 
 _LIMITS = r"""
 import os, resource, sys
-mem, cpu, fsize, nproc = (int(v) for v in sys.argv[1:5])
+mem, cpu, fsize, nproc, uid = (int(v) for v in sys.argv[1:6])
 resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
 resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
 resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
 resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 if nproc:
     resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
-if os.geteuid() == 0 and nproc:  # root ignores RLIMIT_NPROC: become nobody (a fork bomb then stops)
+if os.geteuid() == 0 and nproc:  # root ignores RLIMIT_NPROC: become this check's own user (a fork bomb stops)
     os.setgroups([])
-    os.setgid(65534)
-    os.setuid(65534)
+    os.setgid(uid)
+    os.setuid(uid)
 try:
-    os.execvp(sys.argv[6], sys.argv[6:])
+    os.execvp(sys.argv[7], sys.argv[7:])
 except OSError as e:
-    print(f"cannot start {sys.argv[6]!r}: {e.strerror}", file=sys.stderr)
+    print(f"cannot start {sys.argv[7]!r}: {e.strerror}", file=sys.stderr)
     sys.exit(127)
 """
 """Sets the limits in the child and execs the check: no `preexec_fn`, which is unsafe with threads."""
@@ -96,7 +100,14 @@ except OSError as e:
 FILE_LIMIT = 64 * 1024 * 1024
 PROCESS_LIMIT = 256
 """Processes the check's user may have at once (toolchains fork a few dozen; a fork bomb stops here)."""
-NOBODY = 65534
+UIDS = range(200_000, 265_536)
+"""The users checks run as when the proxy is root, one per check at a time: RLIMIT_NPROC counts a user's
+processes, so one tenant's fork bomb must not count against another's check (under one shared user,
+`nobody`, it did). No account needs to exist for them."""
+CREDENTIALS = (".ssh", ".aws", ".azure", ".config", ".docker", ".gnupg", ".kube", ".netrc", ".npmrc", ".pypirc",
+               ".git-credentials", ".cargo", ".m2", ".gradle", ".nuget", ".local/share/shenron")
+"""Under a home directory: what holds credentials, keys or Shenron's own store. A directory holding one
+of them is never bound into a check, so a toolchain installed there is refused."""
 
 BUILTIN: dict[str, CheckConfig] = {
     "python": CheckConfig(command=["{python}", "-I", "-B", "-c", _PY_CHECK, "{file}"], file="main.py",
@@ -188,15 +199,92 @@ def _mounts() -> list[str]:
     return [*out, "--proc", "/proc", "--dev", "/dev"]
 
 
-def _toolchain(program: str, env: Mapping[str, str]) -> list[Path]:
-    """What the check's program needs outside /usr, bound read-only: its installation (for
-    /root/.cargo/bin/cargo, /root/.cargo), the Python that runs the launcher, the toolchain homes."""
-    roots: set[Path] = {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve()}
+def homes() -> set[Path]:
+    """People's home directories here: HOME, root's, /home/*, and every account's with uid 0 or >= 1000."""
+    out = {Path(os.path.expanduser("~")), Path("/root")}
+    try:
+        out |= {Path(e.pw_dir) for e in pwd.getpwall() if e.pw_uid == 0 or 1000 <= e.pw_uid < 65534}
+    except OSError:
+        pass
+    with contextlib.suppress(OSError):
+        out |= {p for p in Path("/home").iterdir() if p.is_dir()}
+    return {p for p in out if str(p) not in ("", "/")}
+
+
+def private(extra: tuple[Path, ...] = ()) -> list[Path]:
+    """What no check may see: each home's credentials (CREDENTIALS), the default store, and `extra` (the
+    store and config files of this proxy, as `shenron check` and the strategies pass them)."""
+    data = Path(os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")) / "shenron"
+    return [*(h / c for h in homes() for c in CREDENTIALS), data, *extra]
+
+
+def refusal(root: Path, secret: list[Path], people: set[Path]) -> str | None:
+    """Why `root` may not be bound into a check, or None."""
+    for home in people:
+        if home == root or home.is_relative_to(root):
+            return f"{root} is (or holds) the home directory {home}"
+    for p in secret:
+        if p == root or p.is_relative_to(root):
+            return f"{root} holds {p}"
+    return None
+
+
+def _installed(program: str, env: Mapping[str, str]) -> Path | None:
+    """The program's own binary: through symlinks, and through rustup's proxies (`~/.cargo/bin/cargo` is
+    rustup itself, which needs all of `~/.cargo` and `~/.rustup`; the toolchain's cargo needs only its own
+    directory)."""
     where = shutil.which(program, path=env.get("PATH"))
-    if where is not None:
-        roots |= {p.parent.parent for p in (Path(where), Path(where).resolve())}
-    roots |= {Path(env[var]) for var in ("RUSTUP_HOME", "CARGO_HOME", "DOTNET_ROOT", "GOROOT") if env.get(var)}
-    return sorted(r for r in roots if not r.is_relative_to("/usr") and r != Path("/"))  # /usr is bound already
+    if where is None:
+        return None
+    real = Path(where).resolve()
+    if real.name.startswith("rustup"):
+        try:
+            out = subprocess.run([str(real), "which", program], capture_output=True, text=True, timeout=10,
+                                 env={**os.environ, **env})
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        found = out.stdout.strip()
+        return Path(found).resolve() if out.returncode == 0 and found else None
+    return real
+
+
+def installation(binary: Path) -> Path:
+    """A binary's installation directory: `<prefix>` for `<prefix>/bin/x`, else the binary's own directory
+    (`~/.dotnet/dotnet` is installed in `~/.dotnet`)."""
+    return binary.parent.parent if binary.parent.name == "bin" else binary.parent
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    """What a check's program needs: the binary to run, the directories bound read-only, or why not."""
+
+    program: str
+    binds: tuple[Path, ...] = ()
+    refused: str | None = None
+
+
+def toolchain(program: str, env: Mapping[str, str] | None = None, extra_private: tuple[Path, ...] = ()) -> Toolchain:
+    """The binds for `program`, from an explicit list: the Python that runs the launcher, the program's own
+    installation directory, and GOROOT or DOTNET_ROOT where set; never a home directory or a directory
+    that holds credentials, the store or the config (`refused` then says so, and how to do better)."""
+    env = env if env is not None else os.environ
+    people, secret = homes(), private(extra_private)
+    wanted: dict[Path, str] = {Path(sys.base_prefix).resolve(): "python", Path(sys.prefix).resolve(): "python"}
+    binary = Path(sys.executable) if program == "{python}" else _installed(program, env)
+    if binary is None:
+        return Toolchain(program, refused=f"`{program}` is not installed here")
+    wanted.setdefault(installation(binary), program)
+    for var in ("GOROOT", "DOTNET_ROOT"):
+        if env.get(var) and program in ("go", "dotnet"):
+            wanted.setdefault(Path(env[var]).resolve(), var)
+    roots = sorted(r for r in wanted if not r.is_relative_to("/usr") and r != Path("/"))
+    for r in roots:
+        why = refusal(r, secret, people)
+        if why is not None:
+            return Toolchain(str(binary), tuple(roots), refused=(
+                f"`{program}` ({wanted[r]}) would need {why}; install it where nothing private lives (under "
+                f"/opt or /usr/local, e.g. a toolchain's own directory) or give its full path in [checks]"))
+    return Toolchain(str(binary), tuple(roots))
 
 
 def _binds(read_only: list[Path], writable: Path) -> list[str]:
@@ -212,45 +300,67 @@ def _binds(read_only: list[Path], writable: Path) -> list[str]:
     return [*out, "--bind", str(writable), str(writable)]
 
 
-def _env(home: str) -> dict[str, str]:
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": home, "LANG": "C.UTF-8", "TMPDIR": home,
-           "NO_COLOR": "1", "DOTNET_CLI_TELEMETRY_OPTOUT": "1", "GOFLAGS": "-mod=mod", "GOPROXY": "off"}
-    real_home = os.path.expanduser("~")
-    env["GOPATH"], env["GOCACHE"] = os.path.join(home, "go"), os.path.join(home, ".cache", "go-build")
-    for var, default in (("RUSTUP_HOME", ".rustup"), ("CARGO_HOME", ".cargo"), ("DOTNET_ROOT", ".dotnet")):
-        value = os.environ.get(var) or os.path.join(real_home, default)
-        if os.path.exists(value):
+def _env(home: str, tool: Toolchain) -> dict[str, str]:
+    """An allowlist: nothing of the proxy's environment but its locale, and a PATH of the toolchain's own
+    directories; CARGO_HOME a fresh directory (the real one holds `credentials.toml`), no RUSTUP_HOME."""
+    binary = Path(tool.program)
+    path = [str(binary.parent)] + [str(r / "bin") for r in tool.binds if (r / "bin").is_dir()]
+    env = {"PATH": ":".join(dict.fromkeys([*path, "/usr/local/bin", "/usr/bin", "/bin"])), "HOME": home,
+           "LANG": "C.UTF-8", "TMPDIR": home, "NO_COLOR": "1", "DOTNET_CLI_TELEMETRY_OPTOUT": "1",
+           "GOFLAGS": "-mod=mod", "GOPROXY": "off", "CARGO_HOME": os.path.join(home, ".cargo"),
+           "GOPATH": os.path.join(home, "go"), "GOCACHE": os.path.join(home, ".cache", "go-build")}
+    for var in ("GOROOT", "DOTNET_ROOT"):
+        value = os.environ.get(var)
+        if value and Path(value).resolve() in tool.binds:
             env[var] = value
     return env
 
 
-def _argv(template: list[str], file: Path, tmp: Path) -> list[str]:
+def _argv(template: list[str], file: Path, tmp: Path, tool: Toolchain) -> list[str]:
     subs = {"{python}": sys.executable, "{file}": str(file), "{dir}": str(tmp)}
-    out = []
-    for arg in template:
+    out = [tool.program if template[0] != "{python}" else sys.executable]
+    for arg in template[1:]:
         for k, v in subs.items():
             arg = arg.replace(k, v)
         out.append(arg)
     return out
 
 
-def _launcher(cfg: CheckConfig, argv: list[str], tmp: Path, env: Mapping[str, str], isolated: bool) -> list[str]:
+def _launcher(cfg: CheckConfig, argv: list[str], tmp: Path, tool: Toolchain, isolated: bool, uid: int) -> list[str]:
     limits = [sys.executable, "-I", "-S", "-c", _LIMITS, str(cfg.memory_mb * 1024 * 1024),
-              str(int(cfg.timeout_s) + 1), str(FILE_LIMIT), str(PROCESS_LIMIT if isolated else 0), "--", *argv]
+              str(int(cfg.timeout_s) + 1), str(FILE_LIMIT), str(PROCESS_LIMIT if isolated else 0), str(uid), "--",
+              *argv]
     bwrap = bubblewrap()
     if not isolated or bwrap is None:
         return limits
-    return [bwrap, *_mounts(), *_binds(_toolchain(argv[0], env), tmp), "--chdir", str(tmp),
+    return [bwrap, *_mounts(), *_binds(list(tool.binds), tmp), "--chdir", str(tmp),
             "--unshare-ipc", "--unshare-pid", "--unshare-net",
             "--unshare-uts", "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--", *limits]
 
 
-def _hand_over(tmp: Path) -> None:
-    """The temp dir belongs to `nobody`, who runs the check when the proxy is root."""
+def _hand_over(tmp: Path, uid: int) -> None:
+    """The temp dir belongs to the check's own user, who runs the check when the proxy is root."""
     if os.geteuid() != 0:
         return
     for path in (tmp, *tmp.rglob("*")):
-        os.chown(path, NOBODY, NOBODY, follow_symlinks=False)
+        os.chown(path, uid, uid, follow_symlinks=False)
+
+
+_busy: set[int] = set()
+"""The check users this process has handed out and not yet taken back."""
+_next = [os.getpid() * 7919]
+
+
+def _user() -> int:
+    """A user of UIDS that no other check of this process runs as (another process starts elsewhere in the
+    range, from its pid)."""
+    for _ in range(len(UIDS)):
+        _next[0] += 1
+        uid = UIDS[_next[0] % len(UIDS)]
+        if uid not in _busy:
+            _busy.add(uid)
+            return uid
+    raise RuntimeError("every check user is busy")
 
 
 async def _run(argv: list[str], cwd: Path, env: dict[str, str], timeout_s: float) -> tuple[int | None, str]:
@@ -284,8 +394,19 @@ def _trim(text: str, limit: int = OUTPUT_LIMIT) -> str:
     return text if len(text) <= limit else text[: limit - 20] + "\n… (output trimmed)"
 
 
-async def check(code: str, lang: str | None, checks: Mapping[str, CheckConfig] | None = None) -> CheckResult:
-    """Check `code` as language `lang` without running it (unless that language opts in to `run`)."""
+async def check(code: str, lang: str | None, checks: Mapping[str, CheckConfig] | None = None,
+                private_paths: tuple[Path, ...] = ()) -> CheckResult:
+    """Check `code` as language `lang` without running it (unless that language opts in to `run`).
+    `private_paths`: files no check may see besides each home's credentials (the store, the config)."""
+    uid = _user()
+    try:
+        return await _check(code, lang, checks, private_paths, uid)
+    finally:
+        _busy.discard(uid)
+
+
+async def _check(code: str, lang: str | None, checks: Mapping[str, CheckConfig] | None,
+                 private_paths: tuple[Path, ...], uid: int) -> CheckResult:
     known = table(checks)
     lang = language(lang, known)
     cfg = known.get(lang) if lang else None
@@ -295,6 +416,9 @@ async def check(code: str, lang: str | None, checks: Mapping[str, CheckConfig] |
     program = cfg.command[0]
     if program != "{python}" and shutil.which(program) is None:
         return CheckResult(lang, None, f"not checked: `{program}` is not installed here")
+    tool = toolchain(program, extra_private=private_paths)
+    if tool.refused is not None:
+        return CheckResult(lang, None, f"not checked: {tool.refused}")
     isolated = bubblewrap() is not None
     if not isolated and (program != "{python}" or cfg.command != BUILTIN["python"].command or cfg.run):
         return CheckResult(lang, None, f"not checked: `{program}` would run without isolation (bubblewrap is "
@@ -309,12 +433,15 @@ async def check(code: str, lang: str | None, checks: Mapping[str, CheckConfig] |
         file.parent.mkdir(parents=True, exist_ok=True)
         file.write_text(code, encoding="utf-8")
         if isolated:
-            _hand_over(tmp)
-        env = _env(tmp_name)
+            _hand_over(tmp, uid)
+        env = _env(tmp_name, tool)
         how = "bubblewrap" if isolated else "none"
 
         def launch(template: list[str]) -> list[str]:
-            return _launcher(cfg, _argv(template, file, tmp), tmp, env, isolated)
+            t = tool if template[0] == program else toolchain(template[0], extra_private=private_paths)
+            if t.refused is not None:  # a `run` command's own program: the same rules
+                return [sys.executable, "-I", "-S", "-c", f"import sys; sys.exit({('not run: ' + t.refused)!r})"]
+            return _launcher(cfg, _argv(template, file, tmp, t), tmp, t, isolated, uid)
 
         status, output = await _run(launch(cfg.command), tmp, env, cfg.timeout_s)
         if status is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import shutil
 import socket
 import threading
@@ -228,3 +230,89 @@ async def test_without_isolation_only_python_s_own_check_runs(monkeypatch: pytes
     assert opted_in.ok is None and not opted_in.ran_code
     plain = await sandbox.check("def f():\n    return 1\n", "python")
     assert plain.ok is True and plain.isolation == "none"
+
+
+def _tool(where: Path, script: str) -> Path:
+    where.parent.mkdir(parents=True, exist_ok=True)
+    where.write_text("#!/bin/sh\n" + script)
+    where.chmod(0o755)
+    return where
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A user's home directory with credentials and a default Shenron store in it."""
+    h = tmp_path / "home"
+    for rel in (".ssh/id_ed25519", ".cargo/credentials.toml", ".local/share/shenron/shenron.db"):
+        (h / rel).parent.mkdir(parents=True, exist_ok=True)
+        (h / rel).write_text("HOME-SECRET-" + rel)
+    monkeypatch.setenv("HOME", str(h))
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    return h
+
+
+@needs_bwrap
+@pytest.mark.parametrize(("layout", "refused"), [
+    ("bin/cat-code", "home directory"),            # `tsc` in ~/bin: binding its prefix binds the home
+    (".local/bin/cat-code", ".local/share/shenron"),  # `node` in ~/.local/bin: that prefix holds the store
+    (".dotnet/cat-code", None),                    # `dotnet` in ~/.dotnet: only that directory is bound
+])
+async def test_a_toolchain_installed_under_a_home_directory_sees_nothing_of_it(
+        home: Path, monkeypatch: pytest.MonkeyPatch, layout: str, refused: str | None) -> None:
+    """The check program reads the file named in the generated code (as `include_str!` or `//go:embed` would)."""
+    tool = _tool(home / layout, 'for f in $(cat "$1"); do cat "$f" 2>&1; done; exit 1\n')
+    monkeypatch.setenv("PATH", f"{tool.parent}:{os.environ['PATH']}")
+    checks = {"leaky": CheckConfig(command=["cat-code", "{file}"], file="main.txt", timeout_s=10)}
+    secrets = [home / ".ssh/id_ed25519", home / ".cargo/credentials.toml", home / ".local/share/shenron/shenron.db"]
+    result = await sandbox.check("\n".join(map(str, secrets)), "leaky", checks)
+    assert "HOME-SECRET" not in result.output
+    if refused is not None:
+        assert result.ok is None and refused in result.output and "install it where nothing private" in result.output
+    else:
+        assert result.ok is False and result.output.count("No such file") == 3  # it ran, and found none of them
+        assert sandbox.toolchain("cat-code").binds[-1:] != (home,)
+        assert home / ".dotnet" in sandbox.toolchain("cat-code").binds
+
+
+@needs_bwrap
+async def test_a_toolchain_beside_the_store_or_the_config_is_refused(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    tool = _tool(tmp_path / "srv" / "bin" / "cat-code", 'cat "$1"\n')
+    monkeypatch.setenv("PATH", f"{tool.parent}:{os.environ['PATH']}")
+    checks = {"leaky": CheckConfig(command=["cat-code", "{file}"], file="main.txt", timeout_s=10)}
+    result = await sandbox.check("x", "leaky", checks, (tmp_path / "srv" / "shenron.toml",))
+    assert result.ok is None and "shenron.toml" in result.output
+
+
+@needs_bwrap
+@pytest.mark.skipif(shutil.which("cargo") is None, reason="cargo is not installed here")
+async def test_rust_reads_no_registry_token_through_cargo_home(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """`cargo login` leaves a token in $CARGO_HOME/credentials.toml; the check gets a CARGO_HOME of its own."""
+    cargo_home = tmp_path / "cargo-home"
+    cargo_home.mkdir()
+    (cargo_home / "credentials.toml").write_text('[registry]\ntoken = "cio-REGISTRY-TOKEN-42"\n')
+    monkeypatch.setenv("CARGO_HOME", str(cargo_home))
+    for code in ('compile_error!(include_str!(concat!(env!("CARGO_HOME"), "/credentials.toml")));\n',
+                 f'compile_error!(include_str!("{cargo_home}/credentials.toml"));\n'):
+        result = await sandbox.check(code, "rust")
+        assert result.ok is False and "REGISTRY-TOKEN" not in result.output
+    assert (await sandbox.check("pub fn f() -> u8 { 1 }\n", "rust")).ok is True  # the toolchain itself still works
+
+
+@needs_bwrap
+@pytest.mark.skipif(os.geteuid() != 0, reason="per-check users need root (as a user every check shares its limits)")
+async def test_one_tenant_s_fork_bomb_does_not_fail_another_tenant_s_check() -> None:
+    bomb = ("import os, time\nn = 0\ntry:\n    while True:\n        if os.fork() == 0:\n"
+            "            time.sleep(8)\n            os._exit(0)\n        n += 1\nexcept OSError:\n"
+            "    print('bomb held', n, flush=True)\n    time.sleep(6)\n")
+    worker = ("import os\nkids = [os.fork() for _ in range(8)]\nif 0 in kids:\n    os._exit(0)\n"
+              "for k in kids:\n    os.waitpid(k, 0)\nprint('forked', len(kids))\n")
+    slow = {"python": CheckConfig(command=["{python}", "-c", "pass"], file="main.py", run=["{python}", "{file}"],
+                                  timeout_s=15)}
+    bombing = asyncio.ensure_future(sandbox.check(bomb, "python", slow))
+    await asyncio.sleep(2)  # the bomb holds its user's whole process limit by now
+    other = await sandbox.check(worker, "python", RUN)
+    held = await bombing
+    assert "bomb held" in held.output
+    assert other.ok is True and "forked 8" in other.output, other.output

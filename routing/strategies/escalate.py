@@ -17,11 +17,13 @@ import functools
 from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import msgspec
 
 from routing import sandbox
 from routing.config import Config
+from routing.config import private_paths as sandbox_private
 from routing.core import (
     Answer,
     CouncilReport,
@@ -125,8 +127,10 @@ class Escalate:
     label = "escalate"
 
     def __init__(self, name: str, vm: EscalateModel, backends: Backends,
-                 checks: Mapping[str, CheckConfig] | None = None) -> None:
+                 checks: Mapping[str, CheckConfig] | None = None, private: tuple[Path, ...] = ()) -> None:
         self.name = name
+        self.private = private
+        """The store and config files: a toolchain installed beside them is refused (`sandbox.toolchain`)."""
         self.vm = vm
         self.backends = backends
         self.checks = sandbox.table(checks)
@@ -139,7 +143,9 @@ class Escalate:
 
     @classmethod
     def from_config(cls, name: str, vm: EscalateModel, backends: Backends, cfg: Config | None = None) -> Escalate:
-        return cls(name, vm, backends, cfg.checks if cfg else None)
+        if cfg is None:
+            return cls(name, vm, backends)
+        return cls(name, vm, backends, cfg.checks, sandbox_private(cfg))
 
     def _partners(self, i: int, rung: Rung) -> list[str]:
         if rung.partners is not None:
@@ -213,7 +219,7 @@ class Escalate:
             report.compiled, report.check_output = False, f"the coder failed: {e}"[:CHECK_SHOWN]
         if code is not None:
             report.language = sandbox.language(code.language, self.checks) or ladder.language
-            result = await sandbox.check(code.text, report.language, self.checks)
+            result = await sandbox.check(code.text, report.language, self.checks, self.private)
             report.compiled, report.check_output = result.ok, result.output[:CHECK_SHOWN]
             if result.ok is not False:
                 report.scores, report.issues, report.invalid = await self._judge(ladder, i, code, result.output)
