@@ -17,7 +17,7 @@ print(first.output_text)
 council = (first.model_extra or {})["council"]  # Shenron's extension rides on the response
 print(f"  winner: {council['winner']}  members: {len(council['members'])}  usage: {first.usage.input_tokens} in")
 
-# The conversation is kept (per key, `[server] responses-ttl-s`): the next turn names the previous one.
+# The conversation is kept (per key, `[store] keep-responses-days`): the next turn names the previous one.
 follow = client.responses.create(model=model, previous_response_id=first.id, input="And seven times six?")
 print(follow.output_text)
 

@@ -51,8 +51,8 @@ class ServerConfig(Section):
     `httpx` (httpcore, the one respx intercepts; slower); see routing/upstream.py."""
     cors_origins: list[str] = []
     """Browser origins allowed to call the API (`["https://chat.example.com"]`, or `["*"]`); none by default."""
-    responses_ttl_s: float = 30 * 24 * 3600.0
-    """How long a Responses API answer stored for `previous_response_id` is kept (`store: false` keeps none)."""
+    responses_ttl_s: float | None = None
+    """Deprecated: `[store] keep-responses-days` (this, in seconds, still wins where it is set)."""
     metrics_token: str | None = None
     """With auth on, a Bearer token that may read /metrics and /status besides admin keys."""
     fast_path: bool = True
@@ -100,6 +100,12 @@ class StoreConfig(Section):
     redis_prefix: str = "shenron:"
     fsync: bool = False
     """SQLite: fsync every commit (survives power loss); off still survives a killed process."""
+    keep_responses: Literal["requested", "never"] = "requested"
+    """Responses API answers and their conversations kept for `previous_response_id`: `requested` honours
+    the request's `store` (true unless it says false, as OpenAI's API does); `never` keeps none, whatever
+    the request says (its answer then says `"store": false`)."""
+    keep_responses_days: float = 30.0
+    """How long a kept response lives; expired ones are deleted when the next one is kept."""
 
 
 def redacted(url: str) -> str:

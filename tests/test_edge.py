@@ -270,3 +270,29 @@ def test_cors_is_off_unless_origins_are_configured(mock: respx.MockRouter) -> No
         r = c.post("/v1/chat/completions", json={"model": "ultra-instinct", "messages": MSGS},
                    headers={"origin": "https://chat.example.com"})
         assert r.headers["access-control-allow-origin"] == "https://chat.example.com"
+
+
+@pytest.mark.parametrize(("keep", "asked", "kept"), [
+    ("requested", None, True), ("requested", False, False), ("never", None, False), ("never", True, False),
+])
+def test_responses_are_kept_as_the_operator_and_the_request_say(mock: respx.MockRouter, tmp_path: Any,
+                                                                keep: str, asked: bool | None, kept: bool) -> None:
+    import sqlite3
+    import time
+
+    mock.post("http://goku.test/v1/chat/completions").respond(json=answer("42"))
+    db = tmp_path / "store.db"
+    cfg = config.parse(CONFIG + f'\n[store]\npath = "{db}"\nkeep-responses = "{keep}"\nkeep-responses-days = 2\n')
+    with TestClient(create_app(cfg)) as c:
+        body: dict[str, Any] = {"model": "ultra-instinct", "input": "hi"}
+        if asked is not None:
+            body["store"] = asked
+        r = c.post("/v1/responses", json=body)
+        assert r.status_code == 200 and r.json()["store"] is kept  # the answer says what was done
+        rid = r.json()["id"]
+        assert c.get(f"/v1/responses/{rid}").status_code == (200 if kept else 404)
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT expires FROM responses").fetchall()
+    assert len(rows) == (1 if kept else 0)
+    if kept:
+        assert abs(rows[0][0] - (time.time() + 2 * 86400)) < 120

@@ -317,6 +317,8 @@ class Responses:
     name = "responses"
 
     async def prepare(self, body: Json, ctx: Context) -> Json:
+        if ctx.state.router.cfg.store.keep_responses == "never":
+            body["store"] = False  # the operator keeps no conversations: the answer says so, and nothing is kept
         history: list[Json] = []
         prev = body.get("previous_response_id")
         if prev is not None:
@@ -345,7 +347,8 @@ class Responses:
         if final is None or ctx.body.get("store") is False:
             return
         messages = [*ctx.extra["conversation"], assistant_message(final)]
-        ttl = ctx.state.router.cfg.server.responses_ttl_s
+        cfg = ctx.state.router.cfg
+        ttl = cfg.server.responses_ttl_s or cfg.store.keep_responses_days * 86400
         await ctx.state.store.put_response(final["id"], ctx.key_id, time.time() + ttl,
                                            _encode({"messages": messages, "response": final}).decode())
 
