@@ -25,6 +25,7 @@ class Upstream:
         self.inflight = 0
         self.peak = 0
         self.probes = 0
+        self.headers: dict[str, str] = {}
         """The most chat requests it ever had in flight at once (GET /stats): what a GPU would have held."""
 
     def log(self, **event: Any) -> None:
@@ -69,6 +70,7 @@ class Upstream:
             if not msg.get("more_body"):
                 break
         req = json.loads(body)
+        self.headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         self.requests += 1
         self.inflight += 1
         self.peak = max(self.peak, self.inflight)
@@ -78,7 +80,7 @@ class Upstream:
             self.inflight -= 1
 
     async def serve(self, req: dict[str, Any], kind: str, send: Any, receive: Any) -> None:
-        self.log(event="request", body=req)
+        self.log(event="request", body=req, **({"headers": self.headers} if self.a.echo else {}))
         if self.a.loading:
             return await self.json(send, 503, {"error": {"code": 503, "message": "Loading model",
                                                          "type": "unavailable_error"}})
@@ -90,7 +92,10 @@ class Upstream:
                 await asyncio.sleep(3600)
             if fail.startswith("http"):
                 status = int(fail[4:])
-                return await self.json(send, status, {"error": {"message": f"fake failure {status}",
+                said = f"fake failure {status}"
+                if self.a.echo:  # as OpenAI's 401 quotes the key it was given ("Incorrect API key provided: sk-...")
+                    said = f"Incorrect API key provided: {self.headers.get('authorization')}; you sent {req}"
+                return await self.json(send, status, {"error": {"message": said,
                                                                 "type": "server_error", "param": None, "code": None}})
         if req.get("model") not in self.a.models.split(",") and not self.a.any_model:
             return await self.json(send, 404, {"error": {"message": f"model {req.get('model')!r} not found",
@@ -119,7 +124,11 @@ class Upstream:
         return True
 
     def answer(self) -> str:
-        """The fixed answer, or the next one of --answers-file (the last one repeats)."""
+        """The fixed answer, or the next one of --answers-file (the last one repeats); with --echo, every
+        header it was sent but the credentials (an upstream that repeats what it got, as attackers hope)."""
+        if self.a.echo:
+            return "echo " + json.dumps({k: v for k, v in self.headers.items()
+                                         if k not in ("authorization", "x-api-key", "api-key")})
         if not self.a.answers_file:
             return str(self.a.answer)
         with open(self.a.answers_file, encoding="utf-8") as f:
@@ -253,6 +262,8 @@ def main() -> None:
     p.add_argument("--tool-call", action="append", default=None,
                    help="NAME:JSON_ARGS (repeatable: the first whose tool the request offers)")
     p.add_argument("--log", default=None)
+    p.add_argument("--echo", action="store_true",
+                   help="answer with the headers it got (credentials left out), log them, quote the key in failures")
     p.add_argument("--max-model-len", type=int, default=0, help="list the models with vLLM's max_model_len")
     p.add_argument("--n-ctx", type=int, default=0, help="answer GET /props with this n_ctx, as llama.cpp does")
     p.add_argument("--loading", action="store_true", help="answer 503 'Loading model' like llama.cpp while loading")
