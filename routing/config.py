@@ -26,7 +26,7 @@ from routing.models import (
     ThinkingModel,
     VirtualModel,
 )
-from routing.settings import AuthConfig, ServerConfig, StoreConfig, TierConfig, redacted
+from routing.settings import AuthConfig, SandboxConfig, ServerConfig, StoreConfig, TierConfig, redacted
 from routing.vote.samples import backend_of
 
 CONFIG_ENV = "SHENRON_CONFIG"
@@ -138,6 +138,7 @@ class Config(_Base):
     checks: dict[str, CheckConfig] = {}
     """Per-language code checks for `escalate`, merged over the built-in table."""
     gpus: dict[str, GpuConfig] = {}
+    sandbox: SandboxConfig = msgspec.field(default_factory=SandboxConfig)
     source: str | None = None
     """Where this config came from (a path, or a note about discovery); not read from TOML."""
     defined: dict[str, str] = {}
@@ -163,7 +164,7 @@ def _explain(err: msgspec.ValidationError, prefix: str) -> str:
 
 def _convert(raw: dict[str, object]) -> Config:
     """Convert section by section so that an error names the table entry (msgspec says `[...]`)."""
-    sections = {"server", "backends", "models", "auth", "tiers", "store", "checks", "gpus"}
+    sections = {"server", "backends", "models", "auth", "tiers", "store", "checks", "gpus", "sandbox"}
     for key in raw:
         if key not in sections:
             raise ConfigError(f"key `{key}`: unknown key (expected: {', '.join(sorted(sections))})")
@@ -187,7 +188,8 @@ def _convert(raw: dict[str, object]) -> Config:
     checks = {k: conv(v, CheckConfig, f"checks.{k}") for k, v in table("checks").items()}
     gpus = {k: conv(v, GpuConfig, f"gpus.{k}") for k, v in table("gpus").items()}
     return Config(server=server, backends=backends, models=models, auth=conv(raw.get("auth", {}), AuthConfig, "auth"),
-                  tiers=tiers, store=conv(raw.get("store", {}), StoreConfig, "store"), checks=checks, gpus=gpus)
+                  tiers=tiers, store=conv(raw.get("store", {}), StoreConfig, "store"), checks=checks, gpus=gpus,
+                  sandbox=conv(raw.get("sandbox", {}), SandboxConfig, "sandbox"))
 
 
 def _one_url(b: BackendConfig, name: str) -> BackendConfig:

@@ -101,9 +101,9 @@ FILE_LIMIT = 64 * 1024 * 1024
 PROCESS_LIMIT = 256
 """Processes the check's user may have at once (toolchains fork a few dozen; a fork bomb stops here)."""
 UIDS = range(200_000, 265_536)
-"""The users checks run as when the proxy is root, one per check at a time: RLIMIT_NPROC counts a user's
-processes, so one tenant's fork bomb must not count against another's check (under one shared user,
-`nobody`, it did). No account needs to exist for them."""
+"""The users checks run as when the proxy is root (`[sandbox] uids` sets them), one per check at a time:
+RLIMIT_NPROC counts a user's processes, so one tenant's fork bomb must not count against another's check
+(under one shared user, `nobody`, it did). No account needs to exist for them."""
 CREDENTIALS = (".ssh", ".aws", ".azure", ".config", ".docker", ".gnupg", ".kube", ".netrc", ".npmrc", ".pypirc",
                ".git-credentials", ".cargo", ".m2", ".gradle", ".nuget", ".local/share/shenron")
 """Under a home directory: what holds credentials, keys or Shenron's own store. A directory holding one
@@ -351,12 +351,12 @@ _busy: set[int] = set()
 _next = [os.getpid() * 7919]
 
 
-def _user() -> int:
-    """A user of UIDS that no other check of this process runs as (another process starts elsewhere in the
-    range, from its pid)."""
-    for _ in range(len(UIDS)):
+def _user(uids: range) -> int:
+    """A user of `uids` that no other check of this process runs as (another process starts elsewhere in
+    the range, from its pid)."""
+    for _ in range(len(uids)):
         _next[0] += 1
-        uid = UIDS[_next[0] % len(UIDS)]
+        uid = uids[_next[0] % len(uids)]
         if uid not in _busy:
             _busy.add(uid)
             return uid
@@ -395,10 +395,11 @@ def _trim(text: str, limit: int = OUTPUT_LIMIT) -> str:
 
 
 async def check(code: str, lang: str | None, checks: Mapping[str, CheckConfig] | None = None,
-                private_paths: tuple[Path, ...] = ()) -> CheckResult:
+                private_paths: tuple[Path, ...] = (), uids: range = UIDS) -> CheckResult:
     """Check `code` as language `lang` without running it (unless that language opts in to `run`).
-    `private_paths`: files no check may see besides each home's credentials (the store, the config)."""
-    uid = _user()
+    `private_paths`: files no check may see besides each home's credentials (the store, the config);
+    `uids`: the users checks run as when the proxy is root."""
+    uid = _user(uids)
     try:
         return await _check(code, lang, checks, private_paths, uid)
     finally:

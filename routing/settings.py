@@ -117,3 +117,13 @@ def redacted(url: str) -> str:
     authority, slash, path = where.partition("/")
     shown = f"{scheme}://{authority.rsplit('@', 1)[-1]}{slash}{path}"
     return shown + ("?***" if q and query else "")
+
+
+class SandboxConfig(Section):
+    uids: list[int] = msgspec.field(default_factory=lambda: [200_000, 265_535])
+    """First and last uid (inclusive) the code checks run as when the proxy is root, one uid per check at a
+    time, so process limits are per check. Pick a range no account on the host uses (no account is needed)."""
+
+    def __post_init__(self) -> None:
+        if len(self.uids) != 2 or not 1000 <= self.uids[0] <= self.uids[1] < 2**32 - 1:
+            raise ValueError("expected [first, last] uids, 1000 <= first <= last (a range no account uses)")

@@ -316,3 +316,25 @@ async def test_one_tenant_s_fork_bomb_does_not_fail_another_tenant_s_check() -> 
     held = await bombing
     assert "bomb held" in held.output
     assert other.ok is True and "forked 8" in other.output, other.output
+
+
+@needs_bwrap
+@pytest.mark.skipif(os.geteuid() != 0, reason="checks change user only when the proxy is root")
+async def test_checks_run_as_users_of_the_configured_range_one_each() -> None:
+    from routing import config
+    from routing.strategies.escalate import Escalate
+
+    cfg = config.parse('[backends.a]\nurl = "http://a.test/v1"\nmodel = "m"\n[sandbox]\nuids = [300000, 300002]\n'
+                       '[models.code]\nstrategy = "escalate"\n'
+                       'rungs = [{ coder = "a", attempts = 1, thinking = "solo", validators = ["a"] }]\n')
+    model = cfg.models["code"]
+    assert isinstance(model, config.EscalateModel)
+    from types import SimpleNamespace
+
+    backends = {"a": SimpleNamespace(cfg=SimpleNamespace(weight=1.0))}
+    uids = Escalate.from_config("code", model, backends, cfg).uids  # type: ignore[arg-type]
+    assert uids == range(300000, 300003)
+    who = "import os, time\ntime.sleep(0.5)\nprint('uid', os.getuid())\n"
+    results = await asyncio.gather(*(sandbox.check(who, "python", RUN, uids=uids) for _ in range(3)))
+    seen = [int(r.output.split("uid")[1]) for r in results]
+    assert sorted(seen) == [300000, 300001, 300002]  # three at once: three users

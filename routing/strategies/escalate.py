@@ -127,9 +127,11 @@ class Escalate:
     label = "escalate"
 
     def __init__(self, name: str, vm: EscalateModel, backends: Backends,
-                 checks: Mapping[str, CheckConfig] | None = None, private: tuple[Path, ...] = ()) -> None:
+                 checks: Mapping[str, CheckConfig] | None = None, private: tuple[Path, ...] = (),
+                 uids: range = sandbox.UIDS) -> None:
         self.name = name
         self.private = private
+        self.uids = uids
         """The store and config files: a toolchain installed beside them is refused (`sandbox.toolchain`)."""
         self.vm = vm
         self.backends = backends
@@ -145,7 +147,8 @@ class Escalate:
     def from_config(cls, name: str, vm: EscalateModel, backends: Backends, cfg: Config | None = None) -> Escalate:
         if cfg is None:
             return cls(name, vm, backends)
-        return cls(name, vm, backends, cfg.checks, sandbox_private(cfg))
+        first, last = cfg.sandbox.uids
+        return cls(name, vm, backends, cfg.checks, sandbox_private(cfg), range(first, last + 1))
 
     def _partners(self, i: int, rung: Rung) -> list[str]:
         if rung.partners is not None:
@@ -219,7 +222,7 @@ class Escalate:
             report.compiled, report.check_output = False, f"the coder failed: {e}"[:CHECK_SHOWN]
         if code is not None:
             report.language = sandbox.language(code.language, self.checks) or ladder.language
-            result = await sandbox.check(code.text, report.language, self.checks, self.private)
+            result = await sandbox.check(code.text, report.language, self.checks, self.private, self.uids)
             report.compiled, report.check_output = result.ok, result.output[:CHECK_SHOWN]
             if result.ok is not False:
                 report.scores, report.issues, report.invalid = await self._judge(ladder, i, code, result.output)
