@@ -114,6 +114,7 @@ class Books:
             cost_usd=round(sum(m.cost_usd for m in members), 8),
             cloud_cost_usd=round(sum(m.cost_usd for m in members if m.cloud), 8),
             cached=t.cached, stream=t.stream, error=error, members=members, session=t.session,
+            escalated=council.escalated if council is not None and council.answered_by is not None else None,
         )
         t.log.update(outcome=status, model=t.model, strategy=t.strategy, key=t.principal.key_id,
                      request_id=t.request_id, stream=t.stream, cached=t.cached,

@@ -52,10 +52,12 @@ class Line:
     completion_tokens: int = 0
     local_usd: float = 0.0
     cloud_usd: float = 0.0
+    escalations: int = 0
     latencies: list[int] = field(default_factory=list)
 
     def add(self, r: LedgerRow) -> None:
         self.requests += 1
+        self.escalations += bool(r.escalated)
         self.errors += r.status >= 400
         self.prompt_tokens += r.prompt_tokens
         self.cached_tokens += sum(m.cached_tokens for m in r.members)
@@ -69,7 +71,8 @@ class Line:
                 "prompt_tokens": self.prompt_tokens, "cached_tokens": self.cached_tokens,
                 "completion_tokens": self.completion_tokens,
                 "local_cost_usd": round(self.local_usd, 6), "cloud_cost_usd": round(self.cloud_usd, 6),
-                "p50_ms": percentile(self.latencies, 50), "p95_ms": percentile(self.latencies, 95)}
+                "escalations": self.escalations, "p50_ms": percentile(self.latencies, 50),
+                "p95_ms": percentile(self.latencies, 95)}
 
 
 def summarize(rows: Iterable[LedgerRow], by: By, keys: dict[str, KeyRecord]) -> list[Line]:
@@ -106,7 +109,7 @@ def summarize(rows: Iterable[LedgerRow], by: By, keys: dict[str, KeyRecord]) -> 
 
 
 COLUMNS = ("group", "requests", "errors", "prompt_tokens", "cached_tokens", "completion_tokens", "local_cost_usd",
-           "cloud_cost_usd", "p50_ms", "p95_ms")
+           "cloud_cost_usd", "escalations", "p50_ms", "p95_ms")
 
 
 def render(lines: list[Line], fmt: str, by: By) -> str:
@@ -119,11 +122,12 @@ def render(lines: list[Line], fmt: str, by: By) -> str:
         w.writeheader()
         w.writerows(data)
         return out.getvalue().rstrip("\n")
-    header = [by, "requests", "errors", "tokens in", "cached in", "tokens out", "local $", "cloud $", "p50 ms",
-              "p95 ms"]
+    header = [by, "requests", "errors", "tokens in", "cached in", "tokens out", "local $", "cloud $", "escalated",
+              "p50 ms", "p95 ms"]
     cells = [header] + [[str(d["group"]), str(d["requests"]), str(d["errors"]), str(d["prompt_tokens"]),
                          str(d["cached_tokens"]), str(d["completion_tokens"]), f"{d['local_cost_usd']:.4f}",
-                         f"{d['cloud_cost_usd']:.4f}", str(d["p50_ms"]), str(d["p95_ms"])] for d in data]
+                         f"{d['cloud_cost_usd']:.4f}", str(d["escalations"]), str(d["p50_ms"]), str(d["p95_ms"])]
+                        for d in data]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths,
                      strict=True))) for r in cells)

@@ -55,6 +55,16 @@ async def test_concurrent_rows_are_all_committed_with_their_members(store: Store
     assert (await store.totals("key_b", 0))[0] == 0
 
 
+async def test_a_cascade_s_escalation_is_kept_with_its_row(store: Store) -> None:
+    import msgspec
+
+    await store.record(msgspec.structs.replace(row(1), escalated=True, session="s_x"))
+    await store.record(msgspec.structs.replace(row(2), escalated=False))
+    await store.record(row(3))
+    kept = {r.request_id: r.escalated for r in await store.rows(0)}
+    assert kept == {"r1": True, "r2": False, "r3": None}
+
+
 async def test_opening_twice_migrates_once(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     for kind in ("sqlite", "postgres"):
         pg = request.getfixturevalue("postgres_url") if kind == "postgres" else None

@@ -73,3 +73,15 @@ def test_formats() -> None:
     assert '"requests": 4' in render(lines, "json", "model")
     table = render(lines, "table", "model").splitlines()
     assert table[0].split()[:2] == ["model", "requests"] and table[-1].startswith("TOTAL")
+
+
+def test_by_session_counts_a_cascade_s_escalated_turns() -> None:
+    import msgspec
+
+    turns = [msgspec.structs.replace(row("cascade", "key_a", 100), session="s_1", escalated=e)
+             for e in (False, True, True, False)]
+    other = msgspec.structs.replace(row("ultra-instinct", "key_a", 100), session="s_2")
+    lines = {ln.group: ln.as_dict() for ln in summarize([*turns, other], "session", KEYS)}
+    assert (lines["s_1"]["requests"], lines["s_1"]["escalations"]) == (4, 2)
+    assert lines["s_2"]["escalations"] == 0 and lines["TOTAL"]["escalations"] == 2
+    assert "escalated" in render(summarize(turns, "session", KEYS), "table", "session").splitlines()[0]

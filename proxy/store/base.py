@@ -73,6 +73,8 @@ class LedgerRow(msgspec.Struct):
     members: list[MemberUse] = []
     session: str | None = None
     """The conversation it belongs to: a hash of the client's session key (routing/session.py), never the key."""
+    escalated: bool | None = None
+    """A cascade's turn: whether it went to `escalate-to` (None for every other strategy)."""
 
 
 encode_members = msgspec.json.Encoder().encode
@@ -82,13 +84,14 @@ decode_members = msgspec.json.Decoder(list[MemberUse]).decode
 def ledger_values(row: LedgerRow) -> tuple[Any, ...]:
     return (row.ts, row.request_id, row.key_id, row.model, row.strategy, row.status, row.latency_ms,
             row.prompt_tokens, row.completion_tokens, row.cost_usd, row.cloud_cost_usd, row.cached, row.stream,
-            row.error, encode_members(row.members).decode(), row.session)
+            row.error, encode_members(row.members).decode(), row.session, row.escalated)
 
 
 def ledger_row(values: tuple[Any, ...]) -> LedgerRow:
     d = dict(zip(schema.LEDGER_COLUMNS, values, strict=True))
     d["members"] = decode_members(d["members"])
     d["cached"], d["stream"] = bool(d["cached"]), bool(d["stream"])
+    d["escalated"] = None if d["escalated"] is None else bool(d["escalated"])
     return LedgerRow(**d)
 
 

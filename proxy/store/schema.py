@@ -25,10 +25,14 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE ledger ADD COLUMN session TEXT",
         "CREATE INDEX IF NOT EXISTS ledger_session ON ledger (session, ts)",
     ],
+    [  # whether a cascade's turn went to its stronger model (NULL: not a cascade), for `usage --by session`
+        "ALTER TABLE ledger ADD COLUMN escalated BOOLEAN",
+    ],
 ]
 
 LEDGER_COLUMNS = ("ts", "request_id", "key_id", "model", "strategy", "status", "latency_ms", "prompt_tokens",
-                  "completion_tokens", "cost_usd", "cloud_cost_usd", "cached", "stream", "error", "members", "session")
+                  "completion_tokens", "cost_usd", "cloud_cost_usd", "cached", "stream", "error", "members", "session",
+                  "escalated")
 KEY_COLUMNS = ("id", "name", "tier", "prefix", "created", "revoked", "hash")
 
 TOTALS = ("SELECT COALESCE(SUM(prompt_tokens + completion_tokens), 0), COALESCE(SUM(cost_usd - cloud_cost_usd), 0), "
