@@ -1,0 +1,128 @@
+"""A model server that plays a 20-turn coding session, for driving real coding agents through Shenron.
+
+Run as `python -m tests.session_upstream --port N --models a,b`. Each chat request is one turn of the
+agent's loop; the turn is read from the conversation (how many assistant turns with tool calls it holds),
+so every member of a council plays the same turn and any mix of models can take any turn. The session
+fixes a bug in `calc.py` (made by `write_project`): it lists and reads the files (two reads in parallel),
+runs the tests (they fail), thinks (a reasoning block), tries a wrong fix, runs them again (they fail),
+reads a file that is not there (a tool error), makes the right fix, runs them (they pass), checks a few
+things and answers. It asks for the agent's own shell tool: Codex's `exec_command`, Claude Code's `Bash`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from tests.fake_upstream import Upstream
+
+TEST_RUN = "python3 -m unittest -q test_calc"
+STEPS: list[tuple[list[str], str | None]] = [
+    (["ls"], None),
+    (["cat calc.py", "cat test_calc.py"], None),  # parallel tool calls
+    ([TEST_RUN], None),  # fails
+    (["grep -n return calc.py"], "The test wants add(2, 3) == 5, but calc.py subtracts."),  # thinking
+    (["sed -i 's/a - b/a * b/' calc.py"], None),  # a wrong fix
+    ([TEST_RUN], None),  # fails again
+    (["cat NOTES.md"], None),  # a tool error: there is no such file
+    (["head -3 calc.py"], None),
+    (["sed -i 's/a \\* b/a + b/' calc.py"], None),  # the right fix
+    ([TEST_RUN + " && echo tests-pass"], None),  # passes
+    (["wc -l calc.py"], None),
+    (["python3 -c 'import calc; print(calc.add(2, 3))'"], None),
+    (["ls -la"], None),
+    (["cat test_calc.py"], None),
+    (["tail -1 calc.py"], None),
+    (["python3 -m py_compile calc.py"], None),
+    (["echo reviewed"], None),
+    (["cat calc.py"], None),
+    ([TEST_RUN + " && echo still-passing"], None),
+]
+FINAL = "Done: calc.add adds again and the tests pass."
+TURNS = len(STEPS) + 1
+FAILING_TEST_STEPS = (2, 5)
+"""Steps whose tool results show failing tests: the turns after them (3 and 6) are what a cascade escalates."""
+
+
+def write_project(work: Path) -> None:
+    (work / "calc.py").write_text("def add(a, b):\n    return a - b\n")
+    (work / "test_calc.py").write_text("import unittest\n\nimport calc\n\n\nclass T(unittest.TestCase):\n"
+                                       "    def test_add(self):\n        self.assertEqual(calc.add(2, 3), 5)\n")
+
+
+def turn_of(req: dict[str, Any]) -> int:
+    """How many of the session's steps the conversation already holds."""
+    return sum(1 for m in req.get("messages") or () if m.get("role") == "assistant" and m.get("tool_calls"))
+
+
+def shell_call(req: dict[str, Any], command: str) -> tuple[str, str]:
+    offered = {(t.get("function") or {}).get("name") for t in req.get("tools") or ()}
+    if "exec_command" in offered:
+        return "exec_command", json.dumps({"cmd": command})
+    if "Bash" in offered:
+        return "Bash", json.dumps({"command": command, "description": f"Run {command.split()[0]}"})
+    return "shell", json.dumps({"command": ["bash", "-lc", command]})
+
+
+class Session(Upstream):
+    async def serve(self, req: dict[str, Any], kind: str, send: Any, receive: Any) -> None:
+        if kind != "/chat/completions":
+            return await super().serve(req, kind, send, receive)
+        step = turn_of(req)
+        if not req.get("tools"):  # the agent's own side request (Claude Code asks for a title): not a turn
+            self.log(event="side", body=req)
+            calls, thought = [], None
+        else:
+            self.log(event="request", turn=step, body=req)
+            calls, thought = STEPS[step] if step < len(STEPS) else ([], None)
+        tool_calls = [{"id": f"call_{step}_{i}", "type": "function",
+                       "function": dict(zip(("name", "arguments"), shell_call(req, c), strict=True))}
+                      for i, c in enumerate(calls)]
+        text = None if tool_calls else FINAL if req.get("tools") else "Fixing calc.py"
+        finish = "tool_calls" if tool_calls else "stop"
+        usage = {"prompt_tokens": 200 + 50 * step, "completion_tokens": 20, "total_tokens": 220 + 50 * step}
+        base = {"id": f"sess-{step}", "created": int(time.time()), "model": req["model"]}
+        if not req.get("stream"):
+            msg: dict[str, Any] = {"role": "assistant", "content": text}
+            if tool_calls:
+                msg["tool_calls"] = tool_calls
+            if thought:
+                msg["reasoning_content"] = thought
+            return await self.json(send, 200, {**base, "object": "chat.completion", "usage": usage, "choices": [
+                {"index": 0, "message": msg, "logprobs": None, "finish_reason": finish}]})
+        deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
+        if thought:
+            deltas.append({"reasoning_content": thought})
+        deltas += [{"tool_calls": [{"index": i, **c}]} for i, c in enumerate(tool_calls)]
+        if text:
+            deltas += [{"content": w} for w in (text[:10], text[10:])]
+        chunks = [{**base, "object": "chat.completion.chunk", "choices": [
+            {"index": 0, "delta": d, "finish_reason": None}]} for d in deltas]
+        chunks.append({**base, "object": "chat.completion.chunk", "choices": [
+            {"index": 0, "delta": {}, "finish_reason": finish}]})
+        if (req.get("stream_options") or {}).get("include_usage"):
+            chunks.append({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage})
+        body = b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--models", default="coder")
+    p.add_argument("--log", default=None)
+    a = p.parse_args()
+    defaults = {"any_model": False, "answer": "", "answers_file": None, "latency_ms": 0, "token_ms": 0, "fail": None,
+                "fail_first": 0, "no_role": False, "no_usage": False, "tool_call": None, "max_model_len": 0,
+                "n_ctx": 0, "loading": False, "logprob": None, "echo": False}
+    uvicorn.run(Session(argparse.Namespace(**defaults, **vars(a))), host="127.0.0.1", port=a.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()
