@@ -18,8 +18,8 @@ from routing.core import CouncilReport
 from routing.decide import spend
 from routing.decide.spend import Spend
 from routing.errors import AllMembersFailed, MemberFailure
+from routing.request import Json
 
-Json = dict[str, Any]
 RECENT = 25
 
 

@@ -7,7 +7,7 @@ one choice. The key covers everything in the body that can change the answer.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Protocol
+from typing import Protocol
 
 import msgspec
 from cachetools import TTLCache
@@ -17,7 +17,6 @@ from proxy.limits import REDIS_DOWN, Blink
 from routing.core import Collector, Event, Reply, Result
 from routing.request import Request
 
-Json = dict[str, Any]
 IGNORED = frozenset({"user", "metadata", "store"})
 """The client's fields that do not change the answer (how it is delivered is not in the request at all)."""
 _encode = msgspec.json.Encoder(order="sorted").encode

@@ -32,12 +32,11 @@ from routing.core import CouncilReport, MemberReport
 from routing.decide import spend
 from routing.errors import InvalidRequest, MemberFailure
 from routing.report import Timer, cost
-from routing.request import betas_of
+from routing.request import Json, betas_of
 from routing.router import Router
 from routing.tokens import Usage
 from routing.upstream.answers import usage as checked_usage
 
-Json = dict[str, Any]
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
 

@@ -22,11 +22,10 @@ from proxy.streaming import EventStream, watched
 from routing import session
 from routing.core import CouncilReport, Event, Report, Result, replay_result
 from routing.decide.spend import Spend
-from routing.request import betas_of
+from routing.request import Json, betas_of
 from routing.router import Router
 from routing.strategies import Call
 
-Json = dict[str, Any]
 _encode = msgspec.json.Encoder().encode
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
-from typing import Any
 
 import msgspec
 
@@ -28,7 +27,6 @@ from routing.upstream.backends import Backend
 from routing.upstream.guard import unusable
 from routing.wire import prompt_text
 
-Json = dict[str, Any]
 GONE = "not needed any more"
 
 

@@ -14,6 +14,8 @@ from typing import Any
 import msgspec
 
 Json = dict[str, Any]
+"""A JSON object as it arrives or leaves, before or after its typed form; the one alias of the project
+(every module that holds one imports it from here)."""
 
 
 class Message(msgspec.Struct, omit_defaults=True):

@@ -16,13 +16,13 @@ from routing.config import Config
 from routing.decide.governor import DecisionLog, Governed, mem_available_pct
 from routing.errors import MemberFailure, ModelNotFound, NoBackends
 from routing.models import CascadeModel
+from routing.request import Json
 from routing.strategies import STRATEGIES, Single, Strategy
 from routing.upstream.fleet import Fleet
 from routing.upstream.health import Health
 from routing.upstream.kinds import build
 from routing.upstream.pool import PooledBackend
 
-Json = dict[str, Any]
 log = logging.getLogger("shenron")
 
 

@@ -11,9 +11,8 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from routing.core import Event, Result
+from routing.request import Json
 from routing.strategies import Call
-
-Json = dict[str, Any]
 
 
 class Writer(Protocol):

@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from proxy.dialects import Context, Json
+from proxy.dialects import Context
 from routing.core import (
     Answer,
     Event,
@@ -25,6 +25,7 @@ from routing.core import (
     ToolCallDelta,
     UsageEvent,
 )
+from routing.request import Json
 
 _encode = msgspec.json.Encoder().encode
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from proxy.dialects import Context, Json
+from proxy.dialects import Context
 from proxy.dialects.messages_request import noted, to_chat
 from routing.core import (
     Event,
@@ -27,7 +27,7 @@ from routing.core import (
     ToolCallDelta,
     UsageEvent,
 )
-from routing.request import Request
+from routing.request import Json, Request
 from routing.tokens import ZERO, Usage, estimate_tokens
 from routing.wire import prompt_text
 

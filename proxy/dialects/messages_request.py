@@ -7,8 +7,8 @@ from typing import Any
 
 import msgspec
 
-from proxy.dialects import Json
 from routing.errors import InvalidRequest
+from routing.request import Json
 
 _encode = msgspec.json.Encoder().encode
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from proxy.dialects import Context, Json
+from proxy.dialects import Context
 from proxy.dialects.responses_request import USED, Tools, bad, new_id, to_chat
 from routing.core import (
     Event,
@@ -28,6 +28,7 @@ from routing.core import (
     ToolCallDelta,
     UsageEvent,
 )
+from routing.request import Json
 from routing.tokens import ZERO, Usage
 
 _encode = msgspec.json.Encoder().encode

@@ -22,7 +22,8 @@ from typing import IO
 from routing.core import CouncilReport, Event, Report, Result
 from routing.decide import rules
 from routing.models import VirtualModel
-from routing.strategies.base import NESTED, Call, Json, Strategy
+from routing.request import Json
+from routing.strategies.base import NESTED, Call, Strategy
 
 SAMPLES = 100
 

@@ -12,14 +12,12 @@ import time
 from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
 
 from routing.config import BackendConfig
 from routing.errors import MemberFailure
 from routing.report import cost
+from routing.request import Json
 from routing.tokens import Usage
-
-Json = dict[str, Any]
 
 
 @dataclass(slots=True)

@@ -5,15 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from routing.core import Event, Heartbeat, ReasoningDelta, Result
 from routing.decide.budget import Budget
 from routing.fanout import stop
-from routing.request import Request
+from routing.request import Json, Request
 from routing.upstream.backends import Backend
 
-Json = dict[str, Any]
 T = TypeVar("T")
 NESTED = "_nested"
 """Key in `Call.extras` of a call one virtual model makes to another: counted, but not recorded twice."""

@@ -36,7 +36,8 @@ from routing.fanout import stop
 from routing.member import Members
 from routing.models import CascadeModel
 from routing.report import Timer
-from routing.strategies.base import NESTED, Backends, Call, Json, Strategy, waiting
+from routing.request import Json
+from routing.strategies.base import NESTED, Backends, Call, Strategy, waiting
 from routing.vote.vote import canonical, similarity
 
 

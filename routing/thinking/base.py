@@ -26,7 +26,6 @@ from routing.request import Message, Request
 from routing.upstream.backends import Backend
 from routing.vote.vote import Ballot, agreement, cluster, ranked
 
-Json = dict[str, Any]
 Messages = list[Message]
 
 

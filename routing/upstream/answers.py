@@ -25,9 +25,9 @@ from routing.core import (
     finish_of,
 )
 from routing.errors import MemberFailure
+from routing.request import Json
 from routing.tokens import Usage
 
-Json = dict[str, Any]
 USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
 MAX_CHOICES = 128
 

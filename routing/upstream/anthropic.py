@@ -16,11 +16,10 @@ import msgspec
 from routing.config import BackendConfig
 from routing.core import Reply
 from routing.errors import MemberFailure
-from routing.request import Request
+from routing.request import Json, Request
 from routing.upstream import answers
 from routing.upstream.backends import OpenAIBackend
 
-Json = dict[str, Any]
 VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
 """Anthropic requires max_tokens; OpenAI clients often leave it out."""

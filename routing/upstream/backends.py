@@ -20,12 +20,10 @@ import msgspec
 from routing.config import BackendConfig
 from routing.core import Event, Finish, Reply, says_something
 from routing.errors import MemberFailure, MemberTimeout, UpstreamStatus
-from routing.request import Request
+from routing.request import Json, Request
 from routing.upstream import answers, clients
 from routing.upstream.guard import Guard
 from routing.upstream.sse import DONE, data_events
-
-Json = dict[str, Any]
 
 _decode = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode

@@ -21,10 +21,10 @@ from typing import Any
 from routing.config import BackendConfig
 from routing.decide import rules
 from routing.errors import MemberFailure, UpstreamStatus
+from routing.request import Json
 from routing.upstream.fleet import SharedPool
 
 log = logging.getLogger("shenron")
-Json = dict[str, Any]
 
 
 def unusable(backend: Any) -> str | None:

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -20,7 +20,7 @@ from routing import request
 from routing.config import BackendConfig, Config
 from routing.core import Reply
 from routing.errors import MemberFailure
-from routing.request import Request
+from routing.request import Json, Request
 from routing.upstream.fleet import Fleet, SharedPool
 from routing.upstream.guard import Guard, Pool
 from routing.upstream.pool import PooledBackend
@@ -41,7 +41,6 @@ class Served(Protocol):
     async def complete(self, req: Request, model: str | None = None, notes: Json | None = None) -> Reply: ...
 
 log = logging.getLogger("shenron")
-Json = dict[str, Any]
 
 def probe_kind(cfg: BackendConfig) -> str:
     if cfg.server != "auto":

@@ -23,7 +23,6 @@ import math
 import random
 import socket
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -33,13 +32,12 @@ from routing.config import BackendConfig, EndpointConfig, endpoint_urls
 from routing.core import Event, Reply
 from routing.decide import rules
 from routing.errors import MemberFailure, MemberTimeout, UpstreamStatus
-from routing.request import Request
+from routing.request import Json, Request
 from routing.session import prefix_of
 from routing.upstream.backends import OpenAIBackend
 from routing.upstream.guard import Guard
 
 log = logging.getLogger("shenron")
-Json = dict[str, Any]
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 MAX_TRIES = 3
 """Endpoints one request may try before the backend fails (the first and two more)."""
