@@ -8,6 +8,7 @@ bookkeeping), not the quality of what is said.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import openai
@@ -138,6 +139,22 @@ def test_the_cascade_reads_llama_cpp_python_s_logprobs(sdk: openai.OpenAI) -> No
     council = r.model_extra["council"]  # type: ignore[index]
     assert council["confidence_source"] == "logprobs" and 0 < council["confidence"] <= 1
     assert r.choices[0].logprobs is None  # asked for the cascade's sake, not shown to a client that did not ask
+
+
+@pytest.mark.parametrize("asked", [{"logprobs": True}, {"logprobs": True, "top_logprobs": 2}])
+def test_the_cascade_reads_logprobs_however_the_client_asked_for_them(sdk: openai.OpenAI, asked: dict[str, Any]
+                                                                      ) -> None:
+    """`logprobs: true` without `top_logprobs` is what most clients send; llama-cpp-python answers it with
+    no logprobs at all, and the cascade went blind. The client still gets exactly the shape it asked for."""
+    r = sdk.chat.completions.create(model="cascade", messages=MSGS, max_tokens=8, **asked)  # type: ignore[arg-type]
+    council = r.model_dump()["council"]
+    assert council["confidence_source"] == "logprobs" and 0 < council["confidence"] <= 1
+    tokens = r.choices[0].logprobs.content if r.choices[0].logprobs else None
+    assert tokens, "the client asked for logprobs and gets them"
+    if "top_logprobs" in asked:  # as the server gives them (llama-cpp-python adds the sampled token when it is not
+        assert all(t.top_logprobs for t in tokens)  # among the top n)
+    else:
+        assert all(t.top_logprobs == [] for t in tokens)  # OpenAI's shape for `logprobs: true` alone
 
 
 @pytest.mark.parametrize("model", ["ultra-instinct", "agent-lite", "cascade"])

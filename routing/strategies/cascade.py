@@ -54,6 +54,14 @@ def agreement_of(a: str, b: str) -> float:
     return 1.0 if canonical(a) == canonical(b) else round(similarity(a, b), 4)
 
 
+def _no_top(logprobs: Any) -> Any:
+    """OpenAI's logprobs as a request without `top_logprobs` gets them: each token's alternatives empty."""
+    content = logprobs.get("content") if isinstance(logprobs, dict) else None
+    if not isinstance(content, list):
+        return logprobs
+    return {**logprobs, "content": [{**t, "top_logprobs": []} if isinstance(t, dict) else t for t in content]}
+
+
 class Cascade:
     label = "cascade"
 
@@ -80,9 +88,11 @@ class Cascade:
                 "evidence": list(evidence) if evidence else None}
 
     def _first_call(self, call: Call) -> tuple[Call, bool]:
-        """The call for `first`, asking for logprobs unless the client did; and whether the client did."""
+        """The call for `first`, asking for logprobs in the shape every server answers (llama-cpp-python
+        returns none without `top_logprobs`, also when the client sent `logprobs: true` alone); and whether
+        the client asked for logprobs itself."""
         wanted = bool(call.request.logprobs)
-        asked = {"logprobs": True} if wanted else {"logprobs": True, "top_logprobs": 1}  # llama-cpp-python: both
+        asked = {"logprobs": True, "top_logprobs": max(call.request.top_logprobs or 0, 1)}
         first = dataclasses.replace(call, request=msgspec.structs.replace(call.request, **asked), stream=False,
                                     extras=nested(call))
         return first, wanted
@@ -123,9 +133,8 @@ class Cascade:
         if confidence is None and source == "logprobs":
             source = ("none: the first answer came without token logprobs and no second-opinion is "
                       "configured" if second is None else "none: no logprobs, and the second opinion failed")
-        if not wanted:
-            for c in out.reply.choices:
-                c.logprobs = None
+        for c in out.reply.choices:  # the client gets the logprobs it asked for, in the shape it asked for
+            c.logprobs = None if not wanted else c.logprobs if call.request.top_logprobs else _no_top(c.logprobs)
         out.report.members += members.reports  # asked beside the first model: its cost and usage count too
         out.report.totalled()
         return out, confidence, source
