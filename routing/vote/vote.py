@@ -120,6 +120,10 @@ def canonical(text: str, question: claims.Question = claims.NO_QUESTION) -> str:
             if lang.lower() == "json" and (data := _as_json(body)) is not None:
                 return "json:" + _dump(data)
         return "|".join(canonical_code(body, lang) for lang, body in blocks)
+    if question.polar or question.options:  # a yes/no or an option is read from the start, however long
+        said = claims.claim(text, question)
+        if said:
+            return "claim:" + " ".join(sorted(said))
     answer = final_answer(text)
     if answer is not None or len(text.split()) <= LONG:
         # a number asked for is read from the whole answer ("7*8 = 56. The answer is a simple ..."); else

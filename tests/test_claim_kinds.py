@@ -1,0 +1,80 @@
+"""Claims of every common kind: yes/no polarity, multiple-choice options, negations, descriptors.
+
+First the issue's own cases, then real SmolLM2-135M-Instruct answers committed with hand labels
+(`bench/smol_corpus.py --kind ...` wrote them; the labels, one per answer, were written after reading
+them: the polarity, the option, or the entity said; `?` where an answer says none). Each kind is split:
+`tuned` sets were read while the rules were written, `heldout` sets were labelled afterwards and never
+used to change a rule. The tests assert rates over all labelled pairs of a set, with a margin below what
+was measured (BENCHMARKS.md has the numbers): answers with one label in one cluster, answers with
+different labels in different clusters.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+
+from routing.vote.vote import Ballot, cluster
+
+DATA = Path(__file__).parent / "data"
+
+
+def groups(question: str, texts: list[str]) -> list[list[int]]:
+    found = cluster([Ballot(str(i), 1.0, i, t) for i, t in enumerate(texts)], 0.8, question)
+    return [[int(b.member) for b in c.ballots] for c in found]
+
+
+@pytest.mark.parametrize("question, texts, want", [
+    ("Is Lyon the capital of France?", ["Yes.", "Yes, it is.", "Yes, Lyon is the capital of France.", "No.",
+                                        "No, it is not.", "That's incorrect.", "Not at all."],
+     [[0, 1, 2], [3, 4, 5, 6]]),
+    ("Is Tokyo the capital of China?", ["No.", "No. Tokyo is the capital of Japan", "No. Paris is not the capital o",
+                                        "Tokyo is the capital of Japan.", "Yes"], [[0, 1, 2, 3], [4]]),
+    ("Do spiders have six legs?", ["Spiders have eight legs.", "No.", "Yes, six."], [[0, 1], [2]]),
+    ("Is 7 an even number?", ["7 is an odd number.", "No, it is odd.", "Yes, 7 is even."], [[0, 1], [2]]),
+    ("Which city is the capital of Japan? A) Tokyo B) Osaka", ["A", "A) Tokyo", "Tokyo", "The answer is A.",
+                                                               "B", "Osaka is the capital.", "(b) Osaka"],
+     [[0, 1, 2, 3], [4, 5, 6]]),
+    ("How many legs does a spider have? A) 6 B) 8 C) 10", ["A spider has 10 legs.", "C", "10", "A: 8 legs", "B"],
+     [[0, 1, 2], [3, 4]]),  # "A spider" is an article; "A: 8 legs" names option B
+    ("What is the capital of France?", ["No, it is not Paris.", "Paris", "The capital of France is Paris.",
+                                        "France's Capital City: Paris"], [[0], [1, 2, 3]]),
+    ("What is the capital of Germany?", ["Germany's capital is Berlin.", "Germany is home to the capital city of "
+                                         "Berlin.", "Bonn"], [[0, 1], [2]]),
+])
+def test_one_claim_in_other_words_is_one_cluster_and_its_negation_or_another_option_is_not(
+        question: str, texts: list[str], want: list[list[int]]) -> None:
+    assert groups(question, texts) == want
+
+
+def rates(kind: str) -> tuple[float, float]:
+    """Of the labelled pairs of a committed set: the share with one label put together, and the share with
+    different labels kept apart."""
+    together = together_ok = apart = apart_ok = 0
+    for row in json.loads((DATA / f"smol_{kind}.json").read_text()):
+        texts = row["samples"] + [row["greedy"]]
+        where = {m: k for k, g in enumerate(groups(row["question"], texts)) for m in g}
+        for a, b in itertools.combinations(range(len(texts)), 2):
+            la, lb = row["labels"][a], row["labels"][b]
+            if "?" in (la, lb):
+                continue
+            same = where[a] == where[b]
+            if la == lb:
+                together, together_ok = together + 1, together_ok + same
+            else:
+                apart, apart_ok = apart + 1, apart_ok + (not same)
+    return together_ok / together, apart_ok / apart
+
+
+@pytest.mark.parametrize("kind, together, apart", [
+    # measured (BENCHMARKS.md): tuned yes/no 29/29 and 14/14, multiple choice 20/23 and 5/5
+    ("yesno-tuned", 0.9, 0.9), ("choice-tuned", 0.8, 0.9),
+    # held out: labelled after the rules were written; measured 20/33 and 19/26, 13/16 and 11/13, 32/47 and 41/41
+    ("yesno-heldout", 0.55, 0.65), ("choice-heldout", 0.75, 0.8), ("factual-heldout", 0.6, 0.95),
+])
+def test_real_answers_of_every_kind_cluster_as_their_labels_say(kind: str, together: float, apart: float) -> None:
+    got_together, got_apart = rates(kind)
+    assert got_together >= together and got_apart >= apart, (got_together, got_apart)
