@@ -51,7 +51,7 @@ KINDS: dict[str, list[str]] = {
         "Is water wet?", "Do spiders have six legs?", "Is 7 an even number?", "Is the Pacific the largest ocean?",
         "Can penguins fly?", "Is Berlin in Germany?", "Is ice colder than steam?",
     ],
-    "yesno-heldout": [
+    "yesno-tuned2": [  # held out at first; read when the rules were revised, so tuned since
         "Is Rome the capital of Italy?", "Is Madrid the capital of Portugal?", "Is the moon a planet?",
         "Do cats have four legs?", "Is 10 greater than 20?", "Is English spoken in Australia?",
         "Is gold a metal?", "Do fish breathe air with lungs?", "Is Mount Everest the tallest mountain on Earth?",
@@ -67,7 +67,7 @@ KINDS: dict[str, list[str]] = {
         "Which animal is a mammal? A) Shark B) Dolphin C) Trout",
         "What is the capital of Canada? A) Toronto B) Ottawa C) Vancouver",
     ],
-    "choice-heldout": [
+    "choice-tuned2": [
         "Which metal is liquid at room temperature? A) Iron B) Mercury C) Copper",
         "What is the capital of Australia? A) Sydney B) Melbourne C) Canberra",
         "Which planet is closest to the sun? A) Mercury B) Earth C) Mars",
@@ -77,13 +77,36 @@ KINDS: dict[str, list[str]] = {
         "Which instrument has 88 keys? A) Guitar B) Violin C) Piano",
         "Which is the smallest prime number? A) 1 B) 2 C) 3",
     ],
-    # short factual questions the rules were never tuned on
-    "factual-heldout": [
+    "factual-tuned2": [
         "What is the capital of Russia?", "What is the capital of China?", "What is the capital of Greece?",
         "What is the capital of Mexico?", "Who painted the Mona Lisa?", "What is the chemical symbol for iron?",
         "What is the largest desert in the world?", "What is the tallest animal?", "Which planet has rings?",
         "What is the main language of Spain?", "Who discovered penicillin?", "What is the capital of Kenya?",
         "What is the currency of Japan?", "Which ocean lies between Africa and Australia?",
+    ],
+    # held out: labelled after the last change to the rules, never used to change one
+    "yesno-heldout": [
+        "Is Lisbon the capital of Spain?", "Is Canberra the capital of Australia?", "Is the earth round?",
+        "Do birds have feathers?", "Is 3 a prime number?", "Is snow hot?", "Is the Nile a river?",
+        "Do dogs have wings?", "Is London in France?", "Is milk white?", "Is the Atlantic an ocean?",
+        "Is 5 less than 2?",
+    ],
+    "choice-heldout": [
+        "What color is grass? A) Blue B) Green C) Red",
+        "Which is the largest planet? A) Earth B) Jupiter C) Mars",
+        "What is the capital of Italy? A) Rome B) Milan C) Naples",
+        "How many days are in a week? A) 5 B) 7 C) 10",
+        "Which animal says moo? A) Cow B) Cat C) Dog",
+        "What is H2O? A) Salt B) Water C) Sugar",
+        "Who painted the Mona Lisa? A) Picasso B) Van Gogh C) Leonardo da Vinci",
+        "Which organ pumps blood? A) Lungs B) Heart C) Liver",
+    ],
+    "factual-heldout": [
+        "What is the capital of Egypt?", "What is the capital of Norway?", "What is the capital of Peru?",
+        "Who wrote Hamlet?", "What is the chemical symbol for silver?", "What is the largest planet?",
+        "What is the fastest land animal?", "What language is spoken in France?", "Who invented the telephone?",
+        "What is the capital of Turkey?", "What is the currency of the United Kingdom?",
+        "What is the hardest natural substance?",
     ],
 }
 

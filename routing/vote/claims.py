@@ -153,58 +153,88 @@ def _negated(tokens: list[str]) -> bool:
     return any(t in NEGATION or t.endswith("n't") for t in tokens)
 
 
+_ANSWER_IS = re.compile(r"\banswer\b[^.\n]{0,40}?\bis\b\s*:?\s*\W{0,2}(yes|no)\b", re.I)
+_NOT_ONLY = re.compile(r"\bnot\s+(?:only|just|merely|simply)\b", re.I)
+
+
 def polarity(text: str, question: Question) -> str | None:
-    """A yes/no question's answer: its first word ("Yes, it is.", "No.", "Correct", "Not at all", "That's
-    incorrect"), else whether its sentence negates what it says ("Lyon is not the capital of France." is no;
-    "Lyon is the capital of France." is yes, when it speaks of what the question asked; "Spiders have 8
-    legs." to "Do spiders have six legs?" is no: another number than the question's). Read in the first
-    sentence that says either, of the first two."""
-    for first in [s for s in _SENTENCE.split(text.replace("*", " ")) if s.strip()][:2]:
+    """A yes/no question's answer, read in the first two sentences: "the answer is yes"; a leading word ("Yes,
+    it is.", "No.", "Correct", "Not at all", "That's incorrect"); else the clause that speaks most of what the
+    question asked (the first of those that speak of all of it) says no when it negates it ("Lyon is not the
+    capital of France.", "The sun is a celestial body, but it's not actually a star."; "not only" is no
+    negation), gives another number ("Spiders have 8 legs." to "Do spiders have six legs?"), an antonym
+    ("odd" to "even") or another name than the question's ("Tokyo is the capital of Japan." to "Is Tokyo the
+    capital of China?"), and yes otherwise."""
+    sentences = [s for s in _SENTENCE.split(text.replace("*", " ")) if s.strip()][:2]
+    for first in sentences:
+        if m := _ANSWER_IS.search(first):
+            return m.group(1).lower()
+    asked = question.words - FILLER
+    for first in sentences:
         tokens = [t.lower() for t in _TOKEN.findall(first)]
         if not tokens:
             continue
         lead = tokens[0].removesuffix("'s")
         if lead in ("that", "it", "this") and len(tokens) > 1:  # "That's incorrect", "It's true"
             lead = tokens[1] if tokens[1] not in ("is", "was") else tokens[2] if len(tokens) > 2 else tokens[1]
-        if lead == "not" or lead in NO:
+        if (lead == "not" and not _NOT_ONLY.match(first.strip())) or lead in NO:
             return "no"
         if lead in YES:
             return "no" if _negated(tokens[1:3]) else "yes"  # "Sure not" is rare; "Yes, it is" is the rule
-        if _negated(tokens):
-            return "no"
-        spoken = {_norm(t) for t in tokens} - FILLER
-        if spoken & question.words:
-            asked = {w for w in question.words if _number(w)}
-            said = {w for w in spoken if _number(w)}
-            if asked and said and not said & asked:  # another number than the question's
+        clauses = [c for c in _CLAUSE.split(first) if c.strip()]
+        covered = [len({_norm(t) for t in _TOKEN.findall(c)} & asked) for c in clauses]
+        if not any(covered):
+            continue
+        for c, n in zip(clauses, covered, strict=True):  # a clause that negates what was asked: "..., not Madrid"
+            if n and _negated([t.lower() for t in _TOKEN.findall(_NOT_ONLY.sub(" ", c))]):
                 return "no"
-            if any(ANTONYMS.get(w) in question.words and w not in question.words for w in spoken):
-                return "no"  # "7 is an odd number." to "Is 7 an even number?"
-            names = _names(first)
-            if question.names - names and names - question.names:  # "Tokyo is the capital of Japan." to
-                return "no"  # "Is Tokyo the capital of China?": one of its names in place of another
-            return "yes"
+        clause = clauses[covered.index(max(covered))]
+        spoken = {_norm(t) for t in _TOKEN.findall(clause)} - FILLER
+        numbers = {w for w in question.words if _number(w)}
+        given = {w for w in spoken if _number(w)}
+        if numbers and given and not given & numbers:  # another number than the question's
+            return "no"
+        if any(ANTONYMS.get(w) in question.words and w not in question.words for w in spoken):
+            return "no"  # "7 is an odd number." to "Is 7 an even number?"
+        names = _names(first)
+        if _unmatched(question.names, names) and _unmatched(names, question.names):
+            return "no"  # one of its names in place of another of the question's
+        return "yes"
     return None
 
 
+def _unmatched(these: frozenset[str] | set[str], those: frozenset[str] | set[str]) -> bool:
+    """Whether a name of `these` is none of `those`, nor another form of one ("Australian", "Roma")."""
+    return any(not any(_same_name(a, b) for b in those) for a in these)
+
+
+def _same_name(a: str, b: str) -> bool:
+    common = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+    return a == b or (common >= 3 and common >= 0.6 * min(len(a), len(b)))
+
+
 def _names(text: str) -> set[str]:
-    """The capitalised words of a sentence but its first (names, in English)."""
+    """The capitalised words of a sentence (names, in English; its first word only when it is no common
+    word: "Méridos is the capital", not "The capital")."""
     tokens = _TOKEN.findall(text)
-    return {_norm(t) for t in tokens[1:] if t[:1].isupper() and t.lower() not in FILLER}
+    return {_norm(t) for i, t in enumerate(tokens) if t[:1].isupper() and t.lower() not in FILLER
+            and t.lower() not in YES | NO | NEGATION and (i > 0 or t.lower() not in _COMMON_START)}
+
+
+_COMMON_START = frozenset({"in", "on", "at", "while", "although", "however", "because", "since", "if", "when",
+                           "after", "before", "during", "ooh", "oh", "well", "so", "one", "some", "many", "most"})
 
 
 def option(text: str, question: Question) -> str | None:
-    """A multiple-choice answer's option: the option whose words its first sentence names first ("Osaka is
-    the answer", "B) Osaka"), else the letter it leads with ("B", "Answer: B", "(b)"). The words win over a
-    letter that says another option ("A: spider has 10 legs." to "A) 6 B) 8 C) 10" is C)."""
-    first = next((s for s in _SENTENCE.split(text.replace("*", " ")) if s.strip()), "")
-    tokens = words(first)
-    named = []
-    for letter, said in question.options:
-        if said and said <= set(tokens):
-            named.append((min(i for i, t in enumerate(tokens) if t in said), letter))
-    if named:
-        return min(named)[1]
+    """A multiple-choice answer's option: the option whose words its first sentence (else its second) names
+    first ("Osaka is the answer", "B) Osaka"), else the letter it leads with ("B", "Answer: B", "(b)"). The
+    words win over a letter that says another option ("A: spider has 10 legs." to "A) 6 B) 8 C) 10" is C)."""
+    for first in [s for s in _SENTENCE.split(text.replace("*", " ")) if s.strip()][:2]:
+        tokens = words(first)
+        named = [(min(i for i, t in enumerate(tokens) if t in said), letter) for letter, said in question.options
+                 if said and said <= set(tokens)]
+        if named:
+            return min(named)[1]
     m = _LETTER.match(text.strip().replace("*", ""))
     if m and m.group(1).upper() in {letter for letter, _ in question.options}:
         return m.group(1).upper()
