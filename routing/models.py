@@ -71,7 +71,8 @@ class CouncilModel(_Routed, tag="council", tag_field="strategy"):
     tie_break: Literal["weight", "logprob", "judge", "chairman"] = "weight"
     """Between clusters of equal weight: the one with the heaviest member, the most confident answer
     (mean token logprob; members are asked for logprobs), or the one the judge / the chairman names
-    when shown the tied answers. Arrival order only when that ties too (or the judge names none)."""
+    when shown the tied answers; then the other of weight and logprob (where members gave logprobs); then
+    the members' configured order (never which answer arrived first)."""
     early_decision: bool = True
     heartbeat_s: float = 5.0
     description: str = ""

@@ -56,7 +56,7 @@ def test_a_tie_between_rival_claims_is_said_and_broken_by_the_rule_not_silently(
     q = "How many days are in a week?"
     texts = ["In a week, it's 7 days.", "720 days", "80 days"]
     even = cluster([Ballot(str(i), 1.0, i, t) for i, t in enumerate(texts)], 0.8, q)
-    assert not has_majority(even) and tied(even) == "arrival"  # nothing told them apart but who came first
+    assert not has_majority(even) and tied(even) == "order"  # nothing told them apart but the configured order
     weighted = cluster([Ballot("a", 1.0, 0, texts[0]), Ballot("b", 1.5, 1, texts[1]),
                         Ballot("c", 1.5, 2, texts[2]), Ballot("d", 1.0, 3, "7 days")], 0.8, q)
     assert tied(weighted) is None  # 7 days has 2.0 of 5.0: it leads, without a majority
@@ -69,6 +69,20 @@ def test_a_tie_between_rival_claims_is_said_and_broken_by_the_rule_not_silently(
                          0.8, q)
     assert tied(by_logprob, "logprob") == "logprob"
     assert ranked(by_logprob, "logprob")[0].representative.member == "b"
+
+
+def test_a_tie_goes_to_the_configured_order_or_the_logprobs_never_to_arrival() -> None:
+    """Equal weights, rival claims: the member listed first wins however late it answered; where members
+    gave logprobs, the more confident answer wins before that."""
+    q = "What is the capital of France?"
+    late_first = [Ballot("second-listed", 1.0, 0, "Lyon", position=1), Ballot("first-listed", 1.0, 1, "Paris",
+                                                                              position=0)]
+    found = cluster(late_first, 0.8, q)
+    assert tied(found) == "order" and ranked(found)[0].representative.member == "first-listed"
+    sure = [Ballot("a", 1.0, 0, "Lyon", logprob=-2.0, position=0), Ballot("b", 1.0, 1, "Paris", logprob=-0.1,
+                                                                          position=1)]
+    found = cluster(sure, 0.8, q)
+    assert tied(found) == "logprob" and ranked(found)[0].representative.member == "b"
 
 
 def _clusters_of(row: dict[str, Any]) -> dict[int, int]:

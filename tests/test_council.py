@@ -202,11 +202,13 @@ async def test_samples_keep_the_clients_temperature_and_seed_and_decide_early() 
     assert by_name["smol#3"]["weight"] == 0.5 and by_name["smol#1"]["weight"] == 1.0
 
 
-async def test_a_tie_between_rival_claims_is_reported_as_no_majority() -> None:
-    out = chat(await council([FakeBackend("a", "41"), FakeBackend("b", "42"), FakeBackend("c", "43")],
+async def test_a_tie_between_rival_claims_is_reported_as_no_majority_and_goes_to_the_first_listed() -> None:
+    """The member listed first answers last: the tie is still its, not the fastest member's."""
+    out = chat(await council([FakeBackend("a", "41", delay=0.2), FakeBackend("b", "42"), FakeBackend("c", "43")],
                         early_decision=False).complete(call()))
     meta = out["council"]
-    assert meta["majority"] is False and meta["decided_by"] == "tie-break: arrival"
+    assert meta["majority"] is False and meta["decided_by"] == "tie-break: order"
+    assert meta["winner"] == "a" and out["choices"][0]["message"]["content"] == "41"
 
 
 async def test_a_judge_names_the_most_consistent_answer_universal_self_consistency() -> None:

@@ -109,11 +109,12 @@ class Council:
 
     def _ballots(self, outcomes: dict[str, Outcome[Reply]]) -> list[Ballot]:
         arrived = sorted((o for o in outcomes.values() if o.result is not None), key=lambda o: o.arrival)
+        place = {n: i for i, n in enumerate(self.names)}
         out = []
         for i, o in enumerate(arrived):
             a = o.result.answer if o.result is not None else Answer()
             out.append(Ballot(o.member, self.weights[o.member], i, a.text or "", tuple(a.tool_calls),
-                              rules.logprob_confidence(a.logprobs)))
+                              rules.logprob_confidence(a.logprobs), place.get(o.member)))
         return out
 
     def _enough(self, question: str, outcomes: dict[str, Outcome[Reply]], pending: set[str]) -> bool:

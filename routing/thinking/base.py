@@ -101,7 +101,7 @@ def majority(answers: Mapping[str, str], weights: Mapping[str, float], similarit
              messages: Messages | None = None) -> tuple[str, float]:
     """The member whose answer leads the (weighted) vote, and the agreement behind it (claims are read
     against the last user message of `messages`)."""
-    ballots = [Ballot(m, weights.get(m, 1.0), i, text, ()) for i, (m, text) in enumerate(answers.items())]
+    ballots = [Ballot(m, weights.get(m, 1.0), i, text, (), position=i) for i, (m, text) in enumerate(answers.items())]
     clusters = cluster(ballots, similarity, wire.last_user_text(messages or []))
     return ranked(clusters)[0].representative.member, agreement(clusters)
 

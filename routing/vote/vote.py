@@ -10,9 +10,9 @@
    cluster when their similarity to its first answer reaches the threshold. Similarity is the Sørensen–Dice
    coefficient of the two answers' lowercased word multisets: 2·|A∩B| / (|A|+|B|).
 3. `ranked` puts the heaviest cluster first (ties: more members, then `tie-break`: the heaviest
-   single member or the highest mean logprob, and only then the earliest answer, which `tied`
-   reports); `agreement` is its weight over the weight of every member that answered, and
-   `has_majority` says whether that is more than half.
+   single member or the highest mean logprob, then the other of the two, and only then the members'
+   configured order, never arrival; `tied` reports which); `agreement` is its weight over the weight
+   of every member that answered, and `has_majority` says whether that is more than half.
 4. `decided` says whether the vote can still change: no other cluster, nor a new one, could
    overtake the leader even if every outstanding member joined it.
 """
@@ -175,6 +175,12 @@ class Ballot:
     tool_calls: tuple[ToolCall, ...] = ()
     logprob: float | None = None
     """Mean token logprob of the answer, when the member sent logprobs (for `tie-break = "logprob"`)."""
+    position: int | None = None
+    """The member's place in the council's configured `members` (the last word in a tie; arrival when unset)."""
+
+    @property
+    def place(self) -> int:
+        return self.order if self.position is None else self.position
 
     def key(self, question: claims.Question = claims.NO_QUESTION) -> str:
         return canonical_tool_calls(list(self.tool_calls)) if self.tool_calls else canonical(self.text, question)
@@ -191,25 +197,28 @@ class Cluster:
 
     @property
     def first(self) -> int:
-        return min(b.order for b in self.ballots)
+        """The earliest configured place among its members (`Ballot.place`)."""
+        return min(b.place for b in self.ballots)
 
     @property
     def representative(self) -> Ballot:
-        """The answer the council returns: the heaviest member's, the earliest among equals."""
-        return min(self.ballots, key=lambda b: (-b.weight, b.order))
+        """The answer the council returns: the heaviest member's, the first configured among equals."""
+        return min(self.ballots, key=lambda b: (-b.weight, b.place))
 
-    def rank(self, tie_break: str = "weight") -> tuple[float, int, float, int]:
+    def rank(self, tie_break: str = "weight") -> tuple[float, int, float, float, int]:
         """Heaviest first; between equals, by `tie_break` (the heaviest single member, or the most
-        confident answer by mean logprob); arrival order only when those tie too."""
-        if tie_break == "logprob":
-            lp = [b.logprob for b in self.ballots if b.logprob is not None]
-            second = -max(lp) if lp else float("inf")
-        else:
-            second = -max(b.weight for b in self.ballots)
-        return (-self.weight, -len(self.ballots), second, self.first)
+        confident answer by mean logprob), then by the other of the two (logprobs only where the members
+        gave them), then by the members' configured order: never by which answer arrived first."""
+        lp = [b.logprob for b in self.ballots if b.logprob is not None]
+        confident = -max(lp) if lp else float("inf")
+        heaviest = -max(b.weight for b in self.ballots)
+        second, third = (confident, heaviest) if tie_break == "logprob" else (heaviest, confident)
+        return (-self.weight, -len(self.ballots), second, third, self.first)
 
 
 TIE_BREAKS = ("weight", "logprob")
+TIE_NAMES = {2: "{rule}", 3: "{other}", 4: "order"}
+"""Which part of `Cluster.rank` told two clusters of one weight apart, as `tied` names it."""
 
 
 def _claim_of(key: str) -> frozenset[str]:
@@ -249,12 +258,15 @@ def ranked(clusters: list[Cluster], tie_break: str = "weight") -> list[Cluster]:
 
 
 def tied(clusters: list[Cluster], tie_break: str = "weight") -> str | None:
-    """None when the leading cluster outweighs the next; else how the tie was broken: `tie_break`,
-    or `arrival` when that ties too (the earliest answer: nothing else told them apart)."""
+    """None when the leading cluster outweighs the next; else how the tie was broken: `tie_break`, the
+    other of weight and logprob, or `order` (the members' configured order: nothing else told them apart)."""
     order = ranked(clusters, tie_break)
     if len(order) < 2 or order[0].rank()[:2] != order[1].rank()[:2]:
         return None
-    return "arrival" if order[0].rank(tie_break)[:3] == order[1].rank(tie_break)[:3] else tie_break
+    a, b = order[0].rank(tie_break), order[1].rank(tie_break)
+    at = next(i for i in range(2, len(a)) if a[i] != b[i]) if a != b else 4
+    other = "logprob" if tie_break != "logprob" else "weight"
+    return TIE_NAMES[at].format(rule=tie_break, other=other)
 
 
 def has_majority(clusters: list[Cluster]) -> bool:
