@@ -229,6 +229,26 @@ async def test_a_judge_names_the_most_consistent_answer_universal_self_consisten
     assert meta["usage"]["total_tokens"] == 4 * 15  # the judge's call is spent too
 
 
+async def test_a_judge_s_grouping_is_the_council_s_clusters_and_agreement() -> None:
+    """The words split 'the City of Light' from 'Paris'; the judge says they agree: its grouping is what the
+    council reports (clusters, agreement, majority), not the word clusters it overruled."""
+    members = [FakeBackend("goku", "Paris"), FakeBackend("vegeta", "The City of Light."),
+               FakeBackend("piccolo", "Lyon"), FakeBackend("krillin", "Marseille")]
+    judge = FakeBackend("whis", "The most consistent response is Response 1. Responses 2 agrees with it; "
+                                "responses 3 and 4 do not.")
+    backends = {b.name: b for b in [*members, judge]}
+    vm = CouncilModel(members=[m.name for m in members], merge="judge", judge="whis", early_decision=False)
+    body = {"model": "c", "messages": [{"role": "user", "content": "What is the capital of France?"}]}
+    out = chat(await Council("c", vm, backends).complete(  # type: ignore[arg-type]
+        Call(request=Request.of(body), model="c", stream=False, include_usage=False, id="x", created=1)))
+    meta = out["council"]
+    assert meta["decided_by"] == "judge" and meta["winner"] == "goku"
+    assert sorted(meta["clusters"][0]["members"]) == ["goku", "vegeta"]
+    assert meta["agreement"] == 0.5 and meta["majority"] is False  # two of four, as the judge grouped them
+    by_name = {m["name"]: m for m in meta["members"]}
+    assert by_name["goku"]["cluster"] == by_name["vegeta"]["cluster"] != by_name["piccolo"]["cluster"]
+
+
 async def test_a_judge_that_names_nothing_leaves_the_vote_standing_and_says_so() -> None:
     members = [FakeBackend("goku", "42"), FakeBackend("vegeta", "42"), FakeBackend("piccolo", "41")]
     judge = FakeBackend("whis", "They are all lovely.")

@@ -27,7 +27,7 @@ from routing.request import Request
 from routing.strategies.base import Backends, Call, waiting
 from routing.tokens import ZERO, Usage
 from routing.vote.samples import samples
-from routing.vote.synthesis import chairman_messages, judge_messages, judge_pick
+from routing.vote.synthesis import chairman_messages, judge_agreeing, judge_messages, judge_pick
 from routing.vote.vote import (
     TIE_BREAKS,
     Ballot,
@@ -52,11 +52,21 @@ class Verdict:
     members: Members
     decided_by: str
     note: str | None = None
+    judged: bool = False
+    """The clusters are the judge's grouping (its pick's group first): agreement is that group's share."""
 
     @property
     def answer_usage(self) -> Usage | None:
         """The usage of the answer the client gets: the winning member's call."""
         return self.members.usage_of(self.winner.member)
+
+
+def _regrouped(clusters: list[Cluster], judged: list[Ballot]) -> list[Cluster]:
+    """The judge's group first (under the key of its pick's cluster), then what is left of the others."""
+    taken = {id(b) for b in judged}
+    home = next((c.key for c in clusters if any(id(b) == id(judged[0]) for b in c.ballots)), "judged")
+    rest = [Cluster(c.key, [b for b in c.ballots if id(b) not in taken]) for c in clusters]
+    return [Cluster(home, list(judged)), *(c for c in rest if c.ballots)]
 
 
 class Council:
@@ -205,6 +215,14 @@ class Council:
             v.note = f"judge {judge!r} named no response ({said[:80]!r}); the vote decided"
             return
         v.winner, v.decided_by = ballots[pick], decided_by
+        agreeing = judge_agreeing(said, len(ballots), pick) if decided_by == "judge" else None
+        if agreeing is not None:  # merge = "judge": its grouping is the vote's, and agreement its judged share
+            v.clusters = _regrouped(v.clusters, [ballots[i] for i in sorted({pick, *agreeing})])
+            v.judged = True
+            where = {b.member: i for i, c in enumerate(v.clusters) for b in c.ballots}
+            for r in v.members.reports:
+                if r.name in where and r.status == "ok":
+                    r.cluster = where[r.name]
 
     def _failure(self, run: FanOut[Reply], answered: int) -> AllMembersFailed:
         failures: list[MemberFailure] = []
@@ -225,10 +243,13 @@ class Council:
             for i, c in enumerate(v.clusters)
         ]
         members = v.members.reports
+        total = sum(c.weight for c in v.clusters)
+        share = round(v.clusters[0].weight / total, 4) if v.judged and total > 0 else agreement(v.clusters)
         return CouncilReport(
             virtual_model=self.name, strategy=self.label, winner=winner, members=members,
             degraded=any(m.status in ("error", "timeout", "skipped") for m in members),
-            decided_by=decided_by, agreement=agreement(v.clusters), majority=has_majority(v.clusters),
+            decided_by=decided_by, agreement=share,
+            majority=v.clusters[0].weight * 2 > total if v.judged else has_majority(v.clusters),
             clusters=clusters, latency_ms=timer.ms(), note=note,
         ).totalled()
 

@@ -53,3 +53,23 @@ def judge_pick(text: str, count: int) -> int | None:
         if 1 <= n <= count:
             return n - 1
     return None
+
+
+_AGREEING = re.compile(r"\bresponses?\s*#?\s*(\d+(?:\s*(?:,|and|&|\bor\b)\s*#?\s*(?:response\s*)?\d+)*)", re.I)
+
+
+_DISSENT = re.compile(r"\b(?:not|disagrees?|differs?|contradicts?|neither|nor|instead|other than)\b|n't\b", re.I)
+
+
+def judge_agreeing(text: str, count: int, pick: int) -> set[int] | None:
+    """The 0-based responses the judge says agree with its pick (the line after the pick: "Responses 1 and 3
+    agree with it"), or None when it says nothing about them. "None"/"no other" is the empty set."""
+    first = _PICK.search(text)
+    rest = text[first.end():] if first else text
+    if re.search(r"\b(?:none|no other|no response)\b", rest, re.I) and not re.search(r"\d", rest):
+        return set()
+    found = {int(n) - 1 for part in re.split(r"[;.\n]|\bbut\b|\bwhile\b|\bwhereas\b", rest)
+             if not _DISSENT.search(part)  # "responses 3 and 4 do not" names who does not agree
+             for m in _AGREEING.finditer(part) for n in re.findall(r"\d+", m.group(1))}
+    found = {i for i in found if 0 <= i < count and i != pick}
+    return found or None
