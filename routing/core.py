@@ -47,6 +47,14 @@ class ClusterReport(msgspec.Struct, omit_defaults=True):
     preview: str
 
 
+class SamplingWave(msgspec.Struct):
+    """An adaptive council after one wave: how many members had been asked, and the clusters' weights,
+    heaviest first (what `rules.sample_more` decided from, kept so `shenron replay` can decide again)."""
+
+    asked: int
+    weights: list[float]
+
+
 class IterationReport(msgspec.Struct, omit_defaults=True):
     """One attempt of the code ladder."""
 
@@ -115,6 +123,10 @@ class CouncilReport(msgspec.Struct, omit_defaults=True):
     degrade_skipped: str | None = None
     session: str | None = None
     """The conversation the request belongs to, as the ledger keeps it (`shenron usage --by session`)."""
+    samples_asked: int | None = None
+    """An adaptive council: how many of its members were asked, and why it stopped (`sampling_stopped`)."""
+    sampling_stopped: str | None = None
+    sampling_waves: list[SamplingWave] | None = None
 
     def totalled(self) -> CouncilReport:
         """With `cost_usd` and `usage` summed over its members."""

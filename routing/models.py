@@ -74,6 +74,12 @@ class CouncilModel(_Routed, tag="council", tag_field="strategy"):
     when shown the tied answers; then the other of weight and logprob (where members gave logprobs); then
     the members' configured order (never which answer arrived first)."""
     early_decision: bool = True
+    samples: Literal["all", "adaptive"] = "all"
+    """`adaptive`: ask the first `first-wave` members (with `greedy-first`, the greedy answer and one
+    sample), then more, in the order listed, only while the answer is unsettled (`adaptive-confidence`,
+    routing/decide/rules.py `sample_more`), up to every member listed. `all`: every member at once."""
+    adaptive_confidence: float = 0.9
+    first_wave: int = 2
     heartbeat_s: float = 5.0
     description: str = ""
     cache_ttl_s: float = 0.0

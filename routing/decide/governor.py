@@ -142,6 +142,12 @@ class Governed:
             "degraded_to": self.vm.degrade_to if d.degraded else None, "degrade_reason": d.degraded or d.skipped,
             "skipped": {m.name: m.error for m in (council.members if council else ()) if m.status == "skipped"},
         }
+        if council is not None and council.sampling_waves and not d.degraded:
+            vm = self.vm
+            record["sampling"] = {  # what rules.sample_more saw after each wave, for `shenron replay`
+                "weights": getattr(self.inner, "sample_weights", []),
+                "waves": [{"asked": w.asked, "weights": w.weights} for w in council.sampling_waves],
+                "confidence": getattr(vm, "adaptive_confidence", None), "stopped": council.sampling_stopped}
         inputs = getattr(self.inner, "inputs", None)
         if inputs is not None and not d.degraded:
             record["cascade"] = {**inputs(call), "confidence": council.confidence if council else None,

@@ -4,7 +4,9 @@ Each decision record holds the inputs the rules saw (load counters, the request'
 whether the client asked, the first answer's confidence) and what was decided. Replaying runs
 the same pure rules with the new config's thresholds and lists every request whose routing
 would change. A confidence that was never computed (the request escalated before the first
-model answered) cannot be replayed; such requests are counted as unknown, not guessed.
+model answered) cannot be replayed; such requests are counted as unknown, not guessed. An adaptive
+council's record keeps the vote after each wave of samples: a new `adaptive-confidence` that stops
+at an earlier wave is a change; one that would want samples never asked is counted as unknown.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 
 from routing.config import Config
 from routing.decide import rules
-from routing.models import CascadeModel
+from routing.models import CascadeModel, CouncilModel
 
 
 @dataclass
@@ -60,6 +62,23 @@ def _route(rec: dict[str, object], cfg: Config) -> tuple[str | None, str | None]
     return degraded, escalated
 
 
+def _sampled(rec: dict[str, object], cfg: Config) -> int | str | None:
+    """How many samples an adaptive council would have asked under `cfg`'s `adaptive-confidence`: a number
+    when it stops at or before the last recorded wave, "?" when it would want samples never asked, None
+    when the record or the model is not an adaptive council."""
+    vm = cfg.models.get(str(rec.get("model")))
+    sampling = rec.get("sampling")
+    if not isinstance(vm, CouncilModel) or vm.samples != "adaptive" or not isinstance(sampling, dict):
+        return None
+    weights = [float(w) for w in sampling.get("weights") or []]
+    for wave in sampling.get("waves") or []:
+        more, _ = rules.sample_more([float(w) for w in wave["weights"]], weights[int(wave["asked"]):],
+                                    vm.adaptive_confidence)
+        if more == 0:
+            return int(wave["asked"])
+    return "?"
+
+
 def replay(records: Iterable[dict[str, object]], new: Config) -> tuple[list[Change], Counter[str]]:
     changes: list[Change] = []
     stats: Counter[str] = Counter()
@@ -82,6 +101,14 @@ def replay(records: Iterable[dict[str, object]], new: Config) -> tuple[list[Chan
             elif (was or None) != escalated:
                 changes.append(Change(str(rec.get("id")), model, "cascade", f"escalated ({was})" if was else "first",
                                       f"escalated ({escalated})" if escalated else "first"))
+        asked = _sampled(rec, new)
+        sampling = rec.get("sampling")
+        if asked == "?":
+            stats["samples unknown"] += 1
+        elif asked is not None and isinstance(sampling, dict) and sampling.get("waves"):
+            was = int(sampling["waves"][-1]["asked"])
+            if asked != was:
+                changes.append(Change(str(rec.get("id")), model, "sampling", f"{was} asked", f"{asked} asked"))
     stats["changed"] = len({c.id for c in changes})
     return changes, stats
 

@@ -128,6 +128,47 @@ def turn_evidence(turns: Sequence[Sequence[tuple[str, str, str]]], repeat_limit:
     return None
 
 
+# --- adaptive sampling: ask more samples only while the answer is unsettled ------------------------
+
+def settled(lead: float, runner: float) -> float:
+    """How sure the leading answer is the model's likelier one: P(p > 1/2) for p ~ Beta(lead + 1, runner + 1),
+    the answers' (weighted) counts under a uniform prior (Adaptive-Consistency's Beta stopping rule)."""
+    a, b = lead + 1.0, runner + 1.0
+    log_beta = math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
+    n = 200  # Simpson's rule over [1/2, 1]: the density is smooth there for a, b >= 1
+    h = 0.5 / n
+
+    def pdf(x: float) -> float:
+        if x <= 0.0 or x >= 1.0:
+            return 0.0 if (x >= 1.0 and b > 1) or (x <= 0.0 and a > 1) else math.exp(-log_beta)
+        return math.exp((a - 1) * math.log(x) + (b - 1) * math.log1p(-x) - log_beta)
+
+    total = pdf(0.5) + pdf(1.0) + sum((4 if i % 2 else 2) * pdf(0.5 + i * h) for i in range(1, n))
+    return min(1.0, total * h / 3)
+
+
+def sample_more(weights: Sequence[float], unasked: Sequence[float], confidence: float) -> tuple[int, str]:
+    """How many more samples to ask now (0: stop) and why, from the answers so far: `weights` of each
+    cluster (heaviest first) and those of the samples not yet asked, in order. Stop when the leader is
+    settled (`settled` >= `confidence`), when every sample was asked, or when the rest could not change
+    the winner even all together; else ask as many as could still overtake it, at least one."""
+    lead = weights[0] if weights else 0.0
+    runner = weights[1] if len(weights) > 1 else 0.0
+    if not unasked:
+        return 0, "every sample was asked"
+    sure = settled(lead, runner) if weights else 0.0
+    if weights and sure >= confidence:
+        return 0, f"settled: {sure:.2f} >= {confidence:g} after {len(weights)} claim(s)"
+    if weights and runner + sum(unasked) < lead:
+        return 0, "the samples left could not change the winner"
+    need, gap = 0, lead - runner
+    for w in unasked:  # the fewest samples that could overturn the leader (or settle a tie)
+        need, gap = need + 1, gap - w
+        if gap < 0:
+            break
+    return max(1, need), f"unsettled: {sure:.2f} < {confidence:g}"
+
+
 # --- circuit breaker -------------------------------------------------------------------------
 
 State = Literal["closed", "open", "half-open"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +16,18 @@ import msgspec
 
 from routing import wire
 from routing.config import Config
-from routing.core import Answer, ClusterReport, CouncilReport, Event, Reply, Report, Result, UsageEvent, replay
+from routing.core import (
+    Answer,
+    ClusterReport,
+    CouncilReport,
+    Event,
+    Reply,
+    Report,
+    Result,
+    SamplingWave,
+    UsageEvent,
+    replay,
+)
 from routing.decide import rules
 from routing.errors import AllMembersFailed, MemberFailure, MemberTimeout
 from routing.fanout import FanOut, Outcome, fan_out, ordered
@@ -54,6 +65,8 @@ class Verdict:
     note: str | None = None
     judged: bool = False
     """The clusters are the judge's grouping (its pick's group first): agreement is that group's share."""
+    sampling: tuple[int, str, list[SamplingWave]] | None = None
+    """An adaptive council: how many members it asked, and why it stopped."""
 
     @property
     def answer_usage(self) -> Usage | None:
@@ -110,6 +123,11 @@ class Council:
         return cls(name, vm, backends)
 
     @property
+    def sample_weights(self) -> list[float]:
+        """Every member's weight, in the order an adaptive council asks them (for the decision record)."""
+        return [self.weights[s] for s in self.names]
+
+    @property
     def _late(self) -> str:
         return f"no answer within the council's {self.vm.timeout_s:g}s"
 
@@ -133,11 +151,41 @@ class Council:
             return False  # with a similarity backend, clusters are known only once the answers are embedded
         return decided(cluster(ballots, self.vm.similarity, question), sum(self.weights[m] for m in pending))
 
+    async def _adaptively(self, calls: dict[str, Callable[[], Coroutine[Any, Any, Reply]]], question: str
+                          ) -> tuple[FanOut[Reply], str, list[SamplingWave]]:
+        """`samples = "adaptive"`: a first wave, then waves of as many members as `rules.sample_more` asks,
+        within the council's one deadline; the combined outcomes, and why it stopped asking."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.vm.timeout_s
+        combined: FanOut[Reply] = FanOut()
+        wave, why = self.names[:max(1, self.vm.first_wave)], ""
+        waves: list[SamplingWave] = []
+        while wave:
+            run = await fan_out({s: calls[s] for s in wave}, max(0.0, deadline - loop.time()))
+            for name, o in run.outcomes.items():
+                o.arrival += len(combined.outcomes)
+                combined.outcomes[name] = o
+            combined.deadline_hit = combined.deadline_hit or run.deadline_hit
+            unasked = [s for s in self.names if s not in combined.outcomes]
+            clusters = ranked(cluster(self._ballots(combined.outcomes), self.vm.similarity, question))
+            weights = [round(c.weight, 4) for c in clusters]
+            waves.append(SamplingWave(len(combined.outcomes), weights))
+            more, why = rules.sample_more(weights, [self.weights[s] for s in unasked], self.vm.adaptive_confidence)
+            if run.deadline_hit:
+                more, why = 0, self._late
+            wave = unasked[:more]
+        return combined, why, waves
+
     async def deliberate(self, call: Call) -> Verdict:
         members = Members(self.backends, call.budget)
         calls = {s: functools.partial(self._ask, members, s, self._request(call.request, s)) for s in self.names}
         question = wire.last_user_text(call.request.messages)
-        run: FanOut[Reply] = await fan_out(calls, self.vm.timeout_s, functools.partial(self._enough, question))
+        stopped_sampling: str | None = None
+        waves: list[SamplingWave] = []
+        if self.vm.samples == "adaptive":
+            run, stopped_sampling, waves = await self._adaptively(calls, question)  # type: ignore[arg-type]
+        else:
+            run = await fan_out(calls, self.vm.timeout_s, functools.partial(self._enough, question))
         ballots = self._ballots(run.outcomes)
         if len(ballots) < self.vm.min_answers:
             raise self._failure(run, len(ballots))
@@ -164,6 +212,8 @@ class Council:
                 for c in a.choices:
                     c.logprobs = None
         v = Verdict(clusters, winner, answers, members, decided_by, note)
+        if stopped_sampling is not None:
+            v.sampling = (len(run.outcomes), stopped_sampling, waves)
         if self.vm.merge == "judge" and not winner.tool_calls and len(ballots) > 1:
             await self._judge(call, v, ballots)
         elif how is not None and self.vm.tie_break in ("judge", "chairman") and not winner.tool_calls:
@@ -251,6 +301,8 @@ class Council:
             decided_by=decided_by, agreement=share,
             majority=v.clusters[0].weight * 2 > total if v.judged else has_majority(v.clusters),
             clusters=clusters, latency_ms=timer.ms(), note=note,
+            samples_asked=v.sampling[0] if v.sampling else None, sampling_stopped=v.sampling[1] if v.sampling else None,
+            sampling_waves=v.sampling[2] if v.sampling else None,
         ).totalled()
 
     def _chairman_request(self, call: Call, v: Verdict) -> Request:
