@@ -198,6 +198,11 @@ class CascadeModel(_Routed, tag="cascade", tag_field="strategy"):
     risk_words: list[str] = msgspec.field(default_factory=lambda: list(RISK_WORDS))
     second_opinion: str | None = None
     """A backend asked in parallel for agreement when the first answer has no logprobs; unset: no fallback."""
+    confidence: Literal["logprobs", "agreement"] = "logprobs"
+    """`agreement`: for backends that give no logprobs, `first` is asked twice at once (as the client asked,
+    and one sample at `agreement-temperature`); two answers that make the same claim keep the cheap answer
+    (confidence 1), others are as confident as they are alike."""
+    agreement_temperature: float = 0.7
     heartbeat_s: float = 5.0
     escalate_on_evidence: bool = True
     """An agent's turn whose own tool results failed (a non-zero exit, failing tests, a compiler error, a

@@ -169,3 +169,30 @@ def test_cascade_targets_are_checked(first: str, error: str) -> None:
     with pytest.raises(config.ConfigError) as e:
         config.parse(text)
     assert error in str(e.value)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_cascade_on_agreement_keeps_the_cheap_answer_when_two_quick_answers_agree(stream: bool) -> None:
+    """`confidence = "agreement"`, for backends that give no logprobs: `first` is asked twice at once (as the
+    client asked, and one sample); the same claim in other words keeps it, a different claim escalates."""
+    by_temperature = ScriptedBackend("fast", lambda body: "Paris" if body.get("temperature") is None
+                                     else "The capital of France is Paris.")
+    cascade, b = build(by_temperature, confidence="agreement")
+    if stream:
+        chunks = [c async for c in chat_stream(cascade.stream(call("What is the capital of France?", stream=True)))]
+        c = next(ch["council"] for ch in chunks if "council" in ch)
+    else:
+        c = chat(await cascade.complete(call("What is the capital of France?")))["council"]
+    assert c["escalated"] is False and c["confidence"] == 1.0 and c["confidence_source"] == "agreement"
+    asked = by_temperature.bodies
+    assert len(asked) == 2 and {body.get("temperature") for body in asked} == {None, 0.7}
+    assert not any(body.get("logprobs") for body in by_temperature.bodies)  # none asked: this backend gives none
+    assert [m.get("role") for m in c["members"] if m["name"] == "fast"].count("agreement") == 1
+    assert all(not x.bodies for n, x in b.items() if n.startswith("c"))  # the council was never asked
+
+    unsure = ScriptedBackend("fast", lambda body: "Paris" if body.get("temperature") is None else "Lyon")
+    cascade, b = build(unsure, confidence="agreement")
+    out = chat(await cascade.complete(call("What is the capital of France?")))
+    c = out["council"]
+    assert c["escalated"] is True and c["confidence"] < 0.95 and c["escalated_because"] == "low-confidence"
+    assert out["choices"][0]["message"]["content"] == "The answer is 42."  # the council's

@@ -38,6 +38,7 @@ from routing.models import CascadeModel
 from routing.report import Timer
 from routing.request import Json
 from routing.strategies.base import NESTED, Backends, Call, Strategy, waiting
+from routing.vote.claims import NO_QUESTION, Question
 from routing.vote.vote import canonical, similarity
 
 
@@ -50,8 +51,10 @@ def inner_call(call: Call) -> Call:
     return dataclasses.replace(call, extras=nested(call))
 
 
-def agreement_of(a: str, b: str) -> float:
-    return 1.0 if canonical(a) == canonical(b) else round(similarity(a, b), 4)
+def agreement_of(a: str, b: str, question: str = "") -> float:
+    """1 when two answers make the same claim (read against the question), else how alike their words are."""
+    asked = Question.of(question) if question else NO_QUESTION
+    return 1.0 if canonical(a, asked) == canonical(b, asked) else round(similarity(a, b), 4)
 
 
 def _no_top(logprobs: Any) -> Any:
@@ -109,8 +112,33 @@ class Cascade:
             return None
         return reply.answer.text
 
+    async def _agreed(self, call: Call) -> tuple[Result, float | None, str]:
+        """`confidence = "agreement"`: `first` as the client asked, and one sample of it, at once; the
+        sample's members are reported with role `agreement` (their cost counts)."""
+        plain = dataclasses.replace(call, stream=False, extras=nested(call))
+        seed = (call.request.seed or 0) + 1
+        sample = dataclasses.replace(plain, request=msgspec.structs.replace(
+            call.request, temperature=self.vm.agreement_temperature, seed=seed), extras=nested(call))
+        model = self.models[self.vm.first]
+        tasks = [asyncio.ensure_future(model.complete(plain)), asyncio.ensure_future(model.complete(sample))]
+        try:
+            await asyncio.wait(tasks)
+        except BaseException:
+            await stop(set(tasks))
+            raise
+        out = tasks[0].result()  # the client's answer; its failure is the cascade's, as with one call
+        if tasks[1].exception() is not None:
+            return out, None, "none: the agreement sample failed"
+        other = tasks[1].result()
+        out.report.members += [msgspec.structs.replace(m, role="agreement") for m in other.report.members]
+        out.report.totalled()
+        question = wire.last_user_text(call.request.messages)
+        return out, agreement_of(out.reply.answer.text or "", other.reply.answer.text or "", question), "agreement"
+
     async def _first(self, call: Call) -> tuple[Result, float | None, str]:
         """The first answer, its confidence and where the confidence came from."""
+        if self.vm.confidence == "agreement":
+            return await self._agreed(call)
         first_call, wanted = self._first_call(call)
         members = Members(self.backends, call.budget)
         second = asyncio.create_task(self._second(call, members)) if self.vm.second_opinion else None
@@ -128,7 +156,8 @@ class Cascade:
             members.stopped(self.vm.second_opinion or "", "cancelled", "not needed: the first answer had logprobs")
         elif second is not None:
             other = await second
-            confidence, source = (agreement_of(answer.text or "", other), "second-opinion") if other else \
+            confidence, source = (agreement_of(answer.text or "", other, wire.last_user_text(call.request.messages)),
+                                  "second-opinion") if other else \
                 (None, "none")
         if confidence is None and source == "logprobs":
             source = ("none: the first answer came without token logprobs and no second-opinion is "
