@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ STEPS: list[tuple[list[str], str | None]] = [
     ([TEST_RUN + " && echo tests-pass"], None),  # passes
     (["wc -l calc.py"], None),
     (["python3 -c 'import calc; print(calc.add(2, 3))'"], None),
-    (["ls -la"], None),
+    (["IMAGE"], None),  # an image in a turn: the agent's own image tool (Codex view_image, Claude Code Read)
     (["cat test_calc.py"], None),
     (["tail -1 calc.py"], None),
     (["python3 -m py_compile calc.py"], None),
@@ -45,11 +46,16 @@ STEPS: list[tuple[list[str], str | None]] = [
 ]
 FINAL = "Done: calc.add adds again and the tests pass."
 TURNS = len(STEPS) + 1
+IMAGE_STEP = 12
+PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010802000000907753de0000000c4944"
+                    "4154789c63f8cfc0000003010100c9fe92ef0000000049454e44ae426082")
+"""A 1x1 PNG: diagram.png in the project, looked at in turn IMAGE_STEP + 1."""
 FAILING_TEST_STEPS = (2, 5)
 """Steps whose tool results show failing tests: the turns after them (3 and 6) are what a cascade escalates."""
 
 
 def write_project(work: Path) -> None:
+    (work / "diagram.png").write_bytes(PNG)
     (work / "calc.py").write_text("def add(a, b):\n    return a - b\n")
     (work / "test_calc.py").write_text("import unittest\n\nimport calc\n\n\nclass T(unittest.TestCase):\n"
                                        "    def test_add(self):\n        self.assertEqual(calc.add(2, 3), 5)\n")
@@ -62,6 +68,14 @@ def turn_of(req: dict[str, Any]) -> int:
 
 def shell_call(req: dict[str, Any], command: str) -> tuple[str, str]:
     offered = {(t.get("function") or {}).get("name") for t in req.get("tools") or ()}
+    if command == "IMAGE":
+        if "view_image" in offered:
+            return "view_image", json.dumps({"path": "diagram.png"})
+        if "Read" in offered:  # Claude Code's Read wants an absolute path: its system prompt names the directory
+            said = json.dumps(req.get("messages") or [])
+            m = re.search(r"[Ww]orking directory: ([^\s\\]+)", said)
+            return "Read", json.dumps({"file_path": f"{m.group(1) if m else '.'}/diagram.png"})
+        command = "file diagram.png"
     if "exec_command" in offered:
         return "exec_command", json.dumps({"cmd": command})
     if "Bash" in offered:

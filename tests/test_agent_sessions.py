@@ -11,6 +11,7 @@ skips, saying why, where it is not installed (`.ci/run` installs both from npm).
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -161,6 +162,10 @@ def test_a_20_turn_coding_session_ends_with_the_task_done(stack: Stack, agent: s
     assert sorted(by_turn) == list(range(script.TURNS))  # each turn reached the model servers, in order
     last = max(asked, key=lambda e: e["turn"])["body"]["messages"]  # the whole session, as the agent sent it
     _paired(last)
+    # the picture the agent's image tool returned (Codex view_image, Claude Code Read) reached the model, whole
+    pictures = [p["image_url"]["url"] for m in last if m["role"] == "user" and isinstance(m["content"], list)
+                for p in m["content"] if p.get("type") == "image_url"]
+    assert len(pictures) == 1 and base64.b64decode(pictures[0].split(",", 1)[1]) == script.PNG, pictures
     if agent == "claude":  # Claude Code sends its thinking blocks back; they arrive where they were
         thinking = [m for m in last if m["role"] == "assistant" and m.get("reasoning_content")]
         assert [m["reasoning_content"] for m in thinking] == [script.STEPS[3][1]]

@@ -56,3 +56,14 @@ class Context:
         """What the dialect keeps for itself between `prepare` and the answer."""
         self.final: Json | None = None
         """The dialect's whole answer, once known (streamed answers are assembled by the writer)."""
+
+
+def images_after(images: list[tuple[str, list[Json]]]) -> list[Json]:
+    """The images of a turn's tool results, as the user message that follows the tool messages."""
+    if not images:
+        return []
+    parts: list[Json] = []
+    for call_id, found in images:
+        parts.append({"type": "text", "text": f"Image(s) returned by tool call {call_id}:"})
+        parts += found
+    return [{"role": "user", "content": parts}]

@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 
+from proxy.dialects import images_after
 from routing.errors import InvalidRequest
 from routing.request import Json
 
@@ -46,17 +47,24 @@ def _image(block: Json, where: str) -> Json:
     return {"type": "image_url", "image_url": {"url": url}}
 
 
-def _tool_result(block: Json, where: str) -> Json:
+def _tool_result(block: Json, where: str) -> tuple[Json, list[Json]]:
+    """The tool message, and the images the result holds (Claude Code's Read of a picture): chat tool messages
+    carry text only, so the images follow in a user message (`images_after`) instead of being dropped."""
     if not isinstance(block.get("tool_use_id"), str):
         raise _bad(f"Missing required parameter: '{where}.tool_use_id'.", f"{where}.tool_use_id")
     content = block.get("content")
+    images: list[Json] = []
     if isinstance(content, list):
         text = "\n".join(b.get("text", "") for b in content if isinstance(b, dict) and b.get("type") == "text")
+        images = [_image(b, f"{where}.content[{k}]") for k, b in enumerate(content)
+                  if isinstance(b, dict) and b.get("type") == "image"]
     else:
         text = _text_of(content, f"{where}.content")
+    if images and not text:
+        text = f"(the result is {len(images)} image(s), in the next message)"
     if block.get("is_error"):
         text = f"Error: {text}"
-    return {"role": "tool", "tool_call_id": block["tool_use_id"], "content": text}
+    return {"role": "tool", "tool_call_id": block["tool_use_id"], "content": text}, images
 
 
 def _message(m: Any, i: int) -> list[Json]:
@@ -77,6 +85,7 @@ def _message(m: Any, i: int) -> list[Json]:
                    f"{where}.content")
     parts: list[Json] = []
     tools: list[Json] = []
+    pictures: list[tuple[str, list[Json]]] = []
     calls: list[Json] = []
     thinking: list[str] = []
     for j, b in enumerate(content):
@@ -102,14 +111,17 @@ def _message(m: Any, i: int) -> list[Json]:
             calls.append({"id": b["id"], "type": "function",
                           "function": {"name": b["name"], "arguments": _encode(b.get("input") or {}).decode()}})
         elif kind == "tool_result" and role == "user":
-            tools.append(_tool_result(b, at))
+            tool, images = _tool_result(b, at)
+            tools.append(tool)
+            if images:
+                pictures.append((tool["tool_call_id"], images))
         elif kind in ("thinking", "redacted_thinking"):
             if isinstance(b.get("thinking"), str):
                 thinking.append(b["thinking"])
         else:
             raise _bad(f"Invalid value for '{at}.type': {kind!r} is not a block a {role} message can hold here.",
                        f"{at}.type")
-    out: list[Json] = list(tools)  # tool results answer the previous turn, so they come first
+    out: list[Json] = [*tools, *images_after(pictures)]  # tool results answer the previous turn: they come first
     if role == "assistant":
         msg: Json = {"role": "assistant", "content": "".join(p.get("text", "") for p in parts) or None}
         if calls:

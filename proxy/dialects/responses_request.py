@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 
+from proxy.dialects import images_after
 from routing.errors import InvalidRequest
 from routing.request import Json
 
@@ -69,13 +70,30 @@ def _output_text(output: Any) -> str:
     if isinstance(output, str):
         return output
     if isinstance(output, list):
-        return "\n".join(p.get("text", "") for p in output if isinstance(p, dict) and isinstance(p.get("text"), str))
+        text = "\n".join(p.get("text", "") for p in output if isinstance(p, dict) and isinstance(p.get("text"), str))
+        return text or (f"(the result is {len(_output_images(output))} image(s), in the next message)"
+                        if _output_images(output) else "")
     return _encode(output).decode()
 
 
+def _output_images(output: Any) -> list[Json]:
+    """The images of a function call's output (Codex's view_image), as chat image parts."""
+    if not isinstance(output, list):
+        return []
+    return [{"type": "image_url", "image_url": {"url": p["image_url"], "detail": p.get("detail") or "auto"}}
+            for p in output if isinstance(p, dict) and p.get("type") == "input_image"
+            and isinstance(p.get("image_url"), str)]
+
+
 def _items(items: list[Any]) -> list[Json]:
-    """Input items as chat messages: consecutive calls join one assistant message, outputs become tool messages."""
+    """Input items as chat messages: consecutive calls join one assistant message, outputs become tool messages
+    (and the images an output holds a user message after that turn's tool messages)."""
     out: list[Json] = []
+    pictures: list[tuple[str, list[Json]]] = []
+
+    def flush() -> None:
+        out.extend(images_after(pictures))
+        pictures.clear()
 
     def assistant(calls: bool) -> Json:
         """The assistant message this item joins: calls join the last one, text joins one without calls."""
@@ -91,6 +109,8 @@ def _items(items: list[Any]) -> list[Json]:
         if not isinstance(item, dict):
             raise bad(f"Invalid type for '{where}': expected an input item object.", where, "invalid_type")
         kind = item.get("type", "message" if "role" in item else None)
+        if kind not in ("function_call_output", "custom_tool_call_output"):
+            flush()  # the images of the outputs before: after their tool messages, before what follows
         if kind == "message":
             role = item.get("role")
             if role not in ("user", "assistant", "system", "developer"):
@@ -123,12 +143,15 @@ def _items(items: list[Any]) -> list[Json]:
                 raise bad(f"Missing required parameter: '{where}.call_id'.", f"{where}.call_id",
                            "missing_required_parameter")
             out.append({"role": "tool", "tool_call_id": item["call_id"], "content": _output_text(item.get("output"))})
+            if images := _output_images(item.get("output")):  # chat tool messages carry text: the images follow
+                pictures.append((item["call_id"], images))
         elif kind == "reasoning":
             continue  # a model's earlier thinking; chat models are not shown it again
         else:
             raise bad(f"Invalid value for '{where}.type': {kind!r} is not an input item this proxy can send "
                        "(message, function_call, function_call_output, custom_tool_call, "
                        "custom_tool_call_output, reasoning).", f"{where}.type")
+    flush()
     return out
 
 
