@@ -12,6 +12,7 @@ skips, saying why, where it is not installed (`.ci/run` installs both from npm).
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import os
 import shutil
@@ -162,6 +163,14 @@ def test_a_20_turn_coding_session_ends_with_the_task_done(stack: Stack, agent: s
     assert sorted(by_turn) == list(range(script.TURNS))  # each turn reached the model servers, in order
     last = max(asked, key=lambda e: e["turn"])["body"]["messages"]  # the whole session, as the agent sent it
     _paired(last)
+    # each turn's conversation reaches a model as the previous turn's plus what was new, byte for byte (as JSON),
+    # with the same tools: what upstream prefix caches need to hit
+    for member in {e["body"]["model"] for e in asked}:
+        mine = sorted((e for e in asked if e["body"]["model"] == member), key=lambda e: e["turn"])
+        for a, b in itertools.pairwise(mine):
+            before, after = a["body"]["messages"], b["body"]["messages"]
+            assert json.dumps(after[:len(before)]) == json.dumps(before), (member, a["turn"], b["turn"])
+            assert json.dumps(a["body"].get("tools")) == json.dumps(b["body"].get("tools"))
     # the picture the agent's image tool returned (Codex view_image, Claude Code Read) reached the model, whole
     pictures = [p["image_url"]["url"] for m in last if m["role"] == "user" and isinstance(m["content"], list)
                 for p in m["content"] if p.get("type") == "image_url"]

@@ -27,7 +27,7 @@ def test_an_anthropic_tool_result_with_an_image_keeps_it() -> None:
     assert roles == ["user", "assistant", "tool", "tool", "user", "user"]
     assert "image" in chat[2]["content"] and chat[3]["content"] == "ok"
     image = chat[4]["content"]
-    assert image[0] == {"type": "text", "text": "Image(s) returned by tool call t1:"}
+    assert image[0] == {"type": "text", "text": "<system-reminder>Image(s) returned by tool call t1:</system-reminder>"}
     assert image[1] == {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}}
     assert chat[5]["content"] == "what do you see?"
 

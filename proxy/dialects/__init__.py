@@ -64,6 +64,7 @@ def images_after(images: list[tuple[str, list[Json]]]) -> list[Json]:
         return []
     parts: list[Json] = []
     for call_id, found in images:
-        parts.append({"type": "text", "text": f"Image(s) returned by tool call {call_id}:"})
+        parts.append({"type": "text", "text": f"<system-reminder>Image(s) returned by tool call {call_id}:"
+                                              "</system-reminder>"})  # the agent's, not a person's words
         parts += found
     return [{"role": "user", "content": parts}]

@@ -1,5 +1,6 @@
-"""Anthropic's Messages request as a chat completions body: `system` (and the system-role messages Claude
-Code sends) first, `tool_use` blocks as tool calls, each `tool_result` as a tool message."""
+"""Anthropic's Messages request as a chat completions body: `system` (and system-role messages before the
+conversation) first, later system-role messages in place as reminders, `tool_use` blocks as tool calls, each
+`tool_result` as a tool message (and its images in a user message after them)."""
 
 from __future__ import annotations
 
@@ -72,7 +73,7 @@ def _message(m: Any, i: int) -> list[Json]:
     if not isinstance(m, dict):
         raise _bad(f"Invalid type for '{where}': expected an object.", where)
     role = m.get("role")
-    if role == "system":  # Claude Code sends these; `to_chat` moves them to the top, where chat templates want it
+    if role == "system":  # Claude Code sends these; `to_chat` puts leading ones on top, keeps later ones in place
         return [{"role": "system", "content": _text_of(m.get("content"), f"{where}.content")}]
     if role not in ("user", "assistant"):
         raise _bad(f"Invalid value for '{where}.role': {role!r}. Supported values are: 'user', 'assistant' and "
@@ -207,10 +208,13 @@ def to_chat(body: Json) -> Json:
     messages: list[Json] = []
     for i, m in enumerate(raw):
         for msg in _message(m, i):
-            if msg["role"] == "system":
-                system.append(msg["content"])
-            else:
+            if msg["role"] != "system":
                 messages.append(msg)
+            elif not messages:  # before the conversation: the system prompt's, at the top
+                system.append(msg["content"])
+            else:  # later (Claude Code's notes that a file changed): kept where it came, so the prefix before it is
+                # unchanged for upstream prompt caches, as a reminder (no human wrote it: no risk words, no new ask)
+                messages.append({"role": "user", "content": f"<system-reminder>{msg['content']}</system-reminder>"})
     if not messages:
         raise _bad("'messages' must contain at least one user or assistant message.", "messages")
     if any(system):
