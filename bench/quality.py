@@ -230,6 +230,15 @@ sample-temperature = 0.7
 greedy-first = true
 samples = "adaptive"
 timeout-s = 120
+
+[models.sc6-adaptive-75]
+strategy = "council"
+members = ["smol", "smol", "smol", "smol", "smol", "smol"]
+sample-temperature = 0.7
+greedy-first = true
+samples = "adaptive"
+adaptive-confidence = 0.75
+timeout-s = 120
 """
 SAMPLE_TEMPERATURES = (0.3, 0.5)
 """Extra rows `sc6 t=T`: six samples at another sample temperature (the main rows use 0.7)."""
@@ -334,7 +343,7 @@ def main() -> None:
         plan += [(f"cascade {tau:g}", f"cascade-{int(tau * 100)}", None) for tau in CASCADES]
         plan += [(f"sc6 t={temp:g}", f"sc6-t{int(temp * 10)}", None) for temp in SAMPLE_TEMPERATURES]
         plan += [("sc6 greedy-first", "sc6-greedy", None), ("sc3 greedy-first", "sc3-greedy", None),
-                 ("sc6 adaptive", "sc6-adaptive", None)]
+                 ("sc6 adaptive", "sc6-adaptive", None), ("sc6 adaptive 0.75", "sc6-adaptive-75", None)]
         if a.rows:
             wanted = set(a.rows.split(","))
             plan = [p for p in plan if p[0] in wanted]
