@@ -18,12 +18,41 @@ Json = dict[str, Any]
 (every module that holds one imports it from here)."""
 
 
+class CalledTool(msgspec.Struct, omit_defaults=True):
+    """A tool call an assistant turn of the conversation made (what the evidence rules and the translations
+    read), its other fields kept verbatim in `extra`, and written back in the chat API's order."""
+
+    id: str | None
+    name: str
+    arguments: str
+    type: str = "function"
+    extra: Json = {}
+    function_extra: Json = {}
+
+    @classmethod
+    def of(cls, c: Json) -> CalledTool:
+        """From a chat tool call already checked at the edge (`proxy.requests`: an object whose `function`
+        has a string `name`)."""
+        fn = c.get("function") or {}
+        args = fn.get("arguments")
+        extra = {k: v for k, v in c.items() if k not in ("id", "type", "function")}
+        fn_extra = {k: v for k, v in fn.items() if k not in ("name", "arguments")}
+        return cls(c["id"] if isinstance(c.get("id"), str) else None, str(fn.get("name") or ""),
+                   args if isinstance(args, str) else "" if args is None else msgspec.json.encode(args).decode(),
+                   str(c.get("type") or "function"), extra, fn_extra)
+
+    def chat(self) -> Json:
+        fn: Json = {"name": self.name, "arguments": self.arguments, **self.function_extra}
+        out: Json = {"id": self.id} if self.id is not None else {}
+        return {**out, "type": self.type, "function": fn, **self.extra}
+
+
 class Message(msgspec.Struct, omit_defaults=True):
     role: str
     content: str | list[Json] | None = None
     """Text, or content parts (`text`, `image_url`, `input_audio`, `file`) as the chat API defines them."""
     name: str | None = None
-    tool_calls: list[Json] | None = None
+    tool_calls: list[CalledTool] | None = None
     tool_call_id: str | None = None
     reasoning_content: str | None = None
     extra: Json = {}
@@ -34,8 +63,9 @@ class Message(msgspec.Struct, omit_defaults=True):
         """From a chat message already checked at the edge (`proxy.requests`)."""
         g = m.get
         extra = {} if m.keys() <= _MESSAGE_KEYS else {k: v for k, v in m.items() if k not in _MESSAGE_KEYS}
-        return cls(m["role"], g("content"), g("name"), g("tool_calls"), g("tool_call_id"), g("reasoning_content"),
-                   extra)
+        calls = g("tool_calls")
+        return cls(m["role"], g("content"), g("name"), None if calls is None else [CalledTool.of(c) for c in calls],
+                   g("tool_call_id"), g("reasoning_content"), extra)
 
     @property
     def text(self) -> str:
@@ -50,7 +80,7 @@ class Message(msgspec.Struct, omit_defaults=True):
         if self.name is not None:
             out["name"] = self.name
         if self.tool_calls is not None:
-            out["tool_calls"] = self.tool_calls
+            out["tool_calls"] = [c.chat() for c in self.tool_calls]
         if self.tool_call_id is not None:
             out["tool_call_id"] = self.tool_call_id
         if self.reasoning_content is not None:

@@ -56,8 +56,7 @@ def tool_turns(messages: list[Message]) -> list[list[tuple[str, str, str]]]:
         if m.role == "user" and human_text(m):
             rounds, results = [], {}
         elif m.role == "assistant" and m.tool_calls:
-            rounds.append([(str(c.get("id") or ""), str((c.get("function") or {}).get("name") or ""),
-                            str((c.get("function") or {}).get("arguments") or "")) for c in m.tool_calls])
+            rounds.append([(c.id or "", c.name, c.arguments) for c in m.tool_calls])
         elif m.role == "tool" and m.tool_call_id:
             results[m.tool_call_id] = m.text
     return [[(name, args, results.get(cid, "")) for cid, name, args in r] for r in rounds]

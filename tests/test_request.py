@@ -42,3 +42,23 @@ def test_an_inner_call_asks_for_text_only() -> None:
     assert sent["messages"] == [{"role": "user", "content": "Judge these."}]
     kept = Request.of(BODY).plain([], keep=("response_format",)).chat()
     assert kept["response_format"] == {"type": "text"}
+
+
+def test_a_conversation_s_tool_calls_are_typed_and_written_back_with_their_unknown_fields() -> None:
+    """The engine reads a tool call's id, name and arguments as fields; what it does not know (a vendor's
+    extra keys) goes back upstream as it came, and the chat API's own keys in its order."""
+    from routing import wire
+    from routing.request import CalledTool, Message
+
+    raw = {"role": "assistant", "content": None, "tool_calls": [
+        {"function": {"arguments": '{"cmd": "ls"}', "name": "exec_command", "strict": True}, "type": "function",
+         "id": "call_1", "vendor_hint": {"cache": 1}}]}
+    m = Message.of(raw)
+    assert m.tool_calls == [CalledTool("call_1", "exec_command", '{"cmd": "ls"}', "function",
+                                       {"vendor_hint": {"cache": 1}}, {"strict": True})]
+    assert m.chat()["tool_calls"] == [{"id": "call_1", "type": "function", "function": {
+        "name": "exec_command", "arguments": '{"cmd": "ls"}', "strict": True}, "vendor_hint": {"cache": 1}}]
+    result = Message.of({"role": "tool", "tool_call_id": "call_1", "content": "Process exited with code 1"})
+    assert wire.tool_turns([m, result]) == [[("exec_command", '{"cmd": "ls"}', "Process exited with code 1")]]
+    no_id = Message.of({"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "{}"}}]})
+    assert "id" not in no_id.chat()["tool_calls"][0]  # not invented
