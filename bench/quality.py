@@ -16,6 +16,8 @@ proxy with the official `openai` SDK:
   whether deciding early ever changed the answer;
 - `cascade τ`: ultra-instinct first (the server's default temperature), escalating to `sc6` when
   its logprob confidence is below τ;
+- `cascade agreement`: ultra-instinct asked twice at once (as the client asked, and one sample at 0.7),
+  escalating to `sc6 greedy-first` when the two do not make the same claim (`confidence = "agreement"`);
 - `sc6 adaptive`: six greedy-first samples asked a wave at a time (`samples = "adaptive"`), only
   while the answer is unsettled.
 
@@ -249,6 +251,8 @@ def config(url: str) -> str:
     for temp in SAMPLE_TEMPERATURES:
         text += (f'\n[models.sc6-t{int(temp * 10)}]\nstrategy = "council"\nmembers = ["smol", "smol", "smol", "smol", '
                  f'"smol", "smol"]\nsample-temperature = {temp}\ntimeout-s = 120\n')
+    text += ('\n[models.cascade-agreement]\nstrategy = "cascade"\nfirst = "ultra-instinct"\n'
+             'escalate-to = "sc6-greedy"\nconfidence = "agreement"\nmin-confidence = 0.95\n')
     for tau in CASCADES:
         text += (f'\n[models.cascade-{int(tau * 100)}]\nstrategy = "cascade"\nfirst = "ultra-instinct"\n'
                  f'escalate-to = "sc6"\nmin-confidence = {tau}\n')
@@ -341,6 +345,7 @@ def main() -> None:
         plan: list[tuple[str, str, float | None]] = [("single t=0", "ultra-instinct", 0.0), ("sc3", "sc3", None),
                                                      ("sc6", "sc6", None), ("sc6 all", "sc6-all", None)]
         plan += [(f"cascade {tau:g}", f"cascade-{int(tau * 100)}", None) for tau in CASCADES]
+        plan += [("cascade agreement", "cascade-agreement", None)]
         plan += [(f"sc6 t={temp:g}", f"sc6-t{int(temp * 10)}", None) for temp in SAMPLE_TEMPERATURES]
         plan += [("sc6 greedy-first", "sc6-greedy", None), ("sc3 greedy-first", "sc3-greedy", None),
                  ("sc6 adaptive", "sc6-adaptive", None), ("sc6 adaptive 0.75", "sc6-adaptive-75", None)]
