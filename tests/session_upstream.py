@@ -61,9 +61,40 @@ def write_project(work: Path) -> None:
                                        "    def test_add(self):\n        self.assertEqual(calc.add(2, 3), 5)\n")
 
 
+COMPACT_AT = 1000
+"""The agent's compaction limit the tests configure (Codex's `model_auto_compact_token_limit`): the usage this
+server reports grows by TOKENS_PER_STEP a step and starts again after a compaction, so it compacts about
+every ten steps."""
+TOKENS_PER_STEP = 100
+_MEMO = re.compile(r"STEP=(\d+)")
+
+
+def _text(m: dict[str, Any]) -> str:
+    c = m.get("content")
+    return c if isinstance(c, str) else json.dumps(c) if c else ""
+
+
+def progress(req: dict[str, Any]) -> tuple[int, int]:
+    """How many of the session's steps the conversation holds, and how many since its last compaction: a
+    compacted conversation keeps this server's handoff memo (`STEP=k`) instead of the steps before it."""
+    messages = req.get("messages") or []
+    base, start = 0, 0
+    for i, m in enumerate(messages):
+        if m.get("role") == "user" and (found := _MEMO.findall(_text(m))):
+            base, start = int(found[-1]), i
+    since = sum(1 for m in messages[start:] if m.get("role") == "assistant" and m.get("tool_calls"))
+    return base + since, since
+
+
 def turn_of(req: dict[str, Any]) -> int:
     """How many of the session's steps the conversation already holds."""
-    return sum(1 for m in req.get("messages") or () if m.get("role") == "assistant" and m.get("tool_calls"))
+    return progress(req)[0]
+
+
+def compaction(req: dict[str, Any]) -> bool:
+    """The agent asks for a handoff summary of the conversation (Codex: "CONTEXT CHECKPOINT COMPACTION")."""
+    last = next((m for m in reversed(req.get("messages") or []) if m.get("role") == "user"), {})
+    return "COMPACTION" in _text(last).upper()
 
 
 def shell_call(req: dict[str, Any], command: str) -> tuple[str, str]:
@@ -87,8 +118,11 @@ class Session(Upstream):
     async def serve(self, req: dict[str, Any], kind: str, send: Any, receive: Any) -> None:
         if kind != "/chat/completions":
             return await super().serve(req, kind, send, receive)
-        step = turn_of(req)
-        if not req.get("tools"):  # the agent's own side request (Claude Code asks for a title): not a turn
+        step, since = progress(req)
+        if compaction(req):  # the handoff summary: where the session is, for the steps after it
+            self.log(event="compaction", turn=step, body=req)
+            calls, thought = [], None
+        elif not req.get("tools"):  # the agent's own side request (Claude Code asks for a title): not a turn
             self.log(event="side", body=req)
             calls, thought = [], None
         else:
@@ -97,9 +131,12 @@ class Session(Upstream):
         tool_calls = [{"id": f"call_{step}_{i}", "type": "function",
                        "function": dict(zip(("name", "arguments"), shell_call(req, c), strict=True))}
                       for i, c in enumerate(calls)]
-        text = None if tool_calls else FINAL if req.get("tools") else "Fixing calc.py"
+        text = None if tool_calls else FINAL if req.get("tools") and not compaction(req) else \
+            f"Handoff: calc.py is being fixed, STEP={step} of the session is done." if compaction(req) else \
+            "Fixing calc.py"
         finish = "tool_calls" if tool_calls else "stop"
-        usage = {"prompt_tokens": 200 + 50 * step, "completion_tokens": 20, "total_tokens": 220 + 50 * step}
+        tokens = 200 + TOKENS_PER_STEP * since  # grows with the conversation, and shrinks when it is compacted
+        usage = {"prompt_tokens": tokens, "completion_tokens": 20, "total_tokens": tokens + 20}
         base = {"id": f"sess-{step}", "created": int(time.time()), "model": req["model"]}
         if not req.get("stream"):
             msg: dict[str, Any] = {"role": "assistant", "content": text}
