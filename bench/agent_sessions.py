@@ -3,7 +3,8 @@
     .venv/bin/python bench/agent_sessions.py
 
 The stack of tests/test_agent_sessions.py: four model servers playing tests/session_upstream.py's session
-(priced as a cloud model: $1 / $2 per million tokens in / out), `shenron serve` with `ultra-instinct` (one
+(priced as a cloud model: $1 / $2 per million tokens in / out, $0.10 for prompt tokens the server reports
+read from its prefix cache), `shenron serve` with `ultra-instinct` (one
 of them), `full-council` (the other three) and `cascade` (the first, escalating to the council on the
 agent's evidence). Each agent runs the session once per model; the table is `shenron usage --by session`
 for each run, and which turns the cascade escalated (from what the model servers were asked).
@@ -44,12 +45,13 @@ def main() -> None:
                 escalated = sorted(t for t, m in turns.items() if model == "cascade" and m & set(COUNCIL))
                 s = new[0] if new else {}
                 rows.append((agent, model, done.returncode == 0, s.get("requests"), s.get("escalations"), escalated,
-                             s.get("cloud_cost_usd"), s.get("prompt_tokens"), s.get("p50_ms")))
-    print("| agent | model | task done | requests | escalated turns | which | cost USD | tokens in | p50 ms |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for agent, model, ok, n, esc, which, cost, tokens, p50 in rows:
+                             s.get("cloud_cost_usd"), s.get("prompt_tokens"), s.get("cached_tokens"), s.get("p50_ms")))
+    print("| agent | model | task done | requests | escalated | which turns | cost USD | tokens in | cached in "
+          "| p50 ms |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for agent, model, ok, n, esc, which, cost, tokens, cached, p50 in rows:
         print(f"| {agent} | {model} | {'yes' if ok else 'NO'} | {n} | {esc} | {json.dumps(which)} | {cost:.4f} | "
-              f"{tokens} | {p50} |")
+              f"{tokens} | {cached} | {p50} |")
 
 
 if __name__ == "__main__":

@@ -136,7 +136,9 @@ class Session(Upstream):
             "Fixing calc.py"
         finish = "tool_calls" if tool_calls else "stop"
         tokens = 200 + TOKENS_PER_STEP * since  # grows with the conversation, and shrinks when it is compacted
-        usage = {"prompt_tokens": tokens, "completion_tokens": 20, "total_tokens": tokens + 20}
+        cached = 200 + TOKENS_PER_STEP * (since - 1) if since else 0  # what the previous turn left in the prefix cache
+        usage = {"prompt_tokens": tokens, "completion_tokens": 20, "total_tokens": tokens + 20,
+                 "prompt_tokens_details": {"cached_tokens": cached}}
         base = {"id": f"sess-{step}", "created": int(time.time()), "model": req["model"]}
         if not req.get("stream"):
             msg: dict[str, Any] = {"role": "assistant", "content": text}

@@ -46,7 +46,7 @@ class Stack:
             proc.wait_http(f"http://127.0.0.1:{port}/health")
             started.append(proc)
             blocks.append(f'[backends.{name}]\nurl = "http://127.0.0.1:{port}/v1"\nmodel = "{name}"\n'
-                          'price-in = 1.0\nprice-out = 2.0\ncloud = true\n')
+                          'price-in = 1.0\nprice-out = 2.0\nprice-cached-in = 0.1\ncloud = true\n')
         self.cfg = tmp / "shenron.toml"
         self.data = {"XDG_DATA_HOME": str(tmp / "data")}
         config = "\n".join(blocks) + f"""
@@ -160,8 +160,10 @@ def test_a_20_turn_coding_session_ends_with_the_task_done(stack: Stack, agent: s
         assert len(compacted) >= 1
     extra = len(side) + len(compacted)
     assert session["errors"] == 0 and session["requests"] == script.TURNS + extra, session  # a row per request
-    assert session["cloud_cost_usd"] > 0
-
+    assert session["cloud_cost_usd"] > 0 and session["cached_tokens"] > session["prompt_tokens"] / 2
+    full_price = (session["prompt_tokens"] * 1.0 + session["completion_tokens"] * 2.0) / 1e6
+    cached_price = full_price - session["cached_tokens"] * (1.0 - 0.1) / 1e6  # price-cached-in for what was cached
+    assert session["cloud_cost_usd"] == pytest.approx(cached_price, rel=1e-3)
     asked = stack.logged(seen, "request")
     by_turn: dict[int, set[str]] = {}
     for r in asked:
