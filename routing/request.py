@@ -47,9 +47,40 @@ class CalledTool(msgspec.Struct, omit_defaults=True):
         return {**out, "type": self.type, "function": fn, **self.extra}
 
 
+class ContentPart(msgspec.Struct, omit_defaults=True):
+    """A part of a message's content as the chat API defines them (`text`, `image_url`, `input_audio`, `file`):
+    what the engine reads as fields, the rest (`cache_control`, an audio or file part's own keys) verbatim."""
+
+    type: str
+    text: str | None = None
+    image_url: Json | None = None
+    extra: Json = {}
+
+    @classmethod
+    def of(cls, p: Json) -> ContentPart:
+        """From a part already checked at the edge (`proxy.requests`: an object with a string `type`)."""
+        text, image = p.get("text"), p.get("image_url")
+        extra = {k: v for k, v in p.items() if k not in ("type", "text", "image_url")}
+        if text is not None and not isinstance(text, str):
+            extra["text"] = text
+            text = None
+        if image is not None and not isinstance(image, dict):
+            extra["image_url"] = image
+            image = None
+        return cls(str(p.get("type")), text, image, extra)
+
+    def chat(self) -> Json:
+        out: Json = {"type": self.type}
+        if self.text is not None:
+            out["text"] = self.text
+        if self.image_url is not None:
+            out["image_url"] = self.image_url
+        return {**out, **self.extra} if self.extra else out
+
+
 class Message(msgspec.Struct, omit_defaults=True):
     role: str
-    content: str | list[Json] | None = None
+    content: str | list[ContentPart] | None = None
     """Text, or content parts (`text`, `image_url`, `input_audio`, `file`) as the chat API defines them."""
     name: str | None = None
     tool_calls: list[CalledTool] | None = None
@@ -63,20 +94,23 @@ class Message(msgspec.Struct, omit_defaults=True):
         """From a chat message already checked at the edge (`proxy.requests`)."""
         g = m.get
         extra = {} if m.keys() <= _MESSAGE_KEYS else {k: v for k, v in m.items() if k not in _MESSAGE_KEYS}
-        calls = g("tool_calls")
-        return cls(m["role"], g("content"), g("name"), None if calls is None else [CalledTool.of(c) for c in calls],
+        calls, content = g("tool_calls"), g("content")
+        if isinstance(content, list):
+            content = [ContentPart.of(p) for p in content]
+        return cls(m["role"], content, g("name"), None if calls is None else [CalledTool.of(c) for c in calls],
                    g("tool_call_id"), g("reasoning_content"), extra)
 
     @property
     def text(self) -> str:
         """Its text: the content string, or its text parts joined (images and the like carry none)."""
         if isinstance(self.content, list):
-            return "\n".join(p["text"] for p in self.content if isinstance(p, dict) and isinstance(p.get("text"), str))
+            return "\n".join(p.text for p in self.content if p.text is not None)
         return self.content or ""
 
     def chat(self) -> Json:
-        out: Json = {**self.extra, "role": self.role, "content": self.content} if self.extra else \
-            {"role": self.role, "content": self.content}
+        content = [p.chat() for p in self.content] if isinstance(self.content, list) else self.content
+        out: Json = {**self.extra, "role": self.role, "content": content} if self.extra else \
+            {"role": self.role, "content": content}
         if self.name is not None:
             out["name"] = self.name
         if self.tool_calls is not None:

@@ -62,3 +62,18 @@ def test_a_conversation_s_tool_calls_are_typed_and_written_back_with_their_unkno
     assert wire.tool_turns([m, result]) == [[("exec_command", '{"cmd": "ls"}', "Process exited with code 1")]]
     no_id = Message.of({"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "{}"}}]})
     assert "id" not in no_id.chat()["tool_calls"][0]  # not invented
+
+
+def test_content_parts_are_typed_and_written_back_with_cache_control_and_unknown_parts() -> None:
+    """The engine reads a part's text (claims, risk words) and image as fields; `cache_control` (Claude Code's
+    prompt caching), audio and file parts go back upstream as they came, in the same key order."""
+    from routing.request import ContentPart, Message
+
+    parts = [{"type": "text", "text": "Look at this.", "cache_control": {"type": "ephemeral"}},
+             {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA", "detail": "auto"}},
+             {"type": "input_audio", "input_audio": {"data": "UklG", "format": "wav"}}]
+    m = Message.of({"role": "user", "content": parts})
+    assert isinstance(m.content, list) and all(isinstance(p, ContentPart) for p in m.content)
+    assert m.text == "Look at this."
+    assert m.chat()["content"] == parts
+    assert [list(p) for p in m.chat()["content"]] == [list(p) for p in parts]  # key order kept: the prefix holds
