@@ -31,13 +31,17 @@ def last_user_text(messages: list[Message]) -> str:
 
 
 _REMINDER = re.compile(r"<system-reminder>.*?</system-reminder>", re.S)
+_AGENT_PROMPTS = re.compile(r"\A\s*(?:You are performing a CONTEXT CHECKPOINT COMPACTION"  # Codex's compaction
+                            r"|Your task is to create a detailed summary of the conversation so far)")  # Claude Code's
+"""Prompts an agent writes itself in a user message (asking for a summary of the session before it compacts it):
+no person wrote them, so no risk words are read from them."""
 _FENCE = re.compile(r"```.*?(?:```|\Z)", re.S)
 
 
 def human_text(m: Message) -> str:
     """What a person wrote in a user message: without the system reminders an agent adds to it (Claude Code's
-    `<system-reminder>` blocks) and without code fences."""
-    if m.role != "user":
+    `<system-reminder>` blocks), without code fences, and nothing of an agent's own compaction prompt."""
+    if m.role != "user" or _AGENT_PROMPTS.match(m.text):
         return ""
     return _FENCE.sub(" ", _REMINDER.sub(" ", m.text)).strip()
 

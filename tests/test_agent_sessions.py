@@ -202,10 +202,9 @@ def test_a_20_turn_coding_session_ends_with_the_task_done(stack: Stack, agent: s
         assert after_failures <= escalated, (escalated, after_failures)
         calm = {t for t in range(script.TURNS) if not any(0 < t - s <= 3 for s in (*script.FAILING_TEST_STEPS, 6))}
         assert not (calm & escalated), (calm & escalated)  # far from any failure: the first model alone
-        handoffs: dict[str, set[str]] = {}  # Codex's compaction prompt says "key": a risk word, so it escalates
-        for e in stack.logged(seen, "compaction"):
-            handoffs.setdefault(json.dumps(e["body"]["messages"]), set()).add(e["body"]["model"])
-        assert session["escalations"] == len(escalated) + sum(1 for m in handoffs.values() if m & council)
+        handoffs = {e["body"]["model"] for e in stack.logged(seen, "compaction")}
+        assert not handoffs & council  # Codex's compaction prompt says "key", but no person wrote it: no risk word
+        assert session["escalations"] == len(escalated)
         # it costs what the escalated turns cost: the council asked on those alone, the first model on the others
         calls = [e["body"]["model"] for e in asked]
         assert calls.count("solo") == script.TURNS - len(escalated)

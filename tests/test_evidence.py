@@ -176,3 +176,18 @@ def test_cached_prompt_tokens_are_priced_apart_and_reported_in_each_dialect() ->
     openai_u = Usage.of(checked({"prompt_tokens": 5000, "completion_tokens": 10,
                                  "prompt_tokens_details": {"cached_tokens": 4096}}))
     assert openai_u is not None and openai_u.cached_tokens == 4096 and openai_u.cache_write_tokens == 0
+
+
+def test_an_agent_s_own_compaction_prompt_is_not_what_a_person_wrote() -> None:
+    """Codex asks for a handoff summary in a user message ("... key decisions ..."): no risk word is read from it,
+    so a summary is not sent to the council; the person's own words still count."""
+    from routing import wire
+    from routing.request import Message
+
+    messages = [Message("user", "Fix calc.py"),
+                Message("user", "You are performing a CONTEXT CHECKPOINT COMPACTION. Create a handoff summary "
+                                "for another LLM that will resume the task. Include key decisions.")]
+    assert wire.last_human_text(messages) == "Fix calc.py"
+    claude = [Message("user", "deploy it"), Message("user", "Your task is to create a detailed summary of the "
+                                                            "conversation so far, paying close attention to ...")]
+    assert wire.last_human_text(claude) == "deploy it"
