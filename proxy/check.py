@@ -111,13 +111,14 @@ def _print_checks(cfg: Config) -> None:
     """Which languages the code ladder can check here, how, and what each check may read of the host."""
     from routing import sandbox
     from routing.config import private_paths
+    from routing.toolchains import toolchain
 
     print("\ncode checks (never run the code unless `run` is set):")
     for lang, c in sandbox.table(cfg.checks).items():
         program = c.command[0]
         here = program == "{python}" or shutil.which(program) is not None
         status = "available" if here else f"not checked here: `{program}` not on PATH"
-        tool = sandbox.toolchain(program, extra_private=private_paths(cfg)) if here else None
+        tool = toolchain(program, extra_private=private_paths(cfg)) if here else None
         if tool is not None and tool.refused is not None:
             status = f"refused: {tool.refused}"
         elif here and sandbox.bubblewrap() is None and c is not sandbox.BUILTIN["python"]:
