@@ -71,8 +71,8 @@ def _output_text(output: Any) -> str:
         return output
     if isinstance(output, list):
         text = "\n".join(p.get("text", "") for p in output if isinstance(p, dict) and isinstance(p.get("text"), str))
-        return text or (f"(the result is {len(_output_images(output))} image(s), in the next message)"
-                        if _output_images(output) else "")
+        images = len(_output_images(output))
+        return text or (f"(the result is {images} image(s), in the next message)" if images else "")
     return _encode(output).decode()
 
 

@@ -139,10 +139,11 @@ class GroupCommit:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
         self._pending.append((row, fut))
-        if self._write_now is not None and not self._soon and (self._task is None or self._task.done()):
+        idle = not self._soon and (self._task is None or self._task.done())  # else a commit due will take it
+        if idle and self._write_now is not None:
             self._soon = True
             loop.call_soon(self._commit_now)
-        elif not self._soon and (self._task is None or self._task.done()):
+        elif idle:
             self._task = asyncio.create_task(self._drain())
         await fut  # a cancelled request still gets its row written: the batch holds the row, not the future
 

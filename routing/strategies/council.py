@@ -65,8 +65,8 @@ class Verdict:
     note: str | None = None
     judged: bool = False
     """The clusters are the judge's grouping (its pick's group first): agreement is that group's share."""
-    sampling: tuple[int, str, list[SamplingWave]] | None = None
-    """An adaptive council: how many members it asked, and why it stopped."""
+    sampling: tuple[str, list[SamplingWave]] | None = None
+    """An adaptive council: why it stopped, and the vote after each wave (the last says how many it asked)."""
 
     @property
     def answer_usage(self) -> Usage | None:
@@ -213,7 +213,7 @@ class Council:
                     c.logprobs = None
         v = Verdict(clusters, winner, answers, members, decided_by, note)
         if stopped_sampling is not None:
-            v.sampling = (len(run.outcomes), stopped_sampling, waves)
+            v.sampling = (stopped_sampling, waves)
         if self.vm.merge == "judge" and not winner.tool_calls and len(ballots) > 1:
             await self._judge(call, v, ballots)
         elif how is not None and self.vm.tie_break in ("judge", "chairman") and not winner.tool_calls:
@@ -295,14 +295,14 @@ class Council:
         members = v.members.reports
         total = sum(c.weight for c in v.clusters)
         share = round(v.clusters[0].weight / total, 4) if v.judged and total > 0 else agreement(v.clusters)
+        stopped, waves = v.sampling or (None, None)
         return CouncilReport(
             virtual_model=self.name, strategy=self.label, winner=winner, members=members,
             degraded=any(m.status in ("error", "timeout", "skipped") for m in members),
             decided_by=decided_by, agreement=share,
             majority=v.clusters[0].weight * 2 > total if v.judged else has_majority(v.clusters),
             clusters=clusters, latency_ms=timer.ms(), note=note,
-            samples_asked=v.sampling[0] if v.sampling else None, sampling_stopped=v.sampling[1] if v.sampling else None,
-            sampling_waves=v.sampling[2] if v.sampling else None,
+            samples_asked=waves[-1].asked if waves else None, sampling_stopped=stopped, sampling_waves=waves,
         ).totalled()
 
     def _chairman_request(self, call: Call, v: Verdict) -> Request:

@@ -149,6 +149,12 @@ def words(text: str) -> list[str]:
 NO_QUESTION = Question()
 
 
+def _first_sentences(text: str, n: int = 2) -> list[str]:
+    """The first `n` sentences that say anything (markdown emphasis dropped): where a polarity or an option
+    is read."""
+    return [s for s in _SENTENCE.split(text.replace("*", " ")) if s.strip()][:n]
+
+
 def _negated(tokens: list[str]) -> bool:
     return any(t in NEGATION or t.endswith("n't") for t in tokens)
 
@@ -165,7 +171,7 @@ def polarity(text: str, question: Question) -> str | None:
     negation), gives another number ("Spiders have 8 legs." to "Do spiders have six legs?"), an antonym
     ("odd" to "even") or another name than the question's ("Tokyo is the capital of Japan." to "Is Tokyo the
     capital of China?"), and yes otherwise."""
-    sentences = [s for s in _SENTENCE.split(text.replace("*", " ")) if s.strip()][:2]
+    sentences = _first_sentences(text)
     for first in sentences:
         if m := _ANSWER_IS.search(first):
             return m.group(1).lower()
@@ -229,7 +235,7 @@ def option(text: str, question: Question) -> str | None:
     """A multiple-choice answer's option: the option whose words its first sentence (else its second) names
     first ("Osaka is the answer", "B) Osaka"), else the letter it leads with ("B", "Answer: B", "(b)"). The
     words win over a letter that says another option ("A: spider has 10 legs." to "A) 6 B) 8 C) 10" is C)."""
-    for first in [s for s in _SENTENCE.split(text.replace("*", " ")) if s.strip()][:2]:
+    for first in _first_sentences(text):
         tokens = words(first)
         named = [(min(i for i, t in enumerate(tokens) if t in said), letter) for letter, said in question.options
                  if said and said <= set(tokens)]
