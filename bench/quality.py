@@ -224,24 +224,9 @@ members = ["smol", "smol", "smol"]
 sample-temperature = 0.7
 greedy-first = true
 timeout-s = 120
-
-[models.sc6-adaptive]
-strategy = "council"
-members = ["smol", "smol", "smol", "smol", "smol", "smol"]
-sample-temperature = 0.7
-greedy-first = true
-samples = "adaptive"
-timeout-s = 120
-
-[models.sc6-adaptive-75]
-strategy = "council"
-members = ["smol", "smol", "smol", "smol", "smol", "smol"]
-sample-temperature = 0.7
-greedy-first = true
-samples = "adaptive"
-adaptive-confidence = 0.75
-timeout-s = 120
 """
+ADAPTIVE = {"sc6-adaptive": 0.9, "sc6-adaptive-75": 0.75}
+"""Rows of six greedy-first samples asked adaptively, at these `adaptive-confidence`s (0.9: the default)."""
 SAMPLE_TEMPERATURES = (0.3, 0.5)
 """Extra rows `sc6 t=T`: six samples at another sample temperature (the main rows use 0.7)."""
 
@@ -251,6 +236,10 @@ def config(url: str) -> str:
     for temp in SAMPLE_TEMPERATURES:
         text += (f'\n[models.sc6-t{int(temp * 10)}]\nstrategy = "council"\nmembers = ["smol", "smol", "smol", "smol", '
                  f'"smol", "smol"]\nsample-temperature = {temp}\ntimeout-s = 120\n')
+    for name, confidence in ADAPTIVE.items():
+        text += (f'\n[models.{name}]\nstrategy = "council"\nmembers = ["smol", "smol", "smol", "smol", "smol", '
+                 f'"smol"]\nsample-temperature = 0.7\ngreedy-first = true\nsamples = "adaptive"\n'
+                 f'adaptive-confidence = {confidence}\ntimeout-s = 120\n')
     text += ('\n[models.cascade-agreement]\nstrategy = "cascade"\nfirst = "ultra-instinct"\n'
              'escalate-to = "sc6-greedy"\nconfidence = "agreement"\nmin-confidence = 0.95\n')
     for tau in CASCADES:
