@@ -85,6 +85,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
                         if v is not None}
     cfg = resolve(args.config, msgspec.structs.replace(ServerConfig(), **server_overrides))
     cfg.server = msgspec.structs.replace(cfg.server, **server_overrides)
+    if cfg.server.access_log not in ("-", "off"):
+        try:  # here, with a clear message, not as a traceback from every worker
+            open(cfg.server.access_log, "a", encoding="utf-8").close()
+        except OSError as e:
+            raise ConfigError(f"[server] access-log {cfg.server.access_log!r} cannot be written: {e.strerror} "
+                              "(a file path, `-` for stderr or `off`)") from None
     auth = _auth_line(cfg, args.insecure)
     if auth is None:
         print(f"shenron: refusing to listen on {cfg.server.host} without API keys ([auth] enabled = false). "
