@@ -111,6 +111,7 @@ async def respond(state: State, headers: Mapping[str, str], body: Callable[[], A
                 await state.cache.put(ckey, out, ttl)
             await books.finish(t, 200, out.report)
             return await _whole(dialect, ctx, out)
+        call.relay = dialect.name == "chat" and not ttl  # a chat client takes plain chunks as they came
         chunks = strategy.stream(call)
         first = await watched(anext(chunks), receive)  # errors before it are still HTTP errors
     filled = (state.cache, ckey, ttl) if ttl else None

@@ -235,13 +235,25 @@ class Report(msgspec.Struct, tag="report"):
     report: CouncilReport
 
 
-Event = TextDelta | ReasoningDelta | ToolCallDelta | Finish | UsageEvent | Heartbeat | Report
+class RawChunk(msgspec.Struct, tag="raw", gc=False):
+    """Upstream chat.completion.chunks that need nothing changed but their id and model (one choice's
+    text, each checked: `answers.plain`), kept as the server-sent events they came as (`count` of them,
+    one read's worth), so a chat client's stream is relayed, not rebuilt. Only a call that asked for
+    them (`Call.relay`) gets these."""
+
+    data: bytes
+    count: int
+    text: str
+
+
+Event = TextDelta | ReasoningDelta | ToolCallDelta | Finish | UsageEvent | Heartbeat | Report | RawChunk
 Delta = TextDelta | ReasoningDelta | ToolCallDelta | Finish
 
 
 def says_something(e: Event) -> bool:
     """An event that carries an answer: text, reasoning, a tool call or a finish reason."""
-    return isinstance(e, (ToolCallDelta, Finish)) or (isinstance(e, (TextDelta, ReasoningDelta)) and bool(e.text))
+    return isinstance(e, (ToolCallDelta, Finish)) or (isinstance(e, (TextDelta, ReasoningDelta, RawChunk))
+                                                       and bool(e.text))
 
 
 PIECE = 48
@@ -289,6 +301,8 @@ class Collector:
             self.text.setdefault(e.choice, []).append(e.text)
             if isinstance(e.logprobs, dict):
                 self.logprobs.setdefault(e.choice, []).extend(e.logprobs.get("content") or ())
+        elif isinstance(e, RawChunk):  # a relayed chunk is choice 0's text
+            self.text.setdefault(0, []).append(e.text)
         elif isinstance(e, ReasoningDelta):
             self.reasoning.setdefault(e.choice, []).append(e.text)
         elif isinstance(e, ToolCallDelta):

@@ -15,7 +15,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 
 import msgspec
 
-from routing.core import Answer, Event, MemberReport, Reply, TextDelta, UsageEvent
+from routing.core import Answer, Event, MemberReport, RawChunk, Reply, TextDelta, UsageEvent
 from routing.decide import spend
 from routing.decide.budget import EXHAUSTED, Budget, Skipped
 from routing.decide.spend import Spend
@@ -135,19 +135,21 @@ class Members:
         return reply
 
     async def stream(self, name: str, req: Request, *, shown: str | None = None, role: str | None = None,
-                     model: str | None = None, lone: bool = False) -> AsyncGenerator[Event, None]:
+                     model: str | None = None, lone: bool = False, raw: bool = False) -> AsyncGenerator[Event, None]:
         """The member's answer as events, without the upstream's usage: the report gets that (or an
         estimate, marked `usage_estimated`, when the server sent none). The backend's GPU slot is held
-        until the stream ends or is closed."""
+        until the stream ends or is closed. `raw`: plain chunks come as `RawChunk`s (`Call.relay`)."""
         report = self._begin(name, shown, role, model, None, lone, req)
         said = 0
         async with self._call(name, report) as spent:
-            async with contextlib.aclosing(self.backends[name].stream(req, model, spent.notes)) as events:
+            async with contextlib.aclosing(self.backends[name].stream(req, model, spent.notes, raw)) as events:
                 async for e in events:
                     if isinstance(e, UsageEvent):
                         spent.usage = e.usage
                         continue
-                    if isinstance(e, TextDelta) and e.text:
+                    if isinstance(e, RawChunk):
+                        said += e.count
+                    elif isinstance(e, TextDelta) and e.text:
                         said += 1
                     yield e
             if spent.usage is None:

@@ -39,8 +39,8 @@ class FakeBackend:
         """The answer as any backend gives it: the upstream's chat.completion, checked and typed at the wire."""
         return answers.reply(self.name, await self.respond(req.chat(), model))
 
-    async def stream(self, req: Request, model: str | None = None,
-                     notes: dict[str, Any] | None = None) -> AsyncIterator[Event]:
+    async def stream(self, req: Request, model: str | None = None, notes: dict[str, Any] | None = None,
+                     raw: bool = False) -> AsyncIterator[Event]:
         """The answer word by word, as an upstream's chunks checked and typed at the wire."""
         resp = await self.respond(req.chat(), model)
         text = resp["choices"][0]["message"]["content"] or ""

@@ -75,8 +75,8 @@ def test_the_chat_writer_sends_usage_only_when_asked_and_closes_open_choices_fir
 
 async def test_usage_is_estimated_and_says_so_when_the_server_reports_none() -> None:
     class Silent(FakeBackend):
-        async def stream(self, req: Request, model: str | None = None,
-                         notes: dict[str, Any] | None = None) -> AsyncIterator[Event]:
+        async def stream(self, req: Request, model: str | None = None, notes: dict[str, Any] | None = None,
+                         raw: bool = False) -> AsyncIterator[Event]:
             for w in ("one", " two", " three"):
                 for e in answers.events(self.name, _chunk({"content": w})):
                     yield e

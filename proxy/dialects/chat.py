@@ -3,7 +3,9 @@
 Whatever the upstream sent (llama.cpp's servers skip the role chunk, the usage chunk, `refusal`),
 the client gets the contract: a role chunk first, one `id`/`created`/`model` throughout, a
 finish chunk per choice, usage in one `choices: []` chunk at the end when it asked for it.
-Fields are in the order of OpenAI's reference; ours (`council`) come after them.
+Fields are in the order of OpenAI's reference; ours (`council`) come after them. A chunk relayed as
+the upstream sent it (`RawChunk`: plain text, checked) keeps the upstream's fields and their order,
+with our `id`, `created` and `model` put in.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from routing.core import (
     Event,
     Finish,
     Heartbeat,
+    RawChunk,
     ReasoningDelta,
     Report,
     Result,
@@ -28,6 +31,7 @@ from routing.core import (
 from routing.request import Json
 
 _encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
 
 
 def message(a: Answer) -> Json:
@@ -67,6 +71,9 @@ class ChatWriter:
         self.started: set[int] = set()
         self.finished: set[int] = set()
         self.broken = False
+        self._swaps: tuple[bytes, ...] | None = None
+        """For relayed chunks: the upstream's `id`, `model` and `created` as its bytes spell them, each
+        followed by ours; empty when they cannot be swapped in place (then the chunk is re-encoded)."""
 
     def _frame(self, choices: list[Json], **more: Any) -> bytes:
         chunk: Json = {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
@@ -87,7 +94,47 @@ class ChatWriter:
     def start(self) -> bytes:
         return b""
 
+    def _relayed(self, e: RawChunk) -> bytes:
+        """The upstream's frames with our id, created and model, swapped in place in all of them at once
+        (each spelling is found once a frame, or the frames are re-encoded one by one)."""
+        data, n = e.data, e.count
+        s = self._swaps
+        if s is None:
+            s = self._swaps = self._swaps_for(data[6:data.index(b"\n\n")])
+        self.started.add(0)
+        if s and data.count(s[0]) == n and data.count(s[2]) == n and data.count(s[4]) == n:
+            return data.replace(s[0], s[1]).replace(s[2], s[3]).replace(s[4], s[5])
+        out = []
+        for frame in data[6:-2].split(b"\n\ndata: "):
+            chunk = _decode(frame)
+            chunk.update(id=self.id, object="chat.completion.chunk", created=self.created, model=self.model)
+            out.append(b"data: " + _encode(chunk) + b"\n\n")
+        return b"".join(out)
+
+    def _swaps_for(self, data: bytes) -> tuple[bytes, ...]:
+        """How the first relayed chunk spells its id, model and created (with the byte after a number,
+        so `1700000000` is never taken for the start of `17000000001`), each with ours after it."""
+        chunk = _decode(data)
+        up = (chunk.get("id"), chunk.get("model"), chunk.get("created"))
+        if (chunk.get("object") != "chat.completion.chunk" or not isinstance(up[0], str)
+                or not isinstance(up[1], str) or type(up[2]) is not int):
+            return ()
+        out: list[bytes] = []
+        for key, theirs, ours in ((b"id", up[0], self.id), (b"model", up[1], self.model),
+                                  (b"created", up[2], self.created)):
+            value = _encode(theirs)
+            spelt = [b'"%s":%s%s%s' % (key, sep, value, end) for sep in (b"", b" ")
+                     for end in ((b"",) if isinstance(theirs, str) else (b",", b"}"))]
+            found = next((x for x in spelt if x in data), None)
+            if found is None:
+                return ()
+            end = b"" if isinstance(theirs, str) else found[-1:]
+            out += [found, b'"%s":%s%s' % (key, _encode(ours), end)]
+        return tuple(out)
+
     def event(self, e: Event) -> bytes:
+        if isinstance(e, RawChunk):
+            return self._relayed(e)
         if isinstance(e, TextDelta):
             return self._delta(e.choice, {"content": e.text}, e.logprobs)
         if isinstance(e, ReasoningDelta):

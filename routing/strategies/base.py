@@ -34,6 +34,10 @@ class Call:
     may: Callable[[str], bool] = field(default=lambda model: True)
     """Whether the caller's key may reach a model: every virtual model a strategy reaches on its behalf
     (a cascade's `first` and `escalate-to`, a `degrade-to`) is checked here, not only the one it named."""
+    relay: bool = False
+    """The client reads chat chunks and nothing keeps the stream (no cache): a member streamed to it as it
+    is (`single`, pass-through) may give plain chunks as `RawChunk`s, relayed with only the id and model
+    changed instead of decoded, typed and encoded again."""
 
 
 class Strategy(Protocol):

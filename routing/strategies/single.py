@@ -68,7 +68,8 @@ class Single:
         failures: list[MemberFailure] = []
         lone = len(self.order) == 1
         for name in self.order:
-            async with aclosing(members.stream(name, call.request, model=self.model, lone=lone)) as events:
+            async with aclosing(members.stream(name, call.request, model=self.model, lone=lone,
+                                              raw=call.relay)) as events:
                 try:
                     first = await anext(events)
                 except MemberFailure as e:

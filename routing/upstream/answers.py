@@ -156,6 +156,31 @@ def chunk(member: str, raw: Any) -> Json:
             del raw["usage"]
     return raw
 
+_CHOICE_KEYS = frozenset({"index", "delta", "logprobs", "finish_reason"})
+
+
+def plain(raw: Json, started: bool) -> str | None:
+    """The text of a chunk a chat client may get as the upstream sent it (only its id and model changed),
+    or None when it must be checked and rebuilt (`events`): one choice, index 0, a delta of string
+    `content` (with the role `assistant` or none, and nothing else but nulls), no finish reason, no
+    logprobs, no usage, no error. A choice's first delta must name its role (`started`: one did)."""
+    choices = raw.get("choices")
+    if type(choices) is not list or len(choices) != 1 or raw.get("usage") is not None or "error" in raw:
+        return None
+    c = choices[0]
+    if (type(c) is not dict or c.get("finish_reason") is not None or c.get("logprobs") is not None
+            or c.get("index", 0) != 0 or type(c.get("index", 0)) is not int or not c.keys() <= _CHOICE_KEYS):
+        return None
+    d = c.get("delta")
+    if type(d) is not dict:
+        return None
+    text = d.get("content")
+    role = d.get("role")
+    if type(text) is not str or (role is None and not started) or role not in (None, "assistant"):
+        return None
+    if len(d) > (1 if role is None else 2) and any(v is not None for k, v in d.items() if k not in ("content", "role")):
+        return None
+    return text
 
 
 def _calls(calls: list[Json] | None) -> list[ToolCall]:

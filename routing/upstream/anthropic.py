@@ -268,6 +268,9 @@ class AnthropicBackend(OpenAIBackend):
         except (AttributeError, TypeError, ValueError) as e:  # a block or usage of the wrong shape
             raise MemberFailure(self.name, f"malformed response: {e}") from e
 
+    relays = False
+    """Its events are Anthropic's: every chunk is translated."""
+
     def _events(self) -> Callable[[Json], list[Json] | None]:
         translate = StreamTranslator(self.name)
 

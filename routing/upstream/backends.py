@@ -18,12 +18,12 @@ import httpx
 import msgspec
 
 from routing.config import BackendConfig
-from routing.core import Event, Finish, Reply, says_something
+from routing.core import Event, Finish, RawChunk, ReasoningDelta, Reply, TextDelta, ToolCallDelta, says_something
 from routing.errors import MemberFailure, MemberTimeout, UpstreamStatus
 from routing.request import Json, Request
 from routing.upstream import answers, clients
 from routing.upstream.guard import Guard
-from routing.upstream.sse import DONE, data_events
+from routing.upstream.sse import DONE, Splitter
 
 _decode = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
@@ -147,9 +147,12 @@ class OpenAIBackend:
 
         return openai
 
-    async def stream(self, req: Request, model: str | None = None,
-                     notes: Json | None = None) -> AsyncGenerator[Event, None]:
-        """Events of a streamed completion as they arrive.
+    relays = True
+    """Its chunks are OpenAI's: plain ones can reach a chat client as they came (`RawChunk`)."""
+
+    async def stream(self, req: Request, model: str | None = None, notes: Json | None = None,
+                     raw: bool = False) -> AsyncGenerator[Event, None]:
+        """Events of a streamed completion as they arrive (`raw`: plain chunks as `RawChunk`s).
 
         The first chunk is awaited within the member's timeout, so a caller that has not yet
         sent anything can still fall back. Closing the iterator closes the upstream connection,
@@ -164,56 +167,44 @@ class OpenAIBackend:
                     if resp.status_code >= 400:
                         raise upstream_error(self.name, resp.status_code, await resp.aread(),
                                              resp.headers.get("retry-after"))
-                events = data_events(resp.aiter_raw())
-                translate = self._events()
-                finished = said = ended = False
-                held: list[Event] = []
+                # the transport's body as it is: httpx's aiter_raw adds generator layers to every read
+                body = resp.stream
+                pieces = aiter(body if isinstance(body, httpx.AsyncByteStream) else resp.aiter_raw())
+                split = Splitter()
+                read = _Reader(self.name, self._events(), raw and self.relays)
+                events: list[Event] = []
+                ended = said = finished = False
                 # Until it says something, within the member's timeout, held back: a caller can still fall
-                # back. After that, one event after another with no timer of their own (a timeout entered
+                # back. After that, one read after another with no timer of their own (a timeout entered
                 # per event was a third of a stream's CPU).
                 async with asyncio.timeout_at(_loop_time(deadline)):
                     while not said and not ended:
-                        data = await anext(events, None)
-                        if data is None:
-                            break
-                        got = self._read(data, translate)
-                        if got is None:
-                            finished = ended = True
-                            break
-                        for e in got:
-                            finished = finished or isinstance(e, Finish)
-                            held.append(e)
-                            said = said or says_something(e)
-                for h in held:
-                    yield h
-                if said and not ended:  # the rest, a usage event after the finish reason too
-                    async for data in events:
-                        got = self._read(data, translate)
-                        if got is None:
-                            finished = True
-                            break
-                        for e in got:
-                            finished = finished or isinstance(e, Finish)
+                        piece = await anext(pieces, None)
+                        ended = read(split.feed(piece) if piece is not None else split.close(), events)
+                        ended = ended or piece is None
+                        said = any(says_something(e) for e in events)
+                while True:
+                    for e in events:
+                        finished = finished or isinstance(e, Finish)
+                        yield e
+                    if ended or not said:
+                        break
+                    events.clear()
+                    piece = await anext(pieces, None)
+                    try:
+                        ended = read(split.feed(piece) if piece is not None else split.close(), events)
+                    except Exception:  # a broken event (translated below): what the read held before it first
+                        for e in events:
                             yield e
+                        raise
+                    ended = ended or piece is None
                 if not said:
                     raise MemberFailure(self.name, "stream ended without an answer (no content, no finish reason)")
-                if not finished:
+                if not finished and not read.done:
                     raise MemberFailure(self.name, "stream ended before the answer was complete")
         finally:
             if resp is not None:
                 await resp.aclose()
-
-    def _read(self, data: bytes, translate: Callable[[Json], list[Json] | None]) -> list[Event] | None:
-        """One SSE data field's events; None when the stream says it is over."""
-        if data == DONE:
-            return None
-        event = _decode(data)
-        if not isinstance(event, dict):
-            raise MemberFailure(self.name, "malformed stream event")
-        chunks = translate(event)
-        if chunks is None:
-            return None
-        return [e for chunk in chunks for e in answers.events(self.name, chunk)]
 
     async def forward(self, path: str, body: Json, model: str | None = None,
                       betas: tuple[str, ...] = ()) -> httpx.Response:
@@ -261,6 +252,60 @@ class OpenAIBackend:
                 if isinstance(m, dict) and m.get("id") == self.model and isinstance(m.get("max_model_len"), int):
                     self.window = m["max_model_len"]
         return [str(m["id"]) for m in items if isinstance(m, dict) and "id" in m]
+
+
+class _Reader:
+    """One stream's SSE payloads into events, appended to a list: one call per upstream read."""
+
+    __slots__ = ("done", "member", "raw", "started", "translate")
+
+    def __init__(self, member: str, translate: Callable[[Json], list[Json] | None], raw: bool) -> None:
+        self.member, self.translate, self.raw = member, translate, raw
+        self.started = False
+        """Choice 0 has had a delta (the first names the role)."""
+        self.done = False
+        """The stream said it is over (`[DONE]`, or the translator's end)."""
+
+    def __call__(self, payloads: list[bytes], out: list[Event]) -> bool:
+        """Append the events of `payloads` to `out` (plain chunks in a row as one `RawChunk`); True once
+        the stream says it is over."""
+        plain: list[bytes] = []
+        texts: list[str] = []
+        try:
+            for data in payloads:
+                if data == DONE:
+                    self.done = True
+                    return True
+                event = _decode(data)
+                if not isinstance(event, dict):
+                    raise MemberFailure(self.member, "malformed stream event")
+                if self.raw and b"\n" not in data:
+                    text = answers.plain(event, self.started)
+                    if text is not None:
+                        self.started = True
+                        plain.append(data)
+                        texts.append(text)
+                        continue
+                if plain:
+                    out.append(_raw(plain, texts))
+                    plain, texts = [], []
+                chunks = self.translate(event)
+                if chunks is None:
+                    self.done = True
+                    return True
+                for chunk in chunks:
+                    got = answers.events(self.member, chunk)
+                    self.started = self.started or any(
+                        isinstance(e, (TextDelta, ReasoningDelta, ToolCallDelta)) and e.choice == 0 for e in got)
+                    out += got
+            return False
+        finally:
+            if plain:
+                out.append(_raw(plain, texts))
+
+
+def _raw(payloads: list[bytes], texts: list[str]) -> RawChunk:
+    return RawChunk(b"data: " + b"\n\ndata: ".join(payloads) + b"\n\n", len(payloads), "".join(texts))
 
 
 def _loop_time(deadline: float) -> float:

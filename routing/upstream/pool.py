@@ -287,15 +287,15 @@ class PooledBackend(OpenAIBackend):
                 self._pass_over(e, failure, tried, i == len(candidates) - 1)
         raise AssertionError("unreachable: a pool has at least one endpoint")
 
-    async def stream(self, req: Request, model: str | None = None,
-                     notes: Json | None = None) -> AsyncGenerator[Event, None]:
+    async def stream(self, req: Request, model: str | None = None, notes: Json | None = None,
+                     raw: bool = False) -> AsyncGenerator[Event, None]:
         tried: list[str] = []
         candidates = self.order(req)[:MAX_TRIES]
         for i, e in enumerate(candidates):
             said = False
             try:
                 async with self._on(e, notes):
-                    async with contextlib.aclosing(e.backend.stream(req, model)) as events:
+                    async with contextlib.aclosing(e.backend.stream(req, model, raw=raw)) as events:
                         async for event in events:
                             said = True
                             yield event

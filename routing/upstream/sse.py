@@ -7,28 +7,49 @@ from collections.abc import AsyncIterator
 DONE = b"[DONE]"
 
 
-async def data_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """Yield the `data` payload of each event as it completes; comments and other fields are skipped."""
-    buf = b""
-    async for piece in chunks:
-        buf += piece
+class Splitter:
+    """The `data` payloads of the events in a byte stream, fed as pieces arrive: a plain function call
+    per piece, not a generator layer per event (a stream's reads pass through here once each)."""
+
+    __slots__ = ("_buf",)
+
+    def __init__(self) -> None:
+        self._buf = b""
+
+    def feed(self, piece: bytes) -> list[bytes]:
+        """The payloads of the events this piece completes; comments and other fields are skipped."""
+        buf = self._buf + piece if self._buf else piece
         if b"\r" in buf:
             buf = buf.replace(b"\r\n", b"\n")
-        while True:
-            end = buf.find(b"\n\n")
-            if end < 0:
-                break
-            event, buf = buf[:end], buf[end + 2 :]
-            data = _data_of(event)
+        out: list[bytes] = []
+        start = 0
+        while (end := buf.find(b"\n\n", start)) >= 0:
+            data = _data_of(buf[start:end])
+            start = end + 2
             if data is not None:
-                yield data
-    tail = buf.strip()
-    if tail:
-        data = _data_of(tail)
-        if data is not None:
+                out.append(data)
+        self._buf = buf[start:]
+        return out
+
+    def close(self) -> list[bytes]:
+        """The payload of an event the stream ended without closing, if any."""
+        tail, self._buf = self._buf.strip(), b""
+        data = _data_of(tail) if tail else None
+        return [data] if data is not None else []
+
+
+async def data_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Yield the `data` payload of each event as it completes."""
+    split = Splitter()
+    async for piece in chunks:
+        for data in split.feed(piece):
             yield data
+    for data in split.close():
+        yield data
 
 
 def _data_of(event: bytes) -> bytes | None:
+    if event.startswith(b"data: ") and b"\n" not in event:  # one line, as every server sends its chunks
+        return event[6:]
     parts = [line[5:].removeprefix(b" ") for line in event.split(b"\n") if line.startswith(b"data:")]
     return b"\n".join(parts) if parts else None

@@ -38,6 +38,7 @@ class _Conn(asyncio.Protocol):
         self._head: asyncio.Future[int] | None = None
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
+        self._paused = False
         self._more = asyncio.Event()
         self.complete = False
         self.reusable = False
@@ -76,7 +77,8 @@ class _Conn(asyncio.Protocol):
         self._chunks.append(body)
         self._buffered += len(body)
         self._more.set()
-        if self._buffered > HIGH_WATER and self.transport is not None:
+        if self._buffered > HIGH_WATER and self.transport is not None and not self._paused:
+            self._paused = True
             self.transport.pause_reading()
 
     def on_message_complete(self) -> None:
@@ -106,12 +108,16 @@ class _Conn(asyncio.Protocol):
 
     async def body(self, read_timeout: float | None) -> AsyncIterator[bytes]:
         while True:
-            while self._chunks:
-                chunk = self._chunks.popleft()
-                self._buffered -= len(chunk)
-                if self._buffered <= HIGH_WATER // 2 and self.transport is not None and not self.closed:
+            if self._chunks:  # what arrived since the last step, as one piece: a read of a stream often
+                # holds many chunks of its chunked encoding, and each piece costs a trip up the readers
+                chunk = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
+                self._chunks.clear()
+                self._buffered = 0
+                if self._paused and self.transport is not None and not self.closed:
+                    self._paused = False
                     self.transport.resume_reading()
                 yield chunk
+                continue
             if self.complete:
                 return
             if self._error is not None:

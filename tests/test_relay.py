@@ -1,0 +1,135 @@
+"""A chat stream relayed as the upstream's bytes says what the same stream rebuilt event by event says:
+the same text, roles, finish reasons and usage, under our id, created and model in every frame, for the
+shapes real servers send (compact or spaced JSON, no role chunk, extra and null fields, a `created` that
+changes). Chunks that need anything else (tool calls, logprobs, reasoning, usage) are still rebuilt,
+and a broken chunk after relayed ones is still the member's error, after the text that came before it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+
+from proxy.dialects.chat import ChatWriter
+from routing.config import BackendConfig
+from routing.core import Event, Finish, RawChunk, TextDelta, UsageEvent
+from routing.errors import MemberFailure
+from routing.request import Request
+from routing.upstream.backends import OpenAIBackend, _Reader
+from routing.upstream.sse import Splitter
+
+ID, CREATED, MODEL = "chatcmpl-ours", 1796000000, "ultra-instinct"
+
+
+def _frame(delta: dict[str, Any] | None, finish: str | None = None, *, spaced: bool = False, created: int = 1700000000,
+           extra: dict[str, Any] | None = None, choices: list[Any] | None = None) -> bytes:
+    chunk: dict[str, Any] = {"id": "chatcmpl-up", "object": "chat.completion.chunk", "created": created,
+                             "model": "smollm2", **(extra or {})}
+    chunk["choices"] = choices if choices is not None else [
+        {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+    sep = (", ", ": ") if spaced else (",", ":")
+    return b"data: " + json.dumps(chunk, separators=sep).encode() + b"\n\n"
+
+
+USAGE = {"prompt_tokens": 4, "completion_tokens": 3, "total_tokens": 7}
+STREAMS: dict[str, list[bytes]] = {
+    "compact, role first": [_frame({"role": "assistant", "content": ""}), _frame({"content": "Par"}),
+                            _frame({"content": "is"}), _frame({}, "stop"),
+                            _frame(None, choices=[], extra={"usage": USAGE})],
+    "spaced, no role chunk, fingerprint": [_frame({"content": "Par"}, spaced=True, extra={"system_fingerprint": "b1"}),
+                                           _frame({"content": "is"}, spaced=True, extra={"system_fingerprint": "b1"}),
+                                           _frame({}, "stop", spaced=True)],
+    "nulls in every delta, usage null": [
+        _frame({"role": "assistant", "content": "Par", "reasoning_content": None, "tool_calls": None},
+               extra={"usage": None}),
+        _frame({"content": "is", "reasoning_content": None}, extra={"usage": None}),
+        _frame({}, "length", extra={"usage": USAGE})],
+    "created changes mid-stream": [_frame({"role": "assistant", "content": "Par"}),
+                                   _frame({"content": "is"}, created=17000000001),
+                                   _frame({"content": "!"}, created=1700000000), _frame({}, "stop")],
+    "tool calls and logprobs between text": [
+        _frame({"role": "assistant", "content": "Let me"}),
+        _frame(None, choices=[{"index": 0, "delta": {"content": " see"}, "finish_reason": None,
+                               "logprobs": {"content": [{"token": " see", "logprob": -0.1, "top_logprobs": []}]}}]),
+        _frame({"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+                                "function": {"name": "f", "arguments": "{}"}}]}),
+        _frame({"reasoning": "hmm"}), _frame({"content": "."}), _frame({}, "tool_calls")],
+}
+
+
+def _run(raw: bool, frames: list[bytes], include_usage: bool, whole: bool = False,
+         ) -> tuple[list[dict[str, Any]], list[Event]]:
+    """The frames through a stream's reader and a chat writer: one read each, or all in one (`whole`)."""
+    read, split = _Reader("smol", OpenAIBackend._events(None), raw), Splitter()  # type: ignore[arg-type]
+    events: list[Event] = []
+    for piece in [b"".join(frames)] if whole else frames:
+        if read(split.feed(piece), events):
+            break
+    w = ChatWriter(id=ID, created=CREATED, model=MODEL, include_usage=include_usage)
+    out = b"".join(w.event(e) for e in events if not isinstance(e, UsageEvent))
+    usage = [e for e in events if isinstance(e, UsageEvent)]
+    out += b"".join(w.event(e) for e in usage) + w.end()
+    parsed = [msgspec.json.decode(f.removeprefix(b"data: ")) for f in out.split(b"\n\n") if f and f != b"data: [DONE]"]
+    assert out.endswith(b"data: [DONE]\n\n")
+    return parsed, events
+
+
+def _said(frames: list[dict[str, Any]]) -> dict[Any, Any]:
+    """What a client reads out of the frames: per choice its role, text, reasoning, tool calls, logprobs
+    and finish reason, and the usage (frame boundaries are the upstream's, and may differ)."""
+    out: dict[Any, Any] = {"usage": [f["usage"] for f in frames if f.get("usage")]}
+    for f in frames:
+        for c in f["choices"]:
+            mine = out.setdefault(c["index"], {"text": "", "role": [], "calls": [], "logprobs": [], "finish": []})
+            d = c["delta"]
+            mine["text"] += d.get("content") or ""
+            mine["role"] += [d["role"]] if d.get("role") else []
+            mine["calls"] += d.get("tool_calls") or []
+            mine["logprobs"] += (c.get("logprobs") or {}).get("content") or []
+            mine["finish"] += [c["finish_reason"]] if c["finish_reason"] else []
+            mine["reasoning"] = mine.get("reasoning", "") + (d.get("reasoning_content") or "")
+    return out
+
+
+@pytest.mark.parametrize("whole", [False, True])
+@pytest.mark.parametrize("include_usage", [False, True])
+@pytest.mark.parametrize("name", list(STREAMS))
+def test_a_relayed_stream_says_what_the_rebuilt_one_says(name: str, include_usage: bool, whole: bool) -> None:
+    relayed, events = _run(True, STREAMS[name], include_usage, whole)
+    rebuilt, _ = _run(False, STREAMS[name], include_usage, whole)
+    assert _said(relayed) == _said(rebuilt)
+    assert _said(relayed)[0]["role"] == ["assistant"], "one role, first"
+    assert all((f["id"], f["created"], f["model"], f["object"]) == (ID, CREATED, MODEL, "chat.completion.chunk")
+               for f in relayed), "every frame carries our identity, whatever the upstream wrote"
+    assert any(isinstance(e, RawChunk) for e in events), "the plain chunks were relayed, not rebuilt"
+    assert relayed[0]["choices"][0]["delta"].get("role") == "assistant"
+
+
+def test_what_needs_more_than_an_identity_is_still_rebuilt() -> None:
+    _, events = _run(True, STREAMS["tool calls and logprobs between text"], False)
+    kinds = [type(e).__name__ for e in events]
+    assert kinds == ["RawChunk", "TextDelta", "ToolCallDelta", "ReasoningDelta", "RawChunk", "Finish"]
+    _, events = _run(True, STREAMS["spaced, no role chunk, fingerprint"], False)
+    assert isinstance(events[0], TextDelta) and isinstance(events[1], RawChunk), \
+        "a first delta without a role is rebuilt (the writer names the role)"
+    _, events = _run(True, STREAMS["compact, role first"], False, whole=True)
+    assert [type(e) for e in events] == [RawChunk, Finish, UsageEvent] and events[0].count == 3  # type: ignore[union-attr]
+
+
+async def test_a_broken_chunk_after_relayed_ones_fails_the_member_after_their_text() -> None:
+    async def body() -> AsyncIterator[bytes]:
+        yield _frame({"role": "assistant", "content": "Par"})  # the first read: said, so passed on
+        yield _frame({"content": "is"}) + b'data: {"id": "x", "choices": [{\n\n' + b"data: [DONE]\n\n"
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(
+        lambda req: httpx.Response(200, content=body(), headers={"content-type": "text/event-stream"})))
+    backend = OpenAIBackend("smol", BackendConfig(url="http://up.invalid/v1", model="smollm2"), client)
+    got: list[Event] = []
+    with pytest.raises(MemberFailure, match="smol"):
+        async for e in backend.stream(Request.of({"messages": [{"role": "user", "content": "hi"}]}), raw=True):
+            got.append(e)
+    assert [e.text for e in got if isinstance(e, RawChunk)] == ["Par", "is"], "the text before the broken chunk"
