@@ -1,9 +1,26 @@
 from __future__ import annotations
 
+import hypothesis
 import pytest
+from hypothesis import strategies as st
 
 from routing.core import ToolCall
-from routing.vote.vote import Ballot, agreement, canonical, canonical_tool_calls, cluster, decided, ranked, similarity
+from routing.vote.vote import (
+    _BOLD,
+    _BOXED,
+    _FINAL,
+    _LONE,
+    Ballot,
+    _clean_value,
+    agreement,
+    canonical,
+    canonical_tool_calls,
+    cluster,
+    decided,
+    final_answer,
+    ranked,
+    similarity,
+)
 
 
 @pytest.mark.parametrize(
@@ -98,3 +115,24 @@ def test_early_decision_only_when_the_vote_can_no_longer_change(
 ) -> None:
     groups = cluster([Ballot(m, w, i, t) for i, (m, w, t) in enumerate(answered)])
     assert decided(groups, outstanding) is expected
+
+
+_WORDS = ["so", "So", "SO", "ſo", "also", "answer", "Final Answer", "the result", "thus", "therefore", "is", ":",
+          "=", "would be", "42", "Paris", "\n", " ", ".", "**", "alpha", "KELVIN", "Ǆ"]
+
+
+@hypothesis.settings(max_examples=400, deadline=None)
+@hypothesis.given(st.lists(st.sampled_from(_WORDS) | st.text(max_size=6), max_size=14))
+def test_the_final_answer_prefilter_never_changes_what_is_read(parts: list[str]) -> None:
+    """`final_answer` skips its slow search when none of its words is in the text: it must read what the
+    search alone reads, case-folding traps (the long s of `ſo`, which re.I takes for `so`) included."""
+    text = " ".join(parts)
+    t = text.strip()
+    expected = None
+    if not (_BOXED.search(t) or _LONE.match(t) or _BOLD.match(t)):
+        for candidate in ((t.splitlines() or [""])[-1], t):
+            m = _FINAL.search(candidate)
+            if m and len(m.group(1)) <= 80:
+                expected = _clean_value(m.group(1))
+                break
+        assert final_answer(text) == expected

@@ -123,10 +123,7 @@ class OpenAIBackend:
         with self._translated():
             async with asyncio.timeout(self.cfg.timeout_s):
                 resp = await clients.send(self._client, self._request(req, False, model))
-                try:
-                    content = await resp.aread()
-                finally:
-                    await resp.aclose()
+                content = await clients.read(resp)
             if resp.status_code >= 400:
                 raise upstream_error(self.name, resp.status_code, content, resp.headers.get("retry-after"))
             return self._answer(_decode(content))

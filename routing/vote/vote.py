@@ -37,6 +37,8 @@ _FINAL = re.compile(
     r"(.+?)\s*[.!]?\s*$",
     re.I | re.S,
 )
+_FINAL_WORDS = ("answer", "result", "therefore", "thus", "so")
+"""What every match of `_FINAL` holds ("final answer" and "the answer" hold "answer")."""
 _LONE = re.compile(r"^\(?([A-Ja-j]|[-+]?\d[\d,]*(?:\.\d+)?)\)?[.)]?$")
 _BOLD = re.compile(r"^\*\*(.+?)\*\*[.!]?$", re.S)
 _WORD = re.compile(r"\w+", re.U)
@@ -62,8 +64,11 @@ def final_answer(text: str) -> str | None:
         return _clean_value(m.group(1))
     if m := _BOLD.match(t):
         return _clean_value(m.group(1))
+    folded = t.casefold()  # as re.I folds case: a text without one of the words cannot match (and the
+    if not any(w in folded for w in _FINAL_WORDS):  # search costs 15 us a text; this 1 us)
+        return None
     last = t.splitlines()[-1] if t else ""
-    for candidate in (last, t):
+    for candidate in (last, t) if last != t else (t,):
         m = _FINAL.search(candidate)
         if m and len(m.group(1)) <= 80:
             return _clean_value(m.group(1))
