@@ -18,7 +18,8 @@ JSON = b'{"ok": true}'
 
 
 class Server:
-    """Answers by path: /json (content-length), /sse (chunked, three events), /close (answers, then closes),
+    """Answers by path: /json (content-length), /sse (chunked, three events), /big (3 MiB chunked),
+    /close (answers, then closes),
     /slow (never answers), /hang-body (headers, half a body, then nothing)."""
 
     def __init__(self) -> None:
@@ -52,6 +53,13 @@ class Server:
                         w.write(b"%x\r\n%s\r\n" % (len(event), event))
                         await w.drain()
                         await asyncio.sleep(0.01)
+                    w.write(b"0\r\n\r\n")
+                elif path == b"/big":  # 3 MiB in 48 chunks, written as fast as the socket takes them
+                    w.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+                    for i in range(48):
+                        piece = bytes([65 + i % 26]) * 65536
+                        w.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                        await w.drain()
                     w.write(b"0\r\n\r\n")
                 elif path == b"/close":
                     w.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
@@ -102,6 +110,25 @@ async def test_a_chunked_stream_arrives_event_by_event(server: Server) -> None:
     async with client() as c, c.stream("GET", f"http://127.0.0.1:{server.port}/sse") as r:
         pieces = [p async for p in r.aiter_raw()]
     assert b"".join(pieces) == b"data: 0\n\ndata: 1\n\ndata: 2\n\n" and len(pieces) >= 2
+
+
+async def test_a_slow_reader_pauses_the_upstream_and_still_gets_every_byte_in_order(server: Server) -> None:
+    """Past HIGH_WATER unread bytes the connection stops reading (the upstream waits in TCP), resumes once
+    the reader took what was there (handed over as one piece), and is reused after a complete body."""
+    async with client() as c:
+        async with c.stream("GET", f"http://127.0.0.1:{server.port}/big") as r:
+            got, paused = [], False
+            async for piece in r.aiter_raw():
+                got.append(piece)
+                await asyncio.sleep(0.02)  # a reader slower than loopback: the buffer fills meanwhile
+                paused = paused or r.stream._stream._conn._paused  # type: ignore[union-attr]
+        body = b"".join(got)
+        assert body == b"".join(bytes([65 + i % 26]) * 65536 for i in range(48))
+        assert paused, "the connection stopped reading while 1 MiB waited unread"
+        assert len(got) < 48, "what arrived together came as one piece"
+        r2 = await c.post(f"http://127.0.0.1:{server.port}/json", content=b"{}")
+        assert r2.json() == {"ok": True}
+    assert server.connections == 1
 
 
 async def test_a_response_not_read_to_the_end_closes_its_connection(server: Server) -> None:
