@@ -34,7 +34,8 @@ def test_a_bad_config_names_file_and_key_without_a_traceback(tmp_path: Path) -> 
 def test_an_access_log_that_cannot_be_written_is_a_config_error_not_a_traceback(tmp_path: Path) -> None:
     for where in ("", str(tmp_path / "no-such-dir" / "access.log"), str(tmp_path)):
         cfg = tmp_path / "shenron.toml"
-        cfg.write_text(f'[server]\naccess-log = "{where}"\n[backends.goku]\nurl = "http://127.0.0.1:9/v1"\nmodel = "m"\n')
+        cfg.write_text(f'[server]\naccess-log = "{where}"\n'
+                       '[backends.goku]\nurl = "http://127.0.0.1:9/v1"\nmodel = "m"\n')
         done = run("serve", "--config", str(cfg), "--port", "0")
         assert done.returncode == 2, done.stderr
         assert "access-log" in done.stderr and "cannot be written" in done.stderr
