@@ -248,7 +248,7 @@ class AnthropicBackend(OpenAIBackend):
     def _request(self, req: Request, stream: bool, model: str | None) -> httpx.Request:
         upstream = to_messages(req.chat(), model or self.model)
         upstream["stream"] = stream
-        return self._post(_encode(upstream), self._betas(req.betas))
+        return self._post(_encode(upstream), self._betas(req.betas), bounded=not stream)
 
     def _betas(self, betas: tuple[str, ...]) -> dict[str, str] | None:
         """The client's anthropic-beta features merged after this backend's own, each once."""

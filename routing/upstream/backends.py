@@ -76,8 +76,9 @@ class OpenAIBackend:
         if key:
             self.headers["authorization"] = f"Bearer {key}"
         self.timeout = httpx.Timeout(cfg.timeout_s, connect=cfg.connect_timeout_s)
-        self._wire: tuple[httpx.URL, list[tuple[str, str]], dict[str, Any]] | None = None
-        """The chat URL, headers and timeouts as httpx holds them, built on the first request."""
+        self._wire: tuple[httpx.URL, list[tuple[str, str]], dict[str, Any], dict[str, Any]] | None = None
+        """The chat URL, headers and timeouts as httpx holds them (with and without a read timeout), built on
+        the first request."""
         self.guard = Guard(name, cfg)
         """Replaced by the router's, which knows the GPU pool and is probed in the background."""
         self.window: int | None = cfg.context_tokens
@@ -98,17 +99,20 @@ class OpenAIBackend:
         upstream = {**req.chat(), "model": model or self.model, "stream": stream}
         if stream:
             upstream["stream_options"] = {"include_usage": True}
-        return self._post(_encode(upstream))
+        return self._post(_encode(upstream), bounded=not stream)
 
-    def _post(self, content: bytes, extra: dict[str, str] | None = None) -> httpx.Request:
+    def _post(self, content: bytes, extra: dict[str, str] | None = None, bounded: bool = False) -> httpx.Request:
         """A POST of `content` to the chat URL. Built with `stream=` and a prepared header list, so
         httpx neither re-merges nor re-detects the headers' encoding per request (that was a tenth of
-        a millisecond of CPU per member call, measured)."""
+        a millisecond of CPU per member call, measured). `bounded`: the caller holds a deadline over the
+        whole exchange, so the transport needs no read timer of its own."""
         if self._wire is None:  # after __init__: a subclass sets its own URL and headers there
             url = httpx.URL(self.chat_url)
             raw = [("host", url.netloc.decode("ascii")), *self.headers.items()]
-            self._wire = (url, raw, {"timeout": self.timeout.as_dict()})
-        url, raw, extensions = self._wire
+            self._wire = (url, raw, {"timeout": self.timeout.as_dict()},
+                          {"timeout": {**self.timeout.as_dict(), "read": None}})
+        url, raw, unbounded, whole = self._wire
+        extensions = whole if bounded else unbounded
         if extra:
             raw = [(k, v) for k, v in raw if k not in extra] + list(extra.items())
         headers = httpx.Headers([*raw, ("content-length", str(len(content)))], encoding="utf-8")

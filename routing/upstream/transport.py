@@ -295,8 +295,12 @@ class Transport(httpx.AsyncBaseTransport):
                     pool.vacate()
                     raise
             try:
-                async with asyncio.timeout(timeouts.get("read")):
+                read_s = timeouts.get("read")
+                if read_s is None:  # the caller's deadline bounds the exchange: no timer of our own
                     status = await conn.send(head, body)
+                else:
+                    async with asyncio.timeout(read_s):
+                        status = await conn.send(head, body)
                 break
             except TimeoutError:
                 pool.discard(conn)
