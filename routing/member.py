@@ -11,7 +11,8 @@ its usage and cost. Three calls of one member are three reports with three waits
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
+from typing import Any
 
 import msgspec
 
@@ -99,25 +100,10 @@ class Members:
             report.usage = spent.usage
             report.cost_usd = round(cost(spent.usage, cfg), 8)
 
-    @contextlib.asynccontextmanager
-    async def _call(self, name: str, report: MemberReport, guarded: bool = True) -> AsyncIterator[Spend]:
+    def _call(self, name: str, report: MemberReport, guarded: bool = True) -> _Call:
         """Around one call: kept in the request's spend list, inside the backend's guard (unless the call
         guards itself), and ended in its report, however it ends."""
-        backend = self.backends[name]
-        exc: BaseException | None = None
-        try:
-            with spend.tracked(name, report.model, backend.cfg) as spent:
-                try:
-                    if guarded:
-                        async with backend.guard.call() as spent.notes:
-                            yield spent
-                    else:
-                        yield spent
-                except BaseException as e:
-                    exc = e
-                    raise
-        finally:
-            self._end(name, report, spent, exc)
+        return _Call(self, name, report, guarded)
 
     async def ask(self, name: str, req: Request, *, shown: str | None = None, role: str | None = None,
                   model: str | None = None, weight: float | None = None, lone: bool = False,
@@ -187,3 +173,37 @@ class Members:
         r = next((r for r in reversed(self.reports) if r.name == shown), None)
         if r is not None and r.status in ("ok", "cancelled"):
             r.status, r.error = status, why  # type: ignore[assignment]
+
+
+class _Call(contextlib.AbstractAsyncContextManager[Spend]):
+    """`Members._call`: a class, not a generator, since it is entered once per member call."""
+
+    __slots__ = ("guard", "members", "name", "report", "spent")
+
+    def __init__(self, members: Members, name: str, report: MemberReport, guarded: bool) -> None:
+        self.members, self.name, self.report = members, name, report
+        backend = members.backends[name]
+        self.spent = spend.tracked(name, report.model, backend.cfg)
+        self.guard = backend.guard.call() if guarded else None
+
+    async def __aenter__(self) -> Spend:
+        spent = self.spent.__enter__()
+        if self.guard is not None:
+            try:
+                spent.notes = await self.guard.__aenter__()
+            except BaseException as e:
+                self.spent.__exit__(type(e), e, e.__traceback__)
+                self.members._end(self.name, self.report, spent, e)
+                raise
+        return spent
+
+    async def __aexit__(self, typ: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        try:
+            try:
+                if self.guard is not None:
+                    await self.guard.__aexit__(typ, exc, tb)
+            finally:
+                self.spent.__exit__(typ, exc, tb)
+        finally:
+            self.members._end(self.name, self.report, self.spent.entry, exc)
+

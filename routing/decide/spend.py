@@ -7,11 +7,10 @@ cost, the ones cut short as `cancelled`. Nothing is lost silently.
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import Any
 
 from routing.config import BackendConfig
 from routing.errors import MemberFailure
@@ -55,20 +54,21 @@ def begin() -> list[Spend]:
     return calls
 
 
-@contextlib.contextmanager
-def tracked(name: str, model: str, cfg: BackendConfig) -> Iterator[Spend]:
+class tracked:  # lower case: used as the function it was, `with tracked(...) as spent`
     """Around one member call: kept in the request's list, ended `ok`, with the member's failure kind, or
-    `cancelled` (cancelled, or a stream closed by a caller that stopped reading)."""
-    entry = Spend(name, model, cfg)
-    made = SPENT.get()
-    if made is not None:
-        made.append(entry)
-    try:
-        yield entry
-    except MemberFailure as e:
-        entry.end(e.kind)
-        raise
-    except BaseException:
-        entry.end("cancelled")
-        raise
-    entry.end("ok")
+    `cancelled` (cancelled, or a stream closed by a caller that stopped reading). A class, not a generator:
+    it is entered once per member call."""
+
+    __slots__ = ("entry",)
+
+    def __init__(self, name: str, model: str, cfg: BackendConfig) -> None:
+        self.entry = Spend(name, model, cfg)
+        made = SPENT.get()
+        if made is not None:
+            made.append(self.entry)
+
+    def __enter__(self) -> Spend:
+        return self.entry
+
+    def __exit__(self, typ: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        self.entry.end("ok" if exc is None else exc.kind if isinstance(exc, MemberFailure) else "cancelled")

@@ -141,26 +141,42 @@ class Guard:
                 return
         self.record(False, e.reason)
 
-    @contextlib.asynccontextmanager
-    async def call(self) -> AsyncIterator[Json]:
-        """Around one real request: the GPU slot and the outcome for the breaker. Yields what it noticed
+    def call(self) -> contextlib.AbstractAsyncContextManager[Json]:
+        """Around one real request: the GPU slot and the outcome for the breaker. Gives what it noticed
         about this one call (`queue_ms` waiting for the slot, `cold_start`), for the call's own record."""
-        slot = self.pool.slot() if self.pool else None
-        queued = await slot.__aenter__() if slot else 0
+        return _GuardedCall(self)
+
+
+class _GuardedCall(contextlib.AbstractAsyncContextManager[Json]):
+    """`Guard.call`: a class, not a generator, since it is entered once per member call."""
+
+    __slots__ = ("guard", "slot")
+
+    def __init__(self, guard: Guard) -> None:
+        self.guard = guard
+        self.slot: contextlib.AbstractAsyncContextManager[int] | None = None
+
+    async def __aenter__(self) -> Json:
+        g = self.guard
+        self.slot = g.pool.slot() if g.pool else None
+        queued = await self.slot.__aenter__() if self.slot else 0
+        notes: Json = {}
+        if g.pool is not None:
+            notes["queue_ms"] = queued
+        if g.loaded is False or g.loading:
+            notes["cold_start"] = True
+        return notes
+
+    async def __aexit__(self, typ: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        g = self.guard
         try:
-            notes: Json = {}
-            if self.pool is not None:
-                notes["queue_ms"] = queued
-            if self.loaded is False or self.loading:
-                notes["cold_start"] = True
-            try:
-                yield notes
-            except MemberFailure as e:
-                self._outcome(e)
-                raise
-            self.record(True)
-            self.loaded = True if self.loaded is not None else None
-            self.loading = False
+            if isinstance(exc, MemberFailure):
+                g._outcome(exc)
+            elif exc is None:
+                g.record(True)
+                g.loaded = True if g.loaded is not None else None
+                g.loading = False
         finally:
-            if slot:
-                await slot.__aexit__(None, None, None)
+            if self.slot:
+                await self.slot.__aexit__(None, None, None)
+
