@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,18 +79,10 @@ class Books:
         self.inflight[t.model] = self.inflight.get(t.model, 0) + 1
         self.metrics.child(self.metrics.inflight, t.model).inc()
 
-    @contextlib.asynccontextmanager
-    async def ticket(self, log: dict[str, Any]) -> AsyncIterator[tuple[Ticket, list[Spend]]]:
+    def ticket(self, log: dict[str, Any]) -> _Ticketed:
         """One request's ticket and the list of the member calls it makes. A request that fails before its
         answer is settled gets its ledger row here, with the status its client sees."""
-        t = Ticket(log=log)
-        calls = spend.begin()
-        try:
-            yield t, calls
-        except Exception as e:
-            status, code = errors.classify(e)
-            await self.finish(t, status, exc=e, error=code, calls=calls)
-            raise
+        return _Ticketed(self, Ticket(log=log))
 
     async def finish(self, t: Ticket, status: int, council: CouncilReport | None = None,
                      exc: BaseException | None = None, error: str | None = None,
@@ -136,3 +127,23 @@ class Books:
     async def drain(self) -> None:
         if self._late:
             await asyncio.gather(*self._late, return_exceptions=True)
+
+
+class _Ticketed(contextlib.AbstractAsyncContextManager[tuple[Ticket, list[Spend]]]):
+    """`Books.ticket`: a class, not a generator, since every request enters one."""
+
+    __slots__ = ("books", "calls", "t")
+
+    def __init__(self, books: Books, t: Ticket) -> None:
+        self.books, self.t = books, t
+        self.calls: list[Spend] = []
+
+    async def __aenter__(self) -> tuple[Ticket, list[Spend]]:
+        self.calls = spend.begin()
+        return self.t, self.calls
+
+    async def __aexit__(self, typ: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        if isinstance(exc, Exception):
+            status, code = errors.classify(exc)
+            await self.books.finish(self.t, status, exc=exc, error=code, calls=self.calls)
+
