@@ -19,6 +19,7 @@ from routing.config import BackendConfig
 from routing.core import Event, Finish, RawChunk, TextDelta, UsageEvent
 from routing.errors import MemberFailure
 from routing.request import Request
+from routing.upstream import answers
 from routing.upstream.backends import OpenAIBackend, _Reader
 from routing.upstream.sse import Splitter
 
@@ -133,3 +134,28 @@ async def test_a_broken_chunk_after_relayed_ones_fails_the_member_after_their_te
         async for e in backend.stream(Request.of({"messages": [{"role": "user", "content": "hi"}]}), raw=True):
             got.append(e)
     assert [e.text for e in got if isinstance(e, RawChunk)] == ["Par", "is"], "the text before the broken chunk"
+
+
+@pytest.mark.parametrize("chunk", [
+    {"choices": [{"index": True, "delta": {"role": "assistant", "content": "x"}}]},
+    {"choices": [{"index": 1, "delta": {"role": "assistant", "content": "x"}}]},
+    {"choices": [{"delta": {"role": "user", "content": "x"}}]},
+    {"choices": [{"delta": {"role": "assistant", "content": 5}}]},
+    {"choices": [{"delta": {"role": "assistant", "content": "x", "tool_calls": []}}]},
+    {"choices": [{"delta": {"role": "assistant", "content": "x", "reasoning": "hm"}}]},
+    {"choices": [{"delta": {"role": "assistant", "content": "x", "vendor": 1}}]},
+    {"choices": [{"delta": {"role": "assistant", "content": "x"}, "finish_reason": "stop"}]},
+    {"choices": [{"delta": {"role": "assistant", "content": "x"}, "logprobs": {"content": []}}]},
+    {"choices": [{"delta": {"role": "assistant", "content": "x"}}, {"index": 1, "delta": {"content": "y"}}]},
+    {"choices": [], "usage": USAGE},
+    {"choices": [{"delta": {"role": "assistant", "content": "x"}}], "usage": USAGE},
+    {"choices": [{"delta": {"role": "assistant", "content": "x"}}], "error": {"message": "boom"}},
+    {"choices": [{"delta": {"content": "x"}}]},  # a first delta without its role
+    [1, 2],
+])
+def test_a_chunk_that_is_not_one_choices_plain_text_is_never_relayed(chunk: Any) -> None:
+    assert answers.plain(json.dumps(chunk).encode(), started=False) is None
+    ok = {"id": "x", "system_fingerprint": "fp", "usage": None,
+          "choices": [{"index": 0, "delta": {"role": "assistant", "content": "x", "refusal": None}}]}
+    assert answers.plain(json.dumps(ok).encode(), started=False) == "x"
+    assert answers.plain(b'{"choices": [{"delta": {"content": "y"}}]}', started=True) == "y"

@@ -277,16 +277,16 @@ class _Reader:
                 if data == DONE:
                     self.done = True
                     return True
-                event = _decode(data)
-                if not isinstance(event, dict):
-                    raise MemberFailure(self.member, "malformed stream event")
                 if self.raw and b"\n" not in data:
-                    text = answers.plain(event, self.started)
+                    text = answers.plain(data, self.started)
                     if text is not None:
                         self.started = True
                         plain.append(data)
                         texts.append(text)
                         continue
+                event = _decode(data)
+                if not isinstance(event, dict):
+                    raise MemberFailure(self.member, "malformed stream event")
                 if plain:
                     out.append(_raw(plain, texts))
                     plain, texts = [], []
