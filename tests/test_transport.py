@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
+import json
 import shutil
 import ssl
 import subprocess
@@ -10,11 +12,23 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
+import msgspec
 import pytest
 
+from routing.config import BackendConfig
+from routing.errors import UpstreamStatus
+from routing.request import Request
+from routing.upstream.anthropic import AnthropicBackend
+from routing.upstream.backends import OpenAIBackend
 from routing.upstream.transport import Transport
 
 JSON = b'{"ok": true}'
+COMPLETION = json.dumps({"id": "c", "object": "chat.completion", "created": 1, "model": "m", "choices": [
+    {"index": 0, "message": {"role": "assistant", "content": "Paris"}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}).encode()
+MESSAGE = json.dumps({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude",
+                      "content": [{"type": "text", "text": "Paris"}], "stop_reason": "end_turn",
+                      "usage": {"input_tokens": 3, "output_tokens": 1}}).encode()
 
 
 class Server:
@@ -25,6 +39,7 @@ class Server:
     def __init__(self) -> None:
         self.connections = 0
         self.open = 0
+        self.heads: list[bytes] = []
         self.server: asyncio.Server | None = None
         self.port = 0
 
@@ -61,6 +76,18 @@ class Server:
                         w.write(b"%x\r\n%s\r\n" % (len(piece), piece))
                         await w.drain()
                     w.write(b"0\r\n\r\n")
+                elif path == b"/gzip/v1/chat/completions":  # compressed though nobody asked
+                    packed = gzip.compress(COMPLETION)
+                    w.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-encoding: gzip\r\n"
+                            b"content-length: %d\r\n\r\n" % len(packed) + packed)
+                elif path == b"/busy/v1/chat/completions":
+                    err = b'{"error": {"message": "slow down", "type": "rate_limit_error"}}'
+                    w.write(b"HTTP/1.1 429 Too Many Requests\r\nretry-after: 7\r\ncontent-length: %d\r\n\r\n"
+                            % len(err) + err)
+                elif path == b"/v1/messages":
+                    self.heads.append(head)
+                    w.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
+                            % len(MESSAGE) + MESSAGE)
                 elif path == b"/close":
                     w.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
                     await w.drain()
@@ -216,3 +243,28 @@ async def test_https_upstreams_verify_the_certificate(tmp_path: Path) -> None:
                 await c.post(f"https://localhost:{s.port}/json", content=b"{}")
     finally:
         await s.stop()
+
+
+async def test_a_whole_answer_on_the_own_transport_is_decoded_and_its_errors_keep_their_retry_after(
+        server: Server) -> None:
+    """A member's whole answer skips httpx's Request and Response on Shenron's transport: a body sent
+    compressed is still decoded, a 429 still says when to retry, and an Anthropic backend's betas still
+    reach the server beside its own headers."""
+    req = Request.of({"messages": [{"role": "user", "content": "capital of France?"}], "max_tokens": 5})
+    base = f"http://127.0.0.1:{server.port}"
+    async with client() as c:
+        gz = OpenAIBackend("gz", BackendConfig(url=base + "/gzip/v1", model="m"), c)
+        assert (await gz.complete(req)).answer.text == "Paris"
+        busy = OpenAIBackend("busy", BackendConfig(url=base + "/busy/v1", model="m"), c)
+        with pytest.raises(UpstreamStatus) as e:
+            await busy.complete(req)
+        assert e.value.upstream_status == 429 and e.value.retry_after == "7" and e.value.upstream_message == "slow down"
+        claude = AnthropicBackend("claude", BackendConfig(url=base, model="claude", kind="anthropic",
+                                                          headers={"anthropic-beta": "own-1"}), c)
+        with_betas = msgspec.structs.replace(req, betas=("client-2",))
+        assert (await claude.complete(with_betas)).answer.text == "Paris"
+        assert (await claude.complete(req)).answer.text == "Paris"
+    first, second = (h.decode().lower() for h in server.heads)
+    assert "anthropic-beta: own-1,client-2\r\n" in first and "anthropic-beta: own-1\r\n" in second
+    assert "content-length:" in first and first.count("anthropic-beta") == 1
+

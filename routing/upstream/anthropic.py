@@ -245,10 +245,10 @@ class AnthropicBackend(OpenAIBackend):
     def _forward_url(self, path: str) -> str:
         return self.chat_url.removesuffix("/messages") + path
 
-    def _request(self, req: Request, stream: bool, model: str | None) -> httpx.Request:
+    def _body(self, req: Request, stream: bool, model: str | None) -> tuple[bytes, dict[str, str] | None]:
         upstream = to_messages(req.chat(), model or self.model)
         upstream["stream"] = stream
-        return self._post(_encode(upstream), self._betas(req.betas), bounded=not stream)
+        return _encode(upstream), self._betas(req.betas)
 
     def _betas(self, betas: tuple[str, ...]) -> dict[str, str] | None:
         """The client's anthropic-beta features merged after this backend's own, each once."""

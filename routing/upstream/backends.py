@@ -24,6 +24,7 @@ from routing.request import Json, Request
 from routing.upstream import answers, clients
 from routing.upstream.guard import Guard
 from routing.upstream.sse import DONE, Splitter
+from routing.upstream.transport import Transport
 
 _decode = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
@@ -79,6 +80,8 @@ class OpenAIBackend:
         self._wire: tuple[httpx.URL, list[tuple[str, str]], dict[str, Any], dict[str, Any]] | None = None
         """The chat URL, headers and timeouts as httpx holds them (with and without a read timeout), built on
         the first request."""
+        self._head: bytes | None = None
+        """The request line and headers of a chat POST on Shenron's own transport, but its length."""
         self.guard = Guard(name, cfg)
         """Replaced by the router's, which knows the GPU pool and is probed in the background."""
         self.window: int | None = cfg.context_tokens
@@ -95,23 +98,53 @@ class OpenAIBackend:
         except (httpx.HTTPError, msgspec.DecodeError, UnicodeDecodeError, OSError) as e:
             raise MemberFailure(self.name, _reason(e)) from e
 
-    def _request(self, req: Request, stream: bool, model: str | None) -> httpx.Request:
+    def _body(self, req: Request, stream: bool, model: str | None) -> tuple[bytes, dict[str, str] | None]:
+        """The request's body on this kind's wire, and headers of its own beside the backend's."""
         upstream = {**req.chat(), "model": model or self.model, "stream": stream}
         if stream:
             upstream["stream_options"] = {"include_usage": True}
-        return self._post(_encode(upstream), bounded=not stream)
+        return _encode(upstream), None
+
+    def _request(self, req: Request, stream: bool, model: str | None) -> httpx.Request:
+        return self._post(*self._body(req, stream, model), bounded=not stream)
+
+    async def _whole(self, content: bytes, extra: dict[str, str] | None) -> tuple[int, str | None, bytes]:
+        """POST `content` to the chat URL and read the answer whole: status, `retry-after`, body. On
+        Shenron's own transport without httpx's Request and Response objects (their headers, URL and
+        stream wrappers cost more than the exchange's own Python); on any other through httpx."""
+        transport = self._client._transport_for_url(self._wire_of()[0])
+        if not isinstance(transport, Transport):
+            resp = await clients.send(self._client, self._post(content, extra, bounded=True))
+            return resp.status_code, resp.headers.get("retry-after"), await clients.read(resp)
+        url, raw, _, whole = self._wire_of()
+        if extra:
+            raw = [(k, v) for k, v in raw if k not in extra] + list(extra.items())
+            head = _head(url, raw)
+        else:
+            head = self._head if self._head is not None else _head(url, raw)
+            self._head = head
+        status, headers, body = await transport.whole(url, head + b"content-length: %d\r\n\r\n" % len(content),
+                                                      content, whole["timeout"])
+        found = {k.lower(): v for k, v in headers if k.lower() in (b"retry-after", b"content-encoding")}
+        if b"content-encoding" in found:  # not asked for, but sent: decoded as httpx would
+            body = await httpx.Response(status, headers=headers, stream=httpx.ByteStream(body)).aread()
+        retry = found.get(b"retry-after")
+        return status, retry.decode("latin-1") if retry is not None else None, body
+
+    def _wire_of(self) -> tuple[httpx.URL, list[tuple[str, str]], dict[str, Any], dict[str, Any]]:
+        if self._wire is None:  # after __init__: a subclass sets its own URL and headers there
+            url = httpx.URL(self.chat_url)
+            raw = [("host", url.netloc.decode("ascii")), *self.headers.items()]
+            self._wire = (url, raw, {"timeout": self.timeout.as_dict()},
+                          {"timeout": {**self.timeout.as_dict(), "read": None}})
+        return self._wire
 
     def _post(self, content: bytes, extra: dict[str, str] | None = None, bounded: bool = False) -> httpx.Request:
         """A POST of `content` to the chat URL. Built with `stream=` and a prepared header list, so
         httpx neither re-merges nor re-detects the headers' encoding per request (that was a tenth of
         a millisecond of CPU per member call, measured). `bounded`: the caller holds a deadline over the
         whole exchange, so the transport needs no read timer of its own."""
-        if self._wire is None:  # after __init__: a subclass sets its own URL and headers there
-            url = httpx.URL(self.chat_url)
-            raw = [("host", url.netloc.decode("ascii")), *self.headers.items()]
-            self._wire = (url, raw, {"timeout": self.timeout.as_dict()},
-                          {"timeout": {**self.timeout.as_dict(), "read": None}})
-        url, raw, unbounded, whole = self._wire
+        url, raw, unbounded, whole = self._wire_of()
         extensions = whole if bounded else unbounded
         if extra:
             raw = [(k, v) for k, v in raw if k not in extra] + list(extra.items())
@@ -126,10 +159,9 @@ class OpenAIBackend:
         `notes` is the call's record, for a backend that learns something per call (a pool: its endpoint)."""
         with self._translated():
             async with asyncio.timeout(self.cfg.timeout_s):
-                resp = await clients.send(self._client, self._request(req, False, model))
-                content = await clients.read(resp)
-            if resp.status_code >= 400:
-                raise upstream_error(self.name, resp.status_code, content, resp.headers.get("retry-after"))
+                status, retry_after, content = await self._whole(*self._body(req, False, model))
+            if status >= 400:
+                raise upstream_error(self.name, status, content, retry_after)
             return self._answer(_decode(content))
 
     def _answer(self, result: Any) -> Reply:
@@ -307,6 +339,11 @@ class _Reader:
 
 def _raw(payloads: list[bytes], texts: list[str]) -> RawChunk:
     return RawChunk(b"data: " + b"\n\ndata: ".join(payloads) + b"\n\n", len(payloads), "".join(texts))
+
+
+def _head(url: httpx.URL, headers: list[tuple[str, str]]) -> bytes:
+    return b"POST " + url.raw_path + b" HTTP/1.1\r\n" + b"".join(
+        b"%s: %s\r\n" % (k.encode("utf-8"), v.encode("utf-8")) for k, v in headers)
 
 
 def _loop_time(deadline: float) -> float:

@@ -262,26 +262,11 @@ class Transport(httpx.AsyncBaseTransport):
         conn.transport = tr  # uvloop calls connection_made only on its next turn
         return conn
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        url = request.url
-        origin = (url.raw_scheme, url.raw_host, url.port or (443 if url.raw_scheme == b"https" else 80))
-        timeouts: dict[str, Any] = request.extensions.get("timeout", {})
+    async def _exchange(self, origin: tuple[bytes, bytes, int], head: bytes, body: bytes,
+                        timeouts: dict[str, Any]) -> tuple[_Conn, _Pool, int]:
+        """Send one request on a pooled (or new) connection: the connection, its pool and the status, once
+        the response head is in; its body is then read from the connection."""
         pool = self._pool(origin)
-        try:
-            body = request.content
-        except httpx.RequestNotRead:
-            body = await request.aread()
-        lines = [request.method.encode(), b" ", url.raw_path, b" HTTP/1.1\r\n"]
-        framed = False
-        for name, value in request.headers.raw:
-            if name.lower() == b"transfer-encoding":
-                continue  # the body was read whole above: it goes with a Content-Length
-            framed = framed or name.lower() == b"content-length"
-            lines += [name, b": ", value, b"\r\n"]
-        if not framed and (body or request.method in ("POST", "PUT", "PATCH")):
-            lines.append(b"content-length: %d\r\n" % len(body))
-        lines.append(b"\r\n")
-        head = b"".join(lines)
         while True:
             try:
                 conn = await pool.acquire(timeouts.get("pool"))
@@ -314,6 +299,40 @@ class Transport(httpx.AsyncBaseTransport):
             except BaseException:  # cancelled, or the upstream failed: this connection is not reused
                 pool.discard(conn)
                 raise
+        return conn, pool, status
+
+    async def whole(self, url: httpx.URL, head: bytes, body: bytes,
+                    timeouts: dict[str, Any]) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """One exchange read whole, without httpx's Request and Response: `head` is the request line and
+        headers (ending in an empty line), `body` the bytes. The status, the response headers and the
+        body as it came (a caller that gets a `content-encoding` decodes it)."""
+        origin = (url.raw_scheme, url.raw_host, url.port or (443 if url.raw_scheme == b"https" else 80))
+        conn, pool, status = await self._exchange(origin, head, body, timeouts)
+        try:
+            parts = [piece async for piece in conn.body(timeouts.get("read"))]
+        finally:
+            pool.release(conn)  # closed instead when the body was not read to the end
+        return status, conn.headers(), parts[0] if len(parts) == 1 else b"".join(parts)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        origin = (url.raw_scheme, url.raw_host, url.port or (443 if url.raw_scheme == b"https" else 80))
+        timeouts: dict[str, Any] = request.extensions.get("timeout", {})
+        try:
+            body = request.content
+        except httpx.RequestNotRead:
+            body = await request.aread()
+        lines = [request.method.encode(), b" ", url.raw_path, b" HTTP/1.1\r\n"]
+        framed = False
+        for name, value in request.headers.raw:
+            if name.lower() == b"transfer-encoding":
+                continue  # the body was read whole above: it goes with a Content-Length
+            framed = framed or name.lower() == b"content-length"
+            lines += [name, b": ", value, b"\r\n"]
+        if not framed and (body or request.method in ("POST", "PUT", "PATCH")):
+            lines.append(b"content-length: %d\r\n" % len(body))
+        lines.append(b"\r\n")
+        conn, pool, status = await self._exchange(origin, b"".join(lines), body, timeouts)
         return httpx.Response(status, headers=conn.headers(), stream=_Body(conn, pool, timeouts.get("read")),
                               extensions={"http_version": b"HTTP/1.1"})
 
