@@ -112,7 +112,8 @@ async def relay(iterator: AsyncIterable[bytes | str], send: Send, receive: Recei
         producer.result()  # an error of the iterator's is raised here
         await send({"type": "http.response.body", "body": b"", "more_body": False})
     finally:
-        await stop({producer, watcher})
+        watcher.cancel()  # it only waits on `receive`: nothing to clean up, so nothing to wait for
+        await stop({producer})  # done already unless the client left or sending failed
 
 
 class _ASGIEventStream(ASGIStreamingResponse):
