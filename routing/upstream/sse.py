@@ -24,10 +24,13 @@ class Splitter:
         out: list[bytes] = []
         start = 0
         while (end := buf.find(b"\n\n", start)) >= 0:
-            data = _data_of(buf[start:end])
+            if buf.startswith(b"data: ", start) and buf.find(b"\n", start, end) < 0:
+                out.append(buf[start + 6:end])  # one line, as every server sends its chunks: no copy between
+            else:
+                data = _data_of(buf[start:end])
+                if data is not None:
+                    out.append(data)
             start = end + 2
-            if data is not None:
-                out.append(data)
         self._buf = buf[start:]
         return out
 
@@ -49,7 +52,5 @@ async def data_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
 
 
 def _data_of(event: bytes) -> bytes | None:
-    if event.startswith(b"data: ") and b"\n" not in event:  # one line, as every server sends its chunks
-        return event[6:]
     parts = [line[5:].removeprefix(b" ") for line in event.split(b"\n") if line.startswith(b"data:")]
     return b"\n".join(parts) if parts else None
