@@ -24,7 +24,7 @@ from routing.request import Json, Request
 from routing.upstream import answers, clients
 from routing.upstream.guard import Guard
 from routing.upstream.sse import DONE, Splitter
-from routing.upstream.transport import Transport
+from routing.upstream.transport import Body, Transport
 
 _decode = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
@@ -105,31 +105,46 @@ class OpenAIBackend:
             upstream["stream_options"] = {"include_usage": True}
         return _encode(upstream), None
 
-    def _request(self, req: Request, stream: bool, model: str | None) -> httpx.Request:
-        return self._post(*self._body(req, stream, model), bounded=not stream)
-
-    async def _whole(self, content: bytes, extra: dict[str, str] | None) -> tuple[int, str | None, bytes]:
-        """POST `content` to the chat URL and read the answer whole: status, `retry-after`, body. On
-        Shenron's own transport without httpx's Request and Response objects (their headers, URL and
-        stream wrappers cost more than the exchange's own Python); on any other through httpx."""
+    async def _open(self, content: bytes, extra: dict[str, str] | None, bounded: bool,
+                    ) -> tuple[int, str | None, str | None, httpx.AsyncByteStream]:
+        """POST `content` to the chat URL: the status, `retry-after`, `content-encoding`, and the body to
+        read or close. On Shenron's own transport without httpx's Request and Response
+        objects (their headers, URL and stream wrappers cost more than the exchange's own Python); on any
+        other through httpx."""
         transport = self._client._transport_for_url(self._wire_of()[0])
         if not isinstance(transport, Transport):
-            resp = await clients.send(self._client, self._post(content, extra, bounded=True))
-            return resp.status_code, resp.headers.get("retry-after"), await clients.read(resp)
-        url, raw, _, whole = self._wire_of()
+            resp = await clients.send(self._client, self._post(content, extra, bounded=bounded))
+            stream = resp.stream
+            if not isinstance(stream, httpx.AsyncByteStream):
+                raise TypeError("an async client's transport gave a synchronous stream")
+            return resp.status_code, resp.headers.get("retry-after"), resp.headers.get("content-encoding"), stream
+        url, raw, unbounded, whole = self._wire_of()
         if extra:
             raw = [(k, v) for k, v in raw if k not in extra] + list(extra.items())
             head = _head(url, raw)
         else:
             head = self._head if self._head is not None else _head(url, raw)
             self._head = head
-        status, headers, body = await transport.whole(url, head + b"content-length: %d\r\n\r\n" % len(content),
-                                                      content, whole["timeout"])
-        found = {k.lower(): v for k, v in headers if k.lower() in (b"retry-after", b"content-encoding")}
-        if b"content-encoding" in found:  # not asked for, but sent: decoded as httpx would
-            body = await httpx.Response(status, headers=headers, stream=httpx.ByteStream(body)).aread()
-        retry = found.get(b"retry-after")
-        return status, retry.decode("latin-1") if retry is not None else None, body
+        status, headers, body = await transport.open(url, head + b"content-length: %d\r\n\r\n" % len(content),
+                                                     content, (whole if bounded else unbounded)["timeout"])
+        found = {k.lower(): v.decode("latin-1") for k, v in headers
+                 if k.lower() in (b"retry-after", b"content-encoding")}
+        return status, found.get(b"retry-after"), found.get(b"content-encoding"), body
+
+    async def _whole(self, content: bytes, extra: dict[str, str] | None) -> tuple[int, str | None, bytes]:
+        """`_open`, read whole (and decoded, should a server compress what nobody asked to be)."""
+        status, retry_after, encoding, stream = await self._open(content, extra, True)
+        try:
+            if isinstance(stream, Body):
+                body = await stream.read()
+            else:
+                body = b"".join([piece async for piece in stream])
+        finally:
+            await stream.aclose()
+        if encoding:
+            body = await httpx.Response(status, headers={"content-encoding": encoding},
+                                        stream=httpx.ByteStream(body)).aread()
+        return status, retry_after, body
 
     def _wire_of(self) -> tuple[httpx.URL, list[tuple[str, str]], dict[str, Any], dict[str, Any]]:
         if self._wire is None:  # after __init__: a subclass sets its own URL and headers there
@@ -192,17 +207,14 @@ class OpenAIBackend:
         which is how a cancelled member stops costing GPU time.
         """
         deadline = time.monotonic() + self.cfg.timeout_s
-        resp: httpx.Response | None = None
+        body: httpx.AsyncByteStream | None = None
         try:
             with self._translated():
                 async with asyncio.timeout_at(_loop_time(deadline)):
-                    resp = await clients.send(self._client, self._request(req, True, model))
-                    if resp.status_code >= 400:
-                        raise upstream_error(self.name, resp.status_code, await resp.aread(),
-                                             resp.headers.get("retry-after"))
-                # the transport's body as it is: httpx's aiter_raw adds generator layers to every read
-                body = resp.stream
-                pieces = aiter(body if isinstance(body, httpx.AsyncByteStream) else resp.aiter_raw())
+                    status, retry_after, _, body = await self._open(*self._body(req, True, model), False)
+                    if status >= 400:
+                        raise upstream_error(self.name, status, b"".join([p async for p in body]), retry_after)
+                pieces = aiter(body)  # the transport's body as it is: no httpx layers around every read
                 split = Splitter()
                 read = _Reader(self.name, self._events(), raw and self.relays)
                 events: list[Event] = []
@@ -236,8 +248,8 @@ class OpenAIBackend:
                 if not finished and not read.done:
                     raise MemberFailure(self.name, "stream ended before the answer was complete")
         finally:
-            if resp is not None:
-                await resp.aclose()
+            if body is not None:
+                await body.aclose()
 
     async def forward(self, path: str, body: Json, model: str | None = None,
                       betas: tuple[str, ...] = ()) -> httpx.Response:

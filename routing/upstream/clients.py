@@ -55,16 +55,3 @@ async def send(client: httpx.AsyncClient, request: httpx.Request) -> httpx.Respo
     response.request = request
     return response
 
-
-async def read(response: httpx.Response) -> bytes:
-    """A response's whole body, then closed: the transport's body as it is, without httpx's decoder and
-    chunker layers around every piece (a sixth of a council member's call, measured). A body httpx
-    would decode (a `content-encoding` set) goes through `aread` as before."""
-    try:
-        stream = response.stream
-        if isinstance(stream, httpx.AsyncByteStream) and "content-encoding" not in response.headers:
-            return b"".join([piece async for piece in stream])
-        return await response.aread()
-    finally:
-        await response.aclose()
-

@@ -212,7 +212,7 @@ class _Pool:
         self.idle.clear()
 
 
-class _Body(httpx.AsyncByteStream):
+class Body(httpx.AsyncByteStream):
     def __init__(self, conn: _Conn, pool: _Pool, read_timeout: float | None) -> None:
         self._conn = conn
         self._pool = pool
@@ -223,6 +223,14 @@ class _Body(httpx.AsyncByteStream):
         async for chunk in self._conn.body(self._read_timeout):
             yield chunk
         self._release()
+
+    async def read(self) -> bytes:
+        """All of it, then the connection back to its pool (one generator layer fewer than iterating)."""
+        try:
+            parts = [piece async for piece in self._conn.body(self._read_timeout)]
+        finally:
+            self._release()  # closed instead when the body was not read to the end
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def _release(self) -> None:
         if not self._released:
@@ -301,18 +309,14 @@ class Transport(httpx.AsyncBaseTransport):
                 raise
         return conn, pool, status
 
-    async def whole(self, url: httpx.URL, head: bytes, body: bytes,
-                    timeouts: dict[str, Any]) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        """One exchange read whole, without httpx's Request and Response: `head` is the request line and
-        headers (ending in an empty line), `body` the bytes. The status, the response headers and the
-        body as it came (a caller that gets a `content-encoding` decodes it)."""
+    async def open(self, url: httpx.URL, head: bytes, body: bytes,
+                   timeouts: dict[str, Any]) -> tuple[int, list[tuple[bytes, bytes]], Body]:
+        """One exchange without httpx's Request and Response: `head` is the request line and headers
+        (ending in an empty line), `body` the bytes. The status, the response headers and the body to
+        read (or close) as the caller goes; it comes as the server sent it (no content decoding)."""
         origin = (url.raw_scheme, url.raw_host, url.port or (443 if url.raw_scheme == b"https" else 80))
         conn, pool, status = await self._exchange(origin, head, body, timeouts)
-        try:
-            parts = [piece async for piece in conn.body(timeouts.get("read"))]
-        finally:
-            pool.release(conn)  # closed instead when the body was not read to the end
-        return status, conn.headers(), parts[0] if len(parts) == 1 else b"".join(parts)
+        return status, conn.headers(), Body(conn, pool, timeouts.get("read"))
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
@@ -333,7 +337,7 @@ class Transport(httpx.AsyncBaseTransport):
             lines.append(b"content-length: %d\r\n" % len(body))
         lines.append(b"\r\n")
         conn, pool, status = await self._exchange(origin, b"".join(lines), body, timeouts)
-        return httpx.Response(status, headers=conn.headers(), stream=_Body(conn, pool, timeouts.get("read")),
+        return httpx.Response(status, headers=conn.headers(), stream=Body(conn, pool, timeouts.get("read")),
                               extensions={"http_version": b"HTTP/1.1"})
 
     async def aclose(self) -> None:
