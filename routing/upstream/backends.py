@@ -108,9 +108,9 @@ class OpenAIBackend:
     async def _open(self, content: bytes, extra: dict[str, str] | None, bounded: bool,
                     ) -> tuple[int, str | None, str | None, httpx.AsyncByteStream]:
         """POST `content` to the chat URL: the status, `retry-after`, `content-encoding`, and the body to
-        read or close. On Shenron's own transport without httpx's Request and Response
-        objects (their headers, URL and stream wrappers cost more than the exchange's own Python); on any
-        other through httpx."""
+        read or close. On Shenron's own transport without httpx's Request and Response objects (their
+        headers, URL and stream wrappers cost more than the exchange's own Python); on any other through
+        httpx."""
         transport = self._client._transport_for_url(self._wire_of()[0])
         if not isinstance(transport, Transport):
             resp = await clients.send(self._client, self._post(content, extra, bounded=bounded))
