@@ -146,4 +146,3 @@ class _Ticketed(contextlib.AbstractAsyncContextManager[tuple[Ticket, list[Spend]
         if isinstance(exc, Exception):
             status, code = errors.classify(exc)
             await self.books.finish(self.t, status, exc=exc, error=code, calls=self.calls)
-

@@ -206,4 +206,3 @@ class _Call(contextlib.AbstractAsyncContextManager[Spend]):
                 self.spent.__exit__(typ, exc, tb)
         finally:
             self.members._end(self.name, self.report, self.spent.entry, exc)
-

@@ -21,7 +21,6 @@ from routing.errors import MemberFailure
 from routing.request import Request
 from routing.upstream import answers
 from routing.upstream.backends import OpenAIBackend, _Reader
-from routing.upstream.sse import Splitter
 
 ID, CREATED, MODEL = "chatcmpl-ours", 1796000000, "ultra-instinct"
 
@@ -65,10 +64,10 @@ STREAMS: dict[str, list[bytes]] = {
 def _run(raw: bool, frames: list[bytes], include_usage: bool, whole: bool = False,
          ) -> tuple[list[dict[str, Any]], list[Event]]:
     """The frames through a stream's reader and a chat writer: one read each, or all in one (`whole`)."""
-    read, split = _Reader("smol", OpenAIBackend._events(None), raw), Splitter()  # type: ignore[arg-type]
+    read = _Reader("smol", OpenAIBackend._events(None), raw)  # type: ignore[arg-type]
     events: list[Event] = []
     for piece in [b"".join(frames)] if whole else frames:
-        if read(split.feed(piece), events):
+        if read(piece, events):
             break
     w = ChatWriter(id=ID, created=CREATED, model=MODEL, include_usage=include_usage)
     out = b"".join(w.event(e) for e in events if not isinstance(e, UsageEvent))

@@ -13,20 +13,16 @@ from routing.member import Members
 from routing.request import Request
 from routing.tokens import Usage
 from routing.upstream import answers
-from routing.upstream.sse import data_events
+from routing.upstream.sse import Splitter
 from tests.fakes import FakeBackend
 
 
-async def _pieces(*parts: bytes) -> AsyncIterator[bytes]:
-    for p in parts:
-        yield p
-
-
 @pytest.mark.parametrize("split", [1, 3, 7, 1000])
-async def test_sse_events_survive_any_split_and_crlf(split: int) -> None:
+def test_sse_events_survive_any_split_and_crlf(split: int) -> None:
     raw = b': comment\r\n\r\ndata: {"a":1}\r\n\r\nevent: x\ndata: {"b":\ndata: 2}\n\ndata: [DONE]\n\n'
     parts = [raw[i : i + split] for i in range(0, len(raw), split)]
-    got = [e async for e in data_events(_pieces(*parts))]
+    splitter = Splitter()
+    got = [e for p in parts for e in splitter.feed(p)] + splitter.close()
     assert got == [b'{"a":1}', b'{"b":\n2}', b"[DONE]"]
 
 

@@ -156,6 +156,7 @@ def chunk(member: str, raw: Any) -> Json:
             del raw["usage"]
     return raw
 
+
 class _PlainDelta(msgspec.Struct, forbid_unknown_fields=True):
     content: str
     role: Literal["assistant"] | None = None

@@ -12,6 +12,7 @@ import contextlib
 import os
 import time
 from collections.abc import AsyncGenerator, Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -77,11 +78,8 @@ class OpenAIBackend:
         if key:
             self.headers["authorization"] = f"Bearer {key}"
         self.timeout = httpx.Timeout(cfg.timeout_s, connect=cfg.connect_timeout_s)
-        self._wire: tuple[httpx.URL, list[tuple[str, str]], dict[str, Any], dict[str, Any]] | None = None
-        """The chat URL, headers and timeouts as httpx holds them (with and without a read timeout), built on
-        the first request."""
-        self._head: bytes | None = None
-        """The request line and headers of a chat POST on Shenron's own transport, but its length."""
+        self._wire: _Wire | None = None
+        """How a chat POST is written, built on the first request."""
         self.guard = Guard(name, cfg)
         """Replaced by the router's, which knows the GPU pool and is probed in the background."""
         self.window: int | None = cfg.context_tokens
@@ -111,22 +109,18 @@ class OpenAIBackend:
         read or close. On Shenron's own transport without httpx's Request and Response objects (their
         headers, URL and stream wrappers cost more than the exchange's own Python); on any other through
         httpx."""
-        transport = self._client._transport_for_url(self._wire_of()[0])
+        wire = self._wire_of()
+        transport = self._client._transport_for_url(wire.url)
         if not isinstance(transport, Transport):
             resp = await clients.send(self._client, self._post(content, extra, bounded=bounded))
             stream = resp.stream
             if not isinstance(stream, httpx.AsyncByteStream):
                 raise TypeError("an async client's transport gave a synchronous stream")
             return resp.status_code, resp.headers.get("retry-after"), resp.headers.get("content-encoding"), stream
-        url, raw, unbounded, whole = self._wire_of()
-        if extra:
-            raw = [(k, v) for k, v in raw if k not in extra] + list(extra.items())
-            head = _head(url, raw)
-        else:
-            head = self._head if self._head is not None else _head(url, raw)
-            self._head = head
-        status, headers, body = await transport.open(url, head + b"content-length: %d\r\n\r\n" % len(content),
-                                                     content, (whole if bounded else unbounded)["timeout"])
+        head = _head(wire.url, _merged(wire.headers, extra)) if extra else wire.head
+        status, headers, body = await transport.open(
+            wire.url, head + b"content-length: %d\r\n\r\n" % len(content), content,
+            (wire.whole if bounded else wire.streamed)["timeout"])
         found = {k.lower(): v.decode("latin-1") for k, v in headers
                  if k.lower() in (b"retry-after", b"content-encoding")}
         return status, found.get(b"retry-after"), found.get(b"content-encoding"), body
@@ -134,24 +128,19 @@ class OpenAIBackend:
     async def _whole(self, content: bytes, extra: dict[str, str] | None) -> tuple[int, str | None, bytes]:
         """`_open`, read whole (and decoded, should a server compress what nobody asked to be)."""
         status, retry_after, encoding, stream = await self._open(content, extra, True)
-        try:
-            if isinstance(stream, Body):
-                body = await stream.read()
-            else:
-                body = b"".join([piece async for piece in stream])
-        finally:
-            await stream.aclose()
+        body = await _drain(stream)
         if encoding:
             body = await httpx.Response(status, headers={"content-encoding": encoding},
                                         stream=httpx.ByteStream(body)).aread()
         return status, retry_after, body
 
-    def _wire_of(self) -> tuple[httpx.URL, list[tuple[str, str]], dict[str, Any], dict[str, Any]]:
+    def _wire_of(self) -> _Wire:
         if self._wire is None:  # after __init__: a subclass sets its own URL and headers there
             url = httpx.URL(self.chat_url)
-            raw = [("host", url.netloc.decode("ascii")), *self.headers.items()]
-            self._wire = (url, raw, {"timeout": self.timeout.as_dict()},
-                          {"timeout": {**self.timeout.as_dict(), "read": None}})
+            headers = [("host", url.netloc.decode("ascii")), *self.headers.items()]
+            timeouts = self.timeout.as_dict()
+            self._wire = _Wire(url, headers, _head(url, headers), {"timeout": timeouts},
+                               {"timeout": {**timeouts, "read": None}})
         return self._wire
 
     def _post(self, content: bytes, extra: dict[str, str] | None = None, bounded: bool = False) -> httpx.Request:
@@ -159,12 +148,11 @@ class OpenAIBackend:
         httpx neither re-merges nor re-detects the headers' encoding per request (that was a tenth of
         a millisecond of CPU per member call, measured). `bounded`: the caller holds a deadline over the
         whole exchange, so the transport needs no read timer of its own."""
-        url, raw, unbounded, whole = self._wire_of()
-        extensions = whole if bounded else unbounded
-        if extra:
-            raw = [(k, v) for k, v in raw if k not in extra] + list(extra.items())
+        wire = self._wire_of()
+        raw = _merged(wire.headers, extra) if extra else wire.headers
         headers = httpx.Headers([*raw, ("content-length", str(len(content)))], encoding="utf-8")
-        request = httpx.Request("POST", url, headers=headers, stream=httpx.ByteStream(content), extensions=extensions)
+        request = httpx.Request("POST", wire.url, headers=headers, stream=httpx.ByteStream(content),
+                                extensions=wire.whole if bounded else wire.streamed)
         request.read()  # a ByteStream reads at once; the transport can then send it as plain bytes
         return request
 
@@ -213,9 +201,8 @@ class OpenAIBackend:
                 async with asyncio.timeout_at(_loop_time(deadline)):
                     status, retry_after, _, body = await self._open(*self._body(req, True, model), False)
                     if status >= 400:
-                        raise upstream_error(self.name, status, b"".join([p async for p in body]), retry_after)
+                        raise upstream_error(self.name, status, await _drain(body), retry_after)
                 pieces = aiter(body)  # the transport's body as it is: no httpx layers around every read
-                split = Splitter()
                 read = _Reader(self.name, self._events(), raw and self.relays)
                 events: list[Event] = []
                 ended = said = finished = False
@@ -224,9 +211,7 @@ class OpenAIBackend:
                 # per event was a third of a stream's CPU).
                 async with asyncio.timeout_at(_loop_time(deadline)):
                     while not said and not ended:
-                        piece = await anext(pieces, None)
-                        ended = read(split.feed(piece) if piece is not None else split.close(), events)
-                        ended = ended or piece is None
+                        ended = read(await anext(pieces, None), events)
                         said = any(says_something(e) for e in events)
                 while True:
                     for e in events:
@@ -235,14 +220,12 @@ class OpenAIBackend:
                     if ended or not said:
                         break
                     events.clear()
-                    piece = await anext(pieces, None)
                     try:
-                        ended = read(split.feed(piece) if piece is not None else split.close(), events)
+                        ended = read(await anext(pieces, None), events)
                     except Exception:  # a broken event (translated below): what the read held before it first
                         for e in events:
                             yield e
                         raise
-                    ended = ended or piece is None
                 if not said:
                     raise MemberFailure(self.name, "stream ended without an answer (no content, no finish reason)")
                 if not finished and not read.done:
@@ -300,20 +283,27 @@ class OpenAIBackend:
 
 
 class _Reader:
-    """One stream's SSE payloads into events, appended to a list: one call per upstream read."""
+    """One stream's reads into events, appended to a list: one call per upstream read."""
 
-    __slots__ = ("done", "member", "raw", "started", "translate")
+    __slots__ = ("done", "member", "raw", "split", "started", "translate")
 
     def __init__(self, member: str, translate: Callable[[Json], list[Json] | None], raw: bool) -> None:
         self.member, self.translate, self.raw = member, translate, raw
+        self.split = Splitter()
         self.started = False
         """Choice 0 has had a delta (the first names the role)."""
         self.done = False
         """The stream said it is over (`[DONE]`, or the translator's end)."""
 
-    def __call__(self, payloads: list[bytes], out: list[Event]) -> bool:
-        """Append the events of `payloads` to `out` (plain chunks in a row as one `RawChunk`); True once
-        the stream says it is over."""
+    def __call__(self, piece: bytes | None, out: list[Event]) -> bool:
+        """Append the events a read completes to `out` (plain chunks in a row as one `RawChunk`); True once
+        the stream says it is over or ended (`piece` None: what it left unterminated is read first)."""
+        if piece is None:
+            self._read(self.split.close(), out)
+            return True
+        return self._read(self.split.feed(piece), out)
+
+    def _read(self, payloads: list[bytes], out: list[Event]) -> bool:
         plain: list[bytes] = []
         texts: list[str] = []
         try:
@@ -351,6 +341,35 @@ class _Reader:
 
 def _raw(payloads: list[bytes], texts: list[str]) -> RawChunk:
     return RawChunk(b"data: " + b"\n\ndata: ".join(payloads) + b"\n\n", len(payloads), "".join(texts))
+
+
+@dataclass(frozen=True, slots=True)
+class _Wire:
+    """How a backend's chat POST is written: its URL and headers, the request line and headers as bytes
+    (for Shenron's own transport; the length goes after them), and the timeouts httpx takes."""
+
+    url: httpx.URL
+    headers: list[tuple[str, str]]
+    head: bytes
+    streamed: dict[str, Any]
+    """A stream's timeouts: the transport times each read (nothing else bounds the reads after the first)."""
+    whole: dict[str, Any]
+    """A whole answer's: no read timer, the member's deadline bounds the exchange."""
+
+
+def _merged(headers: list[tuple[str, str]], extra: dict[str, str]) -> list[tuple[str, str]]:
+    """The backend's headers with a request's own (the client's Anthropic betas) in place of theirs."""
+    return [(k, v) for k, v in headers if k not in extra] + list(extra.items())
+
+
+async def _drain(stream: httpx.AsyncByteStream) -> bytes:
+    """A response body read whole, then closed (on Shenron's transport, without a layer per piece)."""
+    try:
+        if isinstance(stream, Body):
+            return await stream.read()
+        return b"".join([piece async for piece in stream])
+    finally:
+        await stream.aclose()
 
 
 def _head(url: httpx.URL, headers: list[tuple[str, str]]) -> bytes:

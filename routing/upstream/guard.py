@@ -179,4 +179,3 @@ class _GuardedCall(contextlib.AbstractAsyncContextManager[Json]):
         finally:
             if self.slot:
                 await self.slot.__aexit__(None, None, None)
-

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 DONE = b"[DONE]"
 
 
@@ -39,16 +37,6 @@ class Splitter:
         tail, self._buf = self._buf.strip(), b""
         data = _data_of(tail) if tail else None
         return [data] if data is not None else []
-
-
-async def data_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """Yield the `data` payload of each event as it completes."""
-    split = Splitter()
-    async for piece in chunks:
-        for data in split.feed(piece):
-            yield data
-    for data in split.close():
-        yield data
 
 
 def _data_of(event: bytes) -> bytes | None:

@@ -314,13 +314,13 @@ class Transport(httpx.AsyncBaseTransport):
         """One exchange without httpx's Request and Response: `head` is the request line and headers
         (ending in an empty line), `body` the bytes. The status, the response headers and the body to
         read (or close) as the caller goes; it comes as the server sent it (no content decoding)."""
-        origin = (url.raw_scheme, url.raw_host, url.port or (443 if url.raw_scheme == b"https" else 80))
+        origin = _origin(url)
         conn, pool, status = await self._exchange(origin, head, body, timeouts)
         return status, conn.headers(), Body(conn, pool, timeouts.get("read"))
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
-        origin = (url.raw_scheme, url.raw_host, url.port or (443 if url.raw_scheme == b"https" else 80))
+        origin = _origin(url)
         timeouts: dict[str, Any] = request.extensions.get("timeout", {})
         try:
             body = request.content
@@ -343,3 +343,8 @@ class Transport(httpx.AsyncBaseTransport):
     async def aclose(self) -> None:
         for pool in self._pools.values():
             pool.close()
+
+
+def _origin(url: httpx.URL) -> tuple[bytes, bytes, int]:
+    """The pool a URL's requests share: scheme, host and port (the scheme's own when none is given)."""
+    return url.raw_scheme, url.raw_host, url.port or (443 if url.raw_scheme == b"https" else 80)
