@@ -143,3 +143,23 @@ async def _rows_after_reopen(tmp: Path) -> list[LedgerRow]:
         return await s.rows(0)
     finally:
         await s.close()
+
+
+async def test_every_index_a_ledger_row_writes_is_one_a_query_reads(tmp_path: Path) -> None:
+    """Each index costs every request a page written at commit: the ledger keeps only those its queries use
+    (a session index no query read cost a pass-through about 10 us)."""
+    import sqlite3
+
+    from proxy.store.schema import TOTALS, TOTALS_FOR_KEY
+    from proxy.store.sqlite import SQLiteStore
+
+    s = await open_store(cfg_for("sqlite", tmp_path, None))
+    await s.close()
+    assert isinstance(s, SQLiteStore)
+    db = sqlite3.connect(s.path)
+    indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'ledger'")}
+    queries = [TOTALS.format(p="?"), TOTALS_FOR_KEY.format(p="?"), "SELECT * FROM ledger WHERE ts >= ? ORDER BY ts"]
+    params = [(0,), (0, "key_a"), (0,)]
+    used = {name for q, p in zip(queries, params, strict=True) for *_, plan in db.execute(f"EXPLAIN QUERY PLAN {q}", p)
+            for name in indexes if f"INDEX {name} " in plan + " "}
+    assert indexes == used == {"ledger_ts", "ledger_key_ts"}
