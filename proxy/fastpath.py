@@ -24,7 +24,7 @@ from proxy.dialects import Dialect
 from proxy.dialects.chat import CHAT
 from proxy.dialects.messages import MESSAGES
 from proxy.dialects.responses import RESPONSES
-from proxy.streaming import ClientDisconnected, relay
+from proxy.streaming import ClientDisconnected, left_of, relay
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
 Scope = dict[str, Any]
@@ -48,6 +48,7 @@ class FastRoute:
             await self.app(scope, receive, send)  # type: ignore[arg-type]  # a native Anthropic request: Litestar's
             return
         headers = _headers(scope)
+        left = left_of(scope)
 
         async def body() -> bytes:
             chunks: list[bytes] = []
@@ -70,7 +71,7 @@ class FastRoute:
 
         try:
             out = await serve.respond(self.app.state, headers, body, receive,  # type: ignore[arg-type]
-                                      scope.setdefault("shenron", {}), dialect)
+                                      scope.setdefault("shenron", {}), dialect, left)
         except Exception as e:  # as Litestar's exception handler answers: the same function
             status, content, extra = errors.rendered(e, scope["path"])
             await _whole(send, status, content, [*JSON_HEADERS, *((k.encode(), v.encode()) for k, v in extra.items())])
@@ -79,7 +80,7 @@ class FastRoute:
             await _whole(send, 200, out.body, JSON_HEADERS)
             return
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-        await relay(out.events, send, receive)  # type: ignore[arg-type]
+        await relay(out.events, send, receive, left=left)  # type: ignore[arg-type]
 
 
 def _headers(scope: Scope) -> Mapping[str, str]:

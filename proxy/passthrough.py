@@ -26,7 +26,7 @@ from proxy.accounting import Books, Ticket
 from proxy.auth import Gate, allows
 from proxy.requests import decode
 from proxy.serve import SSE_HEADERS, credentials
-from proxy.streaming import EventStream, watched
+from proxy.streaming import EventStream, left_of, watched
 from routing import wire
 from routing.core import CouncilReport, MemberReport
 from routing.decide import spend
@@ -118,11 +118,13 @@ async def handle(request: Request[Any, Any, Any], state: State, path: str) -> Re
         betas = betas_of(request.headers.get("anthropic-beta"))
         if t.stream:
             with spend.tracked(member, asked_model, backend.cfg):
-                resp = await watched(backend.forward(path, body, upstream_model, betas), request.receive)
+                resp = await watched(backend.forward(path, body, upstream_model, betas), request.receive,
+                                     left_of(request.scope))
             return EventStream(_relay(resp, books, t, member, asked_model, timer, router, calls),
                                media_type="text/event-stream", headers=SSE_HEADERS)
         with spend.tracked(member, asked_model, backend.cfg) as spent:
-            resp = await watched(backend.forward(path, body, upstream_model, betas), request.receive)
+            resp = await watched(backend.forward(path, body, upstream_model, betas), request.receive,
+                                     left_of(request.scope))
             try:
                 raw = await resp.aread()
             finally:

@@ -18,7 +18,7 @@ from proxy.accounting import Books, Ticket
 from proxy.auth import Gate, allows
 from proxy.dialects import Context, Dialect, Writer
 from proxy.requests import call_of, decode
-from proxy.streaming import EventStream, watched
+from proxy.streaming import EventStream, left_of, watched
 from routing import session
 from routing.core import CouncilReport, Event, Report, Result, replay_result
 from routing.decide.spend import Spend
@@ -62,16 +62,18 @@ class Out:
 async def handle(request: Request[Any, Any, Any], state: State, dialect: Dialect) -> Response[bytes] | EventStream:
     """Litestar's way in; the fast route (proxy/fastpath.py) calls `respond` the same way."""
     out = await respond(state, request.headers, request.body, request.receive,
-                        request.scope.setdefault("shenron", {}), dialect)  # type: ignore[typeddict-item]
+                        request.scope.setdefault("shenron", {}), dialect,  # type: ignore[typeddict-item]
+                        left_of(request.scope))
     if out.events is not None:
         return EventStream(out.events, media_type="text/event-stream", headers=SSE_HEADERS)
     return Response(out.body, media_type="application/json")
 
 
 async def respond(state: State, headers: Mapping[str, str], body: Callable[[], Awaitable[bytes]], receive: Receive,
-                  log: Json, dialect: Dialect) -> Out:
+                  log: Json, dialect: Dialect, left: asyncio.Future[None] | None = None) -> Out:
     """One request, whichever way it came in: `body` reads it (inside the ticket, so a body too large is
-    accounted for), `receive` says when the client leaves, `log` collects the access log's fields."""
+    accounted for), `receive` (or `left`, where the server gives it) says when the client leaves, `log`
+    collects the access log's fields."""
     books: Books = state.books
     gate: Gate = state.gate
     router: Router = state.router
@@ -105,7 +107,7 @@ async def respond(state: State, headers: Mapping[str, str], body: Callable[[], A
                     return Out(events=_replay(list(replay_result(out)), dialect.writer(ctx)))
                 return await _whole(dialect, ctx, out)
         if not call.stream:
-            out = await watched(strategy.complete(call), receive)
+            out = await watched(strategy.complete(call), receive, left)
             out.report.session = t.session
             if ttl:
                 await state.cache.put(ckey, out, ttl)
@@ -113,7 +115,7 @@ async def respond(state: State, headers: Mapping[str, str], body: Callable[[], A
             return await _whole(dialect, ctx, out)
         call.relay = dialect.name == "chat" and not ttl  # a chat client takes plain chunks as they came
         chunks = strategy.stream(call)
-        first = await watched(anext(chunks), receive)  # errors before it are still HTTP errors
+        first = await watched(anext(chunks), receive, left)  # errors before it are still HTTP errors
     filled = (state.cache, ckey, ttl) if ttl else None
     return Out(events=_sse(first, chunks, books, t, filled, calls, dialect, ctx))
 

@@ -16,6 +16,7 @@ import msgspec
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from proxy import accesslog
+from proxy.streaming import LEFT
 
 _REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large", 503: b"Service Unavailable"}
 
@@ -48,6 +49,8 @@ class GuardedHttpTools(HttpToolsProtocol):
         self._raw_bytes = 0
         self._deadline: asyncio.TimerHandle | None = None
         self._refused = False
+        self._lefts: list[tuple[Any, asyncio.Future[None]]] = []
+        """Each unanswered request's LEFT future with its cycle, resolved when the connection is lost."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -60,6 +63,7 @@ class GuardedHttpTools(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
+        self._gone()
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
@@ -91,6 +95,11 @@ class GuardedHttpTools(HttpToolsProtocol):
             return
         self._reading = "body"  # the same deadline goes on: the whole request must arrive in time
         super().on_headers_complete()
+        if self.cycle is not None and self.cycle.scope is self.scope:  # (not refused for concurrency)
+            left: asyncio.Future[None] = self.loop.create_future()
+            self.scope[LEFT] = left  # type: ignore[literal-required]
+            self._lefts = [(c, f) for c, f in self._lefts if not c.response_complete]  # pipelined ones stay
+            self._lefts.append((self.cycle, left))
 
     def on_body(self, body: bytes) -> None:
         if not self._refused:
@@ -101,6 +110,12 @@ class GuardedHttpTools(HttpToolsProtocol):
             return
         self._disarm()
         super().on_message_complete()
+
+    def _gone(self) -> None:
+        for _, left in self._lefts:
+            if not left.done():
+                left.set_result(None)
+        self._lefts = []
 
     def _expect(self, what: str) -> None:
         self._disarm()
@@ -133,6 +148,7 @@ class GuardedHttpTools(HttpToolsProtocol):
         if self.cycle is not None and not self.cycle.response_complete:
             self.cycle.disconnected = True
             self.cycle.message_event.set()
+        self._gone()
         try:
             method: str | None = self.parser.get_method().decode("latin-1")
         except Exception:  # httptools raises when no request line was parsed yet
