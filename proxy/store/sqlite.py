@@ -144,7 +144,10 @@ class SQLiteStore:
         if self._now is None:
             return False
         try:
-            self._write_sync(rows, self._now)
+            if len(rows) == 1:  # its own transaction: one call into SQLite instead of three. Busy here (a write
+                self._now.execute(INSERT, ledger_values(rows[0]))  # by another process) goes to the thread
+            else:
+                self._write_sync(rows, self._now)
         except sqlite3.OperationalError as e:
             if "locked" in str(e) or "busy" in str(e):
                 return False
