@@ -260,7 +260,8 @@ class AnthropicBackend(OpenAIBackend):
     def _headers_with(self, betas: tuple[str, ...]) -> dict[str, str]:
         return {**self.headers, **(self._betas(betas) or {})}
 
-    def _answer(self, result: Any) -> Reply:
+    def _answer(self, content: bytes) -> Reply:
+        result = _decode(content)
         if not isinstance(result, dict) or result.get("type") != "message":
             raise MemberFailure(self.name, "malformed response: not an Anthropic message")
         try:

@@ -165,11 +165,12 @@ class OpenAIBackend:
                 status, retry_after, content = await self._whole(*self._body(req, False, model))
             if status >= 400:
                 raise upstream_error(self.name, status, content, retry_after)
-            return self._answer(_decode(content))
+            return self._answer(content)
 
-    def _answer(self, result: Any) -> Reply:
-        """The upstream's whole answer, checked and typed (`routing.upstream.answers`)."""
-        return answers.reply(self.name, result)
+    def _answer(self, content: bytes) -> Reply:
+        """The upstream's whole answer, checked and typed (`routing.upstream.answers`): one plain text choice
+        straight from its bytes, anything else decoded and checked field by field."""
+        return answers.plain_reply(content) or answers.reply(self.name, _decode(content))
 
     def _events(self) -> Callable[[Json], list[Json] | None]:
         """A translator for one stream: an upstream event to OpenAI chunks, or None when the answer is over."""
