@@ -127,15 +127,21 @@ def _depth(value: Any, limit: int) -> bool:
     return False
 
 
+_TYPES: tuple[tuple[str, tuple[type, ...], str], ...] = (
+    ("stop", (str, list), "a string or an array of strings"), ("seed", (int,), "an integer"),
+    ("logprobs", (bool,), "a boolean"), ("user", (str,), "a string"), ("metadata", (dict,), "an object"),
+    ("response_format", (dict,), "an object"), ("tool_choice", (str, dict), "a string or an object"),
+    ("parallel_tool_calls", (bool,), "a boolean"), ("logit_bias", (dict,), "an object"),
+    ("reasoning_effort", (str,), "a string"), ("modalities", (list,), "an array"),
+)
+_TYPED = frozenset({"top_logprobs", *(key for key, _, _ in _TYPES)})
+
+
 def _types(body: dict[str, Any]) -> None:
     """The optional fields a backend would choke on, each with the type OpenAI documents."""
-    for key, kinds, name in (
-        ("stop", (str, list), "a string or an array of strings"), ("seed", (int,), "an integer"),
-        ("logprobs", (bool,), "a boolean"), ("user", (str,), "a string"), ("metadata", (dict,), "an object"),
-        ("response_format", (dict,), "an object"), ("tool_choice", (str, dict), "a string or an object"),
-        ("parallel_tool_calls", (bool,), "a boolean"), ("logit_bias", (dict,), "an object"),
-        ("reasoning_effort", (str,), "a string"), ("modalities", (list,), "an array"),
-    ):
+    if body.keys().isdisjoint(_TYPED):
+        return
+    for key, kinds, name in _TYPES:
         v = body.get(key)
         if v is not None and (not isinstance(v, kinds) or (isinstance(v, bool) and bool not in kinds)):
             raise _bad(f"Invalid type for '{key}': expected {name}, got {_short(v)}.", key, "invalid_type")
@@ -161,7 +167,8 @@ def decode(raw: bytes) -> dict[str, Any]:
                    "invalid_json") from None
     except RecursionError:
         body = None
-    if body is None or (isinstance(body, dict) and _depth(body, MAX_DEPTH)):
+    maybe_deep = len(raw) > 8192 or raw.count(b"{") + raw.count(b"[") > MAX_DEPTH  # (fewer brackets cannot)
+    if body is None or (isinstance(body, dict) and maybe_deep and _depth(body, MAX_DEPTH)):
         raise _bad(f"The JSON body nests objects and arrays more than {MAX_DEPTH} deep.", None, "too_deep")
     if not isinstance(body, dict):
         raise _bad("The request body must be a JSON object.", None, "invalid_type")

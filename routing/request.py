@@ -155,10 +155,15 @@ class Request(msgspec.Struct, omit_defaults=True, kw_only=True):
     @classmethod
     def of(cls, body: Json) -> Request:
         """From a chat completions body already checked at the edge; `model` and delivery are the call's."""
-        known = {k: body[k] for k in FIELDS if body.get(k) is not None}
+        known, extra = {}, {}
+        for k, v in body.items():  # the body's few keys, not every field the request could have
+            if k in _FIELDS:
+                if v is not None:
+                    known[k] = v
+            elif k not in _NOT_EXTRA:
+                extra[k] = v
         known["messages"] = [Message.of(m) for m in body["messages"]]
-        return cls(**known, extra={k: v for k, v in body.items() if k not in FIELDS and k not in DELIVERY
-                                   and k != "model"})
+        return cls(**known, extra=extra)
 
     def chat(self) -> Json:
         """The chat completions body (without `model` and delivery): the OpenAI kind's wire."""
@@ -179,13 +184,17 @@ class Request(msgspec.Struct, omit_defaults=True, kw_only=True):
 
 
 FIELDS = tuple(f for f in Request.__struct_fields__ if f not in ("extra", "session", "betas"))
+_FIELDS = frozenset(FIELDS)
+_NOT_EXTRA = frozenset({"stream", "stream_options", "model"})
 ANSWER_SHAPE = ("tools", "tool_choice", "parallel_tool_calls", "n", "response_format", "logprobs", "top_logprobs")
 LEGACY_TOOLS = frozenset({"functions", "function_call"})
 
 
 def betas_of(header: str | None) -> tuple[str, ...]:
     """`anthropic-beta: a,b` as its features, in order."""
-    return tuple(b.strip() for b in (header or "").split(",") if b.strip())
+    if not header:
+        return ()
+    return tuple(b.strip() for b in header.split(",") if b.strip())
 
 
 def ask(text: str, **fields: Any) -> Request:
