@@ -30,6 +30,8 @@ from routing.vote.vote import (
          "Final answer: 42.0", "answer: 42"],
         ["Answer: B", "B", "(B)", "b)", "The answer is B."],
         ['{"a": 1, "b": [1, 2]}', '```json\n{"b": [1,2], "a": 1}\n```', '{ "b" : [1, 2], "a" : 1 }'],
+        ['[1, 2, 3]', ' \n[1,2,3]\n'],
+        ["[1] Paris is the capital of France.", "[1] paris is the capital of **France**"],  # begins like JSON
         ["```python\ndef f(x):\n    # double it\n    return x*2\n```",
          "Here you go:\n```py\ndef f(x):  return (x * 2)   # twice\n```"],
         ["```js\nconst a = 1; // one\n```", "```js\nconst a=1;\n/* comment */\n```"],
@@ -46,6 +48,7 @@ def test_equivalent_answers_share_a_canonical_form(texts: list[str]) -> None:
         ("The answer is 42.", "The answer is 43."),
         ("Answer: B", "Answer: C"),
         ('{"a": 1}', '{"a": 2}'),
+        ("[1, 2]", "[1, 3]"),
         ("```python\ndef f(x):\n    return x*2\n```", "```python\ndef f(x):\n    return x*3\n```"),
     ],
 )

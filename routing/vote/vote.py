@@ -92,7 +92,7 @@ def canonical_code(code: str, lang: str = "") -> str:
 
 def _as_json(text: str) -> Any:
     t = text.strip()
-    if not t or t[0] not in "{[":
+    if not t or t[0] + t[-1] not in ("{}", "[]"):  # ("[1] a citation": not JSON, and no parse to say so)
         return None
     try:
         return json.loads(t)
