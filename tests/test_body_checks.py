@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from proxy.requests import MAX_DEPTH, call_of, decode
+from proxy.requests import MAX_DEPTH, _depth, call_of, decode
 from routing.errors import InvalidRequest
 
 
@@ -33,3 +35,23 @@ def test_a_body_with_no_optional_field_keeps_its_vendor_fields() -> None:
     call = call_of({"model": "m", "messages": [{"role": "user", "content": "hi"}], "x_vendor": {"a": 1},
                     "temperature": None})
     assert call.request.extra == {"x_vendor": {"a": 1}} and call.request.temperature is None
+
+
+def depth(value: object) -> int:
+    """How deep objects and arrays nest (a scalar: 0), read recursively."""
+    if isinstance(value, dict):
+        return 1 + max((depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((depth(v) for v in value), default=0)
+    return 0
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=3),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=2), inner,
+                                                                                       max_size=3), max_leaves=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=st.dictionaries(st.text(max_size=2), json_values, max_size=3), limit=st.integers(1, 10))
+def test_the_depth_walk_agrees_with_a_recursive_reading(value: dict[str, object], limit: int) -> None:
+    assert _depth(value, limit) == (depth(value) > limit)
