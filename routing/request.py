@@ -18,6 +18,12 @@ Json = dict[str, Any]
 (every module that holds one imports it from here)."""
 
 
+_CALL_KEYS = frozenset(("id", "type", "function"))
+_FUNCTION_KEYS = frozenset(("name", "arguments"))
+_PART_KEYS = frozenset(("type", "text", "image_url"))
+"""The keys the typed forms below read; any other a client sends is kept in their `extra`."""
+
+
 class CalledTool(msgspec.Struct, omit_defaults=True):
     """A tool call an assistant turn of the conversation made (what the evidence rules and the translations
     read), its other fields kept verbatim in `extra`, and written back in the chat API's order."""
@@ -35,8 +41,8 @@ class CalledTool(msgspec.Struct, omit_defaults=True):
         has a string `name`)."""
         fn = c.get("function") or {}
         args = fn.get("arguments")
-        extra = {k: v for k, v in c.items() if k not in ("id", "type", "function")}
-        fn_extra = {k: v for k, v in fn.items() if k not in ("name", "arguments")}
+        extra = {} if c.keys() <= _CALL_KEYS else {k: v for k, v in c.items() if k not in _CALL_KEYS}
+        fn_extra = {} if fn.keys() <= _FUNCTION_KEYS else {k: v for k, v in fn.items() if k not in _FUNCTION_KEYS}
         return cls(c["id"] if isinstance(c.get("id"), str) else None, str(fn.get("name") or ""),
                    args if isinstance(args, str) else "" if args is None else msgspec.json.encode(args).decode(),
                    str(c.get("type") or "function"), extra, fn_extra)
@@ -60,7 +66,7 @@ class ContentPart(msgspec.Struct, omit_defaults=True):
     def of(cls, p: Json) -> ContentPart:
         """From a part already checked at the edge (`proxy.requests`: an object with a string `type`)."""
         text, image = p.get("text"), p.get("image_url")
-        extra = {k: v for k, v in p.items() if k not in ("type", "text", "image_url")}
+        extra = {} if p.keys() <= _PART_KEYS else {k: v for k, v in p.items() if k not in _PART_KEYS}
         if text is not None and not isinstance(text, str):
             extra["text"] = text
             text = None

@@ -77,3 +77,15 @@ def test_content_parts_are_typed_and_written_back_with_cache_control_and_unknown
     assert m.text == "Look at this."
     assert m.chat()["content"] == parts
     assert [list(p) for p in m.chat()["content"]] == [list(p) for p in parts]  # key order kept: the prefix holds
+
+
+def test_a_part_s_and_a_tool_call_s_own_fields_reach_the_backend() -> None:
+    messages = [
+        {"role": "user", "content": [{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}},
+                                     {"type": "text", "text": "there"}]},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "look", "arguments": "{}", "strict": True},
+             "x_index": 3},
+            {"id": "c2", "type": "function", "function": {"name": "look", "arguments": "{}"}}]},
+    ]
+    assert Request.of({"model": "m", "messages": messages}).chat()["messages"] == messages
