@@ -191,7 +191,7 @@ class Request(msgspec.Struct, omit_defaults=True, kw_only=True):
 
 FIELDS = tuple(f for f in Request.__struct_fields__ if f not in ("extra", "session", "betas"))
 _FIELDS = frozenset(FIELDS)
-_NOT_EXTRA = frozenset({"stream", "stream_options", "model"})
+_NOT_EXTRA = DELIVERY | {"model"}
 ANSWER_SHAPE = ("tools", "tool_choice", "parallel_tool_calls", "n", "response_format", "logprobs", "top_logprobs")
 LEGACY_TOOLS = frozenset({"functions", "function_call"})
 

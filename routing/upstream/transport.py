@@ -163,9 +163,11 @@ class _Pool:
     async def acquire(self, timeout: float | None) -> _Conn | None:
         """An idle connection, or None once there is room to open one (then counted as open)."""
         conn = self.take_idle()
-        if conn is not None or self.open < self.limit:  # at once, as nearly always: no timer to set
-            self.open += conn is None
+        if conn is not None:  # at once, as nearly always: no timer to set
             return conn
+        if self.open < self.limit:
+            self.open += 1
+            return None
         async with asyncio.timeout(timeout):
             while True:
                 conn = self.take_idle()
