@@ -41,15 +41,16 @@ def _positive_int(body: dict[str, Any], key: str) -> None:
 
 
 def _parts(parts: list[Any], where: str) -> None:
-    for j, p in enumerate(parts):
-        at = f"{where}[{j}]"
+    for j, p in enumerate(parts):  # (a part's path is spelt only for its error: a long conversation has many)
         if not isinstance(p, dict) or not isinstance(p.get("type"), str):
-            raise _bad(f"Invalid type for '{at}': expected a content part object with a string 'type'.", at,
-                       "invalid_type")
+            raise _bad(f"Invalid type for '{where}[{j}]': expected a content part object with a string 'type'.",
+                       f"{where}[{j}]", "invalid_type")
         if p["type"] == "text" and not isinstance(p.get("text"), str):
-            raise _bad(f"Invalid type for '{at}.text': expected a string.", f"{at}.text", "invalid_type")
+            raise _bad(f"Invalid type for '{where}[{j}].text': expected a string.", f"{where}[{j}].text",
+                       "invalid_type")
         if p["type"] == "image_url" and not isinstance(p.get("image_url"), (dict, str)):
-            raise _bad(f"Invalid type for '{at}.image_url': expected an object.", f"{at}.image_url", "invalid_type")
+            raise _bad(f"Invalid type for '{where}[{j}].image_url': expected an object.", f"{where}[{j}].image_url",
+                       "invalid_type")
 
 
 def _tool_calls(calls: Any, where: str) -> None:
@@ -70,30 +71,31 @@ def _messages(messages: Any) -> None:
         raise _bad("'messages' must be an array of message objects.", "messages", "invalid_type")
     if not messages:
         raise _bad("'messages' must contain at least one message.", "messages", "empty_array")
-    for i, m in enumerate(messages):
-        where = f"messages[{i}]"
+    for i, m in enumerate(messages):  # (a message's path is spelt only for its error)
         if not isinstance(m, dict):
-            raise _bad(f"Invalid type for '{where}': expected an object.", where, "invalid_type")
+            raise _bad(f"Invalid type for 'messages[{i}]': expected an object.", f"messages[{i}]", "invalid_type")
         role = m.get("role")
         if role is None:
-            raise _bad(f"Missing required parameter: '{where}.role'.", f"{where}.role", "missing_required_parameter")
+            raise _bad(f"Missing required parameter: 'messages[{i}].role'.", f"messages[{i}].role",
+                       "missing_required_parameter")
         if not isinstance(role, str) or role not in ROLES:
-            raise _bad(f"Invalid value for '{where}.role': {_short(role)}. Supported values are: "
-                       + ", ".join(sorted(ROLES)) + ".", f"{where}.role")
+            raise _bad(f"Invalid value for 'messages[{i}].role': {_short(role)}. Supported values are: "
+                       + ", ".join(sorted(ROLES)) + ".", f"messages[{i}].role")
         content = m.get("content")
         if content is not None and not isinstance(content, (str, list)):
-            raise _bad(f"Invalid type for '{where}.content': expected a string or an array of content parts.",
-                       f"{where}.content", "invalid_type")
+            raise _bad(f"Invalid type for 'messages[{i}].content': expected a string or an array of content "
+                       "parts.", f"messages[{i}].content", "invalid_type")
         if content is None and role in ("user", "system", "developer"):
-            raise _bad(f"Missing required parameter: '{where}.content'.", f"{where}.content",
+            raise _bad(f"Missing required parameter: 'messages[{i}].content'.", f"messages[{i}].content",
                        "missing_required_parameter")
         if isinstance(content, list):
-            _parts(content, f"{where}.content")
+            _parts(content, f"messages[{i}].content")
         for key in ("name", "tool_call_id", "reasoning_content"):
             if m.get(key) is not None and not isinstance(m[key], str):
-                raise _bad(f"Invalid type for '{where}.{key}': expected a string.", f"{where}.{key}", "invalid_type")
+                raise _bad(f"Invalid type for 'messages[{i}].{key}': expected a string.", f"messages[{i}].{key}",
+                           "invalid_type")
         if m.get("tool_calls") is not None:
-            _tool_calls(m["tool_calls"], f"{where}.tool_calls")
+            _tool_calls(m["tool_calls"], f"messages[{i}].tool_calls")
 
 
 def _tools(tools: Any) -> None:

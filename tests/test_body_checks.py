@@ -55,3 +55,30 @@ json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.text(m
 @given(value=st.dictionaries(st.text(max_size=2), json_values, max_size=3), limit=st.integers(1, 10))
 def test_the_depth_walk_agrees_with_a_recursive_reading(value: dict[str, object], limit: int) -> None:
     assert _depth(value, limit) == (depth(value) > limit)
+
+
+@pytest.mark.parametrize(("messages", "param", "code"), [
+    ([1], 'messages[0]', 'invalid_type'),
+    ([{'content': 'x'}], 'messages[0].role', 'missing_required_parameter'),
+    ([{'role': 3, 'content': 'x'}], 'messages[0].role', 'invalid_value'),
+    ([{'role': 'bot', 'content': 'x'}], 'messages[0].role', 'invalid_value'),
+    ([{'role': 'user', 'content': 3}], 'messages[0].content', 'invalid_type'),
+    ([{'role': 'user'}], 'messages[0].content', 'missing_required_parameter'),
+    ([{'role': 'user', 'content': [3]}], 'messages[0].content[0]', 'invalid_type'),
+    ([{'role': 'user', 'content': [{'type': 'text', 'text': 3}]}], 'messages[0].content[0].text', 'invalid_type'),
+    ([{'role': 'user', 'content': [{'type': 'image_url', 'image_url': 3}]}],
+     'messages[0].content[0].image_url', 'invalid_type'),
+    ([{'role': 'user', 'content': 'x', 'name': 3}], 'messages[0].name', 'invalid_type'),
+    ([{'role': 'tool', 'content': 'x', 'tool_call_id': 3}], 'messages[0].tool_call_id', 'invalid_type'),
+    ([{'role': 'assistant', 'content': None, 'tool_calls': 3}], 'messages[0].tool_calls', 'invalid_type'),
+    ([{'role': 'assistant', 'content': None, 'tool_calls': [{'function': {}}]}],
+     'messages[0].tool_calls[0]', 'invalid_type'),
+    ([{'role': 'assistant', 'content': None, 'tool_calls': [{'function': {'name': 'f', 'arguments': 3}}]}],
+     'messages[0].tool_calls[0].function.arguments', 'invalid_type'),
+    ([{'role': 'user', 'content': 'ok'}, {'role': 'user', 'content': [{'type': 'text', 'text': 'a'}, {'type': 5}]}],
+     'messages[1].content[1]', 'invalid_type'),
+])
+def test_a_wrong_message_is_named_by_its_path(messages: list[object], param: str, code: str) -> None:
+    with pytest.raises(InvalidRequest) as e:
+        call_of({"model": "m", "messages": messages})
+    assert (e.value.param, e.value.code) == (param, code) and f"'{param}'" in str(e.value)
