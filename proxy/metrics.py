@@ -70,7 +70,9 @@ class Family:
 
     def labels(self, *values: str) -> Any:
         child = self._children.get(values)
-        if child is None:
+        if child is None:  # checked once per label set, as prometheus-client checks every call
+            if len(values) != len(self.labelnames):
+                raise ValueError(f"{self.name} takes the labels {self.labelnames}, not {values}")
             child = self._children[values] = _Buckets(self.bounds) if self.bounds else _Value()
         return child
 

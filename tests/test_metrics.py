@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -57,3 +58,10 @@ def test_in_flight_requests_go_up_and_back_down() -> None:
     assert ("shenron_inflight_requests", (("model", "ultra-instinct"),), 1.0) in samples(m.render({}).decode())
     m.inflight.labels("ultra-instinct").dec()
     assert ("shenron_inflight_requests", (("model", "ultra-instinct"),), 0.0) in samples(m.render({}).decode())
+
+
+def test_a_label_missing_is_an_error_where_it_is_made_not_at_the_scrape() -> None:
+    m = Metrics()
+    with pytest.raises(ValueError, match="shenron_requests takes the labels"):
+        m.requests.labels("ultra-instinct")
+    assert b"shenron_requests" in m.render({})
