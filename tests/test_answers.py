@@ -70,3 +70,12 @@ def test_the_answers_real_servers_send_are_read_from_their_bytes(body: dict[str,
     raw = msgspec.json.encode(body)
     fast = plain_reply(raw)
     assert fast is not None and fast == field_by_field(raw)
+
+
+def test_usage_details_that_are_not_objects_are_dropped_not_a_crash() -> None:
+    """A server's `prompt_tokens_details: "x"` made reading its answer raise AttributeError."""
+    body = {"choices": [{"message": {"content": "a"}}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 1, "prompt_tokens_details": "x",
+                      "completion_tokens_details": [1]}}
+    read = reply("m", body)
+    assert read.usage is not None and (read.usage.prompt_tokens, read.usage.cached_tokens) == (3, 0)

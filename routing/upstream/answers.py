@@ -78,14 +78,16 @@ def _index(value: Any) -> bool:
 
 
 def usage(raw: Any) -> Json | None:
-    """Token counts as non-negative integers, or None when the upstream's are missing or not numbers."""
+    """Token counts as non-negative integers, or None when the upstream's are missing or not numbers; the
+    `*_details` kept only where they are objects (what `Usage.of` reads in them)."""
     if not isinstance(raw, dict):
         return None
     p, c = raw.get("prompt_tokens"), raw.get("completion_tokens")
     if not _count(p) or not _count(c):
         return None
     t = raw.get("total_tokens")
-    out = {k: v for k, v in raw.items() if v is not None and k not in USAGE_KEYS}
+    out = {k: v for k, v in raw.items()
+           if v is not None and k not in USAGE_KEYS and (isinstance(v, dict) or not k.endswith("_details"))}
     return {**out, "prompt_tokens": p, "completion_tokens": c, "total_tokens": t if _count(t) else p + c}
 
 
