@@ -30,8 +30,7 @@ class Usage(msgspec.Struct, omit_defaults=True):
         details = raw.get("prompt_tokens_details") or {}
         cached, written = details.get("cached_tokens"), details.get("cache_write_tokens")
         thought = (raw.get("completion_tokens_details") or {}).get("reasoning_tokens")
-        n = count_or_zero
-        return cls(p, c, int(raw.get("total_tokens") or p + c), n(cached), n(thought), n(written))
+        return cls(p, c, int(raw.get("total_tokens") or p + c), _n(cached), _n(thought), _n(written))
 
     def openai(self) -> dict[str, Any]:
         out: dict[str, Any] = {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
@@ -58,8 +57,7 @@ def total(usages: Iterable[Usage | None]) -> Usage | None:
     return out
 
 
-def count_or_zero(v: Any) -> int:
-    """A token count as servers may send it: a non-negative integer, else 0."""
+def _n(v: Any) -> int:
     return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else 0
 
 

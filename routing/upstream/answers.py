@@ -26,7 +26,7 @@ from routing.core import (
 )
 from routing.errors import MemberFailure
 from routing.request import Json
-from routing.tokens import Usage, count_or_zero
+from routing.tokens import Usage
 
 USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
 MAX_CHOICES = 128
@@ -212,23 +212,9 @@ class _PlainAnswer(msgspec.Struct):
     finish_reason: str | None = None
 
 
-class _PlainDetails(msgspec.Struct):
-    cached_tokens: Any = None
-    cache_write_tokens: Any = None
-    reasoning_tokens: Any = None
-
-
-class _PlainUsage(msgspec.Struct):
-    prompt_tokens: Annotated[int, msgspec.Meta(ge=0)]
-    completion_tokens: Annotated[int, msgspec.Meta(ge=0)]
-    total_tokens: Any = None
-    prompt_tokens_details: _PlainDetails | None = None
-    completion_tokens_details: _PlainDetails | None = None
-
-
 class _PlainCompletion(msgspec.Struct):
     choices: Annotated[list[_PlainAnswer], msgspec.Meta(min_length=1, max_length=1)]
-    usage: _PlainUsage | None = None
+    usage: Any = None
     system_fingerprint: Any = None
 
 
@@ -239,21 +225,15 @@ def plain_reply(data: bytes) -> Reply | None:
     """A whole chat.completion of one text choice (no tool calls, reasoning or logprobs), typed straight from
     its bytes by msgspec in C; None when it is anything else, for `reply` to check and type. What it gives
     is what `reply` gives for the same bytes (tests/test_answers.py): the fields `reply` ignores are
-    ignored here too, and usage is read as `usage` and `Usage.of` read it."""
+    ignored here too, and usage is read by the same `usage` and `Usage.of`."""
     try:
         c = _plain_completion(data)
     except msgspec.DecodeError:
         return None
-    choice, u = c.choices[0], c.usage
-    usage = None
-    if u is not None:
-        p, done, pd, cd = u.prompt_tokens, u.completion_tokens, u.prompt_tokens_details, u.completion_tokens_details
-        usage = Usage(p, done, u.total_tokens if _count(u.total_tokens) and u.total_tokens else p + done,
-                      count_or_zero(pd.cached_tokens) if pd else 0, count_or_zero(cd.reasoning_tokens) if cd else 0,
-                      count_or_zero(pd.cache_write_tokens) if pd else 0)
+    choice = c.choices[0]
     fingerprint = c.system_fingerprint
-    return Reply([Answer(text=choice.message.content, finish_reason=finish_of(choice.finish_reason, False))], usage,
-                 fingerprint if isinstance(fingerprint, str) else None)
+    return Reply([Answer(text=choice.message.content, finish_reason=finish_of(choice.finish_reason, False))],
+                 Usage.of(usage(c.usage)), fingerprint if isinstance(fingerprint, str) else None)
 
 
 def _calls(calls: list[Json] | None) -> list[ToolCall]:
