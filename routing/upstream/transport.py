@@ -162,31 +162,38 @@ class _Pool:
 
     async def acquire(self, timeout: float | None) -> _Conn | None:
         """An idle connection, or None once there is room to open one (then counted as open)."""
-        conn = self.take_idle()
-        if conn is not None:  # at once, as nearly always: no timer to set
+        conn, ready = self._take()
+        if ready:  # at once, as nearly always: no timer to set
             return conn
+        async with asyncio.timeout(timeout):
+            while not ready:
+                await self._turn()
+                conn, ready = self._take()
+        return conn
+
+    def _take(self) -> tuple[_Conn | None, bool]:
+        """An idle connection, or room to open one (counted as open now); (None, False) when neither."""
+        conn = self.take_idle()
+        if conn is not None:
+            return conn, True
         if self.open < self.limit:
             self.open += 1
-            return None
-        async with asyncio.timeout(timeout):
-            while True:
-                conn = self.take_idle()
-                if conn is not None:
-                    return conn
-                if self.open < self.limit:
-                    self.open += 1
-                    return None
-                waiter = asyncio.get_running_loop().create_future()
-                self.waiters.append(waiter)
-                try:
-                    await waiter
-                except BaseException:
-                    if waiter.done() and not waiter.cancelled():
-                        self.wake()  # woken, then timed out or cancelled: the turn goes to the next one
-                    raise
-                finally:
-                    if waiter in self.waiters:
-                        self.waiters.remove(waiter)
+            return None, True
+        return None, False
+
+    async def _turn(self) -> None:
+        """Until a connection comes back or one closes."""
+        waiter = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self.wake()  # woken, then timed out or cancelled: the turn goes to the next one
+            raise
+        finally:
+            if waiter in self.waiters:
+                self.waiters.remove(waiter)
 
     def release(self, conn: _Conn) -> None:
         if conn.reusable and conn.complete and not conn.closed:
