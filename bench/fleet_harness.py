@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from tests.procs import free_port, wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
 SHENRON = Path(sys.executable).with_name("shenron")
@@ -22,12 +22,6 @@ REDIS = os.environ.get("SHENRON_TEST_REDIS", "redis://127.0.0.1:6379/0")
 PG = os.environ.get("SHENRON_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 TMP = Path(tempfile.mkdtemp(prefix="shenron-fleet-bench-"))
 ASK = {"model": "pool", "messages": [{"role": "user", "content": "hi"}]}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Procs:
@@ -52,22 +46,10 @@ class Procs:
         self.all.clear()
 
 
-def wait(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    raise SystemExit(f"{url} never answered")
-
-
 def server(procs: Procs, *extra: str) -> str:
     port = free_port()
     procs.start([sys.executable, "-m", "tests.fake_upstream", "--port", str(port), *extra], f"up-{port}.log")
-    wait(f"http://127.0.0.1:{port}/health")
+    wait_http(f"http://127.0.0.1:{port}/health")
     return f"http://127.0.0.1:{port}/v1"
 
 
@@ -106,7 +88,7 @@ def replica(procs: Procs, text: str, *, port: int | None = None) -> tuple[subpro
     cfg = TMP / f"shenron-{port}.toml"
     cfg.write_text(text + f'path = "{TMP}/ledger-{port}.db"\n')
     p = procs.start([str(SHENRON), "serve", "--port", str(port), "--config", str(cfg)], f"shenron-{port}.log", cwd=TMP)
-    wait(f"http://127.0.0.1:{port}/ready")
+    wait_http(f"http://127.0.0.1:{port}/ready")
     return p, f"http://127.0.0.1:{port}/v1"
 
 

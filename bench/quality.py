@@ -36,7 +36,6 @@ import argparse
 import json
 import math
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -45,7 +44,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import openai
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,6 +52,7 @@ sys.path.insert(0, str(ROOT))
 from bench.answer_key import correct, tasks  # noqa: E402
 from proxy.demo import model_file  # noqa: E402
 from routing.vote.vote import Ballot, cluster, ranked  # noqa: E402
+from tests.procs import free_port, wait_http  # noqa: E402
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -64,26 +63,6 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     c = (p + z * z / (2 * n)) / d
     h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
     return c - h, c + h
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait(url: str, proc: subprocess.Popen[bytes], timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"{proc.args} exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"{url} not ready")
 
 
 CONFIG = """
@@ -230,13 +209,13 @@ def main() -> None:
                                   "smol", "--port", str(lport), "--n_ctx", "1024", "--verbose", "False"],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs.append(llama)
-        wait(f"http://127.0.0.1:{lport}/v1/models", llama)
+        wait_http(f"http://127.0.0.1:{lport}/v1/models", llama, 180)
         (tmp / "shenron.toml").write_text(config(f"http://127.0.0.1:{lport}/v1"))
         shenron = Path(sys.executable).with_name("shenron")
         proxy = subprocess.Popen([str(shenron), "serve", "--port", str(sport), "--config", str(tmp / "shenron.toml")],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs.append(proxy)
-        wait(f"http://127.0.0.1:{sport}/health", proxy)
+        wait_http(f"http://127.0.0.1:{sport}/health", proxy, 180)
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{sport}/v1", api_key="unused", max_retries=0,
                                timeout=300)
         rows: dict[str, list[dict[str, Any]]] = {}

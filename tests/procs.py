@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -22,6 +22,23 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes] | None = None, timeout: float = 60,
+              ok: tuple[int, ...] = (200,), log: Callable[[], str] = lambda: "") -> None:
+    """Until `url` answers with a status in `ok`; RuntimeError (with the end of `log`) if `proc` exits first
+    or the time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r:.200} exited with {proc.returncode}:\n{log()[-3000:]}")
+        try:
+            if httpx.get(url, timeout=1).status_code in ok:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} not ready after {timeout}s:\n{log()[-3000:]}")
 
 
 class Proc:
@@ -38,17 +55,7 @@ class Proc:
         return self.log_path.read_text(errors="replace")
 
     def wait_http(self, url: str, timeout: float = 60, ok: tuple[int, ...] = (200,)) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.p.poll() is not None:
-                raise RuntimeError(f"{self.args[:3]} exited with {self.p.returncode}:\n{self.log()[-3000:]}")
-            try:
-                if httpx.get(url, timeout=1).status_code in ok:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"{url} not ready after {timeout}s:\n{self.log()[-3000:]}")
+        wait_http(url, self.p, timeout, ok, self.log)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.p.poll() is None:
