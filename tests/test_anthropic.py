@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +13,7 @@ from litestar.testing import TestClient
 
 from proxy.app import create_app
 from proxy.errors import status_of
+from proxy.store.sqlite import SQLiteStore
 from routing import config
 from routing.config import BackendConfig
 from routing.core import Finish, TextDelta, ToolCallDelta, UsageEvent
@@ -262,9 +262,9 @@ def test_a_messages_request_to_an_anthropic_backend_goes_through_as_it_is(tmp_pa
             assert r.json() == {"input_tokens": 1234} and json.loads(counted.calls[0].request.content) == body
             r = client.post("/v1/messages", json={**body, "max_tokens": None})
             assert r.status_code == 400 and r.json()["type"] == "error"  # checked here first, as translated ones
-            rows = sqlite3.connect(tmp_path / "ledger.db").execute(
-                "SELECT prompt_tokens, completion_tokens, stream FROM ledger WHERE status = 200 ORDER BY ts").fetchall()
-            assert rows == [(12, 5, 0), (12, 9, 1)]  # the stream: input from message_start, output at the end
+            ledger = SQLiteStore(tmp_path / "ledger.db").open_sync().rows_sync(0)  # as `shenron usage` reads it
+            rows = [(r.prompt_tokens, r.completion_tokens, r.stream) for r in ledger if r.status == 200]
+            assert rows == [(12, 5, False), (12, 9, True)]  # the stream: input from message_start, output at the end
 
 
 def test_the_clients_anthropic_beta_reaches_anthropic_backends_merged_and_no_other() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -153,8 +152,8 @@ def test_cloud_budget_skips_cloud_members_then_refuses(env: dict[str, Any]) -> N
 def test_every_request_is_a_ledger_row(env: dict[str, Any]) -> None:
     ok = post(env, env["keys"]["pro"])
     post(env, env["keys"]["pro"], "full-council")
-    rows = sqlite3.connect(env["db"]).execute(
-        "SELECT request_id, model, status, prompt_tokens, completion_tokens, key_id FROM ledger ORDER BY ts").fetchall()
+    rows = [(r.request_id, r.model, r.status, r.prompt_tokens, r.completion_tokens, r.key_id)
+            for r in env["store"].rows_sync(0)]  # as `shenron usage` reads it: rows still spooled included
     assert [(r[1], r[2]) for r in rows] == [("ultra-instinct", 200), ("full-council", 404)]
     assert rows[0][0] == ok.json()["id"] and rows[0][3:5] == (3, 2) and rows[0][5].startswith("key_")
 

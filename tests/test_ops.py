@@ -184,13 +184,17 @@ def test_sigkill_under_load_loses_no_answered_request(tmp_path: Path, procs: lis
     for w in workers:
         w.join(10)
     assert len(acked) >= 50, "the load never got going"
+    cfg = next(tmp_path.glob("shenron-*.toml"))
+    total = json.loads(cli("usage", "--format", "json", "--config", str(cfg), cwd=tmp_path).stdout)["rows"][-1]
+    assert total["requests"] >= len(acked)
+    # the dead process's spooled rows are in SQLite itself now: opening the store (`usage` above) recovered them
+    assert not list(tmp_path.glob("ledger.db.spool.*")), "the killed process's spool file was not recovered"
     db = sqlite3.connect(tmp_path / "ledger.db")
     recorded = {r[0] for r in db.execute("SELECT request_id FROM ledger WHERE status = 200")}
     missing = set(acked) - recorded
     assert not missing, f"{len(missing)} of {len(acked)} answered requests are not in the ledger"
-    cfg = next(tmp_path.glob("shenron-*.toml"))
-    total = json.loads(cli("usage", "--format", "json", "--config", str(cfg), cwd=tmp_path).stdout)["rows"][-1]
-    assert total["requests"] >= len(acked)
+    ids = [r[0] for r in db.execute("SELECT request_id FROM ledger")]
+    assert len(ids) == len(set(ids)), "a row was recovered twice"
 
 
 def test_two_replicas_on_one_postgres_and_redis_enforce_one_limit(tmp_path: Path, procs: list[Proc],

@@ -98,14 +98,15 @@ async def test_stored_responses_belong_to_their_key_and_expire(store: Store) -> 
     assert await store.get_response("resp_a", "key_1", now) is None
 
 
-async def test_a_row_waits_out_another_process_holding_the_write_lock(tmp_path: Path) -> None:
-    """Ledger rows are committed on the event loop without waiting for locks; when `shenron keys` (another
-    process) holds SQLite's write lock, the row goes to the thread that waits, and is committed all the same."""
+async def test_with_fsync_a_row_waits_out_another_process_holding_the_write_lock(tmp_path: Path) -> None:
+    """With `fsync = true` a row is committed before `record` returns; while `shenron keys` (another process)
+    holds SQLite's write lock, it waits on the thread, and is committed all the same. (Without fsync the row
+    is safe in the spool file at once: tests/test_spool.py.)"""
     import sqlite3
 
-    s = await open_store(cfg_for("sqlite", tmp_path, None))
+    s = await open_store(config.parse(f'[store]\npath = "{tmp_path / "x" / "ledger.db"}"\nfsync = true\n'))
     try:
-        await s.record(row(0))  # on the loop
+        await s.record(row(0))
         other = sqlite3.connect(tmp_path / "x" / "ledger.db", isolation_level=None)
         other.execute("BEGIN IMMEDIATE")
         waiting = asyncio.ensure_future(s.record(row(1)))
@@ -114,7 +115,7 @@ async def test_a_row_waits_out_another_process_holding_the_write_lock(tmp_path: 
         other.execute("COMMIT")
         other.close()
         await asyncio.wait_for(waiting, 10)
-        await s.record(row(2))  # and back on the loop
+        await s.record(row(2))
         assert sorted(r.request_id for r in await s.rows(0)) == ["r0", "r1", "r2"]
     finally:
         await s.close()
@@ -122,6 +123,7 @@ async def test_a_row_waits_out_another_process_holding_the_write_lock(tmp_path: 
 
 async def test_rows_committed_on_the_loop_are_checkpointed_into_the_database(tmp_path: Path) -> None:
     """The loop's connection never checkpoints (that fsyncs); the thread does, so the WAL does not grow forever."""
+    from proxy.store import spool
     from proxy.store import sqlite as embedded
 
     s = await open_store(cfg_for("sqlite", tmp_path, None))
@@ -130,6 +132,7 @@ async def test_rows_committed_on_the_loop_are_checkpointed_into_the_database(tmp
     try:
         for i in range(embedded.CHECKPOINT_ROWS + 10):
             await s.record(row(i))
+        await asyncio.sleep(spool.FLUSH_S * 3)  # the spooled rows' batch is inserted
         await s.rows(0)  # the thread has run the checkpoint by the time it answers this
         assert db.stat().st_size > empty + 100 * embedded.CHECKPOINT_ROWS  # the rows are in the file itself
     finally:

@@ -1,9 +1,11 @@
 """The embedded store: one SQLite file in WAL mode, created on first use.
 
-Every statement runs on one worker thread with one connection, so the event loop never
-blocks on disk; only ledger rows are committed on the loop, on a connection of their own, where a
-WAL commit without fsync is a write to the page cache (see `GroupCommit`). `shenron keys` and
-`shenron usage` open the same file from another process; WAL lets them read and write while the proxy runs.
+Every statement runs on one worker thread with one connection, so the event loop never blocks on
+disk; only ledger rows are written on the loop: appended to this process's spool file, and inserted
+in batches on a connection of their own, where a WAL commit without fsync is a write to the page cache
+(see `spool`). With `fsync`, rows are committed one batch at a time on the thread instead
+(`GroupCommit`). `shenron keys` and `shenron usage` open the same file from another process; WAL lets
+them read and write while the proxy runs, and they read the spooled rows too.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from proxy.store import spool
 from proxy.store.base import (
     SHOWN,
     GroupCommit,
@@ -30,7 +33,7 @@ from proxy.store.base import (
 from proxy.store.schema import KEY_COLUMNS, LEDGER_COLUMNS, MIGRATIONS, TOTALS, TOTALS_FOR_KEY
 
 log = logging.getLogger("shenron.store")
-INSERT = f"INSERT INTO ledger ({', '.join(LEDGER_COLUMNS)}) VALUES ({', '.join('?' for _ in LEDGER_COLUMNS)})"
+INSERT = spool.INSERT
 CHECKPOINT_ROWS = 1000
 """Rows committed on the loop between two checkpoints (SQLite's own default is 1,000 pages)."""
 
@@ -45,7 +48,13 @@ class SQLiteStore:
         self._now: sqlite3.Connection | None = None
         """The event loop's own connection for ledger rows (not with fsync: that commit would block the loop)."""
         self._unchecked = 0
-        self._commits = GroupCommit(self._write, None if fsync else self._write_now)
+        self._commits = GroupCommit(self._write)
+        self._spool = None if fsync else spool.Spool(path)
+        self._batch: list[LedgerRow] = []
+        """Spooled rows not yet in SQLite, oldest first."""
+        self._due: asyncio.Handle | None = None
+        self._flushing: asyncio.Task[None] | None = None
+        """A batch waiting on the thread for another process's write lock."""
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
@@ -62,6 +71,8 @@ class SQLiteStore:
                 db.execute(sql)
             db.execute(f"PRAGMA user_version={n}")
             db.execute("COMMIT")
+        db.execute(spool.SCHEMA)
+        spool.recover(db, self.path.parent, self.path.name + ".spool.")
         self._db = db
         if not self.fsync:
             now = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=0)
@@ -83,6 +94,7 @@ class SQLiteStore:
 
     async def close(self) -> None:
         await self._commits.flush()
+        await self._flush_all()
         if self._now is not None:
             self._now.close()
             self._now = None
@@ -137,26 +149,90 @@ class SQLiteStore:
     async def _write(self, rows: list[LedgerRow]) -> None:
         await self._run(self._write_sync, rows)
 
-    def _write_now(self, rows: list[LedgerRow]) -> bool:
-        """Commit on the event loop, or False at once when another process holds the write lock (the
-        thread's connection waits for it instead). Every CHECKPOINT_ROWS rows the WAL is copied back
-        into the database on the thread, where its fsync blocks nothing."""
-        if self._now is None:
-            return False
+    def _schedule(self) -> None:
+        if self._flushing is not None:
+            return  # it schedules the next batch when it is done
+        loop = asyncio.get_running_loop()
+        if len(self._batch) >= spool.FLUSH_ROWS:
+            if self._due is not None:
+                self._due.cancel()
+            self._due = loop.call_soon(self._flush_now)
+        elif self._due is None:
+            self._due = loop.call_later(spool.FLUSH_S, self._flush_now)
+
+    def _flush_now(self) -> None:
+        """The batch into SQLite on the loop; on the thread, which waits, if another process is writing."""
+        self._due = None
+        sp = self._spool
+        if not self._batch or self._flushing is not None or sp is None or self._now is None:
+            return
+        rows, self._batch = self._batch, []
+        name, offset = sp.name, sp.offset
         try:
-            if len(rows) == 1:  # its own transaction: one call into SQLite instead of three. Busy here (a write
-                self._now.execute(INSERT, ledger_values(rows[0]))  # by another process) goes to the thread
-            else:
-                self._write_sync(rows, self._now)
-        except sqlite3.OperationalError as e:
-            if "locked" in str(e) or "busy" in str(e):
-                return False
-            raise
-        self._unchecked += len(rows)
+            spool.commit(self._now, rows, name, offset)
+        except sqlite3.Error as e:
+            self._batch[:0] = rows
+            if isinstance(e, sqlite3.OperationalError) and ("locked" in str(e) or "busy" in str(e)):
+                self._flushing = asyncio.get_running_loop().create_task(self._flush_waiting())
+            else:  # the rows are safe in the spool file; the next batch tries again
+                log.warning("ledger: %d rows wait in the spool file: %s", len(rows), e)
+                self._due = asyncio.get_running_loop().call_later(spool.FLUSH_S * 20, self._flush_now)
+            return
+        self._committed(len(rows))
+        if offset >= spool.ROTATE_BYTES:
+            try:
+                sp.retire(self._now)
+            except (OSError, sqlite3.Error) as e:  # kept, and retired after a later batch
+                log.warning("ledger: could not retire the spool file %s: %s", name, e)
+
+    async def _flush_waiting(self) -> None:
+        sp = self._spool
+        assert sp is not None
+        rows, self._batch = self._batch, []
+        try:
+            await self._run(spool.commit, self.db, rows, sp.name, sp.offset)
+        except sqlite3.Error as e:
+            self._batch[:0] = rows
+            log.warning("ledger: %d rows wait in the spool file: %s", len(rows), e)
+        else:
+            self._committed(len(rows))
+        finally:
+            self._flushing = None
+        if self._batch:
+            self._schedule()
+
+    def _committed(self, rows: int) -> None:
+        """Every CHECKPOINT_ROWS rows the WAL is copied back into the database on the thread, where its
+        fsync blocks nothing."""
+        self._unchecked += rows
         if self._unchecked >= CHECKPOINT_ROWS:
             self._unchecked = 0
             self._pool.submit(self._checkpoint)
-        return True
+
+    async def _flush_all(self) -> None:
+        """At close: every spooled row into SQLite and the file removed, or the file left to `recover`."""
+        sp = self._spool
+        if sp is None:
+            return
+        if self._due is not None:
+            self._due.cancel()
+            self._due = None
+        if self._flushing is not None:
+            await asyncio.gather(self._flushing, return_exceptions=True)
+        if sp.fd is None:
+            return
+
+        def last() -> None:
+            if self._batch:
+                spool.commit(self.db, self._batch, sp.name, sp.offset)
+                self._batch = []
+            sp.retire(self.db)
+
+        try:
+            await self._run(last)
+        except (OSError, sqlite3.Error) as e:
+            log.warning("ledger: spooled rows left in %s for the next start: %s", sp.name, e)
+            sp.abandon()
 
     def _checkpoint(self) -> None:
         try:
@@ -165,11 +241,24 @@ class SQLiteStore:
             log.warning("ledger checkpoint failed: %s", e)
 
     async def record(self, row: LedgerRow) -> None:
-        await self._commits.record(row)
+        """Spooled (or, with fsync, committed) when this returns: an answer is never sent for a row a crash loses."""
+        if self._spool is None:
+            await self._commits.record(row)
+            return
+        self._spool.append(row)
+        self._batch.append(row)
+        self._schedule()
+
+    def _with_spooled(self, query: str, args: tuple[Any, ...]) -> tuple[list[tuple[Any, ...]], list[LedgerRow]]:
+        return spool.unflushed(self.db, self.path.parent, self.path.name + ".spool.", query, args)
 
     def rows_sync(self, since: float) -> list[LedgerRow]:
-        cur = self.db.execute(f"SELECT {', '.join(LEDGER_COLUMNS)} FROM ledger WHERE ts >= ? ORDER BY ts", (since,))
-        return [ledger_row(r) for r in cur]
+        found, spooled = self._with_spooled(
+            f"SELECT {', '.join(LEDGER_COLUMNS)} FROM ledger WHERE ts >= ? ORDER BY ts", (since,))
+        rows = [ledger_row(r) for r in found]
+        if spooled:
+            rows = sorted(rows + [r for r in spooled if r.ts >= since], key=lambda r: r.ts)
+        return rows
 
     async def rows(self, since: float) -> list[LedgerRow]:
         return await self._run(self.rows_sync, since)  # type: ignore[no-any-return]
@@ -177,7 +266,13 @@ class SQLiteStore:
     def totals_sync(self, key_id: str | None, since: float) -> tuple[int, float, float]:
         sql = TOTALS.format(p="?") if key_id is None else TOTALS_FOR_KEY.format(p="?")
         args: tuple[Any, ...] = (since,) if key_id is None else (since, key_id)
-        tokens, local, cloud = self.db.execute(sql, args).fetchone()
+        found, spooled = self._with_spooled(sql, args)
+        tokens, local, cloud = found[0]
+        for r in spooled:
+            if r.ts >= since and (key_id is None or r.key_id == key_id):
+                tokens += r.prompt_tokens + r.completion_tokens
+                local += r.cost_usd - r.cloud_cost_usd
+                cloud += r.cloud_cost_usd
         return int(tokens), float(local), float(cloud)
 
     async def totals(self, key_id: str | None, since: float) -> tuple[int, float, float]:
