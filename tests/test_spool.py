@@ -13,9 +13,12 @@ import threading
 import time
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from proxy.store import LedgerRow, MemberUse, spool
+from proxy.store.base import ledger_row, sqlite_values
+from proxy.store.schema import LEDGER_COLUMNS, MIGRATIONS
 from proxy.store.sqlite import SQLiteStore
 
 
@@ -205,3 +208,16 @@ def test_the_spool_file_is_private(tmp_path: Path) -> None:
         await store.close()
 
     asyncio.run(one())
+
+
+def test_sqlite_is_handed_no_booleans_and_reads_them_back() -> None:
+    """A `bool` parameter sends Python's sqlite3 binder looking for an adapter on every row."""
+    r = msgspec.structs.replace(row(1), cached=True, stream=False, escalated=True)
+    assert not any(isinstance(v, bool) for v in sqlite_values(r))
+    db = sqlite3.connect(":memory:")
+    for statements in MIGRATIONS:
+        for sql in statements:
+            db.execute(sql)
+    db.execute(spool.INSERT, sqlite_values(r))
+    back = ledger_row(db.execute(f"SELECT {', '.join(LEDGER_COLUMNS)} FROM ledger").fetchone())
+    assert (back.cached, back.stream, back.escalated) == (True, False, True) and back == r

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import msgspec
 
-from proxy.store.base import LedgerRow, ledger_values
+from proxy.store.base import LedgerRow, sqlite_values
 from proxy.store.schema import LEDGER_COLUMNS
 
 log = logging.getLogger("shenron.store")
@@ -104,8 +104,8 @@ def commit(db: sqlite3.Connection, rows: list[LedgerRow], name: str, offset: int
     """The rows and how far into the file `name` they reach, in one transaction."""
     db.execute("BEGIN IMMEDIATE")
     try:
-        db.executemany(INSERT, [ledger_values(r) for r in rows])
-        db.execute(MARK, (name, offset, False, time.time()))
+        db.executemany(INSERT, [sqlite_values(r) for r in rows])
+        db.execute(MARK, (name, offset, 0, time.time()))
     except BaseException:
         db.execute("ROLLBACK")
         raise
@@ -199,8 +199,8 @@ def recover(db: sqlite3.Connection, dir: Path, prefix: str) -> int:
                 rows, used = _rows(data, path.name)
                 if used < len(data):
                     log.warning("ledger spool %s: dropped %d bytes of an unfinished row", path.name, len(data) - used)
-                db.executemany(INSERT, [ledger_values(r) for r in rows])
-                db.execute(MARK, (path.name, (mark[0] if mark else 0) + len(data), True, time.time()))
+                db.executemany(INSERT, [sqlite_values(r) for r in rows])
+                db.execute(MARK, (path.name, (mark[0] if mark else 0) + len(data), 1, time.time()))
             except BaseException:
                 db.execute("ROLLBACK")
                 raise

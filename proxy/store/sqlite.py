@@ -26,9 +26,9 @@ from proxy.store.base import (
     LedgerRow,
     hash_key,
     ledger_row,
-    ledger_values,
     new_key,
     new_key_id,
+    sqlite_values,
 )
 from proxy.store.schema import KEY_COLUMNS, LEDGER_COLUMNS, MIGRATIONS, TOTALS, TOTALS_FOR_KEY
 
@@ -140,7 +140,7 @@ class SQLiteStore:
         db = db or self.db
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.executemany(INSERT, [ledger_values(r) for r in rows])
+            db.executemany(INSERT, [sqlite_values(r) for r in rows])
         except BaseException:
             db.execute("ROLLBACK")
             raise
