@@ -221,3 +221,22 @@ def test_sqlite_is_handed_no_booleans_and_reads_them_back() -> None:
     db.execute(spool.INSERT, sqlite_values(r))
     back = ledger_row(db.execute(f"SELECT {', '.join(LEDGER_COLUMNS)} FROM ledger").fetchone())
     assert (back.cached, back.stream, back.escalated) == (True, False, True) and back == r
+
+
+def test_a_file_that_cannot_be_recovered_now_is_kept_and_still_counted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    db = tmp_path / "ledger.db"
+    killed_writer(db, """
+        for i in range(3):
+            await store.record(row(i))
+    """)
+    with monkeypatch.context() as m:
+        m.setattr(spool, "INSERT", "INSERT INTO no_such_table VALUES (?)")  # as a database that refuses writes
+        reader = SQLiteStore(db).open_sync()  # opens all the same
+    assert "not recovered now" in caplog.text
+    assert len(spool_files(db)) == 1 and in_sqlite(db) == []
+    assert sorted(r.request_id for r in reader.rows_sync(0)) == ["r0", "r1", "r2"]
+    reader.db.close()
+    again = SQLiteStore(db).open_sync()
+    assert sorted(in_sqlite(db)) == ["r0", "r1", "r2"] and spool_files(db) == []
+    again.db.close()

@@ -138,8 +138,12 @@ def _opened(paths: list[Path]) -> Iterator[list[tuple[str, int]]]:
     fds: list[tuple[str, int]] = []
     try:
         for p in paths:
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 fds.append((p.name, os.open(p, os.O_RDONLY | os.O_CLOEXEC)))
+            except FileNotFoundError:
+                continue  # its rows went into SQLite and the file away
+            except OSError as e:  # another user's file: this reader cannot count its rows, and says so
+                log.warning("ledger spool %s: its rows are not counted here: %s", p.name, e)
         yield fds
     finally:
         for _, fd in fds:
@@ -175,41 +179,53 @@ def unflushed(db: sqlite3.Connection, dir: Path, prefix: str, query: str, args: 
 
 
 def recover(db: sqlite3.Connection, dir: Path, prefix: str) -> int:
-    """Insert the rows of dead processes' files that SQLite lacks and remove the files; rows recovered."""
+    """Insert the rows of dead processes' files that SQLite lacks and remove the files; rows recovered.
+    A file that cannot be recovered now (a read-only database, a full disk) stays, and its rows are
+    still read by `unflushed`; the next open tries again."""
     recovered = 0
     for path in _files(dir, prefix):
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            continue
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue  # its process lives
-            try:
-                if os.stat(path).st_ino != os.fstat(fd).st_ino:
-                    continue
-            except FileNotFoundError:
-                continue  # another process recovered it first
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                mark = db.execute("SELECT offset FROM spool_marks WHERE file = ?", (path.name,)).fetchone()
-                data = _read(fd, mark[0] if mark else 0)
-                rows, used = _rows(data, path.name)
-                if used < len(data):
-                    log.warning("ledger spool %s: dropped %d bytes of an unfinished row", path.name, len(data) - used)
-                db.executemany(INSERT, [sqlite_values(r) for r in rows])
-                db.execute(MARK, (path.name, (mark[0] if mark else 0) + len(data), 1, time.time()))
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-            path.unlink()
-            recovered += len(rows)
-        finally:
-            os.close(fd)
-    db.execute("DELETE FROM spool_marks WHERE done AND updated < ?", (time.time() - KEEP_MARKS_S,))
+            recovered += _recover(db, path)
+        except (OSError, sqlite3.Error) as e:
+            log.warning("ledger spool %s: not recovered now, its rows are still counted: %s", path.name, e)
+    try:
+        db.execute("DELETE FROM spool_marks WHERE done AND updated < ?", (time.time() - KEEP_MARKS_S,))
+    except sqlite3.Error as e:
+        log.warning("ledger: old spool marks not pruned: %s", e)
     if recovered:
         log.warning("ledger: %d rows of a process that stopped without closing the store were recovered", recovered)
     return recovered
+
+
+def _recover(db: sqlite3.Connection, path: Path) -> int:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return 0
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return 0  # its process lives
+        try:
+            if os.stat(path).st_ino != os.fstat(fd).st_ino:
+                return 0
+        except FileNotFoundError:
+            return 0  # another process recovered it first
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            mark = db.execute("SELECT offset FROM spool_marks WHERE file = ?", (path.name,)).fetchone()
+            data = _read(fd, mark[0] if mark else 0)
+            rows, used = _rows(data, path.name)
+            if used < len(data):
+                log.warning("ledger spool %s: dropped %d bytes of an unfinished row", path.name, len(data) - used)
+            db.executemany(INSERT, [sqlite_values(r) for r in rows])
+            db.execute(MARK, (path.name, (mark[0] if mark else 0) + len(data), 1, time.time()))
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        path.unlink()
+        return len(rows)
+    finally:
+        os.close(fd)
