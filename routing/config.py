@@ -366,7 +366,8 @@ def store_path(cfg: Config, environ: dict[str, str] | None = None) -> Path:
 
 
 def private_paths(cfg: Config) -> tuple[Path, ...]:
-    """Files no generated code may see: the SQLite store (and its WAL) and the config file."""
+    """Files no generated code may see: the SQLite store (and its WAL) and the config file. The ledger's
+    spool files lie beside the store, so a directory that holds them holds it too and is refused."""
     db = store_path(cfg).resolve()
     out = [db, db.with_name(db.name + "-wal")]
     if cfg.source and Path(cfg.source).is_file():
