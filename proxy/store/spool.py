@@ -1,8 +1,8 @@
 """Ledger rows spooled to an append-only file, then inserted into SQLite in batches.
 
 A row committed to SQLite on its own costs a B-tree insert into the table and each index and a WAL
-frame for every page it touched: 80 us of a pass-through's CPU at one connection, where the request's
-other work leaves SQLite's code and pages cold between two commits (BENCHMARKS.md). A row appended to
+frame for every page it touched: about 80 us of a pass-through's time at one connection, where the
+request's other work leaves SQLite's code and pages cold between two commits (BENCHMARKS.md). A row appended to
 a file is one `write` of a few hundred bytes, and the page cache keeps it through a kill -9 as it
 keeps a WAL commit without fsync (what `[store] fsync = false` already promised). So an answered
 request's row is written here before the answer is sent, and the rows of the last `FLUSH_S` go into
