@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import gzip
 import json
 import shutil
 import ssl
 import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import msgspec
 import pytest
 
 from routing.config import BackendConfig
+from routing.core import TextDelta
 from routing.errors import UpstreamStatus
 from routing.request import Request
 from routing.upstream.anthropic import AnthropicBackend
@@ -23,6 +27,8 @@ from routing.upstream.backends import OpenAIBackend
 from routing.upstream.transport import Transport
 
 JSON = b'{"ok": true}'
+CHUNK = json.dumps({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": [
+    {"index": 0, "delta": {"role": "assistant", "content": "Paris"}, "finish_reason": "stop"}]}).encode()
 COMPLETION = json.dumps({"id": "c", "object": "chat.completion", "created": 1, "model": "m", "choices": [
     {"index": 0, "message": {"role": "assistant", "content": "Paris"}, "finish_reason": "stop"}],
     "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}).encode()
@@ -65,6 +71,14 @@ class Server:
                     w.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
                     for i in range(3):
                         event = b"data: %d\n\n" % i
+                        w.write(b"%x\r\n%s\r\n" % (len(event), event))
+                        await w.drain()
+                        await asyncio.sleep(0.01)
+                    w.write(b"0\r\n\r\n")
+                elif path == b"/chat/v1/chat/completions":  # a chat stream, `[DONE]` before the last chunk
+                    w.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+                    for data in (CHUNK, b"[DONE]"):
+                        event = b"data: %s\n\n" % data
                         w.write(b"%x\r\n%s\r\n" % (len(event), event))
                         await w.drain()
                         await asyncio.sleep(0.01)
@@ -268,3 +282,30 @@ async def test_a_whole_answer_on_the_own_transport_is_decoded_and_its_errors_kee
     assert "anthropic-beta: own-1,client-2\r\n" in first and "anthropic-beta: own-1\r\n" in second
     assert "content-length:" in first and first.count("anthropic-beta") == 1
 
+
+
+async def test_a_stream_read_to_its_done_leaves_no_generator_for_the_collector_to_close(server: Server) -> None:
+    """A stream ends at `[DONE]`, before the transport's body is read to its last chunk. The readers it
+    stopped are closed then; left to the garbage collector, each would cost the loop a wake-up from its
+    finalizer hook and a task to close it (two per stream)."""
+    left: list[str] = []
+    hooks = sys.get_asyncgen_hooks()
+
+    def finalizer(agen: Any) -> None:
+        left.append(agen.ag_code.co_qualname)
+        assert hooks.finalizer is not None
+        hooks.finalizer(agen)
+
+    sys.set_asyncgen_hooks(firstiter=hooks.firstiter, finalizer=finalizer)
+    try:
+        req = Request.of({"messages": [{"role": "user", "content": "capital of France?"}], "stream": True})
+        async with client() as c:
+            member = OpenAIBackend("m", BackendConfig(url=f"http://127.0.0.1:{server.port}/chat/v1", model="m"), c)
+            for _ in range(3):
+                events = [e async for e in member.stream(req)]
+                assert any(isinstance(e, TextDelta) and e.text == "Paris" for e in events)
+        gc.collect()
+        await asyncio.sleep(0)
+    finally:
+        sys.set_asyncgen_hooks(*hooks)
+    assert left == []

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import AsyncGenerator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -197,6 +197,7 @@ class OpenAIBackend:
         """
         deadline = time.monotonic() + self.cfg.timeout_s
         body: httpx.AsyncByteStream | None = None
+        pieces: AsyncIterator[bytes] | None = None
         try:
             with self._translated():
                 async with asyncio.timeout_at(_loop_time(deadline)):
@@ -232,6 +233,11 @@ class OpenAIBackend:
                 if not finished and not read.done:
                     raise MemberFailure(self.name, "stream ended before the answer was complete")
         finally:
+            # Closed here, not left to the garbage collector: an async generator dropped half-read is
+            # closed by the loop's finalizer hook, a wake-up and a task for each, twice a stream.
+            close = getattr(pieces, "aclose", None)
+            if close is not None:
+                await close()
             if body is not None:
                 await body.aclose()
 

@@ -15,7 +15,7 @@ import asyncio
 import ssl
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, cast
 
 import httptools
@@ -106,7 +106,7 @@ class _Conn(asyncio.Protocol):
     def headers(self) -> list[tuple[bytes, bytes]]:
         return self._headers
 
-    async def body(self, read_timeout: float | None) -> AsyncIterator[bytes]:
+    async def body(self, read_timeout: float | None) -> AsyncGenerator[bytes, None]:
         while True:
             if self._chunks:  # what arrived since the last step, as one piece: a read of a stream often
                 # holds many chunks of its chunked encoding, and each piece costs a trip up the readers
@@ -233,8 +233,12 @@ class Body(httpx.AsyncByteStream):
         self._released = False
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._conn.body(self._read_timeout):
-            yield chunk
+        pieces = self._conn.body(self._read_timeout)
+        try:
+            async for chunk in pieces:
+                yield chunk
+        finally:  # a reader that stops early (a stream's `[DONE]`) closes it now, not the collector later
+            await pieces.aclose()
         self._release()
 
     async def read(self) -> bytes:
