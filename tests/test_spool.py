@@ -10,22 +10,16 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from pathlib import Path
 
 import msgspec
 import pytest
 
-from proxy.store import LedgerRow, MemberUse, spool
+from proxy.store import spool
 from proxy.store.base import ledger_row, sqlite_values
 from proxy.store.schema import LEDGER_COLUMNS, MIGRATIONS
 from proxy.store.sqlite import SQLiteStore
-
-
-def row(i: int, key: str | None = "key_a") -> LedgerRow:
-    return LedgerRow(ts=time.time(), request_id=f"r{i}", key_id=key, model="m", strategy="single", status=200,
-                     latency_ms=10, prompt_tokens=3, completion_tokens=2, cost_usd=0.001,
-                     members=[MemberUse("goku", "ok", 10, 3, 2, 0.001)])
+from tests.test_store import row
 
 
 def in_sqlite(db: Path) -> list[str]:
@@ -45,7 +39,7 @@ def killed_writer(db: Path, script: str) -> None:
         f"sys.path[:0] = {sys.path!r}",
         "from pathlib import Path",
         "from proxy.store.sqlite import SQLiteStore",
-        "from tests.test_spool import row",
+        "from tests.test_store import row",
         "async def main():",
         f"    store = SQLiteStore(Path({str(db)!r}))",
         "    await store.open()",

@@ -47,15 +47,38 @@ SCHEMA = "CREATE TABLE IF NOT EXISTS spool_marks (file TEXT PRIMARY KEY, offset 
          "done BOOLEAN NOT NULL, updated DOUBLE PRECISION NOT NULL)"
 INSERT = f"INSERT INTO ledger ({', '.join(LEDGER_COLUMNS)}) VALUES ({', '.join('?' for _ in LEDGER_COLUMNS)})"
 MARK = "INSERT OR REPLACE INTO spool_marks (file, offset, done, updated) VALUES (?, ?, ?, ?)"
+PRUNE = "DELETE FROM spool_marks WHERE done AND updated < ?"
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(LedgerRow).decode
+
+
+def _prefix(store: Path) -> str:
+    """What the store's spool files are called: `shenron.db.spool.PID.XXXX` beside `shenron.db`."""
+    return store.name + ".spool."
+
+
+@contextlib.contextmanager
+def transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """`BEGIN IMMEDIATE` (the write lock, waited for as long as the connection waits) ... `COMMIT`, or
+    `ROLLBACK` on any error."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def insert(db: sqlite3.Connection, rows: list[LedgerRow]) -> None:
+    db.executemany(INSERT, [sqlite_values(r) for r in rows])
 
 
 class Spool:
     """This process's spool file: created on its first row, locked while the process lives."""
 
-    def __init__(self, db: Path) -> None:
-        self.dir, self.prefix = db.parent, db.name + ".spool."
+    def __init__(self, store: Path) -> None:
+        self.dir, self.prefix = store.parent, _prefix(store)
         self.fd: int | None = None
         self.name = ""
         self.offset = 0
@@ -96,7 +119,7 @@ class Spool:
         path, fd = self.dir / self.name, self.fd
         now = time.time()
         db.execute("UPDATE spool_marks SET done = 1, updated = ? WHERE file = ?", (now, self.name))
-        db.execute("DELETE FROM spool_marks WHERE done AND updated < ?", (now - KEEP_MARKS_S,))
+        db.execute(PRUNE, (now - KEEP_MARKS_S,))
         path.unlink(missing_ok=True)
         self.fd, self.name, self.offset, self.torn = None, "", 0, False
         os.close(fd)  # the lock goes last: a recoverer that opened the file first finds it gone
@@ -104,14 +127,9 @@ class Spool:
 
 def commit(db: sqlite3.Connection, rows: list[LedgerRow], name: str, offset: int) -> None:
     """The rows and how far into the file `name` they reach, in one transaction."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        db.executemany(INSERT, [sqlite_values(r) for r in rows])
+    with transaction(db):
+        insert(db, rows)
         db.execute(MARK, (name, offset, 0, time.time()))
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
 
 
 def _files(dir: Path, prefix: str) -> list[Path]:
@@ -160,14 +178,14 @@ def _read(fd: int, offset: int) -> bytes:
     return b"".join(chunks)
 
 
-def unflushed(db: sqlite3.Connection, dir: Path, prefix: str, query: str, args: tuple[object, ...]
+def unflushed(db: sqlite3.Connection, store: Path, query: str, args: tuple[object, ...]
               ) -> tuple[list[tuple[object, ...]], list[LedgerRow]]:
     """`query`'s result and the spooled rows it cannot see yet, from one snapshot.
 
     The files are opened before the snapshot, so a file removed meanwhile is still read; the rows past
     the mark the snapshot holds for a file are exactly those the snapshot lacks (a file with no mark
     has none in SQLite yet)."""
-    with _opened(_files(dir, prefix)) as fds:
+    with _opened(_files(store.parent, _prefix(store))) as fds:
         db.execute("BEGIN")
         try:
             marks: dict[str, int] = dict(db.execute("SELECT file, offset FROM spool_marks").fetchall())
@@ -180,18 +198,18 @@ def unflushed(db: sqlite3.Connection, dir: Path, prefix: str, query: str, args: 
     return result, spooled
 
 
-def recover(db: sqlite3.Connection, dir: Path, prefix: str) -> int:
+def recover(db: sqlite3.Connection, store: Path) -> int:
     """Insert the rows of dead processes' files that SQLite lacks and remove the files; rows recovered.
     A file that cannot be recovered now (a read-only database, a full disk) stays, and its rows are
     still read by `unflushed`; the next open tries again."""
     recovered = 0
-    for path in _files(dir, prefix):
+    for path in _files(store.parent, _prefix(store)):
         try:
             recovered += _recover(db, path)
         except (OSError, sqlite3.Error) as e:
             log.warning("ledger spool %s: not recovered now, its rows are still counted: %s", path.name, e)
     try:
-        db.execute("DELETE FROM spool_marks WHERE done AND updated < ?", (time.time() - KEEP_MARKS_S,))
+        db.execute(PRUNE, (time.time() - KEEP_MARKS_S,))
     except sqlite3.Error as e:
         log.warning("ledger: old spool marks not pruned: %s", e)
     if recovered:
@@ -214,19 +232,14 @@ def _recover(db: sqlite3.Connection, path: Path) -> int:
                 return 0
         except FileNotFoundError:
             return 0  # another process recovered it first
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(db):
             mark = db.execute("SELECT offset FROM spool_marks WHERE file = ?", (path.name,)).fetchone()
             data = _read(fd, mark[0] if mark else 0)
             rows, used = _rows(data, path.name)
             if used < len(data):
                 log.warning("ledger spool %s: dropped %d bytes of an unfinished row", path.name, len(data) - used)
-            db.executemany(INSERT, [sqlite_values(r) for r in rows])
+            insert(db, rows)
             db.execute(MARK, (path.name, (mark[0] if mark else 0) + len(data), 1, time.time()))
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
         path.unlink()
         return len(rows)
     finally:

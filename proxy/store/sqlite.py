@@ -28,12 +28,10 @@ from proxy.store.base import (
     ledger_row,
     new_key,
     new_key_id,
-    sqlite_values,
 )
 from proxy.store.schema import KEY_COLUMNS, LEDGER_COLUMNS, MIGRATIONS, TOTALS, TOTALS_FOR_KEY
 
 log = logging.getLogger("shenron.store")
-INSERT = spool.INSERT
 CHECKPOINT_ROWS = 1000
 """Rows committed on the loop between two checkpoints (SQLite's own default is 1,000 pages)."""
 
@@ -72,7 +70,7 @@ class SQLiteStore:
             db.execute(f"PRAGMA user_version={n}")
             db.execute("COMMIT")
         db.execute(spool.SCHEMA)
-        spool.recover(db, self.path.parent, self.path.name + ".spool.")
+        spool.recover(db, self.path)
         self._db = db
         if not self.fsync:
             now = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=0)
@@ -136,29 +134,24 @@ class SQLiteStore:
         return await self._run(self.find_key_sync, key_hash)  # type: ignore[no-any-return]
 
     # ledger
-    def _write_sync(self, rows: list[LedgerRow], db: sqlite3.Connection | None = None) -> None:
-        db = db or self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.executemany(INSERT, [sqlite_values(r) for r in rows])
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+    def _write_sync(self, rows: list[LedgerRow]) -> None:
+        with spool.transaction(self.db):
+            spool.insert(self.db, rows)
 
     async def _write(self, rows: list[LedgerRow]) -> None:
         await self._run(self._write_sync, rows)
 
     def _schedule(self) -> None:
+        """A batch due: in FLUSH_S, or on the next turn once it holds FLUSH_ROWS. Most rows find one already
+        due and ask the loop nothing (on Python 3.11 `get_running_loop` is a `getpid` system call)."""
         if self._flushing is not None:
             return  # it schedules the next batch when it is done
-        loop = asyncio.get_running_loop()
         if len(self._batch) >= spool.FLUSH_ROWS:
             if self._due is not None:
                 self._due.cancel()
-            self._due = loop.call_soon(self._flush_now)
+            self._due = asyncio.get_running_loop().call_soon(self._flush_now)
         elif self._due is None:
-            self._due = loop.call_later(spool.FLUSH_S, self._flush_now)
+            self._due = asyncio.get_running_loop().call_later(spool.FLUSH_S, self._flush_now)
 
     def _flush_now(self) -> None:
         """The batch into SQLite on the loop; on the thread, which waits, if another process is writing."""
@@ -250,7 +243,7 @@ class SQLiteStore:
         self._schedule()
 
     def _with_spooled(self, query: str, args: tuple[Any, ...]) -> tuple[list[tuple[Any, ...]], list[LedgerRow]]:
-        return spool.unflushed(self.db, self.path.parent, self.path.name + ".spool.", query, args)
+        return spool.unflushed(self.db, self.path, query, args)
 
     def rows_sync(self, since: float) -> list[LedgerRow]:
         found, spooled = self._with_spooled(
