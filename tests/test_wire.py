@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import random
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,6 +25,36 @@ def test_sse_events_survive_any_split_and_crlf(split: int) -> None:
     splitter = Splitter()
     got = [e for p in parts for e in splitter.feed(p)] + splitter.close()
     assert got == [b'{"a":1}', b'{"b":\n2}', b"[DONE]"]
+
+
+def _payloads_by_the_spec(raw: bytes) -> list[bytes]:
+    """The data of each event as the SSE spec reads it, line by line (what Splitter must give)."""
+    out, data = [], None
+    for line in raw.replace(b"\r\n", b"\n").split(b"\n"):
+        if not line:
+            if data is not None:
+                out.append(b"\n".join(data))
+            data = None
+        elif line.startswith(b"data:"):
+            data = [*(data or []), line[5:].removeprefix(b" ")]
+    return out
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_sse_payloads_are_the_specs_whatever_the_events_and_the_reads(seed: int) -> None:
+    """One-line data events take a split in C; anything else in the same read (comments, other fields,
+    a data event over two lines, CRLF, an empty payload, blank lines in a row) the event-by-event path:
+    both give what the spec reads, wherever the reads cut the stream."""
+    rng = random.Random(seed)
+    kinds = [b'data: {"n":%d}\n\n'] * 6 + [b": ping %d\n\n", b'event: x\ndata: {"m":%d}\n\n',
+                                          b'data: {"a":\ndata: %d}\n\n', b"data: %d\r\n\r\n", b"data:%d\n\n",
+                                          b"data: \n\n" + b"%d" * 0, b'data: {"k":%d}\n\n\n']
+    raw = b"".join(rng.choice(kinds).replace(b"%d", str(i).encode()) for i in range(rng.randint(1, 30)))
+    cuts = sorted(rng.sample(range(1, len(raw)), min(len(raw) - 1, rng.randint(0, 6))))
+    splitter = Splitter()
+    reads = [raw[a:b] for a, b in zip([0, *cuts], [*cuts, len(raw)], strict=True)]
+    got = [e for piece in reads for e in splitter.feed(piece)] + splitter.close()
+    assert got == _payloads_by_the_spec(raw)
 
 
 def test_completion_fills_what_llamacpp_leaves_out() -> None:

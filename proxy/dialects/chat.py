@@ -102,8 +102,15 @@ class ChatWriter:
         if s is None:
             s = self._swaps = self._swaps_for(data[6:data.index(b"\n\n")])
         self.started.add(0)
-        if s and data.count(s[0]) == n and data.count(s[2]) == n and data.count(s[4]) == n:
-            return data.replace(s[0], s[1]).replace(s[2], s[3]).replace(s[4], s[5])
+        if s:  # split and joined: one search pass a spelling, where count and replace took three
+            for theirs, ours in ((s[0], s[1]), (s[2], s[3]), (s[4], s[5])):
+                parts = data.split(theirs)
+                if len(parts) != n + 1:
+                    break
+                data = ours.join(parts)
+            else:
+                return data
+            data = e.data
         out = []
         for frame in data[6:-2].split(b"\n\ndata: "):
             chunk = _decode(frame)

@@ -37,6 +37,9 @@ class _Conn(asyncio.Protocol):
         self._headers: list[tuple[bytes, bytes]] = []
         self._head: asyncio.Future[int] | None = None
         self._chunks: deque[bytes] = deque()
+        self.on_body = self._chunks.append
+        """httptools' body callback, called once per chunk of a chunked body (a stream's event each): the
+        deque's own append, a C call, instead of a Python method; `data_received` does the rest once a read."""
         self._buffered = 0
         self._paused = False
         self._more = asyncio.Event()
@@ -58,11 +61,19 @@ class _Conn(asyncio.Protocol):
             self._fail(httpx.RemoteProtocolError("data from the upstream outside a response"))
             self.close()
             return
+        had = len(self._chunks)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as e:
             self._fail(httpx.RemoteProtocolError(f"malformed HTTP response: {e}"))
             self.close()
+            return
+        if len(self._chunks) > had:
+            self._more.set()
+            self._buffered += len(data)  # with its framing: near enough for a high-water mark
+            if self._buffered > HIGH_WATER and self.transport is not None and not self._paused:
+                self._paused = True
+                self.transport.pause_reading()
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -72,14 +83,6 @@ class _Conn(asyncio.Protocol):
         if self._head is not None and not self._head.done():
             assert self._parser is not None
             self._head.set_result(self._parser.get_status_code())
-
-    def on_body(self, body: bytes) -> None:
-        self._chunks.append(body)
-        self._buffered += len(body)
-        self._more.set()
-        if self._buffered > HIGH_WATER and self.transport is not None and not self._paused:
-            self._paused = True
-            self.transport.pause_reading()
 
     def on_message_complete(self) -> None:
         assert self._parser is not None
