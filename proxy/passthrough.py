@@ -153,9 +153,9 @@ async def _relay(resp: httpx.Response, books: Books, t: Ticket, member: str, mod
         try:
             async for piece in resp.aiter_raw():
                 yield piece
-                if b'"usage"' in tail + piece:
+                if (tail + piece).find(b'"usage"') >= 0:  # not `in`: see routing/upstream/sse.py
                     for line in (tail + piece).split(b"\n"):
-                        if line.startswith(b"data: {") and b'"usage"' in line:
+                        if line.startswith(b"data: {") and line.find(b'"usage"') >= 0:
                             with contextlib.suppress(msgspec.DecodeError):
                                 usage = _merge(usage, usage_of(_decode(line[6:])))
                 tail = piece.rsplit(b"\n", 1)[-1]

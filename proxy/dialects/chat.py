@@ -132,7 +132,7 @@ class ChatWriter:
             value = _encode(theirs)
             spelt = [b'"%s":%s%s%s' % (key, sep, value, end) for sep in (b"", b" ")
                      for end in ((b"",) if isinstance(theirs, str) else (b",", b"}"))]
-            found = next((x for x in spelt if x in data), None)
+            found = next((x for x in spelt if data.find(x) >= 0), None)  # not `in`: see sse.py
             if found is None:
                 return ()
             end = b"" if isinstance(theirs, str) else found[-1:]

@@ -318,7 +318,7 @@ class _Reader:
                 if data == DONE:
                     self.done = True
                     return True
-                if self.raw and b"\n" not in data:
+                if self.raw and data.find(b"\n") < 0:  # not `in`: see sse.py
                     text = answers.plain(data, self.started)
                     if text is not None:
                         self.started = True
