@@ -34,7 +34,8 @@ class Decision:
     the load said degrade but `degrade-to` is outside the caller's tier."""
 
     strategy: Strategy
-    load: rules.Load
+    load: rules.Load | None
+    """None where nothing reads it: no `degrade-to` and no decision log."""
     degraded: str | None = None
     skipped: str | None = None
 
@@ -100,6 +101,9 @@ class Governed:
         self.latencies: deque[float] = deque(maxlen=SAMPLES)
         self.limits = {k: getattr(vm, k) for k in ("max_inflight", "max_p95_ms", "min_healthy_members",
                                                    "min_mem_available_pct")}
+        self.reads_load = vm.degrade_to is not None or log.dest != "off"
+        """The load (a sort of the latency window, the members' health) is read for a decision or a record,
+        or not at all: most models have neither, and it was a tenth of an `ultra-instinct` request's work."""
 
     def load(self) -> rules.Load:
         inflight, latencies = self.inflight, self.latencies
@@ -111,6 +115,8 @@ class Governed:
                           mem_available_pct=self.memory())
 
     def decide(self, call: Call) -> Decision:
+        if not self.reads_load:
+            return Decision(self.inner, None)
         load = self.load()
         if self.vm.degrade_to is None:
             return Decision(self.inner, load)
@@ -132,7 +138,7 @@ class Governed:
     def _record(self, call: Call, d: Decision, council: CouncilReport | None, status: str, start: float) -> None:
         ms = (time.perf_counter() - start) * 1000
         self.latencies.append(ms)
-        if self.log.dest == "off" or call.extras.get(NESTED):
+        if d.load is None or self.log.dest == "off" or call.extras.get(NESTED):
             return
         record: Json = {
             "ts": round(time.time(), 3), "id": call.id, "model": self.name, "strategy": self.label,
