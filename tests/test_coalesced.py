@@ -1,0 +1,98 @@
+"""A response leaves in as few sends as it can: uvicorn writes a response's head and its body apart, and
+`shenron serve`'s protocol holds a write until the next one or the end of the loop turn. Driven here on
+the real protocol class with a transport that records each write (each would be one `send`)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from uvicorn.config import Config
+from uvicorn.server import ServerState
+
+from proxy.sockets import GuardedHttpTools
+
+
+class Recording(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        assert not self.closed, "written after close"
+        self.writes.append(bytes(data))
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 5000), "sockname": ("127.0.0.1", 8000)}.get(name, default)
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+async def _serve(app: Any, requests: bytes) -> Recording:
+    config = Config(app=app, log_level="warning")
+    config.load()
+    proto = GuardedHttpTools(config=config, server_state=ServerState(), app_state={})
+    transport = Recording()
+    proto.connection_made(transport)
+    proto.data_received(requests)
+    for _ in range(50):  # the cycles run as tasks: let them, and the end of their loop turns, pass
+        await asyncio.sleep(0)
+    return transport
+
+
+REQUEST = b"POST /v1/x HTTP/1.1\r\nhost: a\r\ncontent-length: 2\r\n\r\n{}"
+
+
+async def test_a_whole_answer_is_one_write() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    t = await _serve(app, REQUEST)
+    assert len(t.writes) == 1 and t.writes[0].startswith(b"HTTP/1.1 200 OK") and t.writes[0].endswith(b"\r\n\r\nok")
+
+
+async def test_a_stream_s_head_is_not_held_for_its_first_event_and_its_end_goes_with_its_last() -> None:
+    go = asyncio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await go.wait()
+        await send({"type": "http.response.body", "body": b"data: 1\n\n", "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    waiting = asyncio.ensure_future(_serve(app, REQUEST))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not waiting.done()
+    go.set()
+    t = await waiting
+    assert t.writes[0].startswith(b"HTTP/1.1 200 OK") and t.writes[0].endswith(b"\r\n\r\n"), "the head went alone"
+    assert t.writes[1:] == [b"9\r\ndata: 1\n\n\r\n0\r\n\r\n"], "the last event and the end together"
+
+
+async def test_pipelined_answers_keep_their_order_and_a_close_sends_what_was_held() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        body = scope["path"].encode()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(body))]})
+        await send({"type": "http.response.body", "body": body})
+
+    two = REQUEST.replace(b"/v1/x", b"/a") + REQUEST.replace(b"/v1/x", b"/b").replace(b"host: a", b"host: a\r\n"
+                                                                                        b"connection: close")
+    t = await _serve(app, two)
+    joined = b"".join(t.writes)
+    assert joined.index(b"\r\n\r\n/a") < joined.index(b"\r\n\r\n/b") and joined.endswith(b"/b") and t.closed
