@@ -109,6 +109,16 @@ class _Conn(asyncio.Protocol):
     def headers(self) -> list[tuple[bytes, bytes]]:
         return self._headers
 
+    def whole(self) -> bytes | None:
+        """The body, where all of it has come (a small answer comes with its head), without a reader."""
+        if not self.complete:
+            return None
+        chunks = self._chunks
+        out = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        self._buffered = 0
+        return out
+
     async def body(self, read_timeout: float | None) -> AsyncGenerator[bytes, None]:
         while True:
             if self._chunks:  # what arrived since the last step, as one piece: a read of a stream often
@@ -247,6 +257,9 @@ class Body(httpx.AsyncByteStream):
     async def read(self) -> bytes:
         """All of it, then the connection back to its pool (one generator layer fewer than iterating)."""
         try:
+            whole = self._conn.whole()
+            if whole is not None:
+                return whole
             parts = [piece async for piece in self._conn.body(self._read_timeout)]
         finally:
             self._release()  # closed instead when the body was not read to the end
