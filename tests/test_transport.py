@@ -24,7 +24,7 @@ from routing.errors import UpstreamStatus
 from routing.request import Request
 from routing.upstream.anthropic import AnthropicBackend
 from routing.upstream.backends import OpenAIBackend
-from routing.upstream.transport import Transport
+from routing.upstream.transport import Transport, _Conn
 
 JSON = b'{"ok": true}'
 CHUNK = json.dumps({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": [
@@ -192,6 +192,28 @@ async def test_cancelling_a_request_closes_its_connection(server: Server) -> Non
             await task
         await asyncio.sleep(0.1)
         assert server.open == 0
+
+
+async def test_a_request_cancelled_after_its_whole_answer_came_keeps_its_connection(
+        server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A council's early decision cancels members whose answers may already be in, their tasks only waiting
+    for their turn: nothing is generating there, so the connection goes back to the pool, not closed."""
+    victim: asyncio.Task[Any] | None = None
+    complete = _Conn.on_message_complete
+
+    def complete_then_cancel(self: _Conn) -> None:
+        complete(self)
+        if victim is not None:
+            victim.cancel()  # the answer is in, the task not yet resumed: as the council's cancel lands
+
+    async with client() as c:
+        monkeypatch.setattr(_Conn, "on_message_complete", complete_then_cancel)
+        victim = asyncio.ensure_future(c.post(f"http://127.0.0.1:{server.port}/json", content=b"{}"))
+        with pytest.raises(asyncio.CancelledError):
+            await victim
+        monkeypatch.undo()
+        assert (await c.post(f"http://127.0.0.1:{server.port}/json", content=b"{}")).json() == {"ok": True}
+    assert server.connections == 1
 
 
 async def test_a_connection_the_upstream_closed_is_not_reused(server: Server) -> None:

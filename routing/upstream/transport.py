@@ -337,8 +337,11 @@ class Transport(httpx.AsyncBaseTransport):
                     raise
                 # the upstream closed an idle connection as we reused it: nothing was answered, so once
                 # more on a fresh one (what browsers and httpcore's retries do)
-            except BaseException:  # cancelled, or the upstream failed: this connection is not reused
-                pool.discard(conn)
+            except BaseException:
+                # Cancelled (a council's early decision, a client that left) or failed: closed, which is how a
+                # server stops generating; unless the whole response is already here (it came while the
+                # task waited its turn): nothing to stop, and a connection kept (`release` checks).
+                pool.release(conn)
                 raise
         return conn, pool, status
 
