@@ -237,8 +237,13 @@ def cluster(ballots: list[Ballot], threshold: float = 0.8, question: str = "",
     council has a similarity backend) also joins free-text answers that the words did not."""
     asked = claims.Question.of(question) if question else claims.NO_QUESTION
     clusters: list[Cluster] = []
+    keys: dict[str, str] = {}  # samples that agree often say it in the same words: each text read once
     for b in sorted(ballots, key=lambda b: b.order):
-        key = b.key(asked)
+        key = None if b.tool_calls else keys.get(b.text)
+        if key is None:
+            key = b.key(asked)
+            if not b.tool_calls:
+                keys[b.text] = key
         home = next((c for c in clusters if c.key == key), None)
         if home is None and key.startswith("claim:"):
             said = claims.sentence(b.text, asked)
