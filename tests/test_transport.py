@@ -216,6 +216,37 @@ async def test_a_request_cancelled_after_its_whole_answer_came_keeps_its_connect
     assert server.connections == 1
 
 
+async def test_a_whole_answer_that_filled_the_buffer_resumes_reading_before_its_connection_is_reused() -> None:
+    """An answer past HIGH_WATER whose last bytes came in the read that crossed it is complete with reading
+    paused: taken whole, the connection must read again, or the next response on it is never read."""
+    from routing.upstream.transport import HIGH_WATER, Body, _Pool
+
+    class Paused(asyncio.Transport):
+        reading = True
+
+        def write(self, data: Any) -> None:
+            pass
+
+        def is_closing(self) -> bool:
+            return False
+
+        def pause_reading(self) -> None:
+            self.reading = False
+
+        def resume_reading(self) -> None:
+            self.reading = True
+
+    body = b"x" * (HIGH_WATER + 10)
+    conn, tr, pool = _Conn((b"http", b"up", 80)), Paused(), _Pool(4, 30)
+    conn.connection_made(tr)
+    conn.send(b"POST / HTTP/1.1\r\n\r\n", b"")
+    conn.data_received(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(body) + body)
+    assert conn.complete and not tr.reading, "complete, and paused by the read that brought it"
+    pool.open = 1
+    assert await Body(conn, pool, None).read() == body
+    assert tr.reading and pool.idle == type(pool.idle)([conn]), "reading again, and back in the pool"
+
+
 async def test_a_connection_the_upstream_closed_is_not_reused(server: Server) -> None:
     async with client() as c:
         assert (await c.get(f"http://127.0.0.1:{server.port}/close")).text == "ok"

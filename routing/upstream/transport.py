@@ -110,8 +110,9 @@ class _Conn(asyncio.Protocol):
         return self._headers
 
     def whole(self) -> bytes | None:
-        """The body, where all of it has come (a small answer comes with its head), without a reader."""
-        if not self.complete:
+        """The body, where all of it has come (a small answer comes with its head), without a reader; None
+        while more is to come, or when reading was paused for it (the reader resumes it)."""
+        if not self.complete or self._paused:
             return None
         chunks = self._chunks
         out = chunks[0] if len(chunks) == 1 else b"".join(chunks)
