@@ -162,7 +162,7 @@ async def test_a_slow_reader_pauses_the_upstream_and_still_gets_every_byte_in_or
             async for piece in r.aiter_raw():
                 got.append(piece)
                 await asyncio.sleep(0.02)  # a reader slower than loopback: the buffer fills meanwhile
-                paused = paused or r.stream._stream._conn._paused  # type: ignore[union-attr]
+                paused = paused or r.stream._stream._conn.paused  # type: ignore[union-attr]
         body = b"".join(got)
         assert body == b"".join(bytes([65 + i % 26]) * 65536 for i in range(48))
         assert paused, "the connection stopped reading while 1 MiB waited unread"
@@ -216,7 +216,7 @@ async def test_a_request_cancelled_after_its_whole_answer_came_keeps_its_connect
     assert server.connections == 1
 
 
-async def test_a_whole_answer_that_filled_the_buffer_resumes_reading_before_its_connection_is_reused() -> None:
+async def test_a_connection_whose_answer_paused_its_reading_is_pooled_only_reading_again() -> None:
     """An answer past HIGH_WATER whose last bytes came in the read that crossed it is complete with reading
     paused: taken whole, the connection must read again, or the next response on it is never read."""
     from routing.upstream.transport import HIGH_WATER, Body, _Pool
@@ -236,15 +236,28 @@ async def test_a_whole_answer_that_filled_the_buffer_resumes_reading_before_its_
         def resume_reading(self) -> None:
             self.reading = True
 
+        def close(self) -> None:
+            self.closed = True
+
     body = b"x" * (HIGH_WATER + 10)
-    conn, tr, pool = _Conn((b"http", b"up", 80)), Paused(), _Pool(4, 30)
-    conn.connection_made(tr)
-    conn.send(b"POST / HTTP/1.1\r\n\r\n", b"")
-    conn.data_received(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(body) + body)
-    assert conn.complete and not tr.reading, "complete, and paused by the read that brought it"
+
+    def filled() -> tuple[_Conn, Paused]:
+        conn, tr = _Conn((b"http", b"up", 80)), Paused()
+        conn.connection_made(tr)
+        conn.send(b"POST / HTTP/1.1\r\n\r\n", b"")
+        conn.data_received(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(body) + body)
+        assert conn.complete and not tr.reading, "complete, and paused by the read that brought it"
+        return conn, tr
+
+    conn, tr = filled()
+    pool = _Pool(4, 30)
     pool.open = 1
     assert await Body(conn, pool, None).read() == body
-    assert tr.reading and pool.idle == type(pool.idle)([conn]), "reading again, and back in the pool"
+    assert tr.reading and list(pool.idle) == [conn], "reading again, and back in the pool"
+    left, tr = filled()  # a caller that stops before reading it (a cancelled member): closed, not pooled
+    pool.open += 1
+    await Body(left, pool, None).aclose()
+    assert list(pool.idle) == [conn] and getattr(tr, "closed", False)
 
 
 async def test_a_connection_the_upstream_closed_is_not_reused(server: Server) -> None:

@@ -41,7 +41,7 @@ class _Conn(asyncio.Protocol):
         """httptools' body callback, called once per chunk of a chunked body (a stream's event each): the
         deque's own append, a C call, instead of a Python method; `data_received` does the rest once a read."""
         self._buffered = 0
-        self._paused = False
+        self.paused = False
         self._more = asyncio.Event()
         self.complete = False
         self.reusable = False
@@ -71,8 +71,8 @@ class _Conn(asyncio.Protocol):
         if len(self._chunks) > had:
             self._more.set()
             self._buffered += len(data)  # with its framing: near enough for a high-water mark
-            if self._buffered > HIGH_WATER and self.transport is not None and not self._paused:
-                self._paused = True
+            if self._buffered > HIGH_WATER and self.transport is not None and not self.paused:
+                self.paused = True
                 self.transport.pause_reading()
 
     # httptools callbacks
@@ -112,7 +112,7 @@ class _Conn(asyncio.Protocol):
     def whole(self) -> bytes | None:
         """The body, where all of it has come (a small answer comes with its head), without a reader; None
         while more is to come, or when reading was paused for it (the reader resumes it)."""
-        if not self.complete or self._paused:
+        if not self.complete or self.paused:
             return None
         chunks = self._chunks
         out = chunks[0] if len(chunks) == 1 else b"".join(chunks)
@@ -127,8 +127,8 @@ class _Conn(asyncio.Protocol):
                 chunk = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
                 self._chunks.clear()
                 self._buffered = 0
-                if self._paused and self.transport is not None and not self.closed:
-                    self._paused = False
+                if self.paused and self.transport is not None and not self.closed:
+                    self.paused = False
                     self.transport.resume_reading()
                 yield chunk
                 continue
@@ -210,7 +210,9 @@ class _Pool:
                 self.waiters.remove(waiter)
 
     def release(self, conn: _Conn) -> None:
-        if conn.reusable and conn.complete and not conn.closed:
+        """Back to the idle ones where its response is complete and it reads (a body left unread that paused
+        reading would leave the next response unread too); else closed."""
+        if conn.reusable and conn.complete and not conn.closed and not conn.paused:
             conn.idle_since = time.monotonic()
             self.idle.append(conn)
             self.wake()
