@@ -23,6 +23,7 @@ from routing.core import Event, Finish, RawChunk, ReasoningDelta, Reply, TextDel
 from routing.errors import MemberFailure, MemberTimeout, UpstreamStatus
 from routing.request import Json, Request
 from routing.upstream import answers, clients
+from routing.upstream.deadline import Within
 from routing.upstream.guard import Guard
 from routing.upstream.sse import DONE, Splitter
 from routing.upstream.transport import Body, Transport
@@ -161,7 +162,7 @@ class OpenAIBackend:
         call only: a strategy asks through `routing.member`, which adds the guard, budget and report.
         `notes` is the call's record, for a backend that learns something per call (a pool: its endpoint)."""
         with self._translated():
-            async with asyncio.timeout(self.cfg.timeout_s):
+            async with Within(self.cfg.timeout_s):
                 status, retry_after, content = await self._whole(*self._body(req, False, model))
             if status >= 400:
                 raise upstream_error(self.name, status, content, retry_after)
@@ -200,7 +201,7 @@ class OpenAIBackend:
         pieces: AsyncIterator[bytes] | None = None
         try:
             with self._translated():
-                async with asyncio.timeout_at(_loop_time(deadline)):
+                async with Within(deadline - time.monotonic()):
                     status, retry_after, _, body = await self._open(*self._body(req, True, model), False)
                     if status >= 400:
                         raise upstream_error(self.name, status, await _drain(body), retry_after)
@@ -211,7 +212,7 @@ class OpenAIBackend:
                 # Until it says something, within the member's timeout, held back: a caller can still fall
                 # back. After that, one read after another with no timer of their own (a timeout entered
                 # per event was a third of a stream's CPU).
-                async with asyncio.timeout_at(_loop_time(deadline)):
+                async with Within(deadline - time.monotonic()):
                     while not said and not ended:
                         ended = read(await anext(pieces, None), events)
                         said = any(says_something(e) for e in events)
@@ -382,12 +383,6 @@ async def _drain(stream: httpx.AsyncByteStream) -> bytes:
 def _head(url: httpx.URL, headers: list[tuple[str, str]]) -> bytes:
     return b"POST " + url.raw_path + b" HTTP/1.1\r\n" + b"".join(
         b"%s: %s\r\n" % (k.encode("utf-8"), v.encode("utf-8")) for k, v in headers)
-
-
-def _loop_time(deadline: float) -> float:
-    """Convert a time.monotonic() deadline to the running loop's clock."""
-    loop = asyncio.get_running_loop()
-    return loop.time() + (deadline - time.monotonic())
 
 
 Backend = OpenAIBackend

@@ -1,0 +1,94 @@
+"""A member call's coarse deadline keeps `asyncio.timeout`'s contract: TimeoutError out of the block once
+the time has passed (a TICK late at most), the caller's own cancellations passed on untouched, and a
+deadline that did not expire leaves nothing armed."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from routing.upstream import deadline
+from routing.upstream.deadline import Within
+
+
+@pytest.fixture(autouse=True)
+def coarse(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(deadline, "COARSE", 0.0)  # every deadline takes the coarse path here
+    monkeypatch.setattr(deadline, "TICK", 0.05)
+
+
+async def test_a_deadline_that_passes_raises_timeout_error_a_tick_late_at_most() -> None:
+    start = time.monotonic()
+    with pytest.raises(TimeoutError):
+        async with Within(0.2):
+            await asyncio.sleep(5)
+    assert 0.2 <= time.monotonic() - start < 0.2 + 0.05 + 0.1
+
+
+async def test_a_deadline_not_reached_leaves_nothing_armed_and_the_value_through() -> None:
+    async def quick() -> int:
+        async with Within(10):
+            await asyncio.sleep(0.01)
+            return 42
+
+    assert await asyncio.gather(*(quick() for _ in range(50))) == [42] * 50
+    assert not deadline._loops[asyncio.get_running_loop()].armed
+
+
+async def test_the_caller_s_own_cancellation_stays_a_cancellation() -> None:
+    async def inside() -> None:
+        async with Within(10):
+            await asyncio.sleep(5)
+
+    task = asyncio.ensure_future(inside())
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_nested_deadlines_each_raise_their_own() -> None:
+    with pytest.raises(TimeoutError):
+        async with Within(10):
+            async with Within(0.1):
+                await asyncio.sleep(5)
+            pytest.fail("the inner deadline's TimeoutError comes out of the inner block")
+    seen: list[str] = []
+    with pytest.raises(TimeoutError):
+        async with Within(0.1):
+            try:
+                async with Within(10):
+                    await asyncio.sleep(5)
+            except asyncio.CancelledError:
+                seen.append("cancelled")  # the outer deadline's: the inner block sees a cancellation
+                raise
+    assert seen == ["cancelled"]
+
+
+async def test_a_member_past_its_coarse_deadline_fails_as_a_timeout() -> None:
+    """Through the backend: an upstream that never answers is a MemberTimeout (504), as with an exact one."""
+    from routing.config import BackendConfig
+    from routing.errors import MemberTimeout
+    from routing.request import Request
+    from routing.settings import ServerConfig
+    from routing.upstream.backends import OpenAIBackend
+    from routing.upstream.clients import client_for
+
+    async def silent(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await r.read()  # reads, never answers
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    cfg = BackendConfig(url=f"http://127.0.0.1:{port}/v1", model="m", timeout_s=0.3)
+    client = client_for(cfg, ServerConfig())
+    try:
+        start = time.monotonic()
+        with pytest.raises(MemberTimeout):
+            await OpenAIBackend("slow", cfg, client).complete(Request.of({"messages": [
+                {"role": "user", "content": "hi"}]}))
+        assert time.monotonic() - start < 0.3 + 0.05 + 0.2
+    finally:
+        await client.aclose()
+        server.close()
