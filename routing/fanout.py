@@ -7,6 +7,7 @@ from collections.abc import Callable, Collection, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from routing.deadline import Within
 from routing.errors import MemberFailure
 from routing.report import Timer
 
@@ -65,32 +66,48 @@ async def fan_out(
     the members still running are then cancelled, which closes their upstream connections.
     Every member ends with an Outcome; unexpected exceptions (bugs) propagate.
     """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
     timer = Timer()
     order = {name: i for i, name in enumerate(calls)}
     tasks: dict[asyncio.Task[T], str] = {asyncio.create_task(call()): name for name, call in calls.items()}
     pending = set(tasks)
     result: FanOut[T] = FanOut()
+    # One callback a task and one deadline for the whole wait, not `asyncio.wait` after every arrival (a
+    # callback on every pending task and a timer, each time)
+    arrived: list[asyncio.Task[T]] = []
+    ready = asyncio.Event()
+
+    def landed(task: asyncio.Task[T]) -> None:
+        arrived.append(task)
+        ready.set()
+
+    for task in tasks:
+        task.add_done_callback(landed)
+    within = Within(timeout_s)
     try:
-        while pending:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                result.deadline_hit = True
-                break
-            done, pending = await asyncio.wait(pending, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
-            for task in sorted(done, key=lambda t: order[tasks[t]]):
-                name = tasks[task]
-                exc = task.exception()
-                if exc is not None and not isinstance(exc, MemberFailure):
-                    raise exc
-                result.outcomes[name] = Outcome(name, timer.ms(), len(result.outcomes),
-                                                result=None if exc else task.result(), failure=exc)
-            if pending and enough(result.outcomes, {tasks[t] for t in pending}):
-                result.stopped_early = True
-                break
-        else:
-            return result
+        try:
+            async with within:
+                while pending:
+                    await ready.wait()
+                    ready.clear()
+                    done = sorted(arrived, key=lambda t: order[tasks[t]])
+                    arrived.clear()
+                    for task in done:
+                        pending.discard(task)
+                        name = tasks[task]
+                        exc = task.exception()
+                        if exc is not None and not isinstance(exc, MemberFailure):
+                            raise exc
+                        result.outcomes[name] = Outcome(name, timer.ms(), len(result.outcomes),
+                                                        result=None if exc else task.result(), failure=exc)
+                    if pending and enough(result.outcomes, {tasks[t] for t in pending}):
+                        result.stopped_early = True
+                        break
+                else:
+                    return result
+        except TimeoutError:
+            if not within.expired():
+                raise  # a member's own, not the deadline's: a bug, as any other unexpected exception
+            result.deadline_hit = True
     finally:
         await stop(pending)
     stopped = "cancelled" if result.stopped_early else "timeout"

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from routing.upstream import deadline
-from routing.upstream.deadline import Within
+from routing import deadline
+from routing.deadline import Within
 
 
 @pytest.fixture(autouse=True)

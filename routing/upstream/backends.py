@@ -20,10 +20,10 @@ import msgspec
 
 from routing.config import BackendConfig
 from routing.core import Event, Finish, RawChunk, ReasoningDelta, Reply, TextDelta, ToolCallDelta, says_something
+from routing.deadline import Within
 from routing.errors import MemberFailure, MemberTimeout, UpstreamStatus
 from routing.request import Json, Request
 from routing.upstream import answers, clients
-from routing.upstream.deadline import Within
 from routing.upstream.guard import Guard
 from routing.upstream.sse import DONE, Splitter
 from routing.upstream.transport import Body, Transport

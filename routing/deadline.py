@@ -76,6 +76,10 @@ class Within:
         deadlines.add(self)
         return self
 
+    def expired(self) -> bool:
+        """Whether this deadline passed (so a TimeoutError out of its block is its own)."""
+        return self._exact.expired() if self._exact is not None else self._expired
+
     def expire(self) -> None:
         self._expired = True
         self._task.cancel()
