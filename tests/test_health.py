@@ -50,6 +50,22 @@ async def test_repeated_failures_open_the_breaker_and_time_half_opens_it() -> No
     assert g.state == "closed"
 
 
+async def test_a_success_between_failures_starts_the_count_again() -> None:
+    """Failures in a row open the breaker; a success between them resets the count and the last error."""
+    g = guard(threshold=3)
+    for _ in range(2):
+        await fail(g, MemberFailure("a", "connection refused"))
+    assert g.breaker.failures == 2 and g.last_error
+    async with g.call():
+        pass
+    assert g.breaker.failures == 0 and g.last_error is None
+    for _ in range(2):
+        await fail(g, MemberFailure("a", "connection refused"))
+    assert g.state == "closed"
+    await fail(g, MemberFailure("a", "connection refused"))
+    assert g.state == "open"
+
+
 async def test_loading_and_client_errors_do_not_count_against_the_backend() -> None:
     g = guard(threshold=1)
     await fail(g, UpstreamStatus("a", 400, "bad temperature", "invalid_request_error", None, None))

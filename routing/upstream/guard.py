@@ -113,6 +113,9 @@ class Guard:
         return None
 
     def record(self, ok: bool, reason: str = "") -> None:
+        if ok and self.breaker.state == "closed" and not self.breaker.failures:
+            self.last_error = None  # the usual success: nothing to change, so no new breaker per call
+            return
         before = self.state
         self.breaker = rules.breaker_after(self.breaker, ok, self.clock(), self.threshold, reason)
         self.last_error = None if ok else reason
