@@ -92,5 +92,6 @@ class Within:
         deadlines = _loops.get(asyncio.get_running_loop())
         if deadlines is not None:
             deadlines.armed.discard(self)
-        if self._expired and typ is asyncio.CancelledError and self._task.uncancel() <= self._cancelling:
+        # as asyncio.Timeout: the cancellation this deadline made is taken back whatever ended the block
+        if self._expired and self._task.uncancel() <= self._cancelling and typ is asyncio.CancelledError:
             raise TimeoutError from exc

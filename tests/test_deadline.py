@@ -92,3 +92,15 @@ async def test_a_member_past_its_coarse_deadline_fails_as_a_timeout() -> None:
     finally:
         await client.aclose()
         server.close()
+
+
+async def test_a_block_that_swallowed_the_deadline_s_cancellation_leaves_the_task_uncancelled() -> None:
+    """As with asyncio.timeout: the deadline's cancellation is taken back when its block ends, even one that
+    caught it, so the task's later cancellations (a client that leaves) are told apart as before."""
+    async with Within(0.1):
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            pass
+    task = asyncio.current_task()
+    assert task is not None and task.cancelling() == 0
