@@ -84,12 +84,20 @@ KINDS: dict[str, list[str]] = {
         "What is the main language of Spain?", "Who discovered penicillin?", "What is the capital of Kenya?",
         "What is the currency of Japan?", "Which ocean lies between Africa and Australia?",
     ],
-    # held out: labelled after the last change to the rules, never used to change one
-    "yesno-heldout": [
+    # held out for the second version of the rules (after tuned2), then read to revise them (names read in the
+    # clause that answers), so tuned since
+    "yesno-tuned3": [
         "Is Lisbon the capital of Spain?", "Is Canberra the capital of Australia?", "Is the earth round?",
         "Do birds have feathers?", "Is 3 a prime number?", "Is snow hot?", "Is the Nile a river?",
         "Do dogs have wings?", "Is London in France?", "Is milk white?", "Is the Atlantic an ocean?",
         "Is 5 less than 2?",
+    ],
+    # held out: labelled after the last change to the rules, never used to change one
+    "yesno-heldout": [
+        "Is Madrid the capital of Spain?", "Is Berlin the capital of France?", "Is Ottawa in Canada?",
+        "Is Cairo in Brazil?", "Is the sky green?", "Do fish live in water?", "Is 4 an odd number?",
+        "Is 9 greater than 6?", "Is Mars a planet?", "Is the moon made of cheese?", "Do cows lay eggs?",
+        "Is Tokyo in Japan?", "Is Rome the capital of Greece?", "Is fire cold?",
     ],
     "choice-heldout": [
         "What color is grass? A) Blue B) Green C) Red",

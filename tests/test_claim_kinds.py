@@ -4,8 +4,9 @@ First the issue's own cases, then real SmolLM2-135M-Instruct answers committed w
 (`bench/smol_corpus.py --kind ...` wrote them; the labels, one per answer, were written after reading
 them: the polarity, the option, or the entity said; `?` where an answer says none). Each kind is split:
 `tuned` sets were read while the rules were written; `tuned2` sets were held out for the first version
-of the rules, measured, then read to revise them; `heldout` sets were written and labelled after the
-last revision and never used to change a rule. The tests assert rates over all labelled pairs of a
+of the rules, measured, then read to revise them (`yesno-tuned3`, held out for the second version, was
+read for the third); `heldout` sets were written and labelled before the last revision and never used to
+change a rule. The tests assert rates over all labelled pairs of a
 set, with a margin below what was measured (BENCHMARKS.md has the numbers): answers with one label in
 one cluster, answers with different labels in different clusters.
 """
@@ -41,6 +42,10 @@ def groups(question: str, texts: list[str]) -> list[list[int]]:
      [[0, 1, 2, 3], [4, 5, 6]]),
     ("How many legs does a spider have? A) 6 B) 8 C) 10", ["A spider has 10 legs.", "C", "10", "A: 8 legs", "B"],
      [[0, 1, 2], [3, 4]]),  # "A spider" is an article; "A: 8 legs" names option B
+    ("Is Lisbon the capital of Spain?", ["Lisbon is the capital of Portugal, but it's located in Spain.", "No.",
+                                         "Lisbon, the capital of Spain.", "Yes.", "Máximas, the capital of Spain."],
+     [[0, 1, 4], [2, 3]]),  # the names of the clause that answers, and of one that speaks of nothing asked
+    ("Do dogs have wings?", ["The dog's wings are just a myth.", "No.", "They do. They have wings."], [[0, 1], [2]]),
     ("What is the capital of France?", ["No, it is not Paris.", "Paris", "The capital of France is Paris.",
                                         "France's Capital City: Paris"], [[0], [1, 2, 3]]),
     ("What is the capital of Germany?", ["Germany's capital is Berlin.", "Germany is home to the capital city of "
@@ -74,7 +79,8 @@ def rates(kind: str) -> tuple[float, float]:
     # measured (BENCHMARKS.md, "The vote, second pass"), pairs put together and pairs kept apart:
     ("yesno-tuned", 0.9, 0.9),  # 29/29, 14/14
     ("yesno-tuned2", 0.85, 0.9),  # 30/33, 25/26 (held out at first: 20/33, 19/26 before the rules were revised)
-    ("yesno-heldout", 0.75, 0.7),  # 23/28, 20/25
+    ("yesno-tuned3", 0.85, 0.85),  # 25/28, 23/25 (held out at first: 23/28, 20/25 before the names rule)
+    ("yesno-heldout", 0.7, 0.7),  # 38/50, 30/39 (the same before and after the names rule)
     ("choice-tuned", 0.9, 0.9),  # 23/23, 5/5
     ("choice-tuned2", 0.9, 0.7),  # 16/16, 10/13
     ("choice-heldout", 0.9, 0.9),  # 16/16, 20/20

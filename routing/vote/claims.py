@@ -161,6 +161,8 @@ def _negated(tokens: list[str]) -> bool:
 
 _ANSWER_IS = re.compile(r"\banswer\b[^.\n]{0,40}?\bis\b\s*:?\s*\W{0,2}(yes|no)\b", re.I)
 _NOT_ONLY = re.compile(r"\bnot\s+(?:only|just|merely|simply)\b", re.I)
+DENIAL = frozenset({"myth", "untrue", "false", "incorrect", "fiction"})
+"""Words that deny the clause they are in: "The dog's wings are just a myth." is a no."""
 
 
 def polarity(text: str, question: Question) -> str | None:
@@ -192,7 +194,8 @@ def polarity(text: str, question: Question) -> str | None:
         if not any(covered):
             continue
         for c, n in zip(clauses, covered, strict=True):  # a clause that negates what was asked: "..., not Madrid"
-            if n and _negated([t.lower() for t in _TOKEN.findall(_NOT_ONLY.sub(" ", c))]):
+            said = [t.lower() for t in _TOKEN.findall(_NOT_ONLY.sub(" ", c))]
+            if n and (_negated(said) or not DENIAL.isdisjoint(said)):
                 return "no"
         clause = clauses[covered.index(max(covered))]
         spoken = {_norm(t) for t in _TOKEN.findall(clause)} - FILLER
@@ -202,7 +205,10 @@ def polarity(text: str, question: Question) -> str | None:
             return "no"
         if any(ANTONYMS.get(w) in question.words and w not in question.words for w in spoken):
             return "no"  # "7 is an odd number." to "Is 7 an even number?"
-        names = _names(first)
+        # the names of the answering clause and of clauses that speak of nothing asked ("Máximas, the capital
+        # of Portugal"), not of another that speaks of the question ("Lisbon is the capital of Portugal, but
+        # it's actually located in Spain": Spain is not what it answers with)
+        names = set().union(*(_names(c) for c, n in zip(clauses, covered, strict=True) if c is clause or not n))
         if _unmatched(question.names, names) and _unmatched(names, question.names):
             return "no"  # one of its names in place of another of the question's
         return "yes"
