@@ -92,12 +92,19 @@ KINDS: dict[str, list[str]] = {
         "Do dogs have wings?", "Is London in France?", "Is milk white?", "Is the Atlantic an ocean?",
         "Is 5 less than 2?",
     ],
-    # held out: labelled after the last change to the rules, never used to change one
-    "yesno-heldout": [
+    # held out for the third version (the names of the answering clause), then read for the fourth
+    "yesno-tuned4": [
         "Is Madrid the capital of Spain?", "Is Berlin the capital of France?", "Is Ottawa in Canada?",
         "Is Cairo in Brazil?", "Is the sky green?", "Do fish live in water?", "Is 4 an odd number?",
         "Is 9 greater than 6?", "Is Mars a planet?", "Is the moon made of cheese?", "Do cows lay eggs?",
         "Is Tokyo in Japan?", "Is Rome the capital of Greece?", "Is fire cold?",
+    ],
+    # held out: labelled before the last change to the rules, never used to change one
+    "yesno-heldout": [
+        "Is Athens the capital of Greece?", "Is Vienna the capital of Germany?", "Is Nairobi in Kenya?",
+        "Is Chicago in Mexico?", "Is grass green?", "Do birds live underwater?", "Is 10 an even number?",
+        "Is 3 greater than 8?", "Is Venus a star?", "Is the sun hot?", "Do snakes have legs?",
+        "Is Paris in Italy?", "Is Ottawa the capital of Canada?", "Is ice hot?",
     ],
     "choice-heldout": [
         "What color is grass? A) Blue B) Green C) Red",

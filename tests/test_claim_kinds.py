@@ -5,10 +5,10 @@ First the issue's own cases, then real SmolLM2-135M-Instruct answers committed w
 them: the polarity, the option, or the entity said; `?` where an answer says none). Each kind is split:
 `tuned` sets were read while the rules were written; `tuned2` sets were held out for the first version
 of the rules, measured, then read to revise them (`yesno-tuned3`, held out for the second version, was
-read for the third); `heldout` sets were written and labelled before the last revision and never used to
-change a rule. The tests assert rates over all labelled pairs of a
-set, with a margin below what was measured (BENCHMARKS.md has the numbers): answers with one label in
-one cluster, answers with different labels in different clusters.
+read for the third, `yesno-tuned4` held out for the third and read for the fourth); `heldout` sets were
+written and labelled before the last revision and never used to change a rule. The tests assert rates
+over all labelled pairs of a set, with a margin below what was measured (BENCHMARKS.md has the numbers):
+answers with one label in one cluster, answers with different labels in different clusters.
 """
 
 from __future__ import annotations
@@ -46,6 +46,11 @@ def groups(question: str, texts: list[str]) -> list[list[int]]:
                                          "Lisbon, the capital of Spain.", "Yes.", "Máximas, the capital of Spain."],
      [[0, 1, 4], [2, 3]]),  # the names of the clause that answers, and of one that speaks of nothing asked
     ("Do dogs have wings?", ["The dog's wings are just a myth.", "No.", "They do. They have wings."], [[0, 1], [2]]),
+    ("Is Mars a planet?", ["Mars is a planet, but it's not actually a terrestrial planet.", "Yes.", "No, it is not.",
+                           "Mars is not a planet."], [[0, 1], [2, 3]]),  # a "but not" that qualifies is no no
+    ("Is Mount Everest the tallest mountain on Earth?", ["Mount Everest is the highest mountain on Earth, but it's "
+                                                        "not actually the tallest.", "No.", "Yes, it is."],
+     [[0, 1], [2]]),  # one that denies a part of the question no other clause speaks of is
     ("What is the capital of France?", ["No, it is not Paris.", "Paris", "The capital of France is Paris.",
                                         "France's Capital City: Paris"], [[0], [1, 2, 3]]),
     ("What is the capital of Germany?", ["Germany's capital is Berlin.", "Germany is home to the capital city of "
@@ -80,7 +85,8 @@ def rates(kind: str) -> tuple[float, float]:
     ("yesno-tuned", 0.9, 0.9),  # 29/29, 14/14
     ("yesno-tuned2", 0.85, 0.9),  # 30/33, 25/26 (held out at first: 20/33, 19/26 before the rules were revised)
     ("yesno-tuned3", 0.85, 0.85),  # 25/28, 23/25 (held out at first: 23/28, 20/25 before the names rule)
-    ("yesno-heldout", 0.7, 0.7),  # 38/50, 30/39 (the same before and after the names rule)
+    ("yesno-tuned4", 0.8, 0.75),  # 43/50, 31/39 (held out at first: 38/50, 30/39, unmoved by the names rule)
+    ("yesno-heldout", 0.75, 0.75),  # 35/42, 18/21 (34/42, 16/21 before the qualifying-clause rule)
     ("choice-tuned", 0.9, 0.9),  # 23/23, 5/5
     ("choice-tuned2", 0.9, 0.7),  # 16/16, 10/13
     ("choice-heldout", 0.9, 0.9),  # 16/16, 20/20

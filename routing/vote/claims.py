@@ -190,12 +190,19 @@ def polarity(text: str, question: Question) -> str | None:
         if lead in YES:
             return "no" if _negated(tokens[1:3]) else "yes"  # "Sure not" is rare; "Yes, it is" is the rule
         clauses = [c for c in _CLAUSE.split(first) if c.strip()]
-        covered = [len({_norm(t) for t in _TOKEN.findall(c)} & asked) for c in clauses]
+        spoke = [{_norm(t) for t in _TOKEN.findall(c)} & asked for c in clauses]
+        covered = [len(s) for s in spoke]
         if not any(covered):
             continue
-        for c, n in zip(clauses, covered, strict=True):  # a clause that negates what was asked: "..., not Madrid"
+        for i, c in enumerate(clauses):  # a clause that negates what was asked: "..., not Madrid"
             said = [t.lower() for t in _TOKEN.findall(_NOT_ONLY.sub(" ", c))]
-            if n and (_negated(said) or not DENIAL.isdisjoint(said)):
+            if not spoke[i] or not (_negated(said) or not DENIAL.isdisjoint(said)):
+                continue
+            # it says no when it speaks of the most of the question, or of a part no other clause does ("...,
+            # but it's not actually the tallest"); else it qualifies what another clause said ("Mars is a
+            # planet, but it's not actually a terrestrial planet")
+            others = set().union(*(w for j, w in enumerate(spoke) if j != i))
+            if covered[i] == max(covered) or spoke[i] - others:
                 return "no"
         clause = clauses[covered.index(max(covered))]
         spoken = {_norm(t) for t in _TOKEN.findall(clause)} - FILLER
