@@ -168,11 +168,13 @@ DENIAL = frozenset({"myth", "untrue", "false", "incorrect", "fiction"})
 def polarity(text: str, question: Question) -> str | None:
     """A yes/no question's answer, read in the first two sentences: "the answer is yes"; a leading word ("Yes,
     it is.", "No.", "Correct", "Not at all", "That's incorrect"); else the clause that speaks most of what the
-    question asked (the first of those that speak of all of it) says no when it negates it ("Lyon is not the
-    capital of France.", "The sun is a celestial body, but it's not actually a star."; "not only" is no
-    negation), gives another number ("Spiders have 8 legs." to "Do spiders have six legs?"), an antonym
-    ("odd" to "even") or another name than the question's ("Tokyo is the capital of Japan." to "Is Tokyo the
-    capital of China?"), and yes otherwise."""
+    question asked (the first of those that speak of all of it) says no when it, or a clause that speaks of a
+    part of the question no other does, negates it ("Lyon is not the capital of France.", "The sun is a
+    celestial body, but it's not actually a star."; "not only" is no negation, "a myth" is one, and "Mars is
+    a planet, but it's not a terrestrial planet" only qualifies), gives another number ("Spiders have 8
+    legs." to "Do spiders have six legs?"), an antonym ("odd" to "even") or another name than the question's
+    ("Tokyo is the capital of Japan." to "Is Tokyo the capital of China?"; the names of that clause and of
+    clauses that speak of nothing asked), and yes otherwise."""
     sentences = _first_sentences(text)
     for first in sentences:
         if m := _ANSWER_IS.search(first):
@@ -204,7 +206,8 @@ def polarity(text: str, question: Question) -> str | None:
             others = set().union(*(w for j, w in enumerate(spoke) if j != i))
             if covered[i] == max(covered) or spoke[i] - others:
                 return "no"
-        clause = clauses[covered.index(max(covered))]
+        best = covered.index(max(covered))
+        clause = clauses[best]
         spoken = {_norm(t) for t in _TOKEN.findall(clause)} - FILLER
         numbers = {w for w in question.words if _number(w)}
         given = {w for w in spoken if _number(w)}
@@ -215,7 +218,7 @@ def polarity(text: str, question: Question) -> str | None:
         # the names of the answering clause and of clauses that speak of nothing asked ("Máximas, the capital
         # of Portugal"), not of another that speaks of the question ("Lisbon is the capital of Portugal, but
         # it's actually located in Spain": Spain is not what it answers with)
-        names = set().union(*(_names(c) for c, n in zip(clauses, covered, strict=True) if c is clause or not n))
+        names = set().union(*(_names(c) for j, c in enumerate(clauses) if j == best or not covered[j]))
         if _unmatched(question.names, names) and _unmatched(names, question.names):
             return "no"  # one of its names in place of another of the question's
         return "yes"
