@@ -126,55 +126,20 @@ class GroupCommit:
 
     `record` returns only when its row is committed, so a response is never sent for a
     row that a crash could lose, and a busy proxy pays one commit per batch, not per row.
-
-    With `write_now` (a commit that is cheap enough to run on the event loop: SQLite's WAL without
-    fsync, about 25 us), the rows recorded in one loop turn are committed together on the next, with
-    no thread hop: handing each row to a writer thread and being woken by it cost 0.13-0.18 ms of CPU
-    per request at one connection, half of a pass-through (BENCHMARKS.md). `write_now` returns False
-    when it cannot write at once (another process holds the database's write lock); those rows go
-    to `write`, which may wait.
+    (SQLite without fsync spools rows instead: `proxy.store.spool`.)
     """
 
-    def __init__(self, write: Callable[[list[LedgerRow]], Awaitable[None]],
-                 write_now: Callable[[list[LedgerRow]], bool] | None = None) -> None:
+    def __init__(self, write: Callable[[list[LedgerRow]], Awaitable[None]]) -> None:
         self._write = write
-        self._write_now = write_now
         self._pending: list[tuple[LedgerRow, asyncio.Future[None]]] = []
         self._task: asyncio.Task[None] | None = None
-        self._soon = False
 
     async def record(self, row: LedgerRow) -> None:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[None] = loop.create_future()
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((row, fut))
-        idle = not self._soon and (self._task is None or self._task.done())  # else a commit due will take it
-        if idle and self._write_now is not None:
-            self._soon = True
-            loop.call_soon(self._commit_now)
-        elif idle:
+        if self._task is None or self._task.done():  # else the write under way takes it next
             self._task = asyncio.create_task(self._drain())
         await fut  # a cancelled request still gets its row written: the batch holds the row, not the future
-
-    def _commit_now(self) -> None:
-        """This loop turn's rows, committed on the loop; the waiting thread path's job if it cannot be now."""
-        self._soon = False
-        batch, self._pending = self._pending, []
-        assert self._write_now is not None
-        try:
-            done = self._write_now([r for r, _ in batch])
-        except Exception as e:  # every waiter learns of the failure; none is told its row is safe
-            for _, f in batch:
-                if not f.done():
-                    f.set_exception(e)
-            return
-        if not done:
-            self._pending[:0] = batch
-            if self._task is None or self._task.done():
-                self._task = asyncio.create_task(self._drain())
-            return
-        for _, f in batch:
-            if not f.done():
-                f.set_result(None)
 
     async def _drain(self) -> None:
         while self._pending:
@@ -191,7 +156,5 @@ class GroupCommit:
                     f.set_result(None)
 
     async def flush(self) -> None:
-        while self._soon:  # a commit on the loop is due this turn
-            await asyncio.sleep(0)
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
