@@ -112,8 +112,11 @@ class _Conn(asyncio.Protocol):
     def whole(self) -> bytes | None:
         """The body, where all of it has come (a small answer comes with its head), without a reader; None
         while more is to come, or when reading was paused for it (the reader resumes it)."""
-        if not self.complete or self.paused:
-            return None
+        return None if not self.complete or self.paused else self._take()
+
+    def _take(self) -> bytes:
+        """What arrived since the last take, as one piece: a read of a stream often holds many chunks of
+        its chunked encoding, and each piece costs a trip up the readers."""
         chunks = self._chunks
         out = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         chunks.clear()
@@ -122,11 +125,8 @@ class _Conn(asyncio.Protocol):
 
     async def body(self, read_timeout: float | None) -> AsyncGenerator[bytes, None]:
         while True:
-            if self._chunks:  # what arrived since the last step, as one piece: a read of a stream often
-                # holds many chunks of its chunked encoding, and each piece costs a trip up the readers
-                chunk = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
-                self._chunks.clear()
-                self._buffered = 0
+            if self._chunks:
+                chunk = self._take()
                 if self.paused and self.transport is not None and not self.closed:
                     self.paused = False
                     self.transport.resume_reading()
