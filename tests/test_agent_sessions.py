@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from tests import session_upstream as script
-from tests.procs import ROOT, Proc, cli, free_port, running, shenron
+from tests.procs import ROOT, Proc, cli, events, free_port, running, shenron
 
 pytestmark = pytest.mark.integration
 COUNCIL = ["goku", "vegeta", "piccolo"]
@@ -80,8 +80,7 @@ escalate-to = "full-council"
     def logged(self, since: int, event: str) -> list[dict[str, Any]]:
         """What the model servers logged since line `since` (every member's): `request` for a turn, `side`
         for a request of the agent's own (a title) that is no turn of the session."""
-        lines = self.upstream_log.read_text().splitlines()[since:] if self.upstream_log.exists() else []
-        return [e for e in map(json.loads, lines) if e["event"] == event]
+        return [e for e in events(self.upstream_log)[since:] if e["event"] == event]
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +143,7 @@ def test_a_20_turn_coding_session_ends_with_the_task_done(stack: Stack, agent: s
     work.mkdir()
     script.write_project(work)
     before = set(stack.sessions())
-    seen = len(stack.upstream_log.read_text().splitlines()) if stack.upstream_log.exists() else 0
+    seen = len(events(stack.upstream_log))
     done = (_codex if agent == "codex" else _claude)(stack, model, work)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert script.FINAL in done.stdout

@@ -15,7 +15,7 @@ from typing import Any
 import openai
 import pytest
 
-from tests.procs import Proc, fake_upstream, shenron
+from tests.procs import Proc, events, fake_upstream, shenron
 
 pytestmark = pytest.mark.integration
 ASK = [{"role": "user", "content": "Write a Python function slug(s) that makes a URL slug."}]
@@ -46,8 +46,7 @@ class Stack:
 
     def asked(self, name: str) -> int:
         port = int(self.urls[name].rsplit(":", 1)[1].split("/")[0])
-        events = [json.loads(line) for line in self.log.read_text().splitlines()] if self.log.exists() else []
-        return sum(1 for e in events if e["port"] == port and e["event"] == "request")
+        return sum(1 for e in events(self.log) if e["port"] == port and e["event"] == "request")
 
     def config(self, budget: float = 0.5, small_attempts: int = 2, big: bool = True) -> str:
         blocks = [f'[backends.{n}]\nurl = "{u}"\nmodel = "{n}"\n' for n, u in self.urls.items() if n != "opus"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from tests.procs import fake_upstream, running, shenron
+from tests.procs import events, fake_upstream, running, shenron
 
 pytestmark = pytest.mark.integration
 MSGS = [{"role": "user", "content": "What is six times seven?"}]
@@ -65,10 +65,6 @@ min-answers = 2
 @pytest.fixture
 def sdk(stack: dict[str, object]) -> openai.OpenAI:
     return openai.OpenAI(base_url=str(stack["base"]), api_key="unused", max_retries=0, timeout=30)
-
-
-def events(log: Path) -> list[dict[str, object]]:
-    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
 
 def test_a_fast_agreeing_majority_answers_without_the_slow_members(sdk: openai.OpenAI,

@@ -17,7 +17,7 @@ import openai
 import pytest
 
 from tests import conformance
-from tests.procs import fake_upstream, running, shenron
+from tests.procs import events, fake_upstream, running, shenron
 
 pytestmark = pytest.mark.integration
 
@@ -86,8 +86,8 @@ def claude(stack: dict[str, Any]) -> anthropic.Anthropic:
 
 
 def requests_to(log: Path, since: float, model: str) -> list[dict[str, Any]]:
-    events = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-    return [e["body"] for e in events if e["event"] == "request" and e["t"] >= since and e["body"]["model"] == model]
+    return [e["body"] for e in events(log)
+            if e["event"] == "request" and e["t"] >= since and e["body"]["model"] == model]
 
 
 # --- Responses API -------------------------------------------------------------------------------

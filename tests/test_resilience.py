@@ -16,7 +16,7 @@ import httpx
 import openai
 import pytest
 
-from tests.procs import Proc, cli, fake_upstream, free_port, shenron
+from tests.procs import Proc, cli, events, fake_upstream, free_port, shenron
 
 pytestmark = pytest.mark.integration
 Q = [{"role": "user", "content": "What is six times seven?"}]
@@ -150,14 +150,14 @@ def test_a_flood_demotes_full_council_to_agent_lite_and_says_so(tmp_path: Path, 
 
 def test_cascade_answers_ordinary_questions_with_one_call_and_escalates_risk(tmp_path: Path,
                                                                              procs: list[Proc]) -> None:
-    events = tmp_path / "events.jsonl"
+    log_of_members = tmp_path / "events.jsonl"
     fast, url_f = fake_upstream(tmp_path, "--models", "fast", "--answer", "Paris", "--logprob", "-0.01",
-                                "--log", str(events))
+                                "--log", str(log_of_members))
     procs.append(fast)
     council = {}
     for n in ("c1", "c2", "c3"):
         p, council[n] = fake_upstream(tmp_path, "--models", n, "--answer", "Please confirm first.", "--log",
-                                      str(events))
+                                      str(log_of_members))
         procs.append(p)
     log = tmp_path / "decisions.jsonl"
     blocks = f'[backends.fast]\nurl = "{url_f}"\nmodel = "fast"\n' + "".join(
@@ -173,8 +173,7 @@ def test_cascade_answers_ordinary_questions_with_one_call_and_escalates_risk(tmp
 
     def asked() -> dict[int, int]:
         counts: dict[int, int] = {}
-        for line in events.read_text().splitlines():
-            e = json.loads(line)
+        for e in events(log_of_members):
             if e["event"] == "request":
                 counts[e["port"]] = counts.get(e["port"], 0) + 1
         return counts
@@ -213,15 +212,15 @@ def test_cascade_answers_ordinary_questions_with_one_call_and_escalates_risk(tmp
 
 
 def test_keep_alive_members_are_warmed_at_start(tmp_path: Path, procs: list[Proc]) -> None:
-    events = tmp_path / "events.jsonl"
-    up, url = fake_upstream(tmp_path, "--models", "a", "--answer", "hi", "--log", str(events))
+    seen = tmp_path / "events.jsonl"
+    up, url = fake_upstream(tmp_path, "--models", "a", "--answer", "hi", "--log", str(seen))
     procs.append(up)
     proxy, _ = shenron(tmp_path, f'[backends.a]\nurl = "{url}"\nmodel = "a"\nkeep-alive = true\n'
                                  '[models.ultra-instinct]\nstrategy = "single"\nmembers = ["a"]\n')
     procs.append(proxy)
     deadline = time.monotonic() + 10
-    while not (events.exists() and '"event": "request"' in events.read_text()):
+    while not any(e["event"] == "request" for e in events(seen)):
         assert time.monotonic() < deadline, "the keep-alive member was never warmed"
         time.sleep(0.1)
-    body = next(json.loads(line)["body"] for line in events.read_text().splitlines() if '"request"' in line)
+    body = next(e["body"] for e in events(seen) if e["event"] == "request")
     assert body["model"] == "a" and body["max_tokens"] == 1
