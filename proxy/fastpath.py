@@ -79,8 +79,8 @@ class FastRoute:
         if out.events is None:
             await _whole(send, 200, out.body, JSON_HEADERS)
             return
-        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-        await relay(out.events, send, receive, left=left)  # type: ignore[arg-type]
+        await relay(out.events, send, receive, left=left,  # type: ignore[arg-type]
+                    head={"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
 
 
 def _headers(scope: Scope) -> Mapping[str, str]:

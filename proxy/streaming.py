@@ -10,7 +10,7 @@ from litestar import Request
 from litestar.response import Stream
 from litestar.response.base import ASGIResponse
 from litestar.response.streaming import ASGIStreamingResponse
-from litestar.types import Receive, Send
+from litestar.types import Message, Receive, Send
 
 from routing.errors import ShenronError
 from routing.fanout import stop
@@ -88,7 +88,7 @@ async def watched(work: Awaitable[T], receive: Receive, left: asyncio.Future[Non
 
 
 async def relay(iterator: AsyncIterable[bytes | str], send: Send, receive: Receive, encoding: str = "utf-8",
-                left: asyncio.Future[None] | None = None) -> None:
+                left: asyncio.Future[None] | None = None, head: Message | None = None) -> None:
     """Send the events, those that are ready together in one body message, until the client leaves.
 
     Plain asyncio instead of Litestar's anyio task group: its cancel scope re-cancels the stream on
@@ -97,6 +97,8 @@ async def relay(iterator: AsyncIterable[bytes | str], send: Send, receive: Recei
     and one `send` (one syscall) for all of them is most of what a streamed chunk costs. At most
     MAX_PENDING frames wait for a slow client. A disconnect wakes the sender, which stops the
     producer exactly once on its way out. Both ways in (Litestar's and the fast route) send this way.
+    `head`, the response's start, is sent in the loop turn of the first frames: `shenron serve`'s
+    protocol then writes them in one `send`, and the client's first event comes with the head.
     """
     frames: list[bytes] = []
     ready, room = asyncio.Event(), asyncio.Event()
@@ -127,6 +129,9 @@ async def relay(iterator: AsyncIterable[bytes | str], send: Send, receive: Recei
             ready.clear()
             if watcher.done():
                 return  # the client left: the finally below cancels the producer, once
+            if head is not None:
+                await send(head)
+                head = None
             if frames:
                 body = b"".join(frames)
                 frames.clear()
@@ -145,10 +150,16 @@ async def relay(iterator: AsyncIterable[bytes | str], send: Send, receive: Recei
 
 
 class _ASGIEventStream(ASGIStreamingResponse):
-    __slots__ = ()
+    """Litestar's streaming response, sent by `relay`: the head with the first frames."""
+
+    __slots__ = ("_head",)
+
+    async def start_response(self, send: Send) -> None:
+        self._head: Message = {"type": "http.response.start", "status": self.status_code,
+                               "headers": self.encode_headers()}
 
     async def send_body(self, send: Send, receive: Receive) -> None:
-        await relay(self.iterator, send, receive, self.encoding)
+        await relay(self.iterator, send, receive, self.encoding, head=self._head)
 
 
 class EventStream(Stream):

@@ -7,10 +7,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+from litestar import Litestar, post
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
 from proxy.sockets import GuardedHttpTools
+from proxy.streaming import EventStream, relay
 
 
 class Recording(asyncio.Transport):
@@ -96,3 +99,43 @@ async def test_pipelined_answers_keep_their_order_and_a_close_sends_what_was_hel
     t = await _serve(app, two)
     joined = b"".join(t.writes)
     assert joined.index(b"\r\n\r\n/a") < joined.index(b"\r\n\r\n/b") and joined.endswith(b"/b") and t.closed
+
+
+
+def _frames(go: asyncio.Event) -> Any:
+    async def frames() -> Any:
+        yield b"data: 1\n\n"
+        await go.wait()
+        yield b"data: 2\n\n"
+    return frames()
+
+
+def _raw_relay(go: asyncio.Event) -> Any:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await relay(_frames(go), send, receive, head={"type": "http.response.start", "status": 200, "headers": []})
+
+    return app
+
+
+def _litestar(go: asyncio.Event) -> Any:
+    @post("/v1/x", status_code=200)
+    async def x() -> EventStream:
+        return EventStream(_frames(go), media_type="text/event-stream")
+
+    return Litestar([x])
+
+
+@pytest.mark.parametrize("way", ["fast route", "litestar"])
+async def test_a_relayed_stream_s_first_event_leaves_with_its_head(way: str) -> None:
+    """Both ways in send a stream through `relay`, with the head: the client's first event comes with the
+    head in one send, not a loop turn or two after it, and the end with the last event."""
+    go = asyncio.Event()
+    app = _litestar(go) if way == "litestar" else _raw_relay(go)
+    waiting = asyncio.ensure_future(_serve(app, REQUEST))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    go.set()
+    t = await waiting
+    assert t.writes[0].startswith(b"HTTP/1.1 200 OK") and t.writes[0].endswith(b"\r\n\r\n9\r\ndata: 1\n\n\r\n")
+    assert t.writes[1:] == [b"9\r\ndata: 2\n\n\r\n0\r\n\r\n"]
