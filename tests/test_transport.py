@@ -285,6 +285,17 @@ async def test_failures_are_httpx_errors(server: Server) -> None:
             await c.get("http://127.0.0.1:1/json")
 
 
+async def test_a_long_read_timeout_still_ends_a_stalled_answer_on_time(server: Server) -> None:
+    """A read timeout of seconds is checked by the loop's one deadline timer (routing/deadline.py), not a timer
+    per read: a body that stops halfway still ends in ReadTimeout, at most a tick late."""
+    async with client() as c:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(httpx.ReadTimeout):
+            await c.get(f"http://127.0.0.1:{server.port}/hang-body", timeout=httpx.Timeout(2.2))
+        assert 2.2 <= loop.time() - started < 2.2 + 0.1 + 0.5
+
+
 async def test_a_streamed_request_body_goes_with_a_content_length(server: Server) -> None:
     async def parts() -> AsyncIterator[bytes]:
         yield b'{"a":'

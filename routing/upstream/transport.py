@@ -21,6 +21,8 @@ from typing import Any, cast
 import httptools
 import httpx
 
+from routing.deadline import Within
+
 HIGH_WATER = 1 << 20
 """Body bytes buffered for a slow reader before the connection stops reading."""
 
@@ -137,8 +139,11 @@ class _Conn(asyncio.Protocol):
             if self._error is not None:
                 raise self._error
             self._more.clear()
+            if read_timeout is None:  # the caller's deadline bounds the exchange
+                await self._more.wait()
+                continue
             try:
-                async with asyncio.timeout(read_timeout):
+                async with Within(read_timeout):  # one a read of a stream: not a loop timer each
                     await self._more.wait()
             except TimeoutError:
                 raise httpx.ReadTimeout(f"no data from the upstream within {read_timeout}s") from None
@@ -328,7 +333,7 @@ class Transport(httpx.AsyncBaseTransport):
                 if read_s is None:  # the caller's deadline bounds the exchange: no timer of our own
                     status = await conn.send(head, body)
                 else:
-                    async with asyncio.timeout(read_s):
+                    async with Within(read_s):
                         status = await conn.send(head, body)
                 break
             except TimeoutError:
