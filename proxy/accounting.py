@@ -88,8 +88,31 @@ class Books:
                      exc: BaseException | None = None, error: str | None = None,
                      calls: list[Spend] | None = None) -> None:
         """Account for a request once; the ledger row is committed before this returns."""
-        if t.done:
+        row = self._settle(t, status, council, exc, error, calls)
+        if row is not None:
+            await self._book(t.principal, row)
+
+    def finish_later(self, t: Ticket, status: int, council: CouncilReport | None = None, error: str | None = None,
+                     calls: list[Spend] | None = None) -> None:
+        """For a stream the client left: its task is being cancelled, so the row is written by another. The
+        metrics and the access log's fields are settled now, before the request's task ends."""
+        row = self._settle(t, status, council, None, error, calls)
+        if row is None:
             return
+        task = asyncio.get_running_loop().create_task(self._book(t.principal, row))
+        self._late.add(task)
+        task.add_done_callback(self._late.discard)
+
+    async def _book(self, principal: Principal, row: LedgerRow) -> None:
+        await self.gate.spent(principal, row.prompt_tokens + row.completion_tokens, row.cloud_cost_usd)
+        await self.store.record(row)
+
+    def _settle(self, t: Ticket, status: int, council: CouncilReport | None, exc: BaseException | None,
+                error: str | None, calls: list[Spend] | None) -> LedgerRow | None:
+        """Everything of `finish` that needs no waiting; the row to book, or None (done already, or a request
+        no key made while keys are required)."""
+        if t.done:
+            return None
         t.done = True
         seconds = time.perf_counter() - t.start
         if t.routed:
@@ -114,15 +137,8 @@ class Books:
             self.recent.appendleft({"ts": t.ts, "model": t.model, "strategy": t.strategy, "status": status,
                                     "latency_ms": row.latency_ms, "cached": t.cached, "council": council,
                                     "members": members, "error": error})
-            await self.gate.spent(t.principal, row.prompt_tokens + row.completion_tokens, row.cloud_cost_usd)
-            await self.store.record(row)
-
-    def finish_later(self, t: Ticket, status: int, council: CouncilReport | None = None, error: str | None = None,
-                     calls: list[Spend] | None = None) -> None:
-        """For a stream the client left: its task is being cancelled, so the row is written by another."""
-        task = asyncio.get_running_loop().create_task(self.finish(t, status, council, error=error, calls=calls))
-        self._late.add(task)
-        task.add_done_callback(self._late.discard)
+            return row
+        return None
 
     async def drain(self) -> None:
         if self._late:

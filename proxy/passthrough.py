@@ -149,6 +149,7 @@ async def _relay(resp: httpx.Response, books: Books, t: Ticket, member: str, mod
     """The upstream's stream as it comes; the last `usage` seen in it is what the ledger counts."""
     usage: Usage | None = None
     tail = b""
+    left = False
     try:
         try:
             async for piece in resp.aiter_raw():
@@ -166,10 +167,14 @@ async def _relay(resp: httpx.Response, books: Books, t: Ticket, member: str, mod
             return
         await books.finish(t, 200, _report(t.model, member, model, "ok", timer, usage, router))
     except (asyncio.CancelledError, GeneratorExit):
-        books.finish_later(t, 499, None, error="client_disconnected", calls=calls)
+        left = True
         raise
     finally:
-        await resp.aclose()
+        try:
+            await resp.aclose()
+        finally:
+            if left:
+                books.finish_later(t, 499, None, error="client_disconnected", calls=calls)
 
 
 async def count_tokens(request: Request[Any, Any, Any], state: State) -> Response[bytes]:

@@ -139,6 +139,7 @@ async def _sse(first: Event, rest: AsyncIterator[Event], books: Books, t: Ticket
     council: CouncilReport | None = None
     kept: list[Event] | None = [first] if filled else None
     status, error = 200, None
+    left = False
     writer = dialect.writer(ctx)
     try:
         yield writer.start() + writer.event(first)
@@ -164,7 +165,11 @@ async def _sse(first: Event, rest: AsyncIterator[Event], books: Books, t: Ticket
             await dialect.finished(ctx)
         yield tail
     except (asyncio.CancelledError, GeneratorExit):
-        books.finish_later(t, 499, council, error="client_disconnected", calls=calls)
+        left = True
         raise
     finally:
-        await rest.aclose()  # type: ignore[attr-defined]
+        try:
+            await rest.aclose()  # type: ignore[attr-defined]
+        finally:  # after the members' calls have ended: the row has what they spent
+            if left:
+                books.finish_later(t, 499, council, error="client_disconnected", calls=calls)

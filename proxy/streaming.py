@@ -13,11 +13,8 @@ from litestar.response.streaming import ASGIStreamingResponse
 from litestar.types import Message, Receive, Send
 
 from routing.errors import ShenronError
-from routing.fanout import stop
 
 T = TypeVar("T")
-MAX_PENDING = 256
-"""Frames a stream buffers for a client that reads slower than the upstream writes."""
 CLIENT_LEFT = "shenron: the client disconnected"
 """The message of the one cancellation `watched` delivers, told apart from the server's own."""
 
@@ -89,64 +86,40 @@ async def watched(work: Awaitable[T], receive: Receive, left: asyncio.Future[Non
 
 async def relay(iterator: AsyncIterable[bytes | str], send: Send, receive: Receive, encoding: str = "utf-8",
                 left: asyncio.Future[None] | None = None, head: Message | None = None) -> None:
-    """Send the events, those that are ready together in one body message, until the client leaves.
+    """Send `head` (the response's start) with the first frame, then each frame as it comes, until the
+    iterator ends or the client leaves.
 
+    One task, the caller's: a frame is sent in the loop turn its upstream read arrived in (a producer
+    task and a sender task cost two more loop turns and a task switch per token of a paced stream).
+    `shenron serve`'s protocol joins the head with the first frame into one `send`. A slow client holds
+    the stream back at `send` (the server's flow control), so nothing piles up here. The client leaving
+    cancels the stream once (`watched`), and the iterator is closed here, not by the garbage collector.
     Plain asyncio instead of Litestar's anyio task group: its cancel scope re-cancels the stream on
     every step of cleanup, and a cleanup cancelled twice leaks the upstream connections it closes.
-    A producer task turns the iterator into frames; an upstream read often holds several events,
-    and one `send` (one syscall) for all of them is most of what a streamed chunk costs. At most
-    MAX_PENDING frames wait for a slow client. A disconnect wakes the sender, which stops the
-    producer exactly once on its way out. Both ways in (Litestar's and the fast route) send this way.
-    `head`, the response's start, is sent in the loop turn of the first frames: `shenron serve`'s
-    protocol then writes them in one `send`, and the client's first event comes with the head.
+    Both ways in (Litestar's and the fast route) send this way.
     """
-    frames: list[bytes] = []
-    ready, room = asyncio.Event(), asyncio.Event()
-    finished = False
+    chunks = aiter(iterator)
 
-    async def produce() -> None:
-        nonlocal finished
-        try:
-            async for chunk in iterator:
-                frames.append(chunk if isinstance(chunk, bytes) else chunk.encode(encoding))
-                ready.set()
-                if len(frames) >= MAX_PENDING:
-                    room.clear()
-                    await room.wait()
-        finally:
-            finished = True
-            ready.set()
-
-    def wake(_: asyncio.Future[None]) -> None:
-        ready.set()
-
-    producer = asyncio.ensure_future(produce())
-    watcher = left if left is not None else asyncio.ensure_future(_disconnected(receive))
-    watcher.add_done_callback(wake)
-    try:
-        while True:
-            await ready.wait()
-            ready.clear()
-            if watcher.done():
-                return  # the client left: the finally below cancels the producer, once
-            if head is not None:
-                await send(head)
-                head = None
-            if frames:
-                body = b"".join(frames)
-                frames.clear()
-                room.set()
-                await send({"type": "http.response.body", "body": body, "more_body": True})
-            if finished and not frames:
-                break
-        producer.result()  # an error of the iterator's is raised here
+    async def frames() -> None:
+        start = head
+        async for chunk in chunks:
+            if start is not None:
+                await send(start)
+                start = None
+            await send({"type": "http.response.body", "body": chunk if isinstance(chunk, bytes)
+                        else chunk.encode(encoding), "more_body": True})
+        if start is not None:
+            await send(start)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    try:
+        await watched(frames(), receive, left)
+    except ClientDisconnected:
+        return  # nobody reads an answer now: the stream was cancelled, and accounted for as the client's
     finally:
-        if watcher is left:
-            watcher.remove_done_callback(wake)
-        else:  # it only waits on `receive`: nothing to clean up, so nothing to wait for
-            watcher.cancel()
-        await stop({producer})  # done already unless the client left or sending failed
+        close = getattr(chunks, "aclose", None)
+        if close is not None:
+            await close()  # a stream stopped by a failed send: closed now (done already otherwise)
 
 
 class _ASGIEventStream(ASGIStreamingResponse):
