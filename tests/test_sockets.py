@@ -11,6 +11,7 @@ import json
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -140,3 +141,52 @@ def test_paths_and_methods_shenron_does_not_serve_are_access_logged(stack: tuple
             return
         time.sleep(0.05)
     raise AssertionError(f"not logged: {seen}")
+
+
+def test_a_client_that_reads_slowly_gets_a_long_stream_whole_and_in_order(tmp_path: Path) -> None:
+    """A stream is held back at the client's socket (the server's flow control), not queued without bound
+    nor dropped: megabytes read a few kilobytes at a time arrive whole, in order, to their [DONE]."""
+    words = [f"w{i:05d}" + "x" * 90 for i in range(20000)]
+    answers = tmp_path / "answers.json"
+    answers.write_text(json.dumps([" ".join(words)]))
+    upstream, url = fake_upstream(tmp_path, "--models", "m", "--answers-file", str(answers))
+    proxy = None
+    try:
+        proxy, base = shenron(tmp_path, f'[backends.m]\nurl = "{url}"\nmodel = "m"\n')
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        host, port = base.split("//")[1].split("/")[0].split(":")
+        s.connect((host, int(port)))
+        s.settimeout(30)
+        body = json.dumps({"model": "m", "stream": True, "messages": [{"role": "user", "content": "x"}]}).encode()
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                  b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+        raw = b""
+        while True:
+            piece = s.recv(4096)
+            if not piece:
+                break
+            raw += piece
+            time.sleep(0.0005)
+        s.close()
+        head, _, chunked = raw.partition(b"\r\n\r\n")
+        assert status_of(head) == 200
+        events = _unchunked(chunked).split(b"\n\n")
+        text = "".join(json.loads(e[6:])["choices"][0]["delta"].get("content") or "" for e in events
+                       if e.startswith(b"data: {") and json.loads(e[6:])["choices"])
+        assert text == " ".join(words) and events[-2] == b"data: [DONE]"
+    finally:
+        if proxy is not None:
+            proxy.stop()
+        upstream.stop()
+
+
+def _unchunked(data: bytes) -> bytes:
+    out, i = [], 0
+    while True:
+        end = data.index(b"\r\n", i)
+        size = int(data[i:end], 16)
+        if size == 0:
+            return b"".join(out)
+        out.append(data[end + 2:end + 2 + size])
+        i = end + 2 + size + 2
