@@ -15,7 +15,7 @@ import asyncio
 import ssl
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, Callable
 from typing import Any, cast
 
 import httptools
@@ -125,7 +125,9 @@ class _Conn(asyncio.Protocol):
         self._buffered = 0
         return out
 
-    async def body(self, read_timeout: float | None) -> AsyncGenerator[bytes, None]:
+    async def body(self, read_timeout: float | None,
+                   ended: Callable[[], None] | None = None) -> AsyncGenerator[bytes, None]:
+        """The body's pieces as they arrive; `ended` is called once the last has been taken."""
         while True:
             if self._chunks:
                 chunk = self._take()
@@ -135,6 +137,8 @@ class _Conn(asyncio.Protocol):
                 yield chunk
                 continue
             if self.complete:
+                if ended is not None:
+                    ended()
                 return
             if self._error is not None:
                 raise self._error
@@ -253,14 +257,10 @@ class Body(httpx.AsyncByteStream):
         self._read_timeout = read_timeout
         self._released = False
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        pieces = self._conn.body(self._read_timeout)
-        try:
-            async for chunk in pieces:
-                yield chunk
-        finally:  # a reader that stops early (a stream's `[DONE]`) closes it now, not the collector later
-            await pieces.aclose()
-        self._release()
+    def __aiter__(self) -> AsyncGenerator[bytes, None]:
+        """The connection's own reader, no layer around it (one a token of a stream): it gives the connection
+        back once the body has ended; a reader that stops early closes it (then `aclose`)."""
+        return self._conn.body(self._read_timeout, self._release)
 
     async def read(self) -> bytes:
         """All of it, then the connection back to its pool (one generator layer fewer than iterating)."""
