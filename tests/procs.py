@@ -26,13 +26,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def events(log: Path) -> list[dict[str, Any]]:
-    """The JSON lines another process has finished writing to `log` (none if it is not there yet). A line
-    still being written has no newline yet: a reader that parsed it would fail on half an event."""
+def lines(log: Path) -> list[str]:
+    """The lines another process has finished writing to `log` (none if it is not there yet). A line still
+    being written has no newline yet: a reader that parsed it would fail on half an event."""
     if not log.exists():
         return []
-    text = log.read_text(encoding="utf-8")
-    return [json.loads(line) for line in text[:text.rfind("\n") + 1].splitlines()]
+    text = log.read_text(encoding="utf-8", errors="replace")
+    return text[:text.rfind("\n") + 1].splitlines()
+
+
+def events(log: Path) -> list[dict[str, Any]]:
+    """A JSON-lines log's events, as far as they are written (`lines`)."""
+    return [json.loads(line) for line in lines(log)]
+
+
+def access_lines(proxy: Proc) -> list[dict[str, Any]]:
+    """The access log lines a proxy has written to its stderr, as far as they are written."""
+    return [json.loads(line) for line in lines(proxy.log_path) if line.startswith('{"ts"')]
 
 
 def wait_http(url: str, proc: subprocess.Popen[bytes] | None = None, timeout: float = 60,

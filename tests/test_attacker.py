@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.procs import ROOT, Proc, fake_upstream, free_port
+from tests.procs import ROOT, Proc, events, fake_upstream, free_port
 
 pytestmark = pytest.mark.integration
 OPERATOR_KEY = "sk-proj-OPERATOR" + "x" * 24 + "abcd"
@@ -215,7 +215,7 @@ def test_no_key_reaches_an_answer_a_log_status_metrics_or_a_decision_record(depl
     for where, text in places.items():
         for key in _keys(d):
             assert key not in text, f"a key ({key[:8]}...) reached {where}"
-    upstream = [json.loads(line) for line in (d.echo_log.read_text() + d.failing_log.read_text()).splitlines()]
+    upstream = events(d.echo_log) + events(d.failing_log)
     sent = [e["headers"] for e in upstream if e.get("event") == "request"]
     assert sent and all(h.get("authorization") == f"Bearer {OPERATOR_KEY}" for h in sent)
     assert not any(d.pro in json.dumps(h) for h in sent)  # the client's key stays with Shenron

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.procs import Proc, events, fake_upstream, running, shenron
+from tests.procs import Proc, access_lines, events, fake_upstream, running, shenron
 
 pytestmark = pytest.mark.integration
 ROUNDS = 10
@@ -193,8 +193,7 @@ def test_a_client_that_leaves_cancels_every_upstream_request_and_leaks_nothing(
     r = httpx.post(f"{base}/chat/completions", json={"model": "fast", "messages": [{"role": "user", "content": "x"}]},
                    timeout=10)
     assert r.status_code == 200 and time.monotonic() - start < 2
-    lines = [json.loads(line) for line in proxy.log().splitlines() if line.startswith('{"ts"')]
-    gone = [e for e in lines if e.get("error") == "client_disconnected" and e.get("model") == model
+    gone = [e for e in access_lines(proxy) if e.get("error") == "client_disconnected" and e.get("model") == model
             and e.get("stream") == stream]
     assert len(gone) >= ROUNDS and all(e["outcome"] == 499 for e in gone)
 

@@ -21,7 +21,7 @@ import httpx
 import openai
 import pytest
 
-from tests.procs import Proc, cli, fake_upstream, shenron
+from tests.procs import Proc, access_lines, cli, events, fake_upstream, shenron
 from tests.services import missing
 from tests.test_auth_edge import same_minute
 
@@ -103,8 +103,7 @@ def test_a_pro_key_from_the_cli_works_at_once_and_is_refused_the_council(tmp_pat
         time.sleep(0.2)
 
     def chat_lines() -> list[dict[str, object]]:
-        log = [json.loads(line) for line in proxy.log().splitlines() if line.startswith("{")]
-        return [entry for entry in log if entry["path"] == "/v1/chat/completions"]
+        return [entry for entry in access_lines(proxy) if entry["path"] == "/v1/chat/completions"]
 
     deadline = time.monotonic() + 5  # a line is written just after its response is sent
     while {c["status"] for c in chat_lines()} < {200, 404, 401} and time.monotonic() < deadline:
@@ -255,8 +254,7 @@ def test_debug_logging_adds_request_bodies_to_the_access_log(tmp_path: Path, pro
     deadline = time.monotonic() + 5  # the line is written once the response is out: a moment after the client
     chat: dict[str, Any] | None = None
     while chat is None and time.monotonic() < deadline:
-        lines = [json.loads(line) for line in proxy.log().splitlines() if line.startswith('{"ts"')]
-        chat = next((entry for entry in lines if entry["path"] == "/v1/chat/completions"), None)
+        chat = next((entry for entry in access_lines(proxy) if entry["path"] == "/v1/chat/completions"), None)
         time.sleep(0.02)
     assert chat is not None
     assert "secret-prompt-text" in chat["body"] and chat["status"] == 200 and chat["strategy"] == "passthrough"
@@ -279,8 +277,7 @@ def test_an_access_log_file_gets_one_line_per_request_under_concurrent_load(tmp_
     deadline = time.monotonic() + 5
     chats: list[dict[str, Any]] = []
     while len(chats) < 64 and time.monotonic() < deadline:
-        chats = [json.loads(line) for line in logfile.read_text().splitlines()
-                 if '"/v1/chat/completions"' in line]
+        chats = [c for c in events(logfile) if c["path"] == "/v1/chat/completions"]
         time.sleep(0.05)
     assert len(chats) == 64 and {c["status"] for c in chats} == {200}
     assert len({c["request_id"] for c in chats}) == 64

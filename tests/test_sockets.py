@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.procs import Proc, fake_upstream, shenron
+from tests.procs import Proc, access_lines, fake_upstream, shenron
 
 pytestmark = pytest.mark.integration
 
@@ -65,10 +65,6 @@ def read_all(s: socket.socket) -> bytes:
 
 def status_of(raw: bytes) -> int:
     return int(raw.split(b" ", 2)[1])
-
-
-def access_lines(proxy: Proc) -> list[dict[str, object]]:
-    return [json.loads(line) for line in proxy.log().splitlines() if line.startswith('{"ts"')]
 
 
 def chat(base: str, headers: dict[str, str] | None = None) -> httpx.Response:
