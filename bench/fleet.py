@@ -53,6 +53,7 @@ from bench.fleet_harness import (
     server,
     stats,
 )
+from tests.procs import cpu_seconds
 
 
 def part_slots() -> None:
@@ -261,11 +262,6 @@ def part_restart() -> None:
             conn.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")  # type: ignore[arg-type]
 
 
-def cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def part_cost(n: int, rounds: int = 3) -> None:
     print(f"\n## cost: CPU per request of a replica, {n} requests at 8 concurrent, GPU slots in Redis vs in process "
           f"(two replicas side by side, measured in turns, median of {rounds})")
@@ -290,9 +286,9 @@ def part_cost(n: int, rounds: int = 3) -> None:
 
                     asyncio.run(go())  # warm
                     trips = _trips(base)
-                    before = cpu_s(proc.pid)
+                    before = cpu_seconds(proc.pid)
                     asyncio.run(go())
-                    runs.setdefault((label, redis), []).append(((cpu_s(proc.pid) - before) / n * 1000,
+                    runs.setdefault((label, redis), []).append(((cpu_seconds(proc.pid) - before) / n * 1000,
                                                                 (_trips(base) - trips) / n))
         for label in ("pass-through", "council of 6"):
             local = sorted(r[0] for r in runs[(label, False)])[rounds // 2]

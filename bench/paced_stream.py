@@ -29,29 +29,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "bench"
-TICK = os.sysconf("SC_CLK_TCK")
+sys.path.insert(0, str(ROOT))
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def wait_port(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on {port}")
+from bench.soak import wait_port  # noqa: E402
+from tests.procs import cpu_seconds, free_port  # noqa: E402
 
 
 def streams(port: int, n: int) -> list[float]:
@@ -82,9 +63,9 @@ def streams(port: int, n: int) -> list[float]:
 
 def measure(name: str, pid: int, port: int, n: int) -> None:
     streams(port, 20)  # warm: connections, caches, the first ledger rows
-    before = cpu_s(pid)
+    before = cpu_seconds(pid)
     firsts = streams(port, n)
-    spent = cpu_s(pid) - before
+    spent = cpu_seconds(pid) - before
     print(f"{name:<22} {spent * 1000 / n:7.3f} ms CPU/stream   first body byte p50 "
           f"{statistics.median(firsts) * 1000:6.3f} ms", flush=True)
 

@@ -84,30 +84,29 @@ async def fan_out(
         task.add_done_callback(landed)
     within = Within(timeout_s)
     try:
-        try:
-            async with within:
-                while pending:
-                    await ready.wait()
-                    ready.clear()
-                    done = sorted(arrived, key=lambda t: order[tasks[t]])
-                    arrived.clear()
-                    for task in done:
-                        pending.discard(task)
-                        name = tasks[task]
-                        exc = task.exception()
-                        if exc is not None and not isinstance(exc, MemberFailure):
-                            raise exc
-                        result.outcomes[name] = Outcome(name, timer.ms(), len(result.outcomes),
-                                                        result=None if exc else task.result(), failure=exc)
-                    if pending and enough(result.outcomes, {tasks[t] for t in pending}):
-                        result.stopped_early = True
-                        break
-                else:
-                    return result
-        except TimeoutError:
-            if not within.expired():
-                raise  # a member's own, not the deadline's: a bug, as any other unexpected exception
-            result.deadline_hit = True
+        async with within:
+            while pending:
+                await ready.wait()
+                ready.clear()
+                done = sorted(arrived, key=lambda t: order[tasks[t]])
+                arrived.clear()
+                for task in done:
+                    pending.discard(task)
+                    name = tasks[task]
+                    exc = task.exception()
+                    if exc is not None and not isinstance(exc, MemberFailure):
+                        raise exc
+                    result.outcomes[name] = Outcome(name, timer.ms(), len(result.outcomes),
+                                                    result=None if exc else task.result(), failure=exc)
+                if pending and enough(result.outcomes, {tasks[t] for t in pending}):
+                    result.stopped_early = True
+                    break
+            else:
+                return result
+    except TimeoutError:
+        if not within.expired():
+            raise  # a member's own, not the deadline's: a bug, as any other unexpected exception
+        result.deadline_hit = True
     finally:
         await stop(pending)
     stopped = "cancelled" if result.stopped_early else "timeout"

@@ -26,6 +26,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def cpu_seconds(pid: int) -> float:
+    """The CPU time (user and system) a process has used, as /proc/PID/stat gives it."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def lines(log: Path) -> list[str]:
     """The lines another process has finished writing to `log` (none if it is not there yet). A line still
     being written has no newline yet: a reader that parsed it would fail on half an event."""

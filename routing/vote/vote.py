@@ -239,11 +239,9 @@ def cluster(ballots: list[Ballot], threshold: float = 0.8, question: str = "",
     clusters: list[Cluster] = []
     keys: dict[str, str] = {}  # samples that agree often say it in the same words: each text read once
     for b in sorted(ballots, key=lambda b: b.order):
-        key = None if b.tool_calls else keys.get(b.text)
+        key = b.key(asked) if b.tool_calls else keys.get(b.text)
         if key is None:
-            key = b.key(asked)
-            if not b.tool_calls:
-                keys[b.text] = key
+            key = keys[b.text] = b.key(asked)
         home = next((c for c in clusters if c.key == key), None)
         if home is None and key.startswith("claim:"):
             said = claims.sentence(b.text, asked)
