@@ -19,7 +19,8 @@ proxy with the official `openai` SDK:
 - `cascade agreement`: ultra-instinct asked twice at once (as the client asked, and one sample at 0.7),
   escalating to `sc6 greedy-first` when the two do not make the same claim (`confidence = "agreement"`);
 - `sc6 adaptive`: six greedy-first samples asked a wave at a time (`samples = "adaptive"`), only
-  while the answer is unsettled.
+  while the answer is unsettled; `sc6 adaptive 0.75 confident-first 0.6`: the greedy answer asked alone
+  first and kept when its logprob confidence reaches 0.6 (`confident-first`).
 
 Answers are graded by the task's own key (`bench/answer_key.py`), which shares no code with the vote.
 
@@ -113,8 +114,10 @@ sample-temperature = 0.7
 greedy-first = true
 timeout-s = 120
 """
-ADAPTIVE = {"sc6-adaptive": 0.9, "sc6-adaptive-75": 0.75}
-"""Rows of six greedy-first samples asked adaptively, at these `adaptive-confidence`s (0.9: the default)."""
+ADAPTIVE: dict[str, tuple[float, float | None]] = {"sc6-adaptive": (0.9, None), "sc6-adaptive-75": (0.75, None),
+                                                   "sc6-confident": (0.75, 0.6)}
+"""Rows of six greedy-first samples asked adaptively: (`adaptive-confidence` (0.9: the default),
+`confident-first`)."""
 SAMPLE_TEMPERATURES = (0.3, 0.5)
 """Extra rows `sc6 t=T`: six samples at another sample temperature (the main rows use 0.7)."""
 
@@ -124,10 +127,12 @@ def config(url: str) -> str:
     for temp in SAMPLE_TEMPERATURES:
         text += (f'\n[models.sc6-t{int(temp * 10)}]\nstrategy = "council"\nmembers = ["smol", "smol", "smol", "smol", '
                  f'"smol", "smol"]\nsample-temperature = {temp}\ntimeout-s = 120\n')
-    for name, confidence in ADAPTIVE.items():
+    for name, (confidence, alone) in ADAPTIVE.items():
         text += (f'\n[models.{name}]\nstrategy = "council"\nmembers = ["smol", "smol", "smol", "smol", "smol", '
                  f'"smol"]\nsample-temperature = 0.7\ngreedy-first = true\nsamples = "adaptive"\n'
                  f'adaptive-confidence = {confidence}\ntimeout-s = 120\n')
+        if alone is not None:
+            text += f"confident-first = {alone}\n"
     text += ('\n[models.cascade-agreement]\nstrategy = "cascade"\nfirst = "ultra-instinct"\n'
              'escalate-to = "sc6-greedy"\nconfidence = "agreement"\nmin-confidence = 0.95\n')
     for tau in CASCADES:
@@ -225,7 +230,8 @@ def main() -> None:
         plan += [("cascade agreement", "cascade-agreement", None)]
         plan += [(f"sc6 t={temp:g}", f"sc6-t{int(temp * 10)}", None) for temp in SAMPLE_TEMPERATURES]
         plan += [("sc6 greedy-first", "sc6-greedy", None), ("sc3 greedy-first", "sc3-greedy", None),
-                 ("sc6 adaptive", "sc6-adaptive", None), ("sc6 adaptive 0.75", "sc6-adaptive-75", None)]
+                 ("sc6 adaptive", "sc6-adaptive", None), ("sc6 adaptive 0.75", "sc6-adaptive-75", None),
+                 ("sc6 adaptive 0.75 confident-first 0.6", "sc6-confident", None)]
         if a.rows:
             wanted = set(a.rows.split(","))
             plan = [p for p in plan if p[0] in wanted]

@@ -13,9 +13,12 @@ key (`correct`), which shares no code with the vote. Since every rule reads the 
 differences between rows are the rules' alone, not the sampler's.
 
 Rows: the greedy answer alone; all six; `samples = "adaptive"` at several `adaptive-confidence`s
-(`routing/decide/rules.py` `sample_more`, as the council calls it); and candidate rules that also stop
-when the first k answers all make different claims ("scattered"). It also counts the questions six
-samples answer differently from the greedy answer, and how many answers it took to see that.
+(`routing/decide/rules.py` `sample_more`, as the council calls it); candidate rules that also stop
+when the first k answers all make different claims ("scattered"); and `confident-first` at several
+thresholds: the greedy answer asked alone and kept when its logprob confidence reaches the threshold
+(`rules.first_alone`), else the usual waves. It also counts the questions six samples answer
+differently from the greedy answer, and how many answers it took to see that, and how often the
+greedy answer is right at each logprob confidence.
 
 A benchmark, not a test: it prints what it measured and judges nothing.
 """
@@ -59,9 +62,11 @@ def answers(items: list[dict[str, Any]]) -> list[list[str]]:
                 six = []
                 for n in range(1, SAMPLES + 1):
                     body = {"model": "smol", "max_tokens": 48, "seed": n, "temperature": 0.0 if n == 1 else TEMPERATURE,
+                            "logprobs": True, "top_logprobs": 1,
                             "messages": [{"role": "user", "content": item["question"]}]}
-                    six.append(client.post(f"{url}/chat/completions", json=body).json()["choices"][0]["message"]
-                               ["content"] or "")
+                    choice = client.post(f"{url}/chat/completions", json=body).json()["choices"][0]
+                    six.append({"text": choice["message"]["content"] or "",
+                                "confidence": rules.logprob_confidence(choice.get("logprobs"))})
                 out.append(six)
     finally:
         proc.stop()
@@ -73,11 +78,19 @@ def vote(question: str, said: Sequence[str]) -> list[Cluster]:
                           SIMILARITY, question))
 
 
-def replay(question: str, said: Sequence[str], rule: Rule) -> tuple[str, int]:
-    """What an adaptive council answers under `rule`, and how many answers it asked for."""
+def replay(question: str, said: Sequence[dict[str, Any]], rule: Rule, alone: float | None = None
+           ) -> tuple[str, int]:
+    """What an adaptive council answers under `rule`, and how many answers it asked for; with `alone`
+    (`confident-first`), the greedy answer is asked alone first, as the council does (`rules.first_alone`)."""
+    texts = [s["text"] for s in said]
     asked = FIRST_WAVE
+    if alone is not None:
+        more, _ = rules.first_alone(said[0]["confidence"], alone, FIRST_WAVE - 1)
+        if more == 0:
+            return texts[0], 1
+        asked = 1 + more
     while True:
-        clusters = vote(question, said[:asked])
+        clusters = vote(question, texts[:asked])
         more, _ = rule([round(c.weight, 4) for c in clusters], WEIGHTS[asked:], asked)
         if more == 0:
             return clusters[0].representative.text, asked
@@ -96,6 +109,8 @@ def scattered(confidence: float, k: int) -> Rule:
     return rule
 
 
+ALONE = [(alone, confidence) for alone in (0.8, 0.7, 0.65, 0.6, 0.55, 0.5) for confidence in (0.9, 0.75)]
+"""`confident-first` rows: (the greedy answer's logprob confidence that stands alone, `adaptive-confidence`)."""
 ROWS: list[tuple[str, Rule]] = [
     ("adaptive 0.9 (the default)", adaptive(0.9)), ("adaptive 0.75", adaptive(0.75)), ("adaptive 0.65", adaptive(0.65)),
     ("adaptive 0.6", adaptive(0.6)), ("adaptive 0.9, scattered at 4", scattered(0.9, 4)),
@@ -125,16 +140,27 @@ def main() -> None:
         lo, hi = wilson(right, n)
         print(f"| {name} | {right / n:.1%} | {lo:.1%}-{hi:.1%} | {asked:.2f} |")
 
-    row("the greedy answer alone", sum(correct(t, s[0]) for t, s in zip(items, said, strict=True)), 1)
-    six = [vote(t["question"], s)[0].representative.text for t, s in zip(items, said, strict=True)]
+    row("the greedy answer alone", sum(correct(t, s[0]["text"]) for t, s in zip(items, said, strict=True)), 1)
+    six = [vote(t["question"], [x["text"] for x in s])[0].representative.text for t, s in zip(items, said, strict=True)]
     row("all six", sum(correct(t, w) for t, w in zip(items, six, strict=True)), SAMPLES)
     for name, rule in ROWS:
         got = [replay(t["question"], s, rule) for t, s in zip(items, said, strict=True)]
         row(name, sum(correct(t, w) for t, (w, _) in zip(items, got, strict=True)),
             sum(k for _, k in got) / n)
-    changed = [(t, s, w) for t, s, w in zip(items, said, six, strict=True) if correct(t, w) != correct(t, s[0])]
+    for alone, confidence in ALONE:
+        got = [replay(t["question"], s, adaptive(confidence), alone) for t, s in zip(items, said, strict=True)]
+        row(f"adaptive {confidence:g}, confident-first {alone:g}",
+            sum(correct(t, w) for t, (w, _) in zip(items, got, strict=True)), sum(k for _, k in got) / n)
+    changed = [(t, s, w) for t, s, w in zip(items, said, six, strict=True)
+               if correct(t, w) != correct(t, s[0]["text"])]
     fixed = [(t, s) for t, s, w in changed if correct(t, w)]
-    late = sum(1 for t, s in fixed if not correct(t, vote(t["question"], s[:3])[0].representative.text))
+    late = sum(1 for t, s in fixed if not correct(t, vote(t["question"], [x["text"] for x in s[:3]])[0]
+                                                 .representative.text))
+    print("\n| the greedy answer's logprob confidence | questions | right |\n|---|---|---|")
+    for lo, hi in ((0.0, 0.5), (0.5, 0.6), (0.6, 0.7), (0.7, 0.8), (0.8, 1.01)):
+        bucket = [correct(t, s[0]["text"]) for t, s in zip(items, said, strict=True)
+                  if s[0]["confidence"] is not None and lo <= s[0]["confidence"] < hi]
+        print(f"| {lo:g}-{min(hi, 1):g} | {len(bucket)} | {sum(bucket)} |")
     print(f"\nAll six answered {len(fixed)} questions right that the greedy answer got wrong, and "
           f"{len(changed) - len(fixed)} wrong that it got right; on {late} of the {len(fixed)}, the vote over the "
           "first three answers was still wrong.")

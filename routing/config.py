@@ -325,6 +325,10 @@ def _model_refs(vm: VirtualModel) -> tuple[list[tuple[str, list[str]]], list[str
         faults.append("chairman`: merge = \"synthesize\" needs a chairman")
     if not 1 <= vm.min_answers:
         faults.append("min-answers`: must be >= 1")
+    if vm.confident_first is not None and not 0.0 < vm.confident_first <= 1.0:
+        faults.append("confident-first`: must be in (0, 1]")
+    if vm.confident_first is not None and vm.samples != "adaptive":
+        faults.append("confident-first`: needs samples = \"adaptive\"")
     return fields, faults
 
 

@@ -47,12 +47,14 @@ class ClusterReport(msgspec.Struct, omit_defaults=True):
     preview: str
 
 
-class SamplingWave(msgspec.Struct):
+class SamplingWave(msgspec.Struct, omit_defaults=True):
     """An adaptive council after one wave: how many members had been asked, and the clusters' weights,
     heaviest first (what `rules.sample_more` decided from, kept so `shenron replay` can decide again)."""
 
     asked: int
     weights: list[float]
+    confidence: float | None = None
+    """After a first wave of one answer: that answer's logprob confidence (`confident-first`)."""
 
 
 class IterationReport(msgspec.Struct, omit_defaults=True):

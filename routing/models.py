@@ -80,6 +80,10 @@ class CouncilModel(_Routed, tag="council", tag_field="strategy"):
     routing/decide/rules.py `sample_more`), up to every member listed. `all`: every member at once."""
     adaptive_confidence: float = 0.9
     first_wave: int = 2
+    confident_first: float | None = None
+    """adaptive: ask the first member alone and keep its answer when its logprob confidence (the geometric
+    mean of its tokens' probabilities) reaches this; below it, or from a backend that gives no logprobs,
+    go on in waves. The first member is asked for logprobs (the client gets them only if it asked)."""
     heartbeat_s: float = 5.0
     description: str = ""
     cache_ttl_s: float = 0.0

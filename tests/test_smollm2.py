@@ -47,6 +47,15 @@ greedy-first = true
 early-decision = false
 timeout-s = 60
 
+[models.confident]
+strategy = "council"
+members = ["smol", "smol", "smol", "smol", "smol", "smol"]
+sample-temperature = 0.7
+greedy-first = true
+samples = "adaptive"
+confident-first = 0.6
+timeout-s = 60
+
 [models.cascade]
 strategy = "cascade"
 first = "ultra-instinct"
@@ -84,6 +93,21 @@ def test_a_self_consistency_council_of_one_model_votes_over_what_its_samples_sai
     assert answer
     if re.search(r"\bparis\b", top["preview"], re.I):
         assert "paris" in answer.lower()
+
+
+def test_confident_first_reads_the_greedy_answer_s_real_logprobs(sdk: openai.OpenAI) -> None:
+    """Whatever the samples: the greedy answer is asked alone and its confidence read from llama.cpp's
+    logprobs (the council asks for them as that server needs); it stands alone exactly when that reaches
+    `confident-first`, else more samples are asked; the client, who asked for none, gets no logprobs."""
+    for messages in (FRANCE, [{"role": "user", "content": "Write one word that rhymes with cat."}]):
+        r = sdk.chat.completions.create(model="confident", messages=messages, max_tokens=16)  # type: ignore[arg-type]
+        council: dict[str, Any] = r.model_extra["council"]  # type: ignore[index]
+        first = council["sampling_waves"][0]
+        assert first["asked"] == 1 and 0 < first["confidence"] <= 1, council
+        sure = first["confidence"] >= 0.6
+        assert (council["samples_asked"] == 1) is sure, council
+        assert council["sampling_stopped"].startswith("confident" if sure else ("settled", "every", "the samples"))
+        assert r.choices[0].logprobs is None and (r.choices[0].message.content or "").strip()
 
 
 def test_the_cascade_reads_real_logprobs(sdk: openai.OpenAI) -> None:

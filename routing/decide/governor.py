@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+import msgspec
+
 from routing.core import CouncilReport, Event, Report, Result
 from routing.decide import rules
 from routing.models import VirtualModel
@@ -152,8 +154,9 @@ class Governed:
             vm = self.vm
             record["sampling"] = {  # what rules.sample_more saw after each wave, for `shenron replay`
                 "weights": getattr(self.inner, "sample_weights", []),
-                "waves": [{"asked": w.asked, "weights": w.weights} for w in council.sampling_waves],
-                "confidence": getattr(vm, "adaptive_confidence", None), "stopped": council.sampling_stopped}
+                "waves": [msgspec.to_builtins(w) for w in council.sampling_waves],
+                "confidence": getattr(vm, "adaptive_confidence", None),
+                "confident_first": getattr(vm, "confident_first", None), "stopped": council.sampling_stopped}
         inputs = getattr(self.inner, "inputs", None)
         if inputs is not None and not d.degraded:
             record["cascade"] = {**inputs(call), "confidence": council.confidence if council else None,

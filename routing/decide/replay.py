@@ -71,9 +71,17 @@ def _sampled(rec: dict[str, object], cfg: Config) -> int | str | None:
     if not isinstance(vm, CouncilModel) or vm.samples != "adaptive" or not isinstance(sampling, dict):
         return None
     weights = [float(w) for w in sampling.get("weights") or []]
-    for wave in sampling.get("waves") or []:
-        more, _ = rules.sample_more([float(w) for w in wave["weights"]], weights[int(wave["asked"]):],
-                                    vm.adaptive_confidence)
+    waves = sampling.get("waves") or []
+    if waves and int(waves[0]["asked"]) != (1 if vm.confident_first is not None else max(1, vm.first_wave)):
+        return "?"  # the new rule's first wave was never asked as such
+    for i, wave in enumerate(waves):
+        first = wave.get("confidence")
+        if i == 0 and vm.confident_first is not None:
+            more, _ = rules.first_alone(first if isinstance(first, (int, float)) else None, vm.confident_first,
+                                        vm.first_wave - 1)
+        else:
+            more, _ = rules.sample_more([float(w) for w in wave["weights"]], weights[int(wave["asked"]):],
+                                        vm.adaptive_confidence)
         if more == 0:
             return int(wave["asked"])
     return "?"

@@ -107,16 +107,20 @@ class Council:
 
     def _request(self, req: Request, sample: str) -> Request:
         """A member's own request: one of several samples of a backend gets its own seed (and the
-        model's `sample-temperature` unless the client set one); logprobs when ties are broken by them."""
+        model's `sample-temperature` unless the client set one); logprobs when ties are broken by them, or
+        for the first member's confidence (`confident-first`)."""
         changes: dict[str, Any] = {}
         if sample in self.sampled:
             n, temperature = self.sampled[sample]
             changes["seed"] = (req.seed or 0) + n
             if req.temperature is None and temperature is not None:
                 changes["temperature"] = temperature
-        if self.vm.tie_break == "logprob" and not req.logprobs:
+        if self._wants_logprobs(sample) and not req.logprobs:
             changes |= {"logprobs": True, "top_logprobs": 1}  # llama-cpp-python needs both
         return msgspec.structs.replace(req, **changes) if changes else req
+
+    def _wants_logprobs(self, sample: str) -> bool:
+        return self.vm.tie_break == "logprob" or (self.vm.confident_first is not None and sample == self.names[0])
 
     @classmethod
     def from_config(cls, name: str, vm: CouncilModel, backends: Backends, cfg: Config | None = None) -> Council:
@@ -154,11 +158,14 @@ class Council:
     async def _adaptively(self, calls: dict[str, Callable[[], Coroutine[Any, Any, Reply]]], question: str
                           ) -> tuple[FanOut[Reply], str, list[SamplingWave]]:
         """`samples = "adaptive"`: a first wave, then waves of as many members as `rules.sample_more` asks,
-        within the council's one deadline; the combined outcomes, and why it stopped asking."""
+        within the council's one deadline; the combined outcomes, and why it stopped asking. With
+        `confident-first` the first member is asked alone, and `rules.first_alone` says whether its answer
+        stands or the rest of the first wave is asked."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.vm.timeout_s
         combined: FanOut[Reply] = FanOut()
-        wave, why = self.names[:max(1, self.vm.first_wave)], ""
+        alone = self.vm.confident_first
+        wave, why = self.names[:1 if alone is not None else max(1, self.vm.first_wave)], ""
         waves: list[SamplingWave] = []
         while wave:
             run = await fan_out({s: calls[s] for s in wave}, max(0.0, deadline - loop.time()))
@@ -167,10 +174,16 @@ class Council:
                 combined.outcomes[name] = o
             combined.deadline_hit = combined.deadline_hit or run.deadline_hit
             unasked = [s for s in self.names if s not in combined.outcomes]
-            clusters = ranked(cluster(self._ballots(combined.outcomes), self.vm.similarity, question))
+            ballots = self._ballots(combined.outcomes)
+            clusters = ranked(cluster(ballots, self.vm.similarity, question))
             weights = [round(c.weight, 4) for c in clusters]
-            waves.append(SamplingWave(len(combined.outcomes), weights))
-            more, why = rules.sample_more(weights, [self.weights[s] for s in unasked], self.vm.adaptive_confidence)
+            if alone is not None and not waves:  # the first member, asked alone
+                first = ballots[0].logprob if ballots else None
+                waves.append(SamplingWave(len(combined.outcomes), weights, first))
+                more, why = rules.first_alone(first, alone, self.vm.first_wave - 1)
+            else:
+                waves.append(SamplingWave(len(combined.outcomes), weights))
+                more, why = rules.sample_more(weights, [self.weights[s] for s in unasked], self.vm.adaptive_confidence)
             if run.deadline_hit:
                 more, why = 0, self._late
             wave = unasked[:more]
@@ -187,7 +200,8 @@ class Council:
         else:
             run = await fan_out(calls, self.vm.timeout_s, functools.partial(self._enough, question))
         ballots = self._ballots(run.outcomes)
-        if len(ballots) < self.vm.min_answers:
+        confident = (stopped_sampling or "").startswith("confident")  # `confident-first`: one answer is enough
+        if len(ballots) < (1 if confident else self.vm.min_answers):
             raise self._failure(run, len(ballots))
         close, note = await self._closeness(call, members, ballots)
         clusters = cluster(ballots, self.vm.similarity, question, close)
@@ -207,8 +221,8 @@ class Council:
         rank = {n: i for i, n in enumerate(self.names)}
         members.reports.sort(key=lambda r: (r.status == "skipped", rank.get(r.name, len(rank))))
         answers = {o.member: o.result for o in run.outcomes.values() if o.result is not None}
-        if self.vm.tie_break == "logprob" and not call.request.logprobs:
-            for a in answers.values():  # asked for the tie-break, not by the client
+        if not call.request.logprobs and (self.vm.tie_break == "logprob" or self.vm.confident_first is not None):
+            for a in answers.values():  # asked for the tie-break or the first's confidence, not by the client
                 for c in a.choices:
                     c.logprobs = None
         v = Verdict(clusters, winner, answers, members, decided_by, note)
