@@ -112,6 +112,7 @@ async def test_a_first_answer_the_model_is_sure_of_stands_alone_and_an_unsure_on
     meta = out["council"]
     assert len(sure.bodies) == 1 and sure.bodies[0]["logprobs"] is True and sure.bodies[0]["top_logprobs"] == 1
     assert meta["samples_asked"] == 1 and meta["sampling_stopped"].startswith("confident: ")
+    assert meta["decided_by"] == "confident-first"
     assert out["choices"][0]["message"]["content"] == "Paris is the capital."
     assert out["choices"][0].get("logprobs") is None and meta["sampling_waves"][0]["confidence"] == 0.9
 

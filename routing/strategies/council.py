@@ -209,7 +209,8 @@ class Council:
         order = ranked(clusters, rule)
         winner = order[0].representative
         how = tied(clusters, rule)
-        decided_by = "early" if run.stopped_early else "vote" if how is None else f"tie-break: {how}"
+        decided_by = "early" if run.stopped_early else "confident-first" if confident else \
+            "vote" if how is None else f"tie-break: {how}"
         for o in run.outcomes.values():
             if o.stopped is not None:
                 members.stopped(o.member, o.stopped, "not needed: the vote was already decided"
