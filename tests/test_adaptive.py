@@ -3,14 +3,40 @@ the vote after each wave is reported, recorded, and replayed under another `adap
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Any
 
+import pytest
+
+from routing import config
+from routing.decide.governor import DecisionLog, Governed
+from routing.decide.replay import replay
 from routing.models import CouncilModel
 from routing.request import Request
 from routing.strategies import Call, Council
 from tests.fakes import chat
 from tests.test_council import Sampled
+
+
+async def _recorded(tmp_path: Path, vm: CouncilModel, backends: list[Sampled]) -> list[dict[str, Any]]:
+    """The decision records of one governed request to `vm` per backend (ids r0, r1, ...)."""
+    log = DecisionLog(str(tmp_path / "decisions.jsonl"))
+    body = {"model": "c", "messages": [{"role": "user", "content": "What is the capital of France?"}]}
+    for i, smol in enumerate(backends):
+        governed = Governed("c", vm, Council("c", vm, {"smol": smol}), {}, lambda: 1,  # type: ignore[dict-item]
+                            lambda: None, log)
+        await governed.complete(Call(request=Request.of(body), model="c", stream=False, include_usage=False,
+                                     id=f"r{i}", created=1))
+    log.close()
+    return [json.loads(line) for line in (tmp_path / "decisions.jsonl").read_text().splitlines()]
+
+
+def _config(line: str) -> config.Config:
+    return config.parse('[backends.smol]\nurl = "http://smol.test/v1"\nmodel = "smol"\n[models.c]\n'
+                        'strategy = "council"\nmembers = ["smol", "smol", "smol", "smol", "smol", "smol"]\n'
+                        f'greedy-first = true\nsamples = "adaptive"\n{line}\n')
 
 
 async def test_an_adaptive_council_asks_more_samples_only_while_the_answer_is_unsettled() -> None:
@@ -38,33 +64,18 @@ async def test_an_adaptive_council_asks_more_samples_only_while_the_answer_is_un
         "every sample was asked", "the samples left could not change the winner")
 
 
-async def test_an_adaptive_council_s_waves_are_recorded_and_replayed_under_another_confidence(tmp_path: Any) -> None:
+async def test_an_adaptive_council_s_waves_are_recorded_and_replayed_under_another_confidence(tmp_path: Path) -> None:
     """The decision record keeps the vote after each wave; `shenron replay` decides again with the new
     config's `adaptive-confidence`: a laxer one stops at an earlier wave, a stricter one wants samples that
     were never asked (unknown, not guessed)."""
-    import json
-
-    from routing import config
-    from routing.decide.governor import DecisionLog, Governed
-    from routing.decide.replay import replay
-
-    log = DecisionLog(str(tmp_path / "decisions.jsonl"))
     vm = CouncilModel(members=["smol"] * 6, greedy_first=True, samples="adaptive", early_decision=False)
-    body = {"model": "c", "messages": [{"role": "user", "content": "What is the capital of France?"}]}
-    for i, answers in enumerate((["Paris", "Lyon", "Paris", "Paris", "Paris", "Paris"], ["Paris"] * 6)):
-        smol = Sampled("smol", {seed: (text, 0.0) for seed, text in enumerate(answers, 1)})
-        governed = Governed("c", vm, Council("c", vm, {"smol": smol}), {}, lambda: 1,  # type: ignore[dict-item]
-                            lambda: None, log)
-        await governed.complete(Call(request=Request.of(body), model="c", stream=False, include_usage=False,
-                                     id=f"r{i}", created=1))
-    log.close()
-    split, agreed = [json.loads(line) for line in (tmp_path / "decisions.jsonl").read_text().splitlines()]
+    split, agreed = await _recorded(tmp_path, vm, [
+        Sampled("smol", {seed: (text, 0.0) for seed, text in enumerate(answers, 1)})
+        for answers in (["Paris", "Lyon", "Paris", "Paris", "Paris", "Paris"], ["Paris"] * 6)])
     assert split["sampling"]["waves"][-1]["asked"] > 2 and agreed["sampling"]["waves"][-1]["asked"] == 2
 
     def cfg(confidence: float) -> config.Config:
-        return config.parse('[backends.smol]\nurl = "http://smol.test/v1"\nmodel = "smol"\n[models.c]\n'
-                            'strategy = "council"\nmembers = ["smol", "smol", "smol", "smol", "smol", "smol"]\n'
-                            f'greedy-first = true\nsamples = "adaptive"\nadaptive-confidence = {confidence}\n')
+        return _config(f"adaptive-confidence = {confidence}")
 
     lax, _ = replay([split, agreed], cfg(0.3))
     asked = split["sampling"]["waves"][-1]["asked"]
@@ -132,51 +143,27 @@ async def test_a_first_answer_the_model_is_sure_of_stands_alone_and_an_unsure_on
     assert len(sure.bodies) == 1 and out["choices"][0]["logprobs"]["content"][0]["token"] == "Paris"
 
 
-async def test_a_confident_first_answer_is_replayed_under_another_threshold(tmp_path: Any) -> None:
+async def test_a_confident_first_answer_is_replayed_under_another_threshold(tmp_path: Path) -> None:
     """The first wave's confidence is in the decision record: a stricter `confident-first` wants samples never
     asked (unknown), a laxer one stops an unsure record at its first answer, and a config without it
     (whose first wave is two) cannot be told from a record whose first wave was one."""
-    import json
-
-    from routing import config
-    from routing.decide.governor import DecisionLog, Governed
-    from routing.decide.replay import replay
-
-    log = DecisionLog(str(tmp_path / "decisions.jsonl"))
-    body = {"model": "c", "messages": [{"role": "user", "content": "What is the capital of France?"}]}
-    for i, first in enumerate((0.9, 0.5)):
-        smol = Sure("smol", {1: ("Paris", first)} | {s: ("Lyon", 0.9) for s in range(2, 7)})
-        vm = _confident_vm()
-        governed = Governed("c", vm, Council("c", vm, {"smol": smol}), {}, lambda: 1,  # type: ignore[dict-item]
-                            lambda: None, log)
-        await governed.complete(Call(request=Request.of(body), model="c", stream=False, include_usage=False,
-                                     id=f"r{i}", created=1))
-    log.close()
-    sure, unsure = [json.loads(line) for line in (tmp_path / "decisions.jsonl").read_text().splitlines()]
+    sure, unsure = await _recorded(tmp_path, _confident_vm(), [
+        Sure("smol", {1: ("Paris", first)} | {s: ("Lyon", 0.9) for s in range(2, 7)}) for first in (0.9, 0.5)])
     assert sure["sampling"]["waves"] == [{"asked": 1, "weights": [1.5], "confidence": 0.9}]
     assert sure["sampling"]["confident_first"] == 0.8
     asked = unsure["sampling"]["waves"][-1]["asked"]
     assert asked > 1
 
-    def cfg(line: str) -> config.Config:
-        return config.parse('[backends.smol]\nurl = "http://smol.test/v1"\nmodel = "smol"\n[models.c]\n'
-                            'strategy = "council"\nmembers = ["smol", "smol", "smol", "smol", "smol", "smol"]\n'
-                            f'greedy-first = true\nsamples = "adaptive"\n{line}\n')
-
-    assert replay([sure, unsure], cfg("confident-first = 0.8"))[0] == []
-    changes, stats = replay([sure, unsure], cfg("confident-first = 0.4"))
+    assert replay([sure, unsure], _config("confident-first = 0.8"))[0] == []
+    changes, stats = replay([sure, unsure], _config("confident-first = 0.4"))
     assert [(c.id, c.before, c.after) for c in changes] == [("r1", f"{asked} asked", "1 asked")]
-    _, stats = replay([sure, unsure], cfg("confident-first = 0.95"))
+    _, stats = replay([sure, unsure], _config("confident-first = 0.95"))
     assert stats["samples unknown"] == 1
-    _, stats = replay([sure, unsure], cfg(""))
+    _, stats = replay([sure, unsure], _config(""))
     assert stats["samples unknown"] == 2
 
 
 def test_confident_first_is_checked_at_load() -> None:
-    import pytest
-
-    from routing import config
-
     base = ('[backends.smol]\nurl = "http://smol.test/v1"\nmodel = "smol"\n[models.c]\nstrategy = "council"\n'
             'members = ["smol", "smol"]\n')
     with pytest.raises(config.ConfigError, match="confident-first`: must be in"):
