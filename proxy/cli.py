@@ -331,7 +331,8 @@ def parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("replay", help="re-decide recorded traffic under a new config",
                         description="Read decision records ([server] decision-log) and print every request whose "
-                                    "routing (degradation, cascade escalation) would differ under --config.")
+                                    "routing (degradation, cascade escalation, the samples an adaptive council asks: "
+                                    "adaptive-confidence, confident-first) would differ under --config.")
     rp.add_argument("records", metavar="RECORDS.jsonl", help="a decision log written by `shenron serve`")
     rp.add_argument("--config", metavar="NEW.toml", help="the config to replay under (default: as for serve)")
     rp.set_defaults(func=cmd_replay)
