@@ -147,6 +147,10 @@ def settled(lead: float, runner: float) -> float:
     return min(1.0, total * h / 3)
 
 
+CONFIDENT = "confident: "
+"""How `first_alone`'s reason begins when the first answer stands alone."""
+
+
 def first_alone(first: float | None, alone: float, rest: int) -> tuple[int, str]:
     """`confident-first`: after the first member answered alone, how many more to ask now (0: stop) and
     why. Its answer stands alone when its logprob confidence `first` reaches `alone`: the model is sure of
@@ -154,7 +158,7 @@ def first_alone(first: float | None, alone: float, rest: int) -> tuple[int, str]
     the first wave (`rest`, at least one), and `sample_more` decides from there. None (the backend gave
     no logprobs, or the member failed) is never sure."""
     if first is not None and first >= alone:
-        return 0, f"confident: the first answer's logprob confidence {first:.2f} >= {alone:g}"
+        return 0, f"{CONFIDENT}the first answer's logprob confidence {first:.2f} >= {alone:g}"
     said = "no logprobs" if first is None else f"{first:.2f} < {alone:g}"
     return max(1, rest), f"unsure: the first answer's logprob confidence: {said}"
 

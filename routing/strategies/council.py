@@ -93,6 +93,10 @@ class Council:
         self.backend_of = dict(self.samples)
         """Each member's name in the metadata (`smol#2` for a second sample) -> its backend."""
         self.names = [s for s, _ in self.samples]
+        self.asked_logprobs = frozenset(self.names if vm.tie_break == "logprob" else
+                                        self.names[:1] if vm.confident_first is not None else ())
+        """The samples asked for logprobs whatever the client asked: all for the tie-break, the first for
+        `confident-first` (the client gets them only if it asked)."""
         self.weights = {s: vm.weights.get(s, vm.weights.get(b, backends[b].cfg.weight)) for s, b in self.samples}
         self.sampled: dict[str, tuple[int, float | None]] = {}
         """Each sample's seed offset and its temperature (None: the client's, or the server's default)."""
@@ -115,12 +119,9 @@ class Council:
             changes["seed"] = (req.seed or 0) + n
             if req.temperature is None and temperature is not None:
                 changes["temperature"] = temperature
-        if self._wants_logprobs(sample) and not req.logprobs:
+        if sample in self.asked_logprobs and not req.logprobs:
             changes |= {"logprobs": True, "top_logprobs": 1}  # llama-cpp-python needs both
         return msgspec.structs.replace(req, **changes) if changes else req
-
-    def _wants_logprobs(self, sample: str) -> bool:
-        return self.vm.tie_break == "logprob" or (self.vm.confident_first is not None and sample == self.names[0])
 
     @classmethod
     def from_config(cls, name: str, vm: CouncilModel, backends: Backends, cfg: Config | None = None) -> Council:
@@ -200,7 +201,7 @@ class Council:
         else:
             run = await fan_out(calls, self.vm.timeout_s, functools.partial(self._enough, question))
         ballots = self._ballots(run.outcomes)
-        confident = (stopped_sampling or "").startswith("confident")  # `confident-first`: one answer is enough
+        confident = (stopped_sampling or "").startswith(rules.CONFIDENT)  # `confident-first`: one answer is enough
         if len(ballots) < (1 if confident else self.vm.min_answers):
             raise self._failure(run, len(ballots))
         close, note = await self._closeness(call, members, ballots)
@@ -222,7 +223,7 @@ class Council:
         rank = {n: i for i, n in enumerate(self.names)}
         members.reports.sort(key=lambda r: (r.status == "skipped", rank.get(r.name, len(rank))))
         answers = {o.member: o.result for o in run.outcomes.values() if o.result is not None}
-        if not call.request.logprobs and (self.vm.tie_break == "logprob" or self.vm.confident_first is not None):
+        if self.asked_logprobs and not call.request.logprobs:
             for a in answers.values():  # asked for the tie-break or the first's confidence, not by the client
                 for c in a.choices:
                     c.logprobs = None
