@@ -212,9 +212,39 @@ class _PlainAnswer(msgspec.Struct):
     finish_reason: str | None = None
 
 
+class _PlainDetails(msgspec.Struct):
+    cached_tokens: Any = None
+    cache_write_tokens: Any = None
+    reasoning_tokens: Any = None
+
+
+_Count = Annotated[int, msgspec.Meta(ge=0)]
+
+
+class _PlainUsage(msgspec.Struct):
+    """Usage whose counts are what `usage` keeps (other shapes are read field by field, by `reply`)."""
+
+    prompt_tokens: _Count
+    completion_tokens: _Count
+    total_tokens: _Count | None = None
+    prompt_tokens_details: _PlainDetails | None = None
+    completion_tokens_details: _PlainDetails | None = None
+
+    def read(self) -> Usage:
+        """As `Usage.of(usage(...))` reads the same object."""
+        p, c, t = self.prompt_tokens, self.completion_tokens, self.total_tokens
+        asked, said = self.prompt_tokens_details, self.completion_tokens_details
+        return Usage(p, c, t or p + c, _or_0(asked.cached_tokens) if asked else 0,
+                     _or_0(said.reasoning_tokens) if said else 0, _or_0(asked.cache_write_tokens) if asked else 0)
+
+
+def _or_0(v: Any) -> int:
+    return v if _count(v) else 0
+
+
 class _PlainCompletion(msgspec.Struct):
     choices: Annotated[list[_PlainAnswer], msgspec.Meta(min_length=1, max_length=1)]
-    usage: Any = None
+    usage: _PlainUsage | None = None
     system_fingerprint: Any = None
 
 
@@ -225,7 +255,8 @@ def plain_reply(data: bytes) -> Reply | None:
     """A whole chat.completion of one text choice (no tool calls, reasoning or logprobs), typed straight from
     its bytes by msgspec in C; None when it is anything else, for `reply` to check and type. What it gives
     is what `reply` gives for the same bytes (tests/test_answers.py): the fields `reply` ignores are
-    ignored here too, and usage is read by the same `usage` and `Usage.of`."""
+    ignored here too, and usage of another shape than `_PlainUsage` (a count that is not a non-negative integer,
+details that are not objects) is left to `reply`."""
     try:
         c = _plain_completion(data)
     except msgspec.DecodeError:
@@ -233,7 +264,7 @@ def plain_reply(data: bytes) -> Reply | None:
     choice = c.choices[0]
     fingerprint = c.system_fingerprint
     return Reply([Answer(text=choice.message.content, finish_reason=finish_of(choice.finish_reason, False))],
-                 Usage.of(usage(c.usage)), fingerprint if isinstance(fingerprint, str) else None)
+                 None if c.usage is None else c.usage.read(), fingerprint if isinstance(fingerprint, str) else None)
 
 
 def _calls(calls: list[Json] | None) -> list[ToolCall]:
