@@ -132,7 +132,10 @@ _MESSAGE_KEYS = frozenset(("role", "content", "name", "tool_calls", "tool_call_i
 DELIVERY = frozenset({"stream", "stream_options"})
 
 
-class Request(msgspec.Struct, omit_defaults=True, kw_only=True):
+class Request(msgspec.Struct, omit_defaults=True, kw_only=True, dict=True):
+    """A chat request as the engine reads it. `dict=True`: an instance keeps its encoded body (`wire`) beside its
+    fields; a changed request is a new instance (`msgspec.structs.replace`), which encodes its own."""
+
     messages: list[Message]
     frequency_penalty: float | None = None
     logprobs: bool | None = None
@@ -180,6 +183,13 @@ class Request(msgspec.Struct, omit_defaults=True, kw_only=True):
                 out[key] = value
         return out
 
+    def wire(self) -> bytes:
+        """`chat()` as JSON, encoded once: a council's members and a model's fallbacks send the same body."""
+        out: bytes | None = self.__dict__.get("_wire")
+        if out is None:
+            out = self.__dict__["_wire"] = _encode(self.chat())
+        return out
+
     def plain(self, messages: list[Message], *, keep: tuple[str, ...] = ()) -> Request:
         """The request for an inner text call (a judge, a chairman, a critic): the same sampling, these
         messages, and none of what shapes the client's own answer (tools, choices, logprobs, a response
@@ -189,6 +199,7 @@ class Request(msgspec.Struct, omit_defaults=True, kw_only=True):
         return msgspec.structs.replace(self, messages=messages, extra=extra, **dropped)
 
 
+_encode = msgspec.json.Encoder().encode
 FIELDS = tuple(f for f in Request.__struct_fields__ if f not in ("extra", "session", "betas"))
 _FIELDS = frozenset(FIELDS)
 _NOT_EXTRA = DELIVERY | {"model"}

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import operator
+
+import msgspec
+
+from routing.config import BackendConfig
 from routing.request import Message, Request
+from routing.upstream.backends import OpenAIBackend
 
 BODY = {
     "model": "full-council", "stream": True, "stream_options": {"include_usage": True},
@@ -89,3 +96,20 @@ def test_a_part_s_and_a_tool_call_s_own_fields_reach_the_backend() -> None:
             {"id": "c2", "type": "function", "function": {"name": "look", "arguments": "{}"}}]},
     ]
     assert Request.of({"model": "m", "messages": messages}).chat()["messages"] == messages
+
+
+
+def test_the_body_a_backend_sends_is_the_requests_own_and_a_changed_request_sends_its_change() -> None:
+    """The encoded body is kept with the request (a council's members send one body): a request changed for
+    one member (another seed, a temperature) is a new request, which must not send the first one's bytes."""
+    backend = OpenAIBackend("b", BackendConfig(url="http://127.0.0.1:1/v1", model="m"), None)  # type: ignore[arg-type]
+    req = Request.of(BODY)
+    first = json.loads(backend._body(req, False, None)[0])
+    assert (first["model"], first["stream"]) == ("m", False) and "stream_options" not in first
+    assert {k: v for k, v in first.items() if k not in ("model", "stream")} == req.chat()
+    streamed = json.loads(backend._body(req, True, "other")[0])
+    assert (streamed["model"], streamed["stream"]) == ("other", True)
+    assert streamed["stream_options"] == {"include_usage": True}
+    reseeded = msgspec.structs.replace(req, seed=8, temperature=0.9)
+    assert operator.itemgetter("seed", "temperature")(json.loads(backend._body(reseeded, False, None)[0])) == (8, 0.9)
+    assert json.loads(backend._body(req, False, None)[0])["seed"] == 7

@@ -30,6 +30,7 @@ from routing.upstream.transport import Body, Transport
 
 _decode = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
+STREAMED = b'true,"stream_options":{"include_usage":true}'
 
 
 def _reason(exc: BaseException) -> str:
@@ -99,10 +100,9 @@ class OpenAIBackend:
 
     def _body(self, req: Request, stream: bool, model: str | None) -> tuple[bytes, dict[str, str] | None]:
         """The request's body on this kind's wire, and headers of its own beside the backend's."""
-        upstream = {**req.chat(), "model": model or self.model, "stream": stream}
-        if stream:
-            upstream["stream_options"] = {"include_usage": True}
-        return _encode(upstream), None
+        chat = req.wire()  # `{"messages": ...}`: the model and delivery go in front of its fields
+        return b'{"model":%s,"stream":%s,%s' % (_encode(model or self.model), STREAMED if stream else b"false",
+                                                chat[1:]), None
 
     async def _open(self, content: bytes, extra: dict[str, str] | None, bounded: bool,
                     ) -> tuple[int, str | None, str | None, httpx.AsyncByteStream]:
