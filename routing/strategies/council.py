@@ -37,6 +37,7 @@ from routing.report import Timer
 from routing.request import Request
 from routing.strategies.base import Backends, Call, waiting
 from routing.tokens import ZERO, Usage
+from routing.vote import claims
 from routing.vote.samples import samples
 from routing.vote.synthesis import chairman_messages, judge_agreeing, judge_messages, judge_pick
 from routing.vote.vote import (
@@ -93,6 +94,8 @@ class Council:
         self.backend_of = dict(self.samples)
         """Each member's name in the metadata (`smol#2` for a second sample) -> its backend."""
         self.names = [s for s, _ in self.samples]
+        self.place = {n: i for i, n in enumerate(self.names)}
+        """Each member's place in the configured order (the vote's last word in a tie)."""
         self.asked_logprobs = frozenset(self.names if vm.tie_break == "logprob" else
                                         self.names[:1] if vm.confident_first is not None else ())
         """The samples asked for logprobs whatever the client asked: all for the tie-break, the first for
@@ -142,22 +145,25 @@ class Council:
 
     def _ballots(self, outcomes: dict[str, Outcome[Reply]]) -> list[Ballot]:
         arrived = sorted((o for o in outcomes.values() if o.result is not None), key=lambda o: o.arrival)
-        place = {n: i for i, n in enumerate(self.names)}
         out = []
         for i, o in enumerate(arrived):
             a = o.result.answer if o.result is not None else Answer()
             out.append(Ballot(o.member, self.weights[o.member], i, a.text or "", tuple(a.tool_calls),
-                              rules.logprob_confidence(a.logprobs), place.get(o.member)))
+                              None if a.logprobs is None else rules.logprob_confidence(a.logprobs),
+                              self.place.get(o.member)))
         return out
 
-    def _enough(self, question: str, outcomes: dict[str, Outcome[Reply]], pending: set[str]) -> bool:
-        ballots = self._ballots(outcomes)
-        if not self.vm.early_decision or self.vm.similarity_backend or len(ballots) < self.vm.min_answers:
+    def _enough(self, asked: claims.Question, keys: dict[str, str], outcomes: dict[str, Outcome[Reply]],
+                pending: set[str]) -> bool:
+        if not self.vm.early_decision or self.vm.similarity_backend:
             return False  # with a similarity backend, clusters are known only once the answers are embedded
-        return decided(cluster(ballots, self.vm.similarity, question), sum(self.weights[m] for m in pending))
+        ballots = self._ballots(outcomes)
+        if len(ballots) < self.vm.min_answers:
+            return False
+        return decided(cluster(ballots, self.vm.similarity, asked, keys=keys), sum(self.weights[m] for m in pending))
 
-    async def _adaptively(self, calls: dict[str, Callable[[], Coroutine[Any, Any, Reply]]], question: str
-                          ) -> tuple[FanOut[Reply], str, list[SamplingWave]]:
+    async def _adaptively(self, calls: dict[str, Callable[[], Coroutine[Any, Any, Reply]]], asked: claims.Question,
+                          keys: dict[str, str]) -> tuple[FanOut[Reply], str, list[SamplingWave]]:
         """`samples = "adaptive"`: a first wave, then waves of as many members as `rules.sample_more` asks,
         within the council's one deadline; the combined outcomes, and why it stopped asking. With
         `confident-first` the first member is asked alone, and `rules.first_alone` says whether its answer
@@ -176,7 +182,7 @@ class Council:
             combined.deadline_hit = combined.deadline_hit or run.deadline_hit
             unasked = [s for s in self.names if s not in combined.outcomes]
             ballots = self._ballots(combined.outcomes)
-            clusters = ranked(cluster(ballots, self.vm.similarity, question))
+            clusters = ranked(cluster(ballots, self.vm.similarity, asked, keys=keys))
             weights = [round(c.weight, 4) for c in clusters]
             if alone is not None and not waves:  # the first member, asked alone
                 first = ballots[0].logprob if ballots else None
@@ -194,18 +200,20 @@ class Council:
         members = Members(self.backends, call.budget)
         calls = {s: functools.partial(self._ask, members, s, self._request(call.request, s)) for s in self.names}
         question = wire.last_user_text(call.request.messages)
+        asked = claims.Question.of(question) if question else claims.NO_QUESTION
+        keys: dict[str, str] = {}  # each answer's canonical form, read once: the vote is taken as answers arrive
         stopped_sampling: str | None = None
         waves: list[SamplingWave] = []
         if self.vm.samples == "adaptive":
-            run, stopped_sampling, waves = await self._adaptively(calls, question)  # type: ignore[arg-type]
+            run, stopped_sampling, waves = await self._adaptively(calls, asked, keys)  # type: ignore[arg-type]
         else:
-            run = await fan_out(calls, self.vm.timeout_s, functools.partial(self._enough, question))
+            run = await fan_out(calls, self.vm.timeout_s, functools.partial(self._enough, asked, keys))
         ballots = self._ballots(run.outcomes)
         confident = (stopped_sampling or "").startswith(rules.CONFIDENT)  # `confident-first`: one answer is enough
         if len(ballots) < (1 if confident else self.vm.min_answers):
             raise self._failure(run, len(ballots))
         close, note = await self._closeness(call, members, ballots)
-        clusters = cluster(ballots, self.vm.similarity, question, close)
+        clusters = cluster(ballots, self.vm.similarity, asked, close, keys)
         rule = self.vm.tie_break if self.vm.tie_break in TIE_BREAKS else "weight"
         order = ranked(clusters, rule)
         winner = order[0].representative

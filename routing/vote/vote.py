@@ -230,14 +230,18 @@ def _claim_of(key: str) -> frozenset[str]:
     return frozenset(key.removeprefix("claim:").split(" "))
 
 
-def cluster(ballots: list[Ballot], threshold: float = 0.8, question: str = "",
-            close: Callable[[Ballot, Ballot], bool] | None = None) -> list[Cluster]:
+def cluster(ballots: list[Ballot], threshold: float = 0.8, question: str | claims.Question = "",
+            close: Callable[[Ballot, Ballot], bool] | None = None, keys: dict[str, str] | None = None
+            ) -> list[Cluster]:
     """Group ballots by canonical form (claims read against the `question`), then long claims by their
     overlap and long free text by similarity; in arrival order. `close` (embeddings' cosine, when a
-    council has a similarity backend) also joins free-text answers that the words did not."""
-    asked = claims.Question.of(question) if question else claims.NO_QUESTION
+    council has a similarity backend) also joins free-text answers that the words did not. `keys`: each
+    text's canonical form, kept across calls for one question (a council votes again as answers arrive)."""
+    asked = question if isinstance(question, claims.Question) else \
+        claims.Question.of(question) if question else claims.NO_QUESTION
     clusters: list[Cluster] = []
-    keys: dict[str, str] = {}  # samples that agree often say it in the same words: each text read once
+    if keys is None:
+        keys = {}  # samples that agree often say it in the same words: each text read once
     for b in sorted(ballots, key=lambda b: b.order):
         key = b.key(asked) if b.tool_calls else keys.get(b.text)
         if key is None:
@@ -279,19 +283,20 @@ def tied(clusters: list[Cluster], tie_break: str = "weight") -> str | None:
 
 def has_majority(clusters: list[Cluster]) -> bool:
     """Whether one claim has more than half of the answering weight."""
-    total = sum(c.weight for c in clusters)
-    return bool(clusters) and ranked(clusters)[0].weight * 2 > total
+    weights = [c.weight for c in clusters]
+    return bool(weights) and max(weights) * 2 > sum(weights)
 
 
 def agreement(clusters: list[Cluster]) -> float:
-    total = sum(c.weight for c in clusters)
-    return round(ranked(clusters)[0].weight / total, 4) if total > 0 else 0.0
+    weights = [c.weight for c in clusters]
+    total = sum(weights)
+    return round(max(weights) / total, 4) if total > 0 else 0.0
 
 
 def decided(clusters: list[Cluster], outstanding_weight: float) -> bool:
     """True when no cluster, existing or new, could overtake the leader with every outstanding vote."""
-    if not clusters:
+    weights = sorted((c.weight for c in clusters), reverse=True)  # the leader is the heaviest (`Cluster.rank`)
+    if not weights:
         return False
-    order = ranked(clusters)
-    runner_up = order[1].weight if len(order) > 1 else 0.0
-    return runner_up + outstanding_weight < order[0].weight
+    runner_up = weights[1] if len(weights) > 1 else 0.0
+    return runner_up + outstanding_weight < weights[0]
