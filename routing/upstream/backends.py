@@ -26,7 +26,7 @@ from routing.request import Json, Request
 from routing.upstream import answers, clients
 from routing.upstream.guard import Guard
 from routing.upstream.sse import DONE, Splitter
-from routing.upstream.transport import Body, Transport
+from routing.upstream.transport import Body, Transport, origin_of
 
 _decode = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
@@ -91,12 +91,21 @@ class OpenAIBackend:
     def _translated(self) -> Iterator[None]:
         try:
             yield
-        except MemberFailure:
-            raise
-        except (httpx.TimeoutException, TimeoutError) as e:
-            raise MemberTimeout(self.name, f"no answer within {self.cfg.timeout_s:g}s") from e
-        except (httpx.HTTPError, msgspec.DecodeError, UnicodeDecodeError, OSError) as e:
-            raise MemberFailure(self.name, _reason(e)) from e
+        except Exception as e:
+            failure = self._failure(e)
+            if failure is None:
+                raise
+            raise failure from e
+
+    def _failure(self, e: Exception) -> MemberFailure | None:
+        """What a failure of the layers below means for this member (None: a MemberFailure already, or a bug)."""
+        if isinstance(e, MemberFailure):
+            return None
+        if isinstance(e, (httpx.TimeoutException, TimeoutError)):
+            return MemberTimeout(self.name, f"no answer within {self.cfg.timeout_s:g}s")
+        if isinstance(e, (httpx.HTTPError, msgspec.DecodeError, UnicodeDecodeError, OSError)):
+            return MemberFailure(self.name, _reason(e))
+        return None
 
     def _body(self, req: Request, stream: bool, model: str | None) -> tuple[bytes, dict[str, str] | None]:
         """The request's body on this kind's wire, and headers of its own beside the backend's."""
@@ -111,7 +120,7 @@ class OpenAIBackend:
         headers, URL and stream wrappers cost more than the exchange's own Python); on any other through
         httpx."""
         wire = self._wire_of()
-        transport = self._client._transport_for_url(wire.url)
+        transport = wire.transport
         if not isinstance(transport, Transport):
             resp = await clients.send(self._client, self._post(content, extra, bounded=bounded))
             stream = resp.stream
@@ -120,7 +129,7 @@ class OpenAIBackend:
             return resp.status_code, resp.headers.get("retry-after"), resp.headers.get("content-encoding"), stream
         head = _head(wire.url, _merged(wire.headers, extra)) if extra else wire.head
         status, headers, body = await transport.open(
-            wire.url, head + b"content-length: %d\r\n\r\n" % len(content), content,
+            wire.origin, head + b"content-length: %d\r\n\r\n" % len(content), content,
             (wire.whole if bounded else wire.streamed)["timeout"])
         found = {k.lower(): v.decode("latin-1") for k, v in headers
                  if k.lower() in (b"retry-after", b"content-encoding")}
@@ -141,7 +150,8 @@ class OpenAIBackend:
             headers = [("host", url.netloc.decode("ascii")), *self.headers.items()]
             timeouts = self.timeout.as_dict()
             self._wire = _Wire(url, headers, _head(url, headers), {"timeout": timeouts},
-                               {"timeout": {**timeouts, "read": None}})
+                               {"timeout": {**timeouts, "read": None}}, self._client._transport_for_url(url),
+                               origin_of(url))
         return self._wire
 
     def _post(self, content: bytes, extra: dict[str, str] | None = None, bounded: bool = False) -> httpx.Request:
@@ -161,12 +171,17 @@ class OpenAIBackend:
         """One non-streamed completion; the whole exchange is bounded by the member's timeout. The wire
         call only: a strategy asks through `routing.member`, which adds the guard, budget and report.
         `notes` is the call's record, for a backend that learns something per call (a pool: its endpoint)."""
-        with self._translated():
+        try:  # as `_translated` (not entered: a generator and a context manager a member call)
             async with Within(self.cfg.timeout_s):
                 status, retry_after, content = await self._whole(*self._body(req, False, model))
             if status >= 400:
                 raise upstream_error(self.name, status, content, retry_after)
             return self._answer(content)
+        except Exception as e:
+            failure = self._failure(e)
+            if failure is None:
+                raise
+            raise failure from e
 
     def _answer(self, content: bytes) -> Reply:
         """The upstream's whole answer, checked and typed (`routing.upstream.answers`): one plain text choice
@@ -363,6 +378,9 @@ class _Wire:
     """A stream's timeouts: the transport times each read (nothing else bounds the reads after the first)."""
     whole: dict[str, Any]
     """A whole answer's: no read timer, the member's deadline bounds the exchange."""
+    transport: httpx.AsyncBaseTransport
+    """The client's transport for the URL (looked up once: httpx looks it up by the URL's parts each time)."""
+    origin: tuple[bytes, bytes, int]
 
 
 def _merged(headers: list[tuple[str, str]], extra: dict[str, str]) -> list[tuple[str, str]]:

@@ -353,18 +353,17 @@ class Transport(httpx.AsyncBaseTransport):
                 raise
         return conn, pool, status
 
-    async def open(self, url: httpx.URL, head: bytes, body: bytes,
+    async def open(self, origin: tuple[bytes, bytes, int], head: bytes, body: bytes,
                    timeouts: dict[str, Any]) -> tuple[int, list[tuple[bytes, bytes]], Body]:
-        """One exchange without httpx's Request and Response: `head` is the request line and headers
-        (ending in an empty line), `body` the bytes. The status, the response headers and the body to
-        read (or close) as the caller goes; it comes as the server sent it (no content decoding)."""
-        origin = _origin(url)
+        """One exchange without httpx's Request and Response, to `origin` (a URL's, `origin_of(url)`): `head` is
+        the request line and headers (ending in an empty line), `body` the bytes. The status, the response
+        headers and the body to read (or close) as the caller goes; it comes as the server sent it (no
+        content decoding)."""
         conn, pool, status = await self._exchange(origin, head, body, timeouts)
         return status, conn.headers(), Body(conn, pool, timeouts.get("read"))
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
-        origin = _origin(url)
         timeouts: dict[str, Any] = request.extensions.get("timeout", {})
         try:
             body = request.content
@@ -380,7 +379,7 @@ class Transport(httpx.AsyncBaseTransport):
         if not framed and (body or request.method in ("POST", "PUT", "PATCH")):
             lines.append(b"content-length: %d\r\n" % len(body))
         lines.append(b"\r\n")
-        conn, pool, status = await self._exchange(origin, b"".join(lines), body, timeouts)
+        conn, pool, status = await self._exchange(origin_of(url), b"".join(lines), body, timeouts)
         return httpx.Response(status, headers=conn.headers(), stream=Body(conn, pool, timeouts.get("read")),
                               extensions={"http_version": b"HTTP/1.1"})
 
@@ -389,6 +388,6 @@ class Transport(httpx.AsyncBaseTransport):
             pool.close()
 
 
-def _origin(url: httpx.URL) -> tuple[bytes, bytes, int]:
+def origin_of(url: httpx.URL) -> tuple[bytes, bytes, int]:
     """The pool a URL's requests share: scheme, host and port (the scheme's own when none is given)."""
     return url.raw_scheme, url.raw_host, url.port or (443 if url.raw_scheme == b"https" else 80)
