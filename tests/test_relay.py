@@ -13,6 +13,8 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from proxy.dialects.chat import ChatWriter
 from routing.config import BackendConfig
@@ -158,3 +160,35 @@ def test_a_chunk_that_is_not_one_choices_plain_text_is_never_relayed(chunk: Any)
           "choices": [{"index": 0, "delta": {"role": "assistant", "content": "x", "refusal": None}}]}
     assert answers.plain(json.dumps(ok).encode(), started=False) == "x"
     assert answers.plain(b'{"choices": [{"delta": {"content": "y"}}]}', started=True) == "y"
+
+
+def _one_by_one(payloads: list[bytes], started: bool) -> list[str] | None:
+    texts = []
+    for p in payloads:
+        text = answers.plain(p, started) if p.find(b"\n") < 0 else None
+        if text is None:
+            return None
+        started = True
+        texts.append(text)
+    return texts
+
+
+POOL = [json.dumps(c).encode() for c in (
+    {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]},
+    {"choices": [{"index": 0, "delta": {"content": "Par"}}]},
+    {"id": "x", "choices": [{"delta": {"content": "is"}, "logprobs": None, "finish_reason": None}]},
+    {"choices": [{"delta": {"content": "."}, "finish_reason": "stop"}]},
+    {"choices": [], "usage": USAGE},
+    {"choices": [{"delta": {"content": "x", "tool_calls": []}}]},
+    {"choices": [{"delta": {"role": "assistant", "content": "x"}}], "error": {"message": "boom"}},
+)] + [b'{"choices": [{"delta":\n{"content": "two lines"}}]}', b"not json", b"[1, 2]"]
+
+
+@settings(max_examples=500, deadline=None)
+@given(picks=st.lists(st.integers(0, len(POOL) - 1), min_size=1, max_size=6), started=st.booleans())
+def test_a_reads_chunks_checked_at_once_are_plain_exactly_when_each_is_plain_in_turn(picks: list[int],
+                                                                                     started: bool) -> None:
+    """A read of many events is checked in one decode; what it relays must be what checking each in turn
+    would relay, or nothing (then each is read alone, as before)."""
+    payloads = [POOL[i] for i in picks]
+    assert answers.plain_all(payloads, started) == _one_by_one(payloads, started)

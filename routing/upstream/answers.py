@@ -198,6 +198,24 @@ def plain(data: bytes, started: bool) -> str | None:
     return delta.content if started or delta.role is not None else None
 
 
+_plain_chunks = msgspec.json.Decoder(list[_PlainChunk]).decode
+
+
+def plain_all(payloads: list[bytes], started: bool) -> list[str] | None:
+    """The texts of a read's chunks when every one is plain (`plain`, in order, after the first of them
+    has started the choice), in one decode of them all; None when any is not (then each is read alone)."""
+    joined = b",".join(payloads)
+    if joined.find(b"\n") >= 0:  # a payload of several `data:` lines: not relayed as one line
+        return None
+    try:
+        chunks = _plain_chunks(b"[" + joined + b"]")
+    except msgspec.DecodeError:
+        return None
+    if not started and chunks[0].choices[0].delta.role is None:
+        return None
+    return [c.choices[0].delta.content for c in chunks]
+
+
 class _PlainMessage(msgspec.Struct):
     content: str | None = None
     reasoning_content: None = None

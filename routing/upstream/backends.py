@@ -327,6 +327,15 @@ class _Reader:
         return self._read(self.split.feed(piece), out)
 
     def _read(self, payloads: list[bytes], out: list[Event]) -> bool:
+        if self.raw and len(payloads) > 2:  # a read of many events (a quick server's): its plain run checked at once
+            k = len(payloads)
+            while k > 0 and _ends(payloads[k - 1]):
+                k -= 1
+            said = answers.plain_all(payloads[:k], self.started) if k > 1 else None
+            if said is not None:
+                self.started = True
+                out.append(_raw(payloads[:k], said))
+                payloads = payloads[k:]  # the finish, the usage, `[DONE]`: read one by one below
         plain: list[bytes] = []
         texts: list[str] = []
         try:
@@ -360,6 +369,12 @@ class _Reader:
         finally:
             if plain:
                 out.append(_raw(plain, texts))
+
+
+def _ends(payload: bytes) -> bool:
+    """A payload that ends a stream as servers send it: a finish reason, the usage, `[DONE]` (a guess from its
+    bytes; `answers.plain_all` decides, and what it refuses is read one by one)."""
+    return payload == DONE or payload.find(b'"finish_reason":"') >= 0 or payload.find(b'"usage":{') >= 0
 
 
 def _raw(payloads: list[bytes], texts: list[str]) -> RawChunk:
