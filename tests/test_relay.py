@@ -186,8 +186,8 @@ POOL = [json.dumps(c).encode() for c in (
 
 @settings(max_examples=500, deadline=None)
 @given(picks=st.lists(st.integers(0, len(POOL) - 1), min_size=1, max_size=6), started=st.booleans())
-def test_a_reads_chunks_checked_at_once_are_plain_exactly_when_each_is_plain_in_turn(picks: list[int],
-                                                                                     started: bool) -> None:
+def test_the_chunks_of_one_read_checked_at_once_are_plain_exactly_when_each_is_plain_in_turn(
+        picks: list[int], started: bool) -> None:
     """A read of many events is checked in one decode; what it relays must be what checking each in turn
     would relay, or nothing (then each is read alone, as before)."""
     payloads = [POOL[i] for i in picks]

@@ -273,8 +273,8 @@ def plain_reply(data: bytes) -> Reply | None:
     """A whole chat.completion of one text choice (no tool calls, reasoning or logprobs), typed straight from
     its bytes by msgspec in C; None when it is anything else, for `reply` to check and type. What it gives
     is what `reply` gives for the same bytes (tests/test_answers.py): the fields `reply` ignores are
-    ignored here too, and usage of another shape than `_PlainUsage` (a count that is not a non-negative integer,
-details that are not objects) is left to `reply`."""
+    ignored here too, and usage of another shape than `_PlainUsage` (a count that is not a non-negative
+    integer, details that are not objects) is left to `reply`."""
     try:
         c = _plain_completion(data)
     except msgspec.DecodeError:
