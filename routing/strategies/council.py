@@ -139,10 +139,6 @@ class Council:
     def _late(self) -> str:
         return f"no answer within the council's {self.vm.timeout_s:g}s"
 
-    async def _ask(self, members: Members, sample: str, req: Request) -> Reply:
-        return await members.ask(self.backend_of[sample], req, shown=sample, weight=self.weights[sample],
-                                 need=Answer.says_something)
-
     def _ballots(self, outcomes: dict[str, Outcome[Reply]]) -> list[Ballot]:
         arrived = sorted((o for o in outcomes.values() if o.result is not None), key=lambda o: o.arrival)
         out = []
@@ -198,7 +194,8 @@ class Council:
 
     async def deliberate(self, call: Call) -> Verdict:
         members = Members(self.backends, call.budget)
-        calls = {s: functools.partial(self._ask, members, s, self._request(call.request, s)) for s in self.names}
+        calls = {s: functools.partial(members.ask, self.backend_of[s], self._request(call.request, s), shown=s,
+                                      weight=self.weights[s], need=Answer.says_something) for s in self.names}
         question = wire.last_user_text(call.request.messages)
         asked = claims.Question.of(question) if question else claims.NO_QUESTION
         keys: dict[str, str] = {}  # each answer's canonical form, read once: the vote is taken as answers arrive

@@ -127,18 +127,22 @@ class OpenAIBackend:
             if not isinstance(stream, httpx.AsyncByteStream):
                 raise TypeError("an async client's transport gave a synchronous stream")
             return resp.status_code, resp.headers.get("retry-after"), resp.headers.get("content-encoding"), stream
-        head = _head(wire.url, _merged(wire.headers, extra)) if extra else wire.head
         status, headers, body = await transport.open(
-            wire.origin, head + b"content-length: %d\r\n\r\n" % len(content), content,
+            wire.origin, _request_head(wire, extra, content), content,
             (wire.whole if bounded else wire.streamed)["timeout"])
-        found = {k.lower(): v.decode("latin-1") for k, v in headers
-                 if k.lower() in (b"retry-after", b"content-encoding")}
-        return status, found.get(b"retry-after"), found.get(b"content-encoding"), body
+        return status, *_found(headers), body
 
     async def _whole(self, content: bytes, extra: dict[str, str] | None) -> tuple[int, str | None, bytes]:
-        """`_open`, read whole (and decoded, should a server compress what nobody asked to be)."""
-        status, retry_after, encoding, stream = await self._open(content, extra, True)
-        body = await _drain(stream)
+        """`_open`, read whole (and decoded, should a server compress what nobody asked to be). On Shenron's own
+        transport in one call (`Transport.whole`): a member's whole answer takes no body reader."""
+        wire = self._wire_of()
+        if isinstance(wire.transport, Transport):
+            status, headers, body = await wire.transport.whole(
+                wire.origin, _request_head(wire, extra, content), content, wire.whole["timeout"])
+            retry_after, encoding = _found(headers)
+        else:
+            status, retry_after, encoding, stream = await self._open(content, extra, True)
+            body = await _drain(stream)
         if encoding:
             body = await httpx.Response(status, headers={"content-encoding": encoding},
                                         stream=httpx.ByteStream(body)).aread()
@@ -396,6 +400,18 @@ class _Wire:
     transport: httpx.AsyncBaseTransport
     """The client's transport for the URL (looked up once: httpx looks it up by the URL's parts each time)."""
     origin: tuple[bytes, bytes, int]
+
+
+def _request_head(wire: _Wire, extra: dict[str, str] | None, content: bytes) -> bytes:
+    """The request line and headers of a chat POST of `content` (with a request's own headers, if any)."""
+    head = _head(wire.url, _merged(wire.headers, extra)) if extra else wire.head
+    return head + b"content-length: %d\r\n\r\n" % len(content)
+
+
+def _found(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, str | None]:
+    """A response's `retry-after` and `content-encoding`, where it sent them."""
+    found = {k.lower(): v.decode("latin-1") for k, v in headers if k.lower() in (b"retry-after", b"content-encoding")}
+    return found.get(b"retry-after"), found.get(b"content-encoding")
 
 
 def _merged(headers: list[tuple[str, str]], extra: dict[str, str]) -> list[tuple[str, str]]:

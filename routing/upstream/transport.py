@@ -185,16 +185,16 @@ class _Pool:
 
     async def acquire(self, timeout: float | None) -> _Conn | None:
         """An idle connection, or None once there is room to open one (then counted as open)."""
-        conn, ready = self._take()
+        conn, ready = self.take()
         if ready:  # at once, as nearly always: no timer to set
             return conn
         async with asyncio.timeout(timeout):
             while not ready:
                 await self._turn()
-                conn, ready = self._take()
+                conn, ready = self.take()
         return conn
 
-    def _take(self) -> tuple[_Conn | None, bool]:
+    def take(self) -> tuple[_Conn | None, bool]:
         """An idle connection, or room to open one (counted as open now); (None, False) when neither."""
         conn = self.take_idle()
         if conn is not None:
@@ -317,10 +317,12 @@ class Transport(httpx.AsyncBaseTransport):
         the response head is in; its body is then read from the connection."""
         pool = self._pool(origin)
         while True:
-            try:
-                conn = await pool.acquire(timeouts.get("pool"))
-            except TimeoutError:
-                raise httpx.PoolTimeout("no upstream connection free in time") from None
+            conn, ready = pool.take()  # at once, as nearly always: no coroutine to wait in
+            if not ready:
+                try:
+                    conn = await pool.acquire(timeouts.get("pool"))
+                except TimeoutError:
+                    raise httpx.PoolTimeout("no upstream connection free in time") from None
             reused = conn is not None
             if conn is None:
                 try:
@@ -361,6 +363,18 @@ class Transport(httpx.AsyncBaseTransport):
         content decoding)."""
         conn, pool, status = await self._exchange(origin, head, body, timeouts)
         return status, conn.headers(), Body(conn, pool, timeouts.get("read"))
+
+    async def whole(self, origin: tuple[bytes, bytes, int], head: bytes, body: bytes,
+                    timeouts: dict[str, Any]) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """`open`, with the body read to the end and the connection back in its pool: a whole answer, which
+        a small one is once its head is in (then no reader is made)."""
+        conn, pool, status = await self._exchange(origin, head, body, timeouts)
+        headers = conn.headers()
+        got = conn.whole()
+        if got is None:
+            return status, headers, await Body(conn, pool, timeouts.get("read")).read()
+        pool.release(conn)
+        return status, headers, got
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
