@@ -27,6 +27,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from routing.core import ToolCall
 from routing.vote import claims
 
@@ -170,8 +172,11 @@ def similarity(a: str, b: str) -> float:
     return 2 * sum((wa & wb).values()) / total
 
 
-@dataclass(frozen=True)
-class Ballot:
+class Ballot(msgspec.Struct, frozen=True):
+    """One member's answer in the vote. A msgspec struct, not a frozen dataclass: a council makes one a member
+    each time it votes, and a frozen dataclass's `__init__` sets every field through `object.__setattr__`
+    (1.3 us against 0.09)."""
+
     member: str
     weight: float
     order: int
@@ -191,7 +196,7 @@ class Ballot:
         return canonical_tool_calls(list(self.tool_calls)) if self.tool_calls else canonical(self.text, question)
 
 
-@dataclass
+@dataclass(slots=True)
 class Cluster:
     key: str
     ballots: list[Ballot] = field(default_factory=list)
