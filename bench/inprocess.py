@@ -10,7 +10,8 @@ what it measures is Shenron's own Python and its upstream calls, which is what a
 
 Modes: `pass` (a pass-through model), `vm` (`ultra-instinct`, a `single` virtual model), `stream` (a
 32-event pass-through stream), `council` (a six-member `full-council` over the one stub; `--no-early`
-turns its early decision off, so every member answers and the work done does not depend on timing).
+turns its early decision off, so every member answers and the work done does not depend on timing;
+`--no-ledger` leaves the ledger's rows unwritten, whose batches depend on timing too).
 
 It prints the CPU (process time, all threads) per request. `--calls` counts the Python calls per request
 (cProfile; the same for the same code, whatever the machine is doing). `--profile FILE` saves cProfile's
@@ -61,6 +62,13 @@ async def run(a: argparse.Namespace, upstream: str) -> None:
     cfg = parse(config(upstream, a.access_log, a.early))
     accesslog.setup(cfg.server.access_log, debug=False)
     inner = create_app(cfg)
+    if not a.ledger:
+        from proxy.store.sqlite import SQLiteStore
+
+        async def nothing(self: SQLiteStore, row: object) -> None:
+            return None
+
+        SQLiteStore.record = nothing  # type: ignore[method-assign,assignment]
     app = accesslog.middleware(fastpath.wrap(inner, 1 << 20, True))
     life: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     started = asyncio.Event()
@@ -135,6 +143,9 @@ def main() -> None:
     ap.add_argument("--upstream", help="a running stub's /v1 URL (default: start ../shared/bench/stub_backend.py)")
     ap.add_argument("--access-log", default="off", help='"off", "stderr" or a file, as [server] access-log')
     ap.add_argument("--no-early", dest="early", action="store_false", help="the council without early decision")
+    ap.add_argument("--no-ledger", dest="ledger", action="store_false",
+                    help="rows are not written (to compare code paths: how many rows one SQLite batch takes "
+                         "depends on timing, and under callgrind each row is a batch of its own)")
     ap.add_argument("--calls", action="store_true", help="count Python calls per request (cProfile)")
     ap.add_argument("--profile", help="save cProfile's stats here")
     a = ap.parse_args()
