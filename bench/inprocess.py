@@ -14,10 +14,12 @@ turns its early decision off, so every member answers and the work done does not
 `--no-ledger` leaves the ledger's rows unwritten, whose batches depend on timing too).
 
 It prints the CPU (process time, all threads) per request. `--calls` counts the Python calls per request
-(cProfile; the same for the same code, whatever the machine is doing). `--profile FILE` saves cProfile's
-stats. Under `valgrind --tool=callgrind --separate-threads=yes`, two runs with different `-n` give
-instructions per request: (Ir(n2) - Ir(n1)) / (n2 - n1) of the main thread, which a busy machine does
-not move. A benchmark, not a test: it prints what it measured and judges nothing.
+(cProfile; the same for the same code whatever the machine is doing, but for a council with early
+decision, whose votes depend on how its answers land). `--profile FILE` saves cProfile's stats. Under
+`valgrind --tool=callgrind --separate-threads=yes`, two runs with different `-n` give instructions per
+request: (Ir(n2) - Ir(n1)) / (n2 - n1) of the main thread, which a busy machine does not move (with
+`--no-ledger` and `--no-early`, to within a few percent). A benchmark, not a test: it prints what it
+measured and judges nothing.
 """
 
 from __future__ import annotations
