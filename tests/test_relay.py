@@ -22,7 +22,8 @@ from routing.core import Event, Finish, RawChunk, TextDelta, UsageEvent
 from routing.errors import MemberFailure
 from routing.request import Request
 from routing.upstream import answers
-from routing.upstream.backends import OpenAIBackend, _Reader
+from routing.upstream.backends import OpenAIBackend
+from routing.upstream.reader import Reader
 
 ID, CREATED, MODEL = "chatcmpl-ours", 1796000000, "ultra-instinct"
 
@@ -66,7 +67,7 @@ STREAMS: dict[str, list[bytes]] = {
 def _run(raw: bool, frames: list[bytes], include_usage: bool, whole: bool = False,
          ) -> tuple[list[dict[str, Any]], list[Event]]:
     """The frames through a stream's reader and a chat writer: one read each, or all in one (`whole`)."""
-    read = _Reader("smol", OpenAIBackend._events(None), raw)  # type: ignore[arg-type]
+    read = Reader("smol", OpenAIBackend._events(None), raw)  # type: ignore[arg-type]
     events: list[Event] = []
     for piece in [b"".join(frames)] if whole else frames:
         if read(piece, events):

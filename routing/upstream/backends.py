@@ -19,13 +19,13 @@ import httpx
 import msgspec
 
 from routing.config import BackendConfig
-from routing.core import Event, Finish, RawChunk, ReasoningDelta, Reply, TextDelta, ToolCallDelta, says_something
+from routing.core import Event, Finish, Reply, says_something
 from routing.deadline import Within
 from routing.errors import MemberFailure, MemberTimeout, UpstreamStatus
 from routing.request import Json, Request
 from routing.upstream import answers, clients
 from routing.upstream.guard import Guard
-from routing.upstream.sse import DONE, Splitter
+from routing.upstream.reader import Reader
 from routing.upstream.transport import Body, Transport, origin_of
 
 _decode = msgspec.json.Decoder().decode
@@ -225,7 +225,7 @@ class OpenAIBackend:
                     if status >= 400:
                         raise upstream_error(self.name, status, await _drain(body), retry_after)
                 pieces = aiter(body)  # the transport's body as it is: no httpx layers around every read
-                read = _Reader(self.name, self._events(), raw and self.relays)
+                read = Reader(self.name, self._events(), raw and self.relays)
                 events: list[Event] = []
                 ended = said = finished = False
                 # Until it says something, within the member's timeout, held back: a caller can still fall
@@ -307,82 +307,6 @@ class OpenAIBackend:
                 if isinstance(m, dict) and m.get("id") == self.model and isinstance(m.get("max_model_len"), int):
                     self.window = m["max_model_len"]
         return [str(m["id"]) for m in items if isinstance(m, dict) and "id" in m]
-
-
-class _Reader:
-    """One stream's reads into events, appended to a list: one call per upstream read."""
-
-    __slots__ = ("done", "member", "raw", "split", "started", "translate")
-
-    def __init__(self, member: str, translate: Callable[[Json], list[Json] | None], raw: bool) -> None:
-        self.member, self.translate, self.raw = member, translate, raw
-        self.split = Splitter()
-        self.started = False
-        """Choice 0 has had a delta (the first names the role)."""
-        self.done = False
-        """The stream said it is over (`[DONE]`, or the translator's end)."""
-
-    def __call__(self, piece: bytes | None, out: list[Event]) -> bool:
-        """Append the events a read completes to `out` (plain chunks in a row as one `RawChunk`); True once
-        the stream says it is over or ended (`piece` None: what it left unterminated is read first)."""
-        if piece is None:
-            self._read(self.split.close(), out)
-            return True
-        return self._read(self.split.feed(piece), out)
-
-    def _read(self, payloads: list[bytes], out: list[Event]) -> bool:
-        if self.raw and len(payloads) > 2:  # a read of many events (a quick server's): its plain run checked at once
-            k = len(payloads)
-            while k > 0 and _ends(payloads[k - 1]):
-                k -= 1
-            said = answers.plain_all(payloads[:k], self.started) if k > 1 else None
-            if said is not None:
-                self.started = True
-                out.append(_raw(payloads[:k], said))
-                payloads = payloads[k:]  # the finish, the usage, `[DONE]`: read one by one below
-        plain: list[bytes] = []
-        texts: list[str] = []
-        try:
-            for data in payloads:
-                if data == DONE:
-                    self.done = True
-                    return True
-                if self.raw and data.find(b"\n") < 0:  # not `in`: see sse.py
-                    text = answers.plain(data, self.started)
-                    if text is not None:
-                        self.started = True
-                        plain.append(data)
-                        texts.append(text)
-                        continue
-                event = _decode(data)
-                if not isinstance(event, dict):
-                    raise MemberFailure(self.member, "malformed stream event")
-                if plain:
-                    out.append(_raw(plain, texts))
-                    plain, texts = [], []
-                chunks = self.translate(event)
-                if chunks is None:
-                    self.done = True
-                    return True
-                for chunk in chunks:
-                    got = answers.events(self.member, chunk)
-                    self.started = self.started or any(
-                        isinstance(e, (TextDelta, ReasoningDelta, ToolCallDelta)) and e.choice == 0 for e in got)
-                    out += got
-            return False
-        finally:
-            if plain:
-                out.append(_raw(plain, texts))
-
-
-def _ends(payload: bytes) -> bool:
-    """A payload that ends a stream as servers send it: a finish reason, the usage, `[DONE]` (a guess from its
-    bytes; `answers.plain_all` decides, and what it refuses is read one by one)."""
-    return payload == DONE or payload.find(b'"finish_reason":"') >= 0 or payload.find(b'"usage":{') >= 0
-
-
-def _raw(payloads: list[bytes], texts: list[str]) -> RawChunk:
-    return RawChunk(b"data: " + b"\n\ndata: ".join(payloads) + b"\n\n", len(payloads), "".join(texts))
 
 
 @dataclass(frozen=True, slots=True)
