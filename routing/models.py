@@ -88,6 +88,12 @@ class CouncilModel(_Routed, tag="council", tag_field="strategy"):
     description: str = ""
     cache_ttl_s: float = 0.0
 
+    @property
+    def first_asked(self) -> int:
+        """How many members an adaptive council's first wave asks: one with `confident-first`, else
+        `first-wave` (at least one). The council asks it; `shenron replay` checks a record against it."""
+        return 1 if self.confident_first is not None else max(1, self.first_wave)
+
 
 Thinking = Literal["solo", "duo-debate", "trio-consensus", "debate", "vote"]
 THINKING: tuple[str, ...] = ("solo", "duo-debate", "trio-consensus", "debate", "vote")

@@ -72,7 +72,7 @@ def _sampled(rec: dict[str, object], cfg: Config) -> int | str | None:
         return None
     weights = [float(w) for w in sampling.get("weights") or []]
     waves = sampling.get("waves") or []
-    if waves and int(waves[0]["asked"]) != (1 if vm.confident_first is not None else max(1, vm.first_wave)):
+    if waves and int(waves[0]["asked"]) != vm.first_asked:
         return "?"  # the new rule's first wave was never asked as such
     for i, wave in enumerate(waves):
         first = wave.get("confidence")

@@ -168,7 +168,7 @@ class Council:
         deadline = loop.time() + self.vm.timeout_s
         combined: FanOut[Reply] = FanOut()
         alone = self.vm.confident_first
-        wave, why = self.names[:1 if alone is not None else max(1, self.vm.first_wave)], ""
+        wave, why = self.names[:self.vm.first_asked], ""
         waves: list[SamplingWave] = []
         while wave:
             run = await fan_out({s: calls[s] for s in wave}, max(0.0, deadline - loop.time()))
@@ -225,8 +225,8 @@ class Council:
         for r in members.reports:
             if r.name in cluster_of and r.status == "ok":
                 r.cluster = cluster_of[r.name]
-        rank = {n: i for i, n in enumerate(self.names)}
-        members.reports.sort(key=lambda r: (r.status == "skipped", rank.get(r.name, len(rank))))
+        place = self.place
+        members.reports.sort(key=lambda r: (r.status == "skipped", place.get(r.name, len(place))))
         answers = {o.member: o.result for o in run.outcomes.values() if o.result is not None}
         if self.asked_logprobs and not call.request.logprobs:
             for a in answers.values():  # asked for the tie-break or the first's confidence, not by the client
