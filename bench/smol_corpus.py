@@ -116,12 +116,22 @@ KINDS: dict[str, list[str]] = {
         "Who painted the Mona Lisa? A) Picasso B) Van Gogh C) Leonardo da Vinci",
         "Which organ pumps blood? A) Lungs B) Heart C) Liver",
     ],
-    "factual-heldout": [
+    # held out after the last revision of the short-factual rules, then read for the next one
+    "factual-tuned3": [
         "What is the capital of Egypt?", "What is the capital of Norway?", "What is the capital of Peru?",
         "Who wrote Hamlet?", "What is the chemical symbol for silver?", "What is the largest planet?",
         "What is the fastest land animal?", "What language is spoken in France?", "Who invented the telephone?",
         "What is the capital of Turkey?", "What is the currency of the United Kingdom?",
         "What is the hardest natural substance?",
+    ],
+    # held out: written and labelled before the claim-after-the-first-clause revision, never used to change a rule
+    "factual-heldout": [
+        "What is the capital of Sweden?", "What is the capital of India?", "What is the capital of Argentina?",
+        "Who wrote Pride and Prejudice?", "What is the chemical symbol for sodium?",
+        "What is the smallest planet in the solar system?", "What is the largest mammal?",
+        "What language is spoken in Italy?", "Who discovered gravity?", "What is the currency of the United States?",
+        "What is the longest river in the world?", "Which planet is known as the Red Planet?",
+        "What is the capital of Poland?", "Who painted the Sistine Chapel ceiling?",
     ],
 }
 

@@ -5,7 +5,8 @@ First the issue's own cases, then real SmolLM2-135M-Instruct answers committed w
 them: the polarity, the option, or the entity said; `?` where an answer says none). Each kind is split:
 `tuned` sets were read while the rules were written; `tuned2` sets were held out for the first version
 of the rules, measured, then read to revise them (`yesno-tuned3`, held out for the second version, was
-read for the third, `yesno-tuned4` held out for the third and read for the fourth); `heldout` sets were
+read for the third, `yesno-tuned4` held out for the third and read for the fourth, `factual-tuned3` held out
+for the first short-factual rules and read for the names rule); `heldout` sets were
 written and labelled before the last revision and never used to change a rule. The tests assert rates
 over all labelled pairs of a set, with a margin below what was measured (BENCHMARKS.md has the numbers):
 answers with one label in one cluster, answers with different labels in different clusters.
@@ -91,7 +92,8 @@ def rates(kind: str) -> tuple[float, float]:
     ("choice-tuned2", 0.9, 0.7),  # 16/16, 10/13
     ("choice-heldout", 0.9, 0.9),  # 16/16, 20/20
     ("factual-tuned2", 0.6, 0.95),  # 32/47, 41/41
-    ("factual-heldout", 0.6, 0.95),  # 30/46, 34/34
+    ("factual-tuned3", 0.6, 0.95),  # 30/46, 34/34 (held out at first; read for the names rule)
+    ("factual-heldout", 0.45, 0.95),  # 31/61, 44/44 before the names rule
 ])
 def test_real_answers_of_every_kind_cluster_as_their_labels_say(kind: str, together: float, apart: float) -> None:
     got_together, got_apart = rates(kind)
