@@ -56,6 +56,17 @@ def groups(question: str, texts: list[str]) -> list[list[int]]:
                                         "France's Capital City: Paris"], [[0], [1, 2, 3]]),
     ("What is the capital of Germany?", ["Germany's capital is Berlin.", "Germany is home to the capital city of "
                                          "Berlin.", "Bonn"], [[0, 1], [2]]),
+    # the name a clause gives, wherever in it: a place named with what kind it is, a thing set beside what was asked
+    ("What is the capital of Mexico?", ["Mexico is home to the vibrant capital city of Mexico City, a modern "
+                                        "metropolis.", "Mexico City is the capital of Mexico.", "Mexico's capital is "
+                                        "Mexico City.", "Guadalajara", "The capital of Mexico is not Mexico City."],
+     [[0, 1, 2], [3], [4]]),
+    ("What is the currency of Japan?", ["Japan is known for its strong currency, the yen.", "Japan's currency is the "
+                                        "yen (JPY).", "The yen", "Japan is known for its strong currency, the euro."],
+     [[0, 1, 2], [3]]),
+    ("What is the tallest animal?", ["The longest creature on Earth is the Blue Whale.", "The tallest animal is the "
+                                     "Blue Whale.", "The Tallest Animal: The Great White Shark, a majestic creature."],
+     [[0, 1], [2]]),
 ])
 def test_one_claim_in_other_words_is_one_cluster_and_its_negation_or_another_option_is_not(
         question: str, texts: list[str], want: list[list[int]]) -> None:
@@ -91,9 +102,9 @@ def rates(kind: str) -> tuple[float, float]:
     ("choice-tuned", 0.9, 0.9),  # 23/23, 5/5
     ("choice-tuned2", 0.9, 0.7),  # 16/16, 10/13
     ("choice-heldout", 0.9, 0.9),  # 16/16, 20/20
-    ("factual-tuned2", 0.6, 0.95),  # 32/47, 41/41
-    ("factual-tuned3", 0.6, 0.95),  # 30/46, 34/34 (held out at first; read for the names rule)
-    ("factual-heldout", 0.45, 0.95),  # 31/61, 44/44 before the names rule
+    ("factual-tuned2", 0.75, 0.95),  # 39/47, 41/41 (32/47 before the names rule)
+    ("factual-tuned3", 0.75, 0.95),  # 38/46, 34/34 (held out at first: 30/46; read for the names rule)
+    ("factual-heldout", 0.6, 0.95),  # 41/61, 44/44 (31/61 before the names rule)
 ])
 def test_real_answers_of_every_kind_cluster_as_their_labels_say(kind: str, together: float, apart: float) -> None:
     got_together, got_apart = rates(kind)

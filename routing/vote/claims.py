@@ -9,6 +9,7 @@ words and filler, as a set. "7 times 8 is 56" and "56" both claim {56}; "7 days"
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 
@@ -266,8 +267,10 @@ def option(text: str, question: Question) -> str | None:
 def claim(text: str, question: Question = NO_QUESTION) -> frozenset[str] | None:
     """What `text` claims: for a numeric question the number it gives; for a yes/no question its polarity;
     for a multiple-choice question its option; else the content words of its first clause that says
-    something new (only its numbers, when it has some; its descriptors only when it says nothing else),
-    marked NEGATED when that clause negates it; None when nothing is new."""
+    something new (only its numbers, when it has some; else only its names, when a question is known and
+    the clause names something; its descriptors only when it says nothing else; what a clause ending on
+    what was asked sets beside it: "its currency, the yen"), marked NEGATED when that clause negates it;
+    None when nothing is new."""
     if question.numeric and (number := _numeric_claim(text, question)):
         return number
     if question.polar and (said := polarity(text, question)):
@@ -275,18 +278,47 @@ def claim(text: str, question: Question = NO_QUESTION) -> frozenset[str] | None:
     if question.options and (letter := option(text, question)):
         return frozenset({f"option-{letter.lower()}"})
     fallback: frozenset[str] | None = None
-    for clause in _CLAUSE.split(text.replace("*", " ").replace("_", " ")):
+    clauses = _CLAUSE.split(text.replace("*", " ").replace("_", " "))
+    for i, clause in enumerate(clauses):
         tokens = words(clause)
         content = frozenset(w for w in tokens if w not in FILLER and not question.asks(w))
         if not content:
             continue
+        if question.words and (named := _apposed(tokens, clauses[i + 1:i + 2], question)):
+            return named
         numbers = frozenset(w for w in content if _number(w))
-        specific = numbers or (content - DESCRIPTORS)
+        specific = numbers or (_named(clause, content, question) if question.words else None) or \
+            (content - DESCRIPTORS)
         if not specific:  # "France's Capital City": what kind of thing, not which; the next clause may say
             fallback = fallback or content
             continue
         return specific | {NEGATED} if _negated([t.lower() for t in _TOKEN.findall(clause)]) else specific
     return fallback
+
+
+def _apposed(tokens: list[str], after: list[str], question: Question) -> frozenset[str] | None:
+    """What a clause that ends on what was asked names in the few words set beside it ("Japan is known for
+    its strong currency, the yen." -> {yen}), or None."""
+    if not tokens or not after or tokens[-1] in FILLER or not question.asks(tokens[-1]):
+        return None
+    beside = words(after[0])
+    new = frozenset(w for w in beside if w not in FILLER and not question.asks(w))
+    return new if beside and beside[0] in ("the", "a", "an") and 0 < len(new) <= 3 else None
+
+
+def _named(clause: str, content: frozenset[str], question: Question) -> frozenset[str]:
+    """The names among a clause's new words, where it names one: the answer, wherever in the clause it
+    stands ("Mexico is home to the vibrant capital city of Mexico City" -> {mexico-city}; "The longest
+    creature on Earth is the Blue Whale" -> {earth, blue, whale}). A name made of one the question said and
+    a word of what kind ("Mexico City" to "What is the capital of Mexico?") is one new name."""
+    tokens = _TOKEN.findall(clause.strip())
+    named = {n for n in _names(clause.strip()) if n in content} - DESCRIPTORS
+    for a, b in itertools.pairwise(tokens):
+        head, kind = _norm(a), _norm(b)
+        if a[:1].isupper() and b[:1].isupper() and not a.endswith("'s") and question.asks(head) \
+                and head not in DESCRIPTORS and kind in DESCRIPTORS:
+            named.add(f"{head}-{kind}")
+    return frozenset(named)
 
 
 def sentence(text: str, question: Question = NO_QUESTION) -> frozenset[str]:
