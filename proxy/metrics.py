@@ -99,6 +99,20 @@ class Family:
         return histogram
 
 
+class _Member:
+    """One member's children of the member families, each looked up the first time it is used (a label set
+    appears in /metrics once it has counted something, as prometheus-client's would): a finished council
+    reads six members' children without building a label tuple and a lookup for each."""
+
+    __slots__ = ("completion", "latency", "ok", "prompt")
+
+    def __init__(self) -> None:
+        self.ok: _Value | None = None
+        self.latency: _Buckets | None = None
+        self.prompt: _Value | None = None
+        self.completion: _Value | None = None
+
+
 class _Families:
     """The collector that hands the families to prometheus-client's registry."""
 
@@ -150,6 +164,7 @@ class Metrics:
                                     registry=r)
         self.fleet_round_trips = Gauge("shenron_fleet_redis_round_trips", "Redis calls made for GPU slots and "
                                        "heartbeats since start.", registry=r)
+        self._members: dict[str, _Member] = {}
 
     def finished(self, model: str, status: int, seconds: float, council: CouncilReport | None,
                  members: list[MemberUse]) -> None:
@@ -161,17 +176,35 @@ class Metrics:
             self.agreement.labels(model).observe(council.agreement)
         tokens = self.tokens.labels
         for m in members:
-            self.member_calls.labels(m.name, m.status).inc()
+            c = self._members.get(m.name)
+            if c is None:
+                c = self._members[m.name] = _Member()
             if m.status == "ok":
-                self.member_latency.labels(m.name).observe(m.latency_ms / 1000)
+                (c.ok or self._ok(c, m.name)).inc()
+                (c.latency or self._latency(c, m.name)).observe(m.latency_ms / 1000)
+            else:
+                self.member_calls.labels(m.name, m.status).inc()
             if m.prompt_tokens:
-                tokens(m.name, "prompt").inc(m.prompt_tokens)
+                (c.prompt or self._tokens(c, m.name, "prompt")).inc(m.prompt_tokens)
             if m.completion_tokens:
-                tokens(m.name, "completion").inc(m.completion_tokens)
+                (c.completion or self._tokens(c, m.name, "completion")).inc(m.completion_tokens)
             if m.cached_tokens:  # of the prompt tokens above, read from the server's prompt cache
                 tokens(m.name, "cached").inc(m.cached_tokens)
             if m.cost_usd:
                 self.cost.labels(m.name, "true" if m.cloud else "false").inc(m.cost_usd)
+
+    def _ok(self, c: _Member, name: str) -> _Value:
+        c.ok = self.member_calls.labels(name, "ok")
+        return c.ok
+
+    def _latency(self, c: _Member, name: str) -> _Buckets:
+        c.latency = self.member_latency.labels(name)
+        return c.latency
+
+    def _tokens(self, c: _Member, name: str, kind: str) -> _Value:
+        child: _Value = self.tokens.labels(name, kind)
+        setattr(c, kind, child)
+        return child
 
     def render(self, reachable: dict[str, bool], health: Health | None = None) -> bytes:
         for name, ok in reachable.items():

@@ -21,11 +21,16 @@ def samples(text: str) -> set[tuple[str, tuple[tuple[str, str], ...], float]]:
 seconds = st.sampled_from(BUCKETS) | st.floats(0, 200, allow_nan=False)  # exactly on a bucket's bound too
 
 
+member_use = st.tuples(st.sampled_from(["goku", "vegeta", "smol#2"]), st.sampled_from(["ok", "ok", "error", "skipped"]),
+                       st.integers(0, 50), st.integers(0, 3))
+
+
 @settings(max_examples=60, deadline=None)
 @given(calls=st.lists(st.tuples(st.sampled_from(["ultra-instinct", "full-council"]), st.sampled_from([200, 502]),
-                                seconds, st.integers(0, 50)), min_size=1, max_size=12))
+                                seconds, st.integers(0, 50), st.lists(member_use, max_size=4)), min_size=1,
+                      max_size=12))
 def test_the_request_metrics_expose_what_prometheus_client_would(
-        calls: list[tuple[str, int, float, int]]) -> None:
+        calls: list[tuple[str, int, float, int, list[tuple[str, str, int, int]]]]) -> None:
     ours = Metrics()
     reference = CollectorRegistry()
     requests = Counter("shenron_requests", "Chat requests by model and HTTP status.", ["model", "status"],
@@ -37,17 +42,25 @@ def test_the_request_metrics_expose_what_prometheus_client_would(
                      ["member", "status"], registry=reference)
     member_latency = Histogram("shenron_member_duration_seconds", "Member answer latency.", ["member"],
                                buckets=BUCKETS, registry=reference)
-    for model, status, s, n in calls:
-        ours.finished(model, status, s, None, [MemberUse("goku", "ok", int(s * 1000), n, 1)])
+    for model, status, s, n, more in calls:
+        used = [MemberUse("goku", "ok", int(s * 1000), n, 1)]
+        used += [MemberUse(name, said, 7, p, c) for name, said, p, c in more]
+        ours.finished(model, status, s, None, used)
         requests.labels(model, str(status)).inc()
         latency.labels(model, str(status)).observe(s)
-        calls_.labels("goku", "ok").inc()
-        member_latency.labels("goku").observe(int(s * 1000) / 1000)
-        if n:
-            tokens.labels("goku", "prompt").inc(n)
-        tokens.labels("goku", "completion").inc(1)
+        for m in used:
+            calls_.labels(m.name, m.status).inc()
+            if m.status == "ok":
+                member_latency.labels(m.name).observe(m.latency_ms / 1000)
+            if m.prompt_tokens:
+                tokens.labels(m.name, "prompt").inc(m.prompt_tokens)
+            if m.completion_tokens:
+                tokens.labels(m.name, "completion").inc(m.completion_tokens)
     exposed = samples(ours.render({}).decode())
-    assert samples(generate_latest(reference).decode()) <= exposed
+    want = samples(generate_latest(reference).decode())
+    assert want <= exposed
+    members = ("shenron_member_calls", "shenron_tokens", "shenron_member_duration_seconds")
+    assert {x for x in exposed if x[0].startswith(members)} == {x for x in want if x[0].startswith(members)}
     assert any(name == "shenron_request_duration_seconds_created" for f in
                text_string_to_metric_families(ours.render({}).decode()) for name, *_ in f.samples)
 
