@@ -9,16 +9,19 @@ metrics) is called as an ASGI app in this process, request after request, agains
 what it measures is Shenron's own Python and its upstream calls, which is what a profile should see.
 
 Modes: `pass` (a pass-through model), `vm` (`ultra-instinct`, a `single` virtual model), `stream` (a
-32-event pass-through stream), `council` (a six-member `full-council` over the one stub; `--no-early`
-turns its early decision off, so every member answers and the work done does not depend on timing;
-`--no-ledger` leaves the ledger's rows unwritten, whose batches depend on timing too).
+32-event pass-through stream), `council` (a six-member `full-council` over the one stub, or `--members K`:
+two counts give the cost of one member). `--no-early` turns the council's early decision off, so every
+member answers and the work done does not depend on timing; `--no-ledger` leaves the ledger's rows
+unwritten, whose batches depend on timing too; `--no-probes` probes the backends' health once an hour, not
+every two seconds: a probe round's cost is per second, not per request, and under callgrind, fifty times
+slower, it lands in the difference between two runs.
 
 It prints the CPU (process time, all threads) per request. `--calls` counts the Python calls per request
 (cProfile; the same for the same code whatever the machine is doing, but for a council with early
 decision, whose votes depend on how its answers land). `--profile FILE` saves cProfile's stats. Under
 `valgrind --tool=callgrind --separate-threads=yes`, two runs with different `-n` give instructions per
 request: (Ir(n2) - Ir(n1)) / (n2 - n1) of the main thread, which a busy machine does not move (with
-`--no-ledger` and `--no-early`, to within a few percent). A benchmark, not a test: it prints what it
+`--no-ledger`, `--no-early` and `--no-probes`, to within a few percent). A benchmark, not a test: it prints what it
 measured and judges nothing.
 """
 
@@ -47,12 +50,13 @@ MEMBERS = ["goku", "vegeta", "piccolo", "gohan", "krillin", "frieza"]
 MODELS = {"pass": "bench", "stream": "bench", "vm": "ultra-instinct", "council": "full-council"}
 
 
-def config(upstream: str, access_log: str, early: bool) -> str:
-    text = f'[server]\naccess-log = "{access_log}"\n[backends.bench]\nurl = "{upstream}"\nmodel = "mock"\n'
+def config(upstream: str, access_log: str, early: bool, probes: bool = True, members: list[str] = MEMBERS) -> str:
+    text = f'[server]\naccess-log = "{access_log}"\n' + ("" if probes else "health-interval-s = 3600\n")
+    text += f'[backends.bench]\nurl = "{upstream}"\nmodel = "mock"\n'
     text += '[models.ultra-instinct]\nstrategy = "single"\nmembers = ["bench"]\n'
-    for n in MEMBERS:
+    for n in members:
         text += f'[backends.{n}]\nurl = "{upstream}"\nmodel = "mock"\n'
-    text += f'[models.full-council]\nstrategy = "council"\nmembers = {json.dumps(MEMBERS)}\n'
+    text += f'[models.full-council]\nstrategy = "council"\nmembers = {json.dumps(members)}\n'
     return text + ("" if early else "early-decision = false\n")
 
 
@@ -61,7 +65,7 @@ async def run(a: argparse.Namespace, upstream: str) -> None:
     from proxy.app import create_app
     from routing.config import parse
 
-    cfg = parse(config(upstream, a.access_log, a.early))
+    cfg = parse(config(upstream, a.access_log, a.early, a.probes, MEMBERS[:a.members]))
     accesslog.setup(cfg.server.access_log, debug=False)
     inner = create_app(cfg)
     if not a.ledger:
@@ -145,6 +149,11 @@ def main() -> None:
     ap.add_argument("--upstream", help="a running stub's /v1 URL (default: start ../shared/bench/stub_backend.py)")
     ap.add_argument("--access-log", default="off", help='"off", "stderr" or a file, as [server] access-log')
     ap.add_argument("--no-early", dest="early", action="store_false", help="the council without early decision")
+    ap.add_argument("--members", type=int, default=6, choices=range(2, 7),
+                    help="the council's members (two runs with different counts give the cost of one member)")
+    ap.add_argument("--no-probes", dest="probes", action="store_false",
+                    help="health probes once an hour (their cost is per second: under callgrind it lands in the "
+                         "per-request difference)")
     ap.add_argument("--no-ledger", dest="ledger", action="store_false",
                     help="rows are not written (to compare code paths: how many rows one SQLite batch takes "
                          "depends on timing, and under callgrind each row is a batch of its own)")
