@@ -176,39 +176,33 @@ class Members:
 
 
 class _Call(contextlib.AbstractAsyncContextManager[Spend]):
-    """`Members._call`: one layer for the call's record, its guard and its report, entered once per member
-    call. A guard that holds nothing for a call (no GPU slot: `Guard.slotless`) is run inline, its
-    `began` and `ended`; one with a slot to wait for (or a pool's) is entered as its own `call()`."""
+    """`Members._call`: a class, not a generator, since it is entered once per member call."""
 
-    __slots__ = ("guard", "held", "members", "name", "report", "spent")
+    __slots__ = ("guard", "members", "name", "report", "spent")
 
     def __init__(self, members: Members, name: str, report: MemberReport, guarded: bool) -> None:
         self.members, self.name, self.report = members, name, report
         backend = members.backends[name]
-        self.spent = spend.kept(name, report.model, backend.cfg)
-        guard = backend.guard if guarded else None
-        self.guard = guard if guard is not None and guard.slotless else None
-        self.held = guard.call() if guard is not None and self.guard is None else None
+        self.spent = spend.tracked(name, report.model, backend.cfg)
+        self.guard = backend.guard.call() if guarded else None
 
     async def __aenter__(self) -> Spend:
-        spent = self.spent
+        spent = self.spent.__enter__()
         if self.guard is not None:
-            spent.notes = self.guard.began()
-        elif self.held is not None:
             try:
-                spent.notes = await self.held.__aenter__()
+                spent.notes = await self.guard.__aenter__()
             except BaseException as e:
-                spent.end(spend.outcome(e))
+                self.spent.__exit__(type(e), e, e.__traceback__)
                 self.members._end(self.name, self.report, spent, e)
                 raise
         return spent
 
     async def __aexit__(self, typ: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
         try:
-            if self.guard is not None:
-                self.guard.ended(exc)
-            elif self.held is not None:
-                await self.held.__aexit__(typ, exc, tb)
+            try:
+                if self.guard is not None:
+                    await self.guard.__aexit__(typ, exc, tb)
+            finally:
+                self.spent.__exit__(typ, exc, tb)
         finally:
-            self.spent.end(spend.outcome(exc))
-            self.members._end(self.name, self.report, self.spent, exc)
+            self.members._end(self.name, self.report, self.spent.entry, exc)

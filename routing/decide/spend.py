@@ -54,21 +54,6 @@ def begin() -> list[Spend]:
     return calls
 
 
-def kept(name: str, model: str, cfg: BackendConfig) -> Spend:
-    """A new call's record, kept in the current request's list (`end` it however the call ends)."""
-    entry = Spend(name, model, cfg)
-    made = SPENT.get()
-    if made is not None:
-        made.append(entry)
-    return entry
-
-
-def outcome(exc: BaseException | None) -> str:
-    """A call's status from how it ended: `ok`, the member's failure kind, or `cancelled` (cancelled, or a
-    stream closed by a caller that stopped reading)."""
-    return "ok" if exc is None else exc.kind if isinstance(exc, MemberFailure) else "cancelled"
-
-
 class tracked:  # lower case: used as the function it was, `with tracked(...) as spent`
     """Around one member call: kept in the request's list, ended `ok`, with the member's failure kind, or
     `cancelled` (cancelled, or a stream closed by a caller that stopped reading). A class, not a generator:
@@ -77,10 +62,13 @@ class tracked:  # lower case: used as the function it was, `with tracked(...) as
     __slots__ = ("entry",)
 
     def __init__(self, name: str, model: str, cfg: BackendConfig) -> None:
-        self.entry = kept(name, model, cfg)
+        self.entry = Spend(name, model, cfg)
+        made = SPENT.get()
+        if made is not None:
+            made.append(self.entry)
 
     def __enter__(self) -> Spend:
         return self.entry
 
     def __exit__(self, typ: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
-        self.entry.end(outcome(exc))
+        self.entry.end("ok" if exc is None else exc.kind if isinstance(exc, MemberFailure) else "cancelled")

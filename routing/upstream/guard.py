@@ -149,30 +149,6 @@ class Guard:
         about this one call (`queue_ms` waiting for the slot, `cold_start`), for the call's own record."""
         return _GuardedCall(self)
 
-    @property
-    def slotless(self) -> bool:
-        """A call holds nothing here (no GPU pool's slot to wait for): `began` and `ended` are all of `call`,
-        and a member's call runs them inline instead of entering another context manager."""
-        return self.pool is None
-
-    def began(self, queued: int | None = None) -> Json:
-        """What a call noticed as it started: its wait for a GPU slot (`queued` ms, where it has a pool), and
-        whether the model was not loaded (`cold_start`)."""
-        notes: Json = {} if queued is None else {"queue_ms": queued}
-        if self.loaded is False or self.loading:
-            notes["cold_start"] = True
-        return notes
-
-    def ended(self, exc: BaseException | None) -> None:
-        """A call's outcome for the breaker: a member's failure counts (as `_outcome` says), success closes it
-        and says the model is loaded, a cancellation says nothing."""
-        if isinstance(exc, MemberFailure):
-            self._outcome(exc)
-        elif exc is None:
-            self.record(True)
-            self.loaded = True if self.loaded is not None else None
-            self.loading = False
-
 
 class _GuardedCall(contextlib.AbstractAsyncContextManager[Json]):
     """`Guard.call`: a class, not a generator, since it is entered once per member call."""
@@ -186,11 +162,23 @@ class _GuardedCall(contextlib.AbstractAsyncContextManager[Json]):
     async def __aenter__(self) -> Json:
         g = self.guard
         self.slot = g.pool.slot() if g.pool else None
-        return g.began(await self.slot.__aenter__() if self.slot else None)
+        queued = await self.slot.__aenter__() if self.slot else 0
+        notes: Json = {}
+        if g.pool is not None:
+            notes["queue_ms"] = queued
+        if g.loaded is False or g.loading:
+            notes["cold_start"] = True
+        return notes
 
     async def __aexit__(self, typ: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        g = self.guard
         try:
-            self.guard.ended(exc)
+            if isinstance(exc, MemberFailure):
+                g._outcome(exc)
+            elif exc is None:
+                g.record(True)
+                g.loaded = True if g.loaded is not None else None
+                g.loading = False
         finally:
             if self.slot:
                 await self.slot.__aexit__(None, None, None)

@@ -166,10 +166,6 @@ class PoolGuard(Guard):
     async def call(self) -> AsyncIterator[Json]:
         yield {}  # the endpoint's guard does the work, once the endpoint is chosen
 
-    @property
-    def slotless(self) -> bool:
-        return False  # its `call` is its own: the endpoints' guards are entered inside it
-
 
 class PooledBackend(OpenAIBackend):
     """One backend over several servers; strategies see one member."""
