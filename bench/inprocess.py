@@ -10,11 +10,12 @@ what it measures is Shenron's own Python and its upstream calls, which is what a
 
 Modes: `pass` (a pass-through model), `vm` (`ultra-instinct`, a `single` virtual model), `stream` (a
 32-event pass-through stream), `council` (a six-member `full-council` over the one stub, or `--members K`:
-two counts give the cost of one member). `--no-early` turns the council's early decision off, so every
-member answers and the work done does not depend on timing; `--no-ledger` leaves the ledger's rows
-unwritten, whose batches depend on timing too; `--no-probes` probes the backends' health once an hour, not
-every two seconds: a probe round's cost is per second, not per request, and under callgrind, fifty times
-slower, it lands in the difference between two runs.
+two counts give the cost of one member), and `exchange`: `--members K` exchanges at once on Shenron's own
+transport, each a task, and nothing else (the floor under a member call). `--no-early` turns the council's
+early decision off, so every member answers and the work done does not depend on timing; `--no-ledger`
+leaves the ledger's rows unwritten, whose batches depend on timing too; `--no-probes` probes the backends'
+health once an hour, not every two seconds: a probe round's cost is per second, not per request, and under
+callgrind, fifty times slower, it lands in the difference between two runs.
 
 It prints the CPU (process time, all threads) per request. `--calls` counts the Python calls per request
 (cProfile; the same for the same code whatever the machine is doing, but for a council with early
@@ -60,7 +61,37 @@ def config(upstream: str, access_log: str, early: bool, probes: bool = True, mem
     return text + ("" if early else "early-decision = false\n")
 
 
+async def exchanges(a: argparse.Namespace, upstream: str) -> None:
+    """`--mode exchange`: the floor under a member call, K (`--members`) of Shenron's own transport's
+    exchanges at once, each its own task, with nothing of Shenron around them."""
+    import httpx
+
+    from routing.upstream.transport import Transport, origin_of
+
+    transport = Transport(httpx.Limits(max_connections=100, max_keepalive_connections=100))
+    url = httpx.URL(upstream.rstrip("/") + "/chat/completions")
+    body = json.dumps({"model": "mock", "messages": [{"role": "user", "content": "ping"}]}).encode()
+    head = b"POST %s HTTP/1.1\r\nhost: %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n" % (
+        url.raw_path, url.netloc, len(body))
+    origin = origin_of(url)
+
+    async def group() -> None:
+        for task in [asyncio.create_task(transport.whole(origin, head, body, {})) for _ in range(a.members)]:
+            await task
+
+    for _ in range(a.warmup):
+        await group()
+    t0 = time.process_time()
+    for _ in range(a.n):
+        await group()
+    print(f"exchange: {(time.process_time() - t0) / a.n * 1000:.3f} ms CPU per {a.members} exchanges at once, "
+          f"over {a.n}")
+    await transport.aclose()
+
+
 async def run(a: argparse.Namespace, upstream: str) -> None:
+    if a.mode == "exchange":
+        return await exchanges(a, upstream)
     from proxy import accesslog, fastpath
     from proxy.app import create_app
     from routing.config import parse
@@ -143,14 +174,15 @@ async def run(a: argparse.Namespace, upstream: str) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    ap.add_argument("--mode", choices=list(MODELS), default="pass")
+    ap.add_argument("--mode", choices=[*MODELS, "exchange"], default="pass")
     ap.add_argument("-n", type=int, default=2000, help="measured requests")
     ap.add_argument("--warmup", type=int, default=300)
     ap.add_argument("--upstream", help="a running stub's /v1 URL (default: start ../shared/bench/stub_backend.py)")
     ap.add_argument("--access-log", default="off", help='"off", "stderr" or a file, as [server] access-log')
     ap.add_argument("--no-early", dest="early", action="store_false", help="the council without early decision")
-    ap.add_argument("--members", type=int, default=6, choices=range(2, 7),
-                    help="the council's members (two runs with different counts give the cost of one member)")
+    ap.add_argument("--members", type=int, default=6, choices=range(1, 7),
+                    help="the council's members, at least two (two runs with different counts give the cost of one "
+                         "member); with --mode exchange, the exchanges at once")
     ap.add_argument("--no-probes", dest="probes", action="store_false",
                     help="health probes once an hour (their cost is per second: under callgrind it lands in the "
                          "per-request difference)")
