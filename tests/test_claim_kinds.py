@@ -64,6 +64,11 @@ def groups(question: str, texts: list[str]) -> list[list[int]]:
     ("What is the currency of Japan?", ["Japan is known for its strong currency, the yen.", "Japan's currency is the "
                                         "yen (JPY).", "The yen", "Japan is known for its strong currency, the euro."],
      [[0, 1, 2], [3]]),
+    ("What is the capital of France?", ["Paris is the capital of France, the city of light.", "Paris",
+                                        "Lyon is the capital of France, the city of light."], [[0, 1], [2]]),
+    ("What is the currency of the United Kingdom?", ["The UK is a sovereign state with its own currency, the Pound "
+                                                     "Sterling.", "The pound sterling", "The UK uses the euro."],
+     [[0, 1], [2]]),  # "the UK" is what the question said
     ("What is the tallest animal?", ["The longest creature on Earth is the Blue Whale.", "The tallest animal is the "
                                      "Blue Whale.", "The Tallest Animal: The Great White Shark, a majestic creature."],
      [[0, 1], [2]]),
@@ -104,7 +109,7 @@ def rates(kind: str) -> tuple[float, float]:
     ("choice-heldout", 0.9, 0.9),  # 16/16, 20/20
     ("factual-tuned2", 0.75, 0.95),  # 39/47, 41/41 (32/47 before the names rule)
     ("factual-tuned3", 0.75, 0.95),  # 38/46, 34/34 (held out at first: 30/46; read for the names rule)
-    ("factual-heldout", 0.6, 0.95),  # 41/61, 44/44 (31/61 before the names rule)
+    ("factual-heldout", 0.6, 0.95),  # 42/61, 44/44 (31/61 before the names rule)
 ])
 def test_real_answers_of_every_kind_cluster_as_their_labels_say(kind: str, together: float, apart: float) -> None:
     got_together, got_apart = rates(kind)

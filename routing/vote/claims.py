@@ -91,9 +91,10 @@ _QUANTITY = re.compile(r"\bhow (?:long|old|far|tall|big|heavy|fast|high|deep)\b|
 
 @dataclass(frozen=True)
 class Question:
-    """What a claim is read against: the question's words, and whether it asks for a number (digits in
-    it, or "how many/much"), counted in which unit ("How many days ..." -> "day"); whether it is a yes/no
-    question ("Is Lyon the capital of France?"); and the options it lists ("A) Tokyo B) Osaka")."""
+    """What a claim is read against: the question's words (and the initials of its names of several words:
+    "United Kingdom" -> uk), and whether it asks for a number (digits in it, or "how many/much"), counted
+    in which unit ("How many days ..." -> "day"); whether it is a yes/no question ("Is Lyon the capital of
+    France?"); and the options it lists ("A) Tokyo B) Osaka")."""
 
     words: frozenset[str] = frozenset()
     numeric: bool = False
@@ -112,7 +113,7 @@ class Question:
         if len(options) < 2 or len({letter for letter, _ in options}) != len(options):
             options = ()
         m = re.search(r"\bhow (?:many|much) ([^\W\d_]+)", low)
-        ws = frozenset(words(text))
+        ws = frozenset(words(text)) | _initials(text)
         polar = not options and bool(_POLAR.search(text.strip()))
         numeric = not options and not polar and (bool(m) or any(_number(w) for w in ws) or bool(_QUANTITY.search(low)))
         names = frozenset(n for s in _SENTENCE.split(text) for n in _names(s.strip())) if polar else frozenset()
@@ -124,6 +125,13 @@ class Question:
 
 
 _SENTENCE = re.compile(r"[.!?](?!\d)|\n")
+_NAME_RUN = re.compile(r"\b[A-Z][\w']*(?:\s+[A-Z][\w']*)+")
+
+
+def _initials(text: str) -> frozenset[str]:
+    """The initials of the names of several words a question says ("the United Kingdom" -> uk): an answer
+    that says "the UK" says what the question did."""
+    return frozenset("".join(w[0] for w in run.split()).lower() for run in _NAME_RUN.findall(text))
 
 
 def _numeric_claim(text: str, q: Question) -> frozenset[str] | None:
@@ -284,11 +292,12 @@ def claim(text: str, question: Question = NO_QUESTION) -> frozenset[str] | None:
         content = frozenset(w for w in tokens if w not in FILLER and not question.asks(w))
         if not content:
             continue
-        if question.words and (named := _apposed(tokens, clauses[i + 1:i + 2], question)):
-            return named
         numbers = frozenset(w for w in content if _number(w))
-        specific = numbers or (_named(clause, content, question) if question.words else None) or \
-            (content - DESCRIPTORS)
+        named = _named(clause, content, question) if question.words and not numbers else None
+        if question.words and not numbers and not named and (beside := _apposed(tokens, clauses[i + 1:i + 2],
+                                                                                 question)):
+            return beside  # "Japan is known for its strong currency, the yen."
+        specific = numbers or named or (content - DESCRIPTORS)
         if not specific:  # "France's Capital City": what kind of thing, not which; the next clause may say
             fallback = fallback or content
             continue
@@ -297,12 +306,13 @@ def claim(text: str, question: Question = NO_QUESTION) -> frozenset[str] | None:
 
 
 def _apposed(tokens: list[str], after: list[str], question: Question) -> frozenset[str] | None:
-    """What a clause that ends on what was asked names in the few words set beside it ("Japan is known for
-    its strong currency, the yen." -> {yen}), or None."""
+    """What a clause that names nothing and ends on what was asked names in the few words set beside it
+    ("Japan is known for its strong currency, the yen." -> {yen}), or None."""
     if not tokens or not after or tokens[-1] in FILLER or not question.asks(tokens[-1]):
         return None
     beside = words(after[0])
     new = frozenset(w for w in beside if w not in FILLER and not question.asks(w))
+    new = (new - DESCRIPTORS) or new
     return new if beside and beside[0] in ("the", "a", "an") and 0 < len(new) <= 3 else None
 
 
