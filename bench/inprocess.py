@@ -22,8 +22,8 @@ It prints the CPU (process time, all threads) per request. `--calls` counts the 
 decision, whose votes depend on how its answers land). `--profile FILE` saves cProfile's stats. Under
 `valgrind --tool=callgrind --separate-threads=yes`, two runs with different `-n` give instructions per
 request: (Ir(n2) - Ir(n1)) / (n2 - n1) of the main thread, which a busy machine does not move (with
-`--no-ledger`, `--no-early` and `--no-probes`, to within a few percent). A benchmark, not a test: it prints what it
-measured and judges nothing.
+`--no-ledger`, `--no-early` and `--no-probes`, to within a few percent). A benchmark, not a test: it prints
+what it measured and judges nothing.
 """
 
 from __future__ import annotations
@@ -192,6 +192,8 @@ def main() -> None:
     ap.add_argument("--calls", action="store_true", help="count Python calls per request (cProfile)")
     ap.add_argument("--profile", help="save cProfile's stats here")
     a = ap.parse_args()
+    if a.mode != "exchange" and a.members < 2:
+        ap.error("--members: a council needs two at least (min-answers); one exchange alone is --mode exchange")
     data = tempfile.mkdtemp(prefix="shenron-inprocess-")
     os.environ["XDG_DATA_HOME"] = data  # its own ledger
     stub = None
