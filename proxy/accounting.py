@@ -77,7 +77,7 @@ class Books:
     def started(self, t: Ticket) -> None:
         t.routed = True
         self.inflight[t.model] = self.inflight.get(t.model, 0) + 1
-        self.metrics.inflight.labels(t.model).inc()
+        self.metrics.started(t.model)
 
     def ticket(self, log: dict[str, Any]) -> _Ticketed:
         """One request's ticket and the list of the member calls it makes. A request that fails before its
@@ -117,7 +117,7 @@ class Books:
         seconds = time.perf_counter() - t.start
         if t.routed:
             self.inflight[t.model] -= 1
-            self.metrics.inflight.labels(t.model).dec()
+            self.metrics.ended(t.model)
         members = [] if t.cached else members_of(council, exc, calls)
         self.metrics.finished(t.model if t.routed else "(unrouted)", status, seconds, council, members)
         row = LedgerRow(

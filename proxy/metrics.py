@@ -113,6 +113,17 @@ class _Member:
         self.completion: _Value | None = None
 
 
+class _Model:
+    """One model's children of the request families, as `_Member` is a member's: `inflight` made with the
+    first request, the finished ones per HTTP status, each the first time it is counted."""
+
+    __slots__ = ("finished", "inflight")
+
+    def __init__(self, inflight: _Value) -> None:
+        self.inflight = inflight
+        self.finished: dict[str, tuple[_Value, _Buckets]] = {}
+
+
 class _Families:
     """The collector that hands the families to prometheus-client's registry."""
 
@@ -165,13 +176,21 @@ class Metrics:
         self.fleet_round_trips = Gauge("shenron_fleet_redis_round_trips", "Redis calls made for GPU slots and "
                                        "heartbeats since start.", registry=r)
         self._members: dict[str, _Member] = {}
+        self._models: dict[str, _Model] = {}
+        """The models requests were routed to (a finished request not routed, "(unrouted)", has none)."""
 
     def finished(self, model: str, status: int, seconds: float, council: CouncilReport | None,
                  members: list[MemberUse]) -> None:
         """Count a finished request and each member call it made, failed requests' members included."""
         code = str(status)
-        self.requests.labels(model, code).inc()
-        self.latency.labels(model, code).observe(seconds)
+        at = self._models.get(model)
+        done = at.finished.get(code) if at is not None else None
+        if done is None:
+            done = (self.requests.labels(model, code), self.latency.labels(model, code))
+            if at is not None:
+                at.finished[code] = done
+        done[0].inc()
+        done[1].observe(seconds)
         if council is not None and council.agreement is not None:
             self.agreement.labels(model).observe(council.agreement)
         tokens = self.tokens.labels
@@ -192,6 +211,18 @@ class Metrics:
                 tokens(m.name, "cached").inc(m.cached_tokens)
             if m.cost_usd:
                 self.cost.labels(m.name, "true" if m.cloud else "false").inc(m.cost_usd)
+
+    def started(self, model: str) -> None:
+        """A request routed to `model` is being served."""
+        c = self._models.get(model)
+        if c is None:
+            c = self._models[model] = _Model(self.inflight.labels(model))
+        c.inflight.inc()
+
+    def ended(self, model: str) -> None:
+        """A request `started` is over (`finished` counts it)."""
+        c = self._models.get(model)
+        (c.inflight if c is not None else self.inflight.labels(model)).dec()
 
     def _ok(self, c: _Member, name: str) -> _Value:
         c.ok = self.member_calls.labels(name, "ok")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.metrics import BUCKETS, Metrics
@@ -26,7 +26,8 @@ member_use = st.tuples(st.sampled_from(["goku", "vegeta", "smol#2"]), st.sampled
 
 
 @settings(max_examples=60, deadline=None)
-@given(calls=st.lists(st.tuples(st.sampled_from(["ultra-instinct", "full-council"]), st.sampled_from([200, 502]),
+@given(calls=st.lists(st.tuples(st.sampled_from(["ultra-instinct", "full-council", "(unrouted)"]),
+                                st.sampled_from([200, 502, 429]),
                                 seconds, st.integers(0, 50), st.lists(member_use, max_size=4)), min_size=1,
                       max_size=12))
 def test_the_request_metrics_expose_what_prometheus_client_would(
@@ -42,9 +43,15 @@ def test_the_request_metrics_expose_what_prometheus_client_would(
                      ["member", "status"], registry=reference)
     member_latency = Histogram("shenron_member_duration_seconds", "Member answer latency.", ["member"],
                                buckets=BUCKETS, registry=reference)
+    inflight = Gauge("shenron_inflight_requests", "Chat requests being served.", ["model"], registry=reference)
     for model, status, s, n, more in calls:
         used = [MemberUse("goku", "ok", int(s * 1000), n, 1)]
         used += [MemberUse(name, said, 7, p, c) for name, said, p, c in more]
+        if model != "(unrouted)":  # as accounting does: only a routed request is in flight
+            ours.started(model)
+            inflight.labels(model).inc()
+            ours.ended(model)
+            inflight.labels(model).dec()
         ours.finished(model, status, s, None, used)
         requests.labels(model, str(status)).inc()
         latency.labels(model, str(status)).observe(s)
@@ -59,17 +66,20 @@ def test_the_request_metrics_expose_what_prometheus_client_would(
     exposed = samples(ours.render({}).decode())
     want = samples(generate_latest(reference).decode())
     assert want <= exposed
-    members = ("shenron_member_calls", "shenron_tokens", "shenron_member_duration_seconds")
-    assert {x for x in exposed if x[0].startswith(members)} == {x for x in want if x[0].startswith(members)}
+    exact = ("shenron_member_calls", "shenron_tokens", "shenron_member_duration_seconds", "shenron_requests",
+             "shenron_request_duration_seconds", "shenron_inflight_requests")
+    assert {x for x in exposed if x[0].startswith(exact)} == {x for x in want if x[0].startswith(exact)}
     assert any(name == "shenron_request_duration_seconds_created" for f in
                text_string_to_metric_families(ours.render({}).decode()) for name, *_ in f.samples)
 
 
 def test_in_flight_requests_go_up_and_back_down() -> None:
     m = Metrics()
-    m.inflight.labels("ultra-instinct").inc()
+    m.started("ultra-instinct")
+    m.started("ultra-instinct")
+    m.ended("ultra-instinct")
     assert ("shenron_inflight_requests", (("model", "ultra-instinct"),), 1.0) in samples(m.render({}).decode())
-    m.inflight.labels("ultra-instinct").dec()
+    m.ended("ultra-instinct")
     assert ("shenron_inflight_requests", (("model", "ultra-instinct"),), 0.0) in samples(m.render({}).decode())
 
 
