@@ -5,9 +5,9 @@ First the issue's own cases, then real SmolLM2-135M-Instruct answers committed w
 them: the polarity, the option, or the entity said; `?` where an answer says none). Each kind is split:
 `tuned` sets were read while the rules were written; `tuned2` sets were held out for the first version
 of the rules, measured, then read to revise them (`yesno-tuned3`, held out for the second version, was
-read for the third, `yesno-tuned4` held out for the third and read for the fourth, `factual-tuned3` held out
-for the first short-factual rules and read for the names rule); `heldout` sets were
-written and labelled before the last revision and never used to change a rule. The tests assert rates
+read for the third, `yesno-tuned4` held out for the third and read for the fourth, `factual-tuned3` held
+out for the first short-factual rules and read for the names rule); `heldout` sets were written and
+labelled before the last revision and never used to change a rule. The tests assert rates
 over all labelled pairs of a set, with a margin below what was measured (BENCHMARKS.md has the numbers):
 answers with one label in one cluster, answers with different labels in different clusters.
 """
