@@ -199,14 +199,15 @@ class Metrics:
             if c is None:
                 c = self._members[m.name] = _Member()
             if m.status == "ok":
-                (c.ok or self._ok(c, m.name)).inc()
-                (c.latency or self._latency(c, m.name)).observe(m.latency_ms / 1000)
+                (c.ok or self._made(c, "ok", self.member_calls, m.name, "ok")).inc()
+                (c.latency or self._made(c, "latency", self.member_latency, m.name)).observe(m.latency_ms / 1000)
             else:
                 self.member_calls.labels(m.name, m.status).inc()
             if m.prompt_tokens:
-                (c.prompt or self._tokens(c, m.name, "prompt")).inc(m.prompt_tokens)
+                (c.prompt or self._made(c, "prompt", self.tokens, m.name, "prompt")).inc(m.prompt_tokens)
             if m.completion_tokens:
-                (c.completion or self._tokens(c, m.name, "completion")).inc(m.completion_tokens)
+                (c.completion or self._made(c, "completion", self.tokens, m.name, "completion")).inc(
+                    m.completion_tokens)
             if m.cached_tokens:  # of the prompt tokens above, read from the server's prompt cache
                 tokens(m.name, "cached").inc(m.cached_tokens)
             if m.cost_usd:
@@ -221,20 +222,13 @@ class Metrics:
 
     def ended(self, model: str) -> None:
         """A request `started` is over (`finished` counts it)."""
-        c = self._models.get(model)
-        (c.inflight if c is not None else self.inflight.labels(model)).dec()
+        self._models[model].inflight.dec()
 
-    def _ok(self, c: _Member, name: str) -> _Value:
-        c.ok = self.member_calls.labels(name, "ok")
-        return c.ok
-
-    def _latency(self, c: _Member, name: str) -> _Buckets:
-        c.latency = self.member_latency.labels(name)
-        return c.latency
-
-    def _tokens(self, c: _Member, name: str, kind: str) -> _Value:
-        child: _Value = self.tokens.labels(name, kind)
-        setattr(c, kind, child)
+    @staticmethod
+    def _made(c: _Member, slot: str, family: Family, *values: str) -> Any:
+        """A member's child of `family` for `values`, made now and kept in `c`'s `slot`."""
+        child = family.labels(*values)
+        setattr(c, slot, child)
         return child
 
     def render(self, reachable: dict[str, bool], health: Health | None = None) -> bytes:

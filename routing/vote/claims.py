@@ -247,7 +247,11 @@ def _same_name(a: str, b: str) -> bool:
 def _names(text: str) -> set[str]:
     """The capitalised words of a sentence (names, in English; its first word only when it is no common
     word: "Méridos is the capital", not "The capital")."""
-    tokens = _TOKEN.findall(text)
+    return _names_in(_TOKEN.findall(text))
+
+
+def _names_in(tokens: list[str]) -> set[str]:
+    """`_names` of a sentence already split into its raw tokens."""
     return {_norm(t) for i, t in enumerate(tokens) if t[:1].isupper() and t.lower() not in FILLER
             and t.lower() not in YES | NO | NEGATION and (i > 0 or t.lower() not in _COMMON_START)}
 
@@ -293,10 +297,11 @@ def claim(text: str, question: Question = NO_QUESTION) -> frozenset[str] | None:
         if not content:
             continue
         numbers = frozenset(w for w in content if _number(w))
-        named = _named(clause, content, question) if question.words and not numbers else None
-        if question.words and not numbers and not named and (beside := _apposed(tokens, clauses[i + 1:i + 2],
-                                                                                 question)):
-            return beside  # "Japan is known for its strong currency, the yen."
+        named = None
+        if question.words and not numbers:
+            named = _named(clause, content, question)
+            if not named and (beside := _apposed(tokens, clauses[i + 1:i + 2], question)):
+                return beside  # "Japan is known for its strong currency, the yen."
         specific = numbers or named or (content - DESCRIPTORS)
         if not specific:  # "France's Capital City": what kind of thing, not which; the next clause may say
             fallback = fallback or content
@@ -322,7 +327,7 @@ def _named(clause: str, content: frozenset[str], question: Question) -> frozense
     creature on Earth is the Blue Whale" -> {earth, blue, whale}). A name made of one the question said and
     a word of what kind ("Mexico City" to "What is the capital of Mexico?") is one new name."""
     tokens = _TOKEN.findall(clause.strip())
-    named = {n for n in _names(clause.strip()) if n in content} - DESCRIPTORS
+    named = {n for n in _names_in(tokens) if n in content} - DESCRIPTORS
     for a, b in itertools.pairwise(tokens):
         head, kind = _norm(a), _norm(b)
         if a[:1].isupper() and b[:1].isupper() and not a.endswith("'s") and question.asks(head) \
