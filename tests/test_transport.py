@@ -24,7 +24,8 @@ from routing.errors import UpstreamStatus
 from routing.request import Request
 from routing.upstream.anthropic import AnthropicBackend
 from routing.upstream.backends import OpenAIBackend
-from routing.upstream.transport import Transport, _Conn
+from routing.upstream.conn import Conn
+from routing.upstream.transport import Transport
 
 JSON = b'{"ok": true}'
 CHUNK = json.dumps({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": [
@@ -199,15 +200,15 @@ async def test_a_request_cancelled_after_its_whole_answer_came_keeps_its_connect
     """A council's early decision cancels members whose answers may already be in, their tasks only waiting
     for their turn: nothing is generating there, so the connection goes back to the pool, not closed."""
     victim: asyncio.Task[Any] | None = None
-    complete = _Conn.on_message_complete
+    complete = Conn.on_message_complete
 
-    def complete_then_cancel(self: _Conn) -> None:
+    def complete_then_cancel(self: Conn) -> None:
         complete(self)
         if victim is not None:
             victim.cancel()  # the answer is in, the task not yet resumed: as the council's cancel lands
 
     async with client() as c:
-        monkeypatch.setattr(_Conn, "on_message_complete", complete_then_cancel)
+        monkeypatch.setattr(Conn, "on_message_complete", complete_then_cancel)
         victim = asyncio.ensure_future(c.post(f"http://127.0.0.1:{server.port}/json", content=b"{}"))
         with pytest.raises(asyncio.CancelledError):
             await victim
@@ -219,7 +220,7 @@ async def test_a_request_cancelled_after_its_whole_answer_came_keeps_its_connect
 async def test_a_connection_whose_answer_paused_its_reading_is_pooled_only_reading_again() -> None:
     """An answer past HIGH_WATER whose last bytes came in the read that crossed it is complete with reading
     paused: taken whole, the connection must read again, or the next response on it is never read."""
-    from routing.upstream.transport import HIGH_WATER, Body, _Pool
+    from routing.upstream.conn import HIGH_WATER, Body, ConnPool
 
     class Paused(asyncio.Transport):
         reading = True
@@ -241,8 +242,8 @@ async def test_a_connection_whose_answer_paused_its_reading_is_pooled_only_readi
 
     body = b"x" * (HIGH_WATER + 10)
 
-    def filled() -> tuple[_Conn, Paused]:
-        conn, tr = _Conn((b"http", b"up", 80)), Paused()
+    def filled() -> tuple[Conn, Paused]:
+        conn, tr = Conn((b"http", b"up", 80)), Paused()
         conn.connection_made(tr)
         conn.send(b"POST / HTTP/1.1\r\n\r\n", b"")
         conn.data_received(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(body) + body)
@@ -250,7 +251,7 @@ async def test_a_connection_whose_answer_paused_its_reading_is_pooled_only_readi
         return conn, tr
 
     conn, tr = filled()
-    pool = _Pool(4, 30)
+    pool = ConnPool(4, 30)
     pool.open = 1
     assert await Body(conn, pool, None).read() == body
     assert tr.reading and list(pool.idle) == [conn], "reading again, and back in the pool"

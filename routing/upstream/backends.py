@@ -24,9 +24,10 @@ from routing.deadline import Within
 from routing.errors import MemberFailure, MemberTimeout, UpstreamStatus
 from routing.request import Json, Request
 from routing.upstream import answers, clients
+from routing.upstream.conn import Body
 from routing.upstream.guard import Guard
 from routing.upstream.reader import Reader
-from routing.upstream.transport import Body, Transport, origin_of
+from routing.upstream.transport import Transport, origin_of
 
 _decode = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode

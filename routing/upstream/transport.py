@@ -6,296 +6,36 @@ in one call, the response parsed in C, its body handed over as it arrives, and a
 response was not read to the end closed instead of returned to the pool. It speaks httpx's
 transport contract, so the code above it keeps httpx's Request and Response.
 
-Measured against httpx-aiohttp's transport in BENCHMARKS.md ("Upstream transport").
+The connection and an origin's pool of them are `routing/upstream/conn.py`. Measured against
+httpx-aiohttp's transport in BENCHMARKS.md ("Upstream transport").
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
-import time
-from collections import deque
-from collections.abc import AsyncGenerator, Callable
-from typing import Any, cast
+from typing import Any
 
-import httptools
 import httpx
 
 from routing.deadline import Within
-
-HIGH_WATER = 1 << 20
-"""Body bytes buffered for a slow reader before the connection stops reading."""
-
-
-class _Conn(asyncio.Protocol):
-    """One HTTP/1.1 connection, one response at a time."""
-
-    def __init__(self, origin: tuple[bytes, bytes, int]) -> None:
-        self.origin = origin
-        self.transport: asyncio.Transport | None = None
-        self.closed = False
-        self.idle_since = 0.0
-        self._parser: httptools.HttpResponseParser | None = None
-        self._headers: list[tuple[bytes, bytes]] = []
-        self._head: asyncio.Future[int] | None = None
-        self._chunks: deque[bytes] = deque()
-        self.on_body = self._chunks.append
-        """httptools' body callback, called once per chunk of a chunked body (a stream's event each): the
-        deque's own append, a C call, instead of a Python method; `data_received` does the rest once a read."""
-        self._buffered = 0
-        self.paused = False
-        self._more = asyncio.Event()
-        self.complete = False
-        self.reusable = False
-        self._error: Exception | None = None
-
-    # asyncio.Protocol
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass, but is one
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        if not self.complete:
-            self._fail(httpx.RemoteProtocolError("upstream closed the connection before the response ended"))
-
-    def data_received(self, data: bytes) -> None:
-        if self._parser is None:
-            self._fail(httpx.RemoteProtocolError("data from the upstream outside a response"))
-            self.close()
-            return
-        had = len(self._chunks)
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserError as e:
-            self._fail(httpx.RemoteProtocolError(f"malformed HTTP response: {e}"))
-            self.close()
-            return
-        if len(self._chunks) > had:
-            self._more.set()
-            self._buffered += len(data)  # with its framing: near enough for a high-water mark
-            if self._buffered > HIGH_WATER and self.transport is not None and not self.paused:
-                self.paused = True
-                self.transport.pause_reading()
-
-    # httptools callbacks
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        if self._head is not None and not self._head.done():
-            assert self._parser is not None
-            self._head.set_result(self._parser.get_status_code())
-
-    def on_message_complete(self) -> None:
-        assert self._parser is not None
-        self.complete = True
-        self.reusable = self._parser.should_keep_alive()
-        self._more.set()
-
-    # used by the transport
-    def send(self, head: bytes, body: bytes) -> asyncio.Future[int]:
-        self._parser = httptools.HttpResponseParser(self)
-        self._headers = []
-        self._chunks.clear()
-        self._buffered = 0
-        self._more.clear()
-        self.complete = self.reusable = False
-        self._error = None
-        self._head = asyncio.get_running_loop().create_future()
-        if self.closed or self.transport is None or self.transport.is_closing():
-            self._head.set_exception(httpx.RemoteProtocolError("the pooled connection was closed"))
-            return self._head
-        self.transport.write(head + body)
-        return self._head
-
-    def headers(self) -> list[tuple[bytes, bytes]]:
-        return self._headers
-
-    def whole(self) -> bytes | None:
-        """The body, where all of it has come (a small answer comes with its head), without a reader; None
-        while more is to come, or when reading was paused for it (the reader resumes it)."""
-        return None if not self.complete or self.paused else self._take()
-
-    def _take(self) -> bytes:
-        """What arrived since the last take, as one piece: a read of a stream often holds many chunks of
-        its chunked encoding, and each piece costs a trip up the readers."""
-        chunks = self._chunks
-        out = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        chunks.clear()
-        self._buffered = 0
-        return out
-
-    async def body(self, read_timeout: float | None,
-                   ended: Callable[[], None] | None = None) -> AsyncGenerator[bytes, None]:
-        """The body's pieces as they arrive; `ended` is called once the last has been taken."""
-        while True:
-            if self._chunks:
-                chunk = self._take()
-                if self.paused and self.transport is not None and not self.closed:
-                    self.paused = False
-                    self.transport.resume_reading()
-                yield chunk
-                continue
-            if self.complete:
-                if ended is not None:
-                    ended()
-                return
-            if self._error is not None:
-                raise self._error
-            self._more.clear()
-            if read_timeout is None:  # the caller's deadline bounds the exchange
-                await self._more.wait()
-                continue
-            try:
-                async with Within(read_timeout):  # one a read of a stream: not a loop timer each
-                    await self._more.wait()
-            except TimeoutError:
-                raise httpx.ReadTimeout(f"no data from the upstream within {read_timeout}s") from None
-
-    def _fail(self, exc: Exception) -> None:
-        self._error = exc
-        if self._head is not None and not self._head.done():
-            self._head.set_exception(exc)
-        self._more.set()
-
-    def close(self) -> None:
-        self.closed = True
-        if self.transport is not None:
-            self.transport.close()
-
-
-class _Pool:
-    """The connections to one origin; `max_connections` at most, idle ones reused newest first."""
-
-    def __init__(self, limit: int, keepalive_s: float) -> None:
-        self.limit = limit
-        self.keepalive_s = keepalive_s
-        self.idle: deque[_Conn] = deque()
-        self.open = 0
-        self.waiters: deque[asyncio.Future[None]] = deque()
-
-    def take_idle(self) -> _Conn | None:
-        now = time.monotonic()
-        while self.idle:
-            conn = self.idle.pop()
-            if not conn.closed and now - conn.idle_since < self.keepalive_s:
-                return conn
-            self.discard(conn)
-        return None
-
-    async def acquire(self, timeout: float | None) -> _Conn | None:
-        """An idle connection, or None once there is room to open one (then counted as open)."""
-        conn, ready = self.take()
-        if ready:  # at once, as nearly always: no timer to set
-            return conn
-        async with asyncio.timeout(timeout):
-            while not ready:
-                await self._turn()
-                conn, ready = self.take()
-        return conn
-
-    def take(self) -> tuple[_Conn | None, bool]:
-        """An idle connection, or room to open one (counted as open now); (None, False) when neither."""
-        conn = self.take_idle()
-        if conn is not None:
-            return conn, True
-        if self.open < self.limit:
-            self.open += 1
-            return None, True
-        return None, False
-
-    async def _turn(self) -> None:
-        """Until a connection comes back or one closes."""
-        waiter = asyncio.get_running_loop().create_future()
-        self.waiters.append(waiter)
-        try:
-            await waiter
-        except BaseException:
-            if waiter.done() and not waiter.cancelled():
-                self.wake()  # woken, then timed out or cancelled: the turn goes to the next one
-            raise
-        finally:
-            if waiter in self.waiters:
-                self.waiters.remove(waiter)
-
-    def release(self, conn: _Conn) -> None:
-        """Back to the idle ones where its response is complete and it reads (a body left unread that paused
-        reading would leave the next response unread too); else closed."""
-        if conn.reusable and conn.complete and not conn.closed and not conn.paused:
-            conn.idle_since = time.monotonic()
-            self.idle.append(conn)
-            self.wake()
-        else:
-            self.discard(conn)
-
-    def discard(self, conn: _Conn) -> None:
-        conn.close()
-        self.vacate()
-
-    def vacate(self) -> None:
-        """One connection fewer (closed, or never opened): the next waiter may open one."""
-        self.open -= 1
-        self.wake()
-
-    def wake(self) -> None:
-        while self.waiters:
-            waiter = self.waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
-
-    def close(self) -> None:
-        for conn in self.idle:
-            conn.close()
-        self.idle.clear()
-
-
-class Body(httpx.AsyncByteStream):
-    def __init__(self, conn: _Conn, pool: _Pool, read_timeout: float | None) -> None:
-        self._conn = conn
-        self._pool = pool
-        self._read_timeout = read_timeout
-        self._released = False
-
-    def __aiter__(self) -> AsyncGenerator[bytes, None]:
-        """The connection's own reader, no layer around it (one a token of a stream): it gives the connection
-        back once the body has ended; a reader that stops early closes it (then `aclose`)."""
-        return self._conn.body(self._read_timeout, self._release)
-
-    async def read(self) -> bytes:
-        """All of it, then the connection back to its pool (one generator layer fewer than iterating)."""
-        try:
-            whole = self._conn.whole()
-            if whole is not None:
-                return whole
-            parts = [piece async for piece in self._conn.body(self._read_timeout)]
-        finally:
-            self._release()  # closed instead when the body was not read to the end
-        return parts[0] if len(parts) == 1 else b"".join(parts)
-
-    def _release(self) -> None:
-        if not self._released:
-            self._released = True
-            self._pool.release(self._conn)  # closed instead when the response was not read to the end
-
-    async def aclose(self) -> None:
-        self._release()
+from routing.upstream.conn import Body, Conn, ConnPool
 
 
 class Transport(httpx.AsyncBaseTransport):
     def __init__(self, limits: httpx.Limits, ssl_context: ssl.SSLContext | None = None) -> None:
         self._limit = limits.max_connections or 100
         self._keepalive_s = limits.keepalive_expiry if limits.keepalive_expiry is not None else 5.0
-        self._pools: dict[tuple[bytes, bytes, int], _Pool] = {}
+        self._pools: dict[tuple[bytes, bytes, int], ConnPool] = {}
         self._ssl = ssl_context
 
-    def _pool(self, origin: tuple[bytes, bytes, int]) -> _Pool:
+    def _pool(self, origin: tuple[bytes, bytes, int]) -> ConnPool:
         pool = self._pools.get(origin)
         if pool is None:
-            pool = self._pools[origin] = _Pool(self._limit, self._keepalive_s)
+            pool = self._pools[origin] = ConnPool(self._limit, self._keepalive_s)
         return pool
 
-    async def _connect(self, origin: tuple[bytes, bytes, int], timeout: float | None) -> _Conn:
+    async def _connect(self, origin: tuple[bytes, bytes, int], timeout: float | None) -> Conn:
         scheme, host, port = origin
         loop = asyncio.get_running_loop()
         tls: ssl.SSLContext | None = None
@@ -303,7 +43,7 @@ class Transport(httpx.AsyncBaseTransport):
             tls = self._ssl or ssl.create_default_context()
         try:
             async with asyncio.timeout(timeout):
-                tr, conn = await loop.create_connection(lambda: _Conn(origin), host.decode("ascii"), port, ssl=tls)
+                tr, conn = await loop.create_connection(lambda: Conn(origin), host.decode("ascii"), port, ssl=tls)
         except TimeoutError:
             raise httpx.ConnectTimeout(f"no connection to {host.decode()}:{port} within {timeout}s") from None
         except OSError as e:
@@ -312,7 +52,7 @@ class Transport(httpx.AsyncBaseTransport):
         return conn
 
     async def _exchange(self, origin: tuple[bytes, bytes, int], head: bytes, body: bytes,
-                        timeouts: dict[str, Any]) -> tuple[_Conn, _Pool, int]:
+                        timeouts: dict[str, Any]) -> tuple[Conn, ConnPool, int]:
         """Send one request on a pooled (or new) connection: the connection, its pool and the status, once
         the response head is in; its body is then read from the connection."""
         pool = self._pool(origin)
