@@ -99,12 +99,20 @@ KINDS: dict[str, list[str]] = {
         "Is 9 greater than 6?", "Is Mars a planet?", "Is the moon made of cheese?", "Do cows lay eggs?",
         "Is Tokyo in Japan?", "Is Rome the capital of Greece?", "Is fire cold?",
     ],
-    # held out: labelled before the last change to the rules, never used to change one
-    "yesno-heldout": [
+    # held out for the fourth version (a qualifying clause), then read for the fifth (a bare polarity after
+    # a colon, an antonym alone, another kind of thing than the one asked)
+    "yesno-tuned5": [
         "Is Athens the capital of Greece?", "Is Vienna the capital of Germany?", "Is Nairobi in Kenya?",
         "Is Chicago in Mexico?", "Is grass green?", "Do birds live underwater?", "Is 10 an even number?",
         "Is 3 greater than 8?", "Is Venus a star?", "Is the sun hot?", "Do snakes have legs?",
         "Is Paris in Italy?", "Is Ottawa the capital of Canada?", "Is ice hot?",
+    ],
+    # held out: labelled before the last change to the rules, never used to change one
+    "yesno-heldout": [
+        "Is Lima the capital of Peru?", "Is Sydney the capital of Australia?", "Is Dublin in Ireland?",
+        "Is Moscow in China?", "Is a whale a fish?", "Is a dolphin a mammal?", "Is sugar sour?",
+        "Is 6 an odd number?", "Is 15 greater than 12?", "Do horses have four legs?", "Do humans have three eyes?",
+        "Is lava cold?", "Is Jupiter a planet?", "Is the moon a star?",
     ],
     "choice-heldout": [
         "What color is grass? A) Blue B) Green C) Red",
