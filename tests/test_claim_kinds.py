@@ -73,6 +73,15 @@ def groups(question: str, texts: list[str]) -> list[list[int]]:
     ("What is the tallest animal?", ["The longest creature on Earth is the Blue Whale.", "The tallest animal is the "
                                      "Blue Whale.", "The Tallest Animal: The Great White Shark, a majestic creature."],
      [[0, 1], [2]]),
+    # a bare yes or no after what it answers; an antonym alone, or in a clause beside; another kind of thing
+    ("Is Rome in Spain?", ["Rome in Spain: no", "No.", "Rome in Spain.", "Yes"], [[0, 1], [2, 3]]),
+    ("Is fire cold?", ["Hot!", "No.", "Fire is cold.", "Yes."], [[0, 1], [2, 3]]),
+    ("Is 4 an odd number?", ["4 is divisible by 2, which is an even number.", "No", "4 is odd."], [[0, 1], [2]]),
+    ("Is the sun hot?", ["The sun is hot, not cold.", "Yes."], [[0, 1]]),  # a negated antonym says no no
+    ("Is a bat a bird?", ["A bat is a mammal.", "Bats, a mammal.", "No.", "A bat is a bird.", "Yes"],
+     [[0, 1, 2], [3, 4]]),
+    ("Is a dolphin a mammal?", ["A dolphin is a marine animal that breathes air.", "Yes."], [[0, 1]]),  # wider
+    ("Is 3 a prime number?", ["3 is a prime.", "Yes."], [[0, 1]]),  # a word of the kind asked is that kind
 ])
 def test_one_claim_in_other_words_is_one_cluster_and_its_negation_or_another_option_is_not(
         question: str, texts: list[str], want: list[list[int]]) -> None:
@@ -103,9 +112,9 @@ def rates(kind: str) -> tuple[float, float]:
     ("yesno-tuned", 0.9, 0.9),  # 29/29, 14/14
     ("yesno-tuned2", 0.85, 0.9),  # 30/33, 25/26 (held out at first: 20/33, 19/26 before the rules were revised)
     ("yesno-tuned3", 0.85, 0.85),  # 25/28, 23/25 (held out at first: 23/28, 20/25 before the names rule)
-    ("yesno-tuned4", 0.8, 0.75),  # 43/50, 31/39 (held out at first: 38/50, 30/39, unmoved by the names rule)
-    ("yesno-tuned5", 0.75, 0.75),  # 35/42, 18/21 (held out at first: 34/42, 16/21 before the qualifying clause)
-    ("yesno-heldout", 0.65, 0.75),  # 42/58, 12/14 (labelled before the fifth revision)
+    ("yesno-tuned4", 0.9, 0.8),  # 49/50, 33/39 (held out at first: 38/50, 30/39; 43/50, 31/39 before the fifth)
+    ("yesno-tuned5", 0.85, 0.9),  # 39/42, 21/21 (held out at first: 34/42, 16/21; 35/42, 18/21 before the fifth)
+    ("yesno-heldout", 0.65, 0.75),  # 42/58, 12/14 (labelled before the fifth revision; unmoved by it)
     ("choice-tuned", 0.9, 0.9),  # 23/23, 5/5
     ("choice-tuned2", 0.9, 0.7),  # 16/16, 10/13
     ("choice-heldout", 0.9, 0.9),  # 16/16, 20/20

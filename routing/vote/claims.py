@@ -104,6 +104,9 @@ class Question:
     """(letter, the option's content words), in the order the question lists them."""
     names: frozenset[str] = frozenset()
     """The names it says (capitalised words but the first of a sentence), for a yes/no question."""
+    kind: frozenset[str] = frozenset()
+    """What kind of thing a yes/no question asks its subject to be, its content words ("Is Venus a star?" ->
+    {star}; "Is 3 a prime number?" -> {prime, number})."""
 
     @classmethod
     def of(cls, text: str) -> Question:
@@ -117,7 +120,9 @@ class Question:
         polar = not options and bool(_POLAR.search(text.strip()))
         numeric = not options and not polar and (bool(m) or any(_number(w) for w in ws) or bool(_QUANTITY.search(low)))
         names = frozenset(n for s in _SENTENCE.split(text) for n in _names(s.strip())) if polar else frozenset()
-        return cls(ws, numeric, _norm(m.group(1)) if m else None, polar, options, names)
+        k = _KIND_ASKED.search(text) if polar else None
+        kind = frozenset(w for w in words(k.group(1)) if w not in FILLER) if k else frozenset()
+        return cls(ws, numeric, _norm(m.group(1)) if m else None, polar, options, names, kind)
 
     def asks(self, token: str) -> bool:
         """The question already says it (a number whatever its sign: "9 minus 3" says 3 and -3)."""
@@ -125,6 +130,20 @@ class Question:
 
 
 _SENTENCE = re.compile(r"[.!?](?!\d)|\n")
+_KIND_ASKED = re.compile(r"(?:^|[.!?]\s+)(?:is|are|was|were)\s+(?:(?:a|an|the)\s+)?[^\W\d_][\w'-]*(?:\s+[\w'-]+){0,3}?"
+                         r"\s+(?:a|an)\s+([^\W\d_]+(?:\s+[^\W\d_]+){0,2})\s*\?", re.I)
+"""A yes/no question that asks whether its subject is a kind of thing: "Is a whale a fish?"."""
+_KIND_SAID = re.compile(r"(?:\b(?:is|are|was|were)\s+|^\s*|,\s*)(?:a|an)\s+((?:[^\W\d_]+[\s-]+){0,3}?[^\W\d_]+)"
+                        r"(?=\s*$|\s*[,.;:!?()]|\s+(?:that|which|who|with|of|in|on|from|known|and|but|or|where|"
+                        r"orbiting|for|to|like)\b)", re.I)
+"""What kind of thing a sentence says something is ("Venus is a planet", "Venus, a planet"): its head is the
+phrase's last word."""
+GENERIC = frozenset("""
+thing things type kind sort form body object substance species member part example word term being organism
+item one matter material animal creature entity group class category place
+""".split())
+"""Kinds so wide that saying one denies no narrower one ("A dolphin is a marine animal" to "Is a dolphin a
+mammal?")."""
 _NAME_RUN = re.compile(r"\b[A-Z][\w']*(?:\s+[A-Z][\w']*)+")
 
 
@@ -183,7 +202,9 @@ def polarity(text: str, question: Question) -> str | None:
     a planet, but it's not a terrestrial planet" only qualifies), gives another number ("Spiders have 8
     legs." to "Do spiders have six legs?"), an antonym ("odd" to "even") or another name than the question's
     ("Tokyo is the capital of Japan." to "Is Tokyo the capital of China?"; the names of that clause and of
-    clauses that speak of nothing asked), and yes otherwise."""
+    clauses that speak of nothing asked) or another kind of thing than the one asked ("Venus is a planet."
+    to "Is Venus a star?"), and yes otherwise. A yes or no alone after what it answers ("Paris in Italy: no")
+    is that; a sentence that speaks of nothing asked says no by an antonym ("Cold." to "Is ice hot?")."""
     sentences = _first_sentences(text)
     for first in sentences:
         if m := _ANSWER_IS.search(first):
@@ -201,9 +222,14 @@ def polarity(text: str, question: Question) -> str | None:
         if lead in YES:
             return "no" if _negated(tokens[1:3]) else "yes"  # "Sure not" is rare; "Yes, it is" is the rule
         clauses = [c for c in _CLAUSE.split(first) if c.strip()]
+        bare = next((b for c in clauses[1:] if (b := _bare(c))), None)
+        if bare is not None:  # "Paris in Italy: no"
+            return bare
         spoke = [{_norm(t) for t in _TOKEN.findall(c)} & asked for c in clauses]
         covered = [len(s) for s in spoke]
         if not any(covered):
+            if any(_contrary(c, question) for c in clauses):
+                return "no"  # "Cold." to "Is ice hot?"
             continue
         for i, c in enumerate(clauses):  # a clause that negates what was asked: "..., not Madrid"
             said = [t.lower() for t in _TOKEN.findall(_NOT_ONLY.sub(" ", c))]
@@ -222,8 +248,10 @@ def polarity(text: str, question: Question) -> str | None:
         given = {w for w in spoken if _number(w)}
         if numbers and given and not given & numbers:  # another number than the question's
             return "no"
-        if any(ANTONYMS.get(w) in question.words and w not in question.words for w in spoken):
-            return "no"  # "7 is an odd number." to "Is 7 an even number?"
+        if any(_contrary(c, question) for c in clauses):
+            return "no"  # "7 is an odd number." or "..., which is an even number" to "Is 7 an even number?"
+        if _other_kind(first, question):
+            return "no"  # "Venus is a planet." to "Is Venus a star?"
         # the names of the answering clause and of clauses that speak of nothing asked ("Máximas, the capital
         # of Portugal"), not of another that speaks of the question ("Lisbon is the capital of Portugal, but
         # it's actually located in Spain": Spain is not what it answers with)
@@ -232,6 +260,30 @@ def polarity(text: str, question: Question) -> str | None:
             return "no"  # one of its names in place of another of the question's
         return "yes"
     return None
+
+
+def _contrary(clause: str, question: Question) -> bool:
+    """Whether a clause that negates nothing says the antonym of a word of the question ("odd" to "even")."""
+    tokens = [t.lower() for t in _TOKEN.findall(clause)]
+    return not _negated(tokens) and any(ANTONYMS.get(w) in question.words and w not in question.words
+                                        for w in map(_norm, tokens))
+
+
+def _bare(clause: str) -> str | None:
+    """The polarity of a clause that says nothing else ("no", "Yes indeed", "definitely not")."""
+    tokens = [t.lower() for t in _TOKEN.findall(clause)]
+    if not tokens or len(tokens) > 2 or not all(t in YES or t in NO or t == "not" for t in tokens):
+        return None
+    return "no" if any(t in NO or t == "not" for t in tokens) else "yes"
+
+
+def _other_kind(sentence: str, question: Question) -> bool:
+    """Whether a sentence that never says the kind a question asks about says its subject is another
+    ("Venus is a planet" or "Venus, a planet" to "Is Venus a star?"; not "a marine animal": see GENERIC)."""
+    if not question.kind or not question.kind.isdisjoint(words(sentence)):
+        return False
+    m = _KIND_SAID.search(sentence)
+    return m is not None and _norm(m.group(1).split()[-1]) not in GENERIC
 
 
 def _unmatched(these: frozenset[str] | set[str], those: frozenset[str] | set[str]) -> bool:
