@@ -73,6 +73,18 @@ def groups(question: str, texts: list[str]) -> list[list[int]]:
     ("What is the tallest animal?", ["The longest creature on Earth is the Blue Whale.", "The tallest animal is the "
                                      "Blue Whale.", "The Tallest Animal: The Great White Shark, a majestic creature."],
      [[0, 1], [2]]),
+    # the clause that answers, after one that speaks of nothing asked; a factual answer's first sentence
+    ("What is the capital of Norway?", ["Nederland, the capital of Norway is Oslo.", "Oslo", "Kristina: The capital "
+                                        "of Norway."], [[0, 1], [2]]),
+    ("Who discovered penicillin?", ["In 1928, Alexander Fleming discovered penicillin.", "Alexander Fleming",
+                                    "Louis Pasteur"], [[0, 1], [2]]),
+    ("What is the chemical symbol for silver?", ["silver is silver (IUPAC), denoted by the symbol Ag.", "Ag", "Au"],
+     [[0, 1], [2]]),
+    ("Who discovered penicillin?", ["The discovery of penicillin by Alexander Fleming is a tale in itself, with both "
+                                    "positive and negative aspects intertwined. On one hand, the discovery paved the "
+                                    "way for antibiotics, which have saved millions of lives since then.",
+                                    "Alexander Fleming discovered penicillin.", "Louis Pasteur discovered it."],
+     [[0, 1], [2]]),
     # a bare yes or no after what it answers; an antonym alone, or in a clause beside; another kind of thing
     ("Is Rome in Spain?", ["Rome in Spain: no", "No.", "Rome in Spain.", "Yes"], [[0, 1], [2, 3]]),
     ("Is fire cold?", ["Hot!", "No.", "Fire is cold.", "Yes."], [[0, 1], [2, 3]]),
@@ -118,9 +130,9 @@ def rates(kind: str) -> tuple[float, float]:
     ("choice-tuned", 0.9, 0.9),  # 23/23, 5/5
     ("choice-tuned2", 0.9, 0.7),  # 16/16, 10/13
     ("choice-heldout", 0.9, 0.9),  # 16/16, 20/20
-    ("factual-tuned2", 0.75, 0.95),  # 39/47, 41/41 (32/47 before the names rule)
-    ("factual-tuned3", 0.75, 0.95),  # 38/46, 34/34 (held out at first: 30/46; read for the names rule)
-    ("factual-heldout", 0.6, 0.95),  # 42/61, 44/44 (31/61 before the names rule)
+    ("factual-tuned2", 0.8, 0.95),  # 40/47, 41/41 (32/47 before the names rule, 39/47 before the answering clause)
+    ("factual-tuned3", 0.85, 0.95),  # 44/46, 34/34 (held out at first: 30/46; 38/46 before the answering clause)
+    ("factual-heldout", 0.65, 0.95),  # 45/61, 44/44 (31/61 before the names rule, 42/61 before the answering clause)
 ])
 def test_real_answers_of_every_kind_cluster_as_their_labels_say(kind: str, together: float, apart: float) -> None:
     got_together, got_apart = rates(kind)

@@ -107,6 +107,9 @@ class Question:
     kind: frozenset[str] = frozenset()
     """What kind of thing a yes/no question asks its subject to be, its content words ("Is Venus a star?" ->
     {star}; "Is 3 a prime number?" -> {prime, number})."""
+    factual: bool = False
+    """A short question that asks what, who, which, where or when ("Who discovered penicillin?"): its
+    answer's claim is in its first sentence, however long the rest."""
 
     @classmethod
     def of(cls, text: str) -> Question:
@@ -122,7 +125,10 @@ class Question:
         names = frozenset(n for s in _SENTENCE.split(text) for n in _names(s.strip())) if polar else frozenset()
         k = _KIND_ASKED.search(text) if polar else None
         kind = frozenset(w for w in words(k.group(1)) if w not in FILLER) if k else frozenset()
-        return cls(ws, numeric, _norm(m.group(1)) if m else None, polar, options, names, kind)
+        first = next((x for x in _SENTENCE.split(text) if x.strip()), "")
+        factual = (not (options or polar or numeric) and len(first.split()) <= FACTUAL_WORDS
+                   and bool(_FACTUAL.match(first)))
+        return cls(ws, numeric, _norm(m.group(1)) if m else None, polar, options, names, kind, factual)
 
     def asks(self, token: str) -> bool:
         """The question already says it (a number whatever its sign: "9 minus 3" says 3 and -3)."""
@@ -130,6 +136,9 @@ class Question:
 
 
 _SENTENCE = re.compile(r"[.!?](?!\d)|\n")
+_FACTUAL = re.compile(r"\s*(?:what|who|which|where|when|whose)\b", re.I)
+FACTUAL_WORDS = 12
+"""A factual question's first sentence has at most this many words ("What is the capital of Norway?")."""
 _KIND_ASKED = re.compile(r"(?:^|[.!?]\s+)(?:is|are|was|were)\s+(?:(?:a|an|the)\s+)?[^\W\d_][\w'-]*(?:\s+[\w'-]+){0,3}?"
                          r"\s+(?:a|an)\s+([^\W\d_]+(?:\s+[^\W\d_]+){0,2})\s*\?", re.I)
 """A yes/no question that asks whether its subject is a kind of thing: "Is a whale a fish?"."""
@@ -181,6 +190,11 @@ def _first_sentences(text: str, n: int = 2) -> list[str]:
     """The first `n` sentences that say anything (markdown emphasis dropped): where a polarity or an option
     is read."""
     return [s for s in _SENTENCE.split(text.replace("*", " ")) if s.strip()][:n]
+
+
+def lead(text: str) -> str:
+    """The first sentence that says anything: where a factual answer's claim is read."""
+    return next((s for s in _SENTENCE.split(text) if s.strip()), "")
 
 
 def _negated(tokens: list[str]) -> bool:
@@ -342,8 +356,9 @@ def claim(text: str, question: Question = NO_QUESTION) -> frozenset[str] | None:
     if question.options and (letter := option(text, question)):
         return frozenset({f"option-{letter.lower()}"})
     fallback: frozenset[str] | None = None
-    clauses = _CLAUSE.split(text.replace("*", " ").replace("_", " "))
-    for i, clause in enumerate(clauses):
+    clauses = [(k, c) for k, s in enumerate(_SENTENCE.split(text.replace("*", " ").replace("_", " ")))
+               for c in _CLAUSE.split(s)]
+    for i, (k, clause) in enumerate(clauses):
         tokens = words(clause)
         content = frozenset(w for w in tokens if w not in FILLER and not question.asks(w))
         if not content:
@@ -352,14 +367,39 @@ def claim(text: str, question: Question = NO_QUESTION) -> frozenset[str] | None:
         named = None
         if question.words and not numbers:
             named = _named(clause, content, question)
-            if not named and (beside := _apposed(tokens, clauses[i + 1:i + 2], question)):
+            if not named and (beside := _apposed(tokens, [c for _, c in clauses[i + 1:i + 2]], question)):
                 return beside  # "Japan is known for its strong currency, the yen."
         specific = numbers or named or (content - DESCRIPTORS)
         if not specific:  # "France's Capital City": what kind of thing, not which; the next clause may say
             fallback = fallback or content
             continue
+        if question.words and not _speaks(tokens, question) and (later := _answering(clauses[i + 1:], k, question)):
+            clause, specific = later  # "Nederland, the capital of Norway is Oslo." -> {oslo}
         return specific | {NEGATED} if _negated([t.lower() for t in _TOKEN.findall(clause)]) else specific
     return fallback
+
+
+def _speaks(tokens: list[str], question: Question) -> bool:
+    """Whether a clause says a word of the question's own (not a filler word)."""
+    return any(question.asks(w) for w in tokens if w not in FILLER)
+
+
+def _answering(after: list[tuple[int, str]], sentence: int, question: Question) -> tuple[str, frozenset[str]] | None:
+    """After a clause that speaks of nothing asked: the next clause of its sentence that does, with the names
+    it gives, where it gives some ("Nederland, the capital of Norway is Oslo.", "In 1928, Alexander Fleming
+    discovered penicillin."); None where that clause names nothing new ("Kristina: The capital of Norway.")."""
+    for k, clause in after:
+        if k != sentence:
+            return None
+        tokens = words(clause)
+        if not _speaks(tokens, question):
+            continue
+        content = frozenset(w for w in tokens if w not in FILLER and not question.asks(w))
+        if not content or any(_number(w) for w in content):
+            return None
+        named = _named(clause, content, question)
+        return (clause, named) if named else None
+    return None
 
 
 def _apposed(tokens: list[str], after: list[str], question: Question) -> frozenset[str] | None:
