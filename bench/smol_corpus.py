@@ -107,12 +107,19 @@ KINDS: dict[str, list[str]] = {
         "Is 3 greater than 8?", "Is Venus a star?", "Is the sun hot?", "Do snakes have legs?",
         "Is Paris in Italy?", "Is Ottawa the capital of Canada?", "Is ice hot?",
     ],
-    # held out: labelled before the last change to the rules, never used to change one
-    "yesno-heldout": [
+    # held out for the fifth version (a bare polarity, antonyms anywhere, another kind), then read for the sixth
+    "yesno-tuned6": [
         "Is Lima the capital of Peru?", "Is Sydney the capital of Australia?", "Is Dublin in Ireland?",
         "Is Moscow in China?", "Is a whale a fish?", "Is a dolphin a mammal?", "Is sugar sour?",
         "Is 6 an odd number?", "Is 15 greater than 12?", "Do horses have four legs?", "Do humans have three eyes?",
         "Is lava cold?", "Is Jupiter a planet?", "Is the moon a star?",
+    ],
+    # held out: labelled before the last change to the rules, never used to change one
+    "yesno-heldout": [
+        "Is Toronto in Canada?", "Is Beijing the capital of Japan?", "Is Cairo the capital of Egypt?",
+        "Is Buenos Aires in Chile?", "Is a shark a mammal?", "Is a penguin a bird?", "Is honey sweet?",
+        "Is the sea dry?", "Is 8 an even number?", "Is 2 greater than 9?", "Do ants have six legs?",
+        "Do fish have fur?", "Is Saturn a star?", "Is the sun a planet?",
     ],
     "choice-heldout": [
         "What color is grass? A) Blue B) Green C) Red",
