@@ -6,9 +6,9 @@ them: the polarity, the option, or the entity said; `?` where an answer says non
 `tuned` sets were read while the rules were written; `tuned2` sets were held out for the first version
 of the rules, measured, then read to revise them (`yesno-tuned3`, held out for the second version, was
 read for the third, `yesno-tuned4` held out for the third and read for the fourth, `yesno-tuned5` held out
-for the fourth and read for the fifth, `yesno-tuned6` held out for the fifth and read for the sixth, `factual-tuned3` held out for the first short-factual rules and read
-for the names rule); `heldout` sets were written and
-labelled before the last revision and never used to change a rule. The tests assert rates
+for the fourth and read for the fifth, `yesno-tuned6` held out for the fifth and read for the sixth,
+`factual-tuned3` held out for the first short-factual rules and read for the names rule); `heldout` sets
+were written and labelled before the last revision and never used to change a rule. The tests assert rates
 over all labelled pairs of a set, with a margin below what was measured (BENCHMARKS.md has the numbers):
 answers with one label in one cluster, answers with different labels in different clusters.
 """
@@ -94,6 +94,15 @@ def groups(question: str, texts: list[str]) -> list[list[int]]:
      [[0, 1, 2], [3, 4]]),
     ("Is a dolphin a mammal?", ["A dolphin is a marine animal that breathes air.", "Yes."], [[0, 1]]),  # wider
     ("Is 3 a prime number?", ["3 is a prime.", "Yes."], [[0, 1]]),  # a word of the kind asked is that kind
+    ("Is a whale a fish?", ["A mammal.", "No.", "Yes."], [[0, 1], [2]]),
+    ("Is the moon a star?", ["The moon is a celestial body, but it's actually a planet.", "No.", "Yes."],
+     [[0, 1], [2]]),
+    # a negation of something else than what was asked says no no; a people is its country
+    ("Is Jupiter a planet?", ["The planet is not a star.", "Yes.", "It is not.", "No."], [[0, 1], [2, 3]]),
+    ("Is Everest the tallest mountain?", ["Everest is not as tall as its reputation.", "No.", "Yes."],
+     [[0, 1], [2]]),
+    ("Is Dublin in Ireland?", ["Dublin is a vibrant Irish city.", "Yes.", "Dublin is in England.", "No."],
+     [[0, 1], [2, 3]]),
 ])
 def test_one_claim_in_other_words_is_one_cluster_and_its_negation_or_another_option_is_not(
         question: str, texts: list[str], want: list[list[int]]) -> None:
@@ -126,8 +135,8 @@ def rates(kind: str) -> tuple[float, float]:
     ("yesno-tuned3", 0.85, 0.85),  # 25/28, 23/25 (held out at first: 23/28, 20/25 before the names rule)
     ("yesno-tuned4", 0.9, 0.8),  # 49/50, 33/39 (held out at first: 38/50, 30/39; 43/50, 31/39 before the fifth)
     ("yesno-tuned5", 0.85, 0.9),  # 39/42, 21/21 (held out at first: 34/42, 16/21; 35/42, 18/21 before the fifth)
-    ("yesno-tuned6", 0.65, 0.75),  # 42/58, 12/14 (held out for the fifth revision, unmoved by it; read for the sixth)
-    ("yesno-heldout", 0.85, 0.9),  # 37/38, 27/27 (labelled before the sixth revision)
+    ("yesno-tuned6", 0.8, 0.75),  # 52/58, 12/14 (held out for the fifth revision, unmoved by it: 42/58, 12/14)
+    ("yesno-heldout", 0.85, 0.9),  # 37/38, 27/27 (labelled before the sixth revision, unmoved by it)
     ("choice-tuned", 0.9, 0.9),  # 23/23, 5/5
     ("choice-tuned2", 0.9, 0.7),  # 16/16, 10/13
     ("choice-heldout", 0.9, 0.9),  # 16/16, 20/20

@@ -142,7 +142,8 @@ FACTUAL_WORDS = 12
 _KIND_ASKED = re.compile(r"(?:^|[.!?]\s+)(?:is|are|was|were)\s+(?:(?:a|an|the)\s+)?[^\W\d_][\w'-]*(?:\s+[\w'-]+){0,3}?"
                          r"\s+(?:a|an)\s+([^\W\d_]+(?:\s+[^\W\d_]+){0,2})\s*\?", re.I)
 """A yes/no question that asks whether its subject is a kind of thing: "Is a whale a fish?"."""
-_KIND_SAID = re.compile(r"(?:\b(?:is|are|was|were)\s+|^\s*|,\s*)(?:a|an)\s+((?:[^\W\d_]+[\s-]+){0,3}?[^\W\d_]+)"
+_KIND_SAID = re.compile(r"(?:\b(?:is|are|was|were)\s+|'s\s+|^\s*|,\s*)"
+                        r"(?:(?:actually|also|just|only|really|indeed|simply|merely|in\s+fact)\s+)?(?:a|an)\s+((?:[^\W\d_]+[\s-]+){0,3}?[^\W\d_]+)"
                         r"(?=\s*$|\s*[,.;:!?()]|\s+(?:that|which|who|with|of|in|on|from|known|and|but|or|where|"
                         r"orbiting|for|to|like)\b)", re.I)
 """What kind of thing a sentence says something is ("Venus is a planet", "Venus, a planet"): its head is the
@@ -242,12 +243,12 @@ def polarity(text: str, question: Question) -> str | None:
         spoke = [{_norm(t) for t in _TOKEN.findall(c)} & asked for c in clauses]
         covered = [len(s) for s in spoke]
         if not any(covered):
-            if any(_contrary(c, question) for c in clauses):
-                return "no"  # "Cold." to "Is ice hot?"
+            if any(_contrary(c, question) for c in clauses) or _other_kind(first, question):
+                return "no"  # "Cold." to "Is ice hot?"; "A mammal." to "Is a whale a fish?"
             continue
         for i, c in enumerate(clauses):  # a clause that negates what was asked: "..., not Madrid"
             said = [t.lower() for t in _TOKEN.findall(_NOT_ONLY.sub(" ", c))]
-            if not spoke[i] or not (_negated(said) or not DENIAL.isdisjoint(said)):
+            if not spoke[i] or not (_negated(said) or not DENIAL.isdisjoint(said)) or _denies_else(said, asked):
                 continue
             # it says no when it speaks of the most of the question, or of a part no other clause does ("...,
             # but it's not actually the tallest"); else it qualifies what another clause said ("Mars is a
@@ -293,11 +294,22 @@ def _bare(clause: str) -> str | None:
 
 def _other_kind(sentence: str, question: Question) -> bool:
     """Whether a sentence that never says the kind a question asks about says its subject is another
-    ("Venus is a planet" or "Venus, a planet" to "Is Venus a star?"; not "a marine animal": see GENERIC)."""
+    ("Venus is a planet", "Venus, a planet" or "..., but it's actually a planet" to "Is Venus a star?"; not
+    "a marine animal" or "a celestial body": see GENERIC)."""
     if not question.kind or not question.kind.isdisjoint(words(sentence)):
         return False
-    m = _KIND_SAID.search(sentence)
-    return m is not None and _norm(m.group(1).split()[-1]) not in GENERIC
+    return any(_norm(m.group(1).split()[-1]) not in GENERIC for m in _KIND_SAID.finditer(sentence))
+
+
+def _denies_else(tokens: list[str], asked: frozenset[str]) -> bool:
+    """Whether what a clause's last negation denies is none of what was asked, nor a form of it ("The planet
+    is not a star." to "Is Jupiter a planet?"), so the clause does not say no (it does when nothing follows:
+    "It is not."; and "not as tall" denies "the tallest")."""
+    at = [i for i, t in enumerate(tokens) if t in NEGATION or t.endswith("n't")]
+    if not at:
+        return False  # a denial by its word ("a myth") denies the clause it is in
+    after = [_norm(t) for t in tokens[at[-1] + 1:] if t not in FILLER]
+    return bool(after) and not any(_same_name(w, a) for w in after for a in asked)  # "not as tall": tallest
 
 
 def _unmatched(these: frozenset[str] | set[str], those: frozenset[str] | set[str]) -> bool:
@@ -305,7 +317,14 @@ def _unmatched(these: frozenset[str] | set[str], those: frozenset[str] | set[str
     return any(not any(_same_name(a, b) for b in those) for a in these)
 
 
+DEMONYMS = {"irish": "ireland", "french": "france", "dutch": "netherlands", "swiss": "switzerland",
+            "welsh": "wales", "danish": "denmark", "finnish": "finland", "polish": "poland", "scottish": "scotland",
+            "filipino": "philippines", "english": "england", "british": "britain", "icelandic": "iceland"}
+"""What a people or its language is called where it does not start as its country does ("Irish": Ireland)."""
+
+
 def _same_name(a: str, b: str) -> bool:
+    a, b = DEMONYMS.get(a, a), DEMONYMS.get(b, b)
     common = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
     return a == b or (common >= 3 and common >= 0.6 * min(len(a), len(b)))
 
