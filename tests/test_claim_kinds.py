@@ -85,6 +85,11 @@ def groups(question: str, texts: list[str]) -> list[list[int]]:
                                     "way for antibiotics, which have saved millions of lives since then.",
                                     "Alexander Fleming discovered penicillin.", "Louis Pasteur discovered it."],
      [[0, 1], [2]]),
+    ("What is the best way to learn Python?", [  # a long explanation's first sentence is no claim of its own
+        "There are many ways to learn Python, and the best one depends on you. Some people like books, while others "
+        "prefer videos, interactive courses, or building small projects that solve their own problems at work.",
+        "There are many ways to learn Python, and the best one depends on you. I would start with the official "
+        "tutorial, then write a small web scraper, and read other people's code on GitHub every week."], [[0], [1]]),
     # a bare yes or no after what it answers; an antonym alone, or in a clause beside; another kind of thing
     ("Is Rome in Spain?", ["Rome in Spain: no", "No.", "Rome in Spain.", "Yes"], [[0, 1], [2, 3]]),
     ("Is fire cold?", ["Hot!", "No.", "Fire is cold.", "Yes."], [[0, 1], [2, 3]]),

@@ -194,8 +194,23 @@ def _first_sentences(text: str, n: int = 2) -> list[str]:
 
 
 def lead(text: str) -> str:
-    """The first sentence that says anything: where a factual answer's claim is read."""
+    """The first sentence that says anything."""
     return next((s for s in _SENTENCE.split(text) if s.strip()), "")
+
+
+def lead_claim(text: str, question: Question, most_words: int) -> frozenset[str] | None:
+    """A long answer's claim, to a factual question: read in its first sentence, where that has at most
+    `most_words` words and the claim is names or numbers ("The discovery of penicillin by Alexander Fleming
+    is a tale in itself, ..." -> {alexander, fleming}); else None ("There are many ways to ..." is no claim:
+    the first sentence of a long explanation is often the same words around different answers)."""
+    first = lead(text)
+    if not question.factual or len(first.split()) > most_words:
+        return None
+    said = claim(text, question)
+    if not said:
+        return None
+    shown = {_norm(t) for t in _TOKEN.findall(first) if t[:1].isupper() or _number(t)}
+    return said if {p for w in said - {NEGATED} for p in w.split("-")} <= shown else None
 
 
 def _negated(tokens: list[str]) -> bool:

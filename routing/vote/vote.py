@@ -113,7 +113,7 @@ def normalize(text: str) -> str:
 
 LONG = 30
 """Answers longer than this many words are compared as whole texts, not by their first claim (but for a
-factual question's, whose first sentence is no longer than this: "Who discovered penicillin?")."""
+factual question's, whose first sentence is no longer than this and names its claim: `claims.lead_claim`)."""
 
 
 def canonical(text: str, question: claims.Question = claims.NO_QUESTION) -> str:
@@ -133,7 +133,9 @@ def canonical(text: str, question: claims.Question = claims.NO_QUESTION) -> str:
         if said:
             return "claim:" + " ".join(sorted(said))
     answer = final_answer(text)
-    if answer is not None or len(text.split()) <= LONG or (question.factual and len(claims.lead(text).split()) <= LONG):
+    if answer is None and len(text.split()) > LONG and (said := claims.lead_claim(text, question, LONG)):
+        return "claim:" + " ".join(sorted(said))  # "The discovery of penicillin by Alexander Fleming is a tale ..."
+    if answer is not None or len(text.split()) <= LONG:
         # a number asked for is read from the whole answer ("7*8 = 56. The answer is a simple ..."); else
         # the stated final answer's claim, or the answer's own when that says nothing new
         said = claims.claim(answer, question) if answer is not None and not question.numeric else None
