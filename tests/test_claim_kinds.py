@@ -91,7 +91,8 @@ def groups(question: str, texts: list[str]) -> list[list[int]]:
         "There are many ways to learn Python, and the best one depends on you. I would start with the official "
         "tutorial, then write a small web scraper, and read other people's code on GitHub every week."], [[0], [1]]),
     # a bare yes or no after what it answers; an antonym alone, or in a clause beside; another kind of thing
-    ("Is Rome in Spain?", ["Rome in Spain: no", "No.", "Rome in Spain.", "Yes"], [[0, 1], [2, 3]]),
+    ("Is Rome in Spain?", ["Rome in Spain: no", "No.", "Rome in Spain.", "Yes", "Rome is not in Spain, true."],
+     [[0, 1, 4], [2, 3]]),  # a "true" after a clause confirms that clause
     ("Is fire cold?", ["Hot!", "No.", "Fire is cold.", "Yes."], [[0, 1], [2, 3]]),
     ("Is 4 an odd number?", ["4 is divisible by 2, which is an even number.", "No", "4 is odd."], [[0, 1], [2]]),
     ("Is the sun hot?", ["The sun is hot, not cold.", "Yes."], [[0, 1]]),  # a negated antonym says no no

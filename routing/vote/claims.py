@@ -125,7 +125,7 @@ class Question:
         names = frozenset(n for s in _SENTENCE.split(text) for n in _names(s.strip())) if polar else frozenset()
         k = _KIND_ASKED.search(text) if polar else None
         kind = frozenset(w for w in words(k.group(1)) if w not in FILLER) if k else frozenset()
-        first = next((x for x in _SENTENCE.split(text) if x.strip()), "")
+        first = lead(text)
         factual = (not (options or polar or numeric) and len(first.split()) <= FACTUAL_WORDS
                    and bool(_FACTUAL.match(first)))
         return cls(ws, numeric, _norm(m.group(1)) if m else None, polar, options, names, kind, factual)
@@ -299,12 +299,15 @@ def _contrary(clause: str, question: Question) -> bool:
                                         for w in map(_norm, tokens))
 
 
+BARE = {"yes": "yes", "yeah": "yes", "yep": "yes", "yup": "yes", "no": "no", "nope": "no", "nah": "no"}
+"""The words that answer a yes/no question alone after a clause ("Paris in Italy: no"). Not "true" or "right":
+after a clause they confirm it ("Lyon is not the capital, true" is a no)."""
+
+
 def _bare(clause: str) -> str | None:
-    """The polarity of a clause that says nothing else ("no", "Yes indeed", "definitely not")."""
-    tokens = [t.lower() for t in _TOKEN.findall(clause)]
-    if not tokens or len(tokens) > 2 or not all(t in YES or t in NO or t == "not" for t in tokens):
-        return None
-    return "no" if any(t in NO or t == "not" for t in tokens) else "yes"
+    """The polarity of a clause that is one answering word and nothing else ("no", "Yes")."""
+    tokens = _TOKEN.findall(clause)
+    return BARE.get(tokens[0].lower()) if len(tokens) == 1 else None
 
 
 def _other_kind(sentence: str, question: Question) -> bool:
