@@ -19,6 +19,7 @@ import httptools
 import httpx
 
 from routing.deadline import Within
+from routing.upstream.waiters import wake_first
 
 HIGH_WATER = 1 << 20
 """Body bytes buffered for a slow reader before the connection stops reading."""
@@ -234,11 +235,7 @@ class ConnPool:
         self.wake()
 
     def wake(self) -> None:
-        while self.waiters:
-            waiter = self.waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
+        wake_first(self.waiters)
 
     def close(self) -> None:
         for conn in self.idle:

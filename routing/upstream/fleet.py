@@ -24,6 +24,7 @@ from typing import Any
 import msgspec
 
 from routing.upstream import resp
+from routing.upstream.waiters import wake_first
 
 log = logging.getLogger("shenron")
 _encode = msgspec.json.Encoder().encode
@@ -381,11 +382,7 @@ class SharedPool:
                 self._local.remove(fut)
 
     def _wake(self) -> None:
-        while self._local:
-            fut = self._local.popleft()
-            if not fut.done():
-                fut.set_result(None)
-                return
+        wake_first(self._local)
 
     async def _free(self, tokens: list[str]) -> None:
         if not self.fleet.online:

@@ -23,6 +23,7 @@ from routing.decide import rules
 from routing.errors import MemberFailure, UpstreamStatus
 from routing.request import Json
 from routing.upstream.fleet import SharedPool
+from routing.upstream.waiters import wake_first
 
 log = logging.getLogger("shenron")
 
@@ -70,12 +71,8 @@ class Pool:
 
     def _release(self) -> None:
         """Hand the slot straight to the next waiter (no overtaking), or free it."""
-        while self.waiters:
-            nxt = self.waiters.popleft()
-            if not nxt.done():
-                nxt.set_result(None)
-                return
-        self.inflight -= 1
+        if not wake_first(self.waiters):
+            self.inflight -= 1
 
 
 class Guard:
