@@ -139,14 +139,23 @@ KINDS: dict[str, list[str]] = {
         "What is the capital of Turkey?", "What is the currency of the United Kingdom?",
         "What is the hardest natural substance?",
     ],
-    # held out: written and labelled before the claim-after-the-first-clause revision, never used to change a rule
-    "factual-heldout": [
+    # held out for the names rule and the answering clause, then read for the next revision
+    "factual-tuned4": [
         "What is the capital of Sweden?", "What is the capital of India?", "What is the capital of Argentina?",
         "Who wrote Pride and Prejudice?", "What is the chemical symbol for sodium?",
         "What is the smallest planet in the solar system?", "What is the largest mammal?",
         "What language is spoken in Italy?", "Who discovered gravity?", "What is the currency of the United States?",
         "What is the longest river in the world?", "Which planet is known as the Red Planet?",
         "What is the capital of Poland?", "Who painted the Sistine Chapel ceiling?",
+    ],
+    # held out: written and labelled before the revision read on `factual-tuned4`, never used to change a rule
+    "factual-heldout": [
+        "What is the capital of Portugal?", "What is the capital of Brazil?", "What is the capital of South Korea?",
+        "Who wrote The Odyssey?", "What is the chemical symbol for oxygen?", "What is the closest star to Earth?",
+        "What is the largest bird?", "What language is spoken in Germany?",
+        "Who developed the theory of relativity?", "What is the currency of India?",
+        "What is the tallest mountain in the world?", "Which element has the atomic number 1?",
+        "What is the capital of Ireland?", "Who painted The Starry Night?",
     ],
 }
 
