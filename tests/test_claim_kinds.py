@@ -110,6 +110,18 @@ def groups(question: str, texts: list[str]) -> list[list[int]]:
      [[0, 1], [2]]),
     ("Is Dublin in Ireland?", ["Dublin is a vibrant Irish city.", "Yes.", "Dublin is in England.", "No."],
      [[0, 1], [2, 3]]),
+    # a subject said to be the kind of thing asked; a form of the question's name is spoken of; dotted initials
+    ("What language is spoken in Italy?", ["The Italian language is predominantly spoken in Italy and a few other "
+                                          "European countries.", "Italian, which is a Romance language spoken by "
+                                          "immigrants from Italy and other parts of Europe.", "Italian is a Romance "
+                                          "language spoken primarily in Italy.", "French is the main language spoken "
+                                          "in Italy."], [[0, 1, 2], [3]]),
+    ("What is the currency of the United States?", [
+        "The U.S. dollar is the most widely accepted currency in the world and has been officially adopted by 20 "
+        "countries.", "The currency of the United States is the US Dollar.", "The United States dollar is the "
+        "official currency of the country.", "The euro is the currency of the United States."], [[0, 1, 2], [3]]),
+    ("What is the main language of Spain?", ["Spain's predominant language is Spanish.", "Spain's main language is "
+                                             "Spanish.", "Spain's main language is Catalan."], [[0, 1], [2]]),
 ])
 def test_one_claim_in_other_words_is_one_cluster_and_its_negation_or_another_option_is_not(
         question: str, texts: list[str], want: list[list[int]]) -> None:
@@ -149,9 +161,9 @@ def rates(kind: str) -> tuple[float, float]:
     ("choice-heldout", 0.9, 0.9),  # 16/16, 20/20
     ("factual-tuned2", 0.8, 0.95),  # 40/47, 41/41 (32/47 before the names rule, 39/47 before the answering clause)
     ("factual-tuned3", 0.85, 0.95),  # 44/46, 34/34 (held out at first: 30/46; 38/46 before the answering clause)
-    ("factual-tuned4", 0.65, 0.95),  # 45/61, 44/44 (held out at first: 31/61 before the names rule, 42/61 before
-    # the answering clause)
-    ("factual-heldout", 0.7, 0.9),  # 47/62, 37/39 (labelled before the revision read on `factual-tuned4`)
+    ("factual-tuned4", 0.9, 0.95),  # 61/61, 44/44 (held out at first: 31/61 before the names rule, 42/61 before
+    # the answering clause, 45/61 before the subject rule)
+    ("factual-heldout", 0.8, 0.9),  # 54/62, 37/39 (labelled before the subject rule: 47/62, 37/39 then)
 ])
 def test_real_answers_of_every_kind_cluster_as_their_labels_say(kind: str, together: float, apart: float) -> None:
     got_together, got_apart = rates(kind)

@@ -25,6 +25,7 @@ from routing.vote.question import (
     names_in,
     negated,
     norm,
+    same_name,
     words,
 )
 
@@ -71,13 +72,17 @@ def _numeric_claim(text: str, q: Question) -> frozenset[str] | None:
 def lead_claim(text: str, question: Question, most_words: int) -> frozenset[str] | None:
     """A long answer's claim, to a factual question: read in its first sentence, where that has at most
     `most_words` words and the claim is names or numbers ("The discovery of penicillin by Alexander Fleming
-    is a tale in itself, ..." -> {alexander, fleming}); else None ("There are many ways to ..." is no claim:
-    the first sentence of a long explanation is often the same words around different answers)."""
-    first = lead(text)
-    if not question.factual or len(first.split()) > most_words:
+    is a tale in itself, ..." -> {alexander, fleming}), or where its first clause says what its subject is in
+    the question's words ("The U.S. dollar is the most widely accepted currency in the world and ..." ->
+    {dollar}, `_subject`); else None ("There are many ways to ..." is no claim: the first sentence of a long
+    explanation is often the same words around different answers)."""
+    if not question.factual:
         return None
+    first = lead(_undotted(text))
     said = claim(text, question)
-    if not said:
+    if not said or said - {NEGATED} == _subject(words(CLAUSE.split(first)[0]), question):
+        return said
+    if len(first.split()) > most_words:
         return None
     shown = {norm(t) for t in TOKEN.findall(first) if t[:1].isupper() or is_number(t)}
     return said if {p for w in said - {NEGATED} for p in w.split("-")} <= shown else None
@@ -86,16 +91,32 @@ def lead_claim(text: str, question: Question, most_words: int) -> frozenset[str]
 def claim(text: str, question: Question = NO_QUESTION) -> frozenset[str] | None:
     """What `text` claims: for a numeric question the number it gives; for a yes/no question its polarity;
     for a multiple-choice question its option; else the content words of its first clause that says
-    something new (only its numbers, when it has some; else only its names, when a question is known and
-    the clause names something; its descriptors only when it says nothing else; what a clause ending on
-    what was asked sets beside it: "its currency, the yen"), marked NEGATED when that clause negates it;
-    None when nothing is new."""
+    something new (to a factual question, the subject of a clause that says it is the kind of thing asked:
+    "Italian is a Romance language ..."; else only its numbers, when it has some; else only its names, when
+    a question is known and the clause names something; its descriptors only when it says nothing else; what
+    a clause ending on what was asked sets beside it: "its currency, the yen"), marked NEGATED when that
+    clause negates it; None when nothing is new."""
     if question.numeric and (number := _numeric_claim(text, question)):
         return number
     if question.polar and (said := polarity(text, question)):
         return POLARITY[said]
     if question.options and (letter := option(text, question)):
         return frozenset({f"option-{letter.lower()}"})
+    return _claim(_undotted(text), question)
+
+
+def _undotted(text: str) -> str:
+    return _DOTTED.sub(lambda m: m.group(0).replace(".", ""), text)
+
+
+_DOTTED = re.compile(r"\b(?:[A-Z]\.){2,}")
+"""Initials spelt with dots ("the U.S. dollar"): read as one word ("US"), their dots ending no sentence."""
+
+
+COPULAS = frozenset({"is", "are", "was", "were"})
+
+
+def _claim(text: str, question: Question) -> frozenset[str] | None:
     fallback: frozenset[str] | None = None
     clauses = [(k, c) for k, s in enumerate(SENTENCE.split(text.replace("*", " ").replace("_", " ")))
                for c in CLAUSE.split(s)]
@@ -104,16 +125,19 @@ def claim(text: str, question: Question = NO_QUESTION) -> frozenset[str] | None:
         content = frozenset(w for w in tokens if w not in FILLER and not question.asks(w))
         if not content:
             continue
-        numbers = frozenset(w for w in content if is_number(w))
-        named = None
-        if question.words and not numbers:
-            named = _named(clause, content, question)
-            if not named and (beside := _apposed(tokens, [c for _, c in clauses[i + 1:i + 2]], question)):
-                return beside  # "Japan is known for its strong currency, the yen."
-        specific = numbers or named or (content - DESCRIPTORS)
-        if not specific:  # "France's Capital City": what kind of thing, not which; the next clause may say
-            fallback = fallback or content
-            continue
+        if question.factual and (subject := _subject(tokens, question)):
+            specific = subject  # "Italian is a Romance language spoken in Italy" -> {italian}
+        else:
+            numbers = frozenset(w for w in content if is_number(w))
+            named = None
+            if question.words and not numbers:
+                named = _named(clause, content, question)
+                if not named and (beside := _apposed(tokens, [c for _, c in clauses[i + 1:i + 2]], question)):
+                    return beside  # "Japan is known for its strong currency, the yen."
+            specific = numbers or named or (content - DESCRIPTORS)
+            if not specific:  # "France's Capital City": what kind of thing, not which; the next clause may say
+                fallback = fallback or content
+                continue
         if question.words and not _speaks(tokens, question) and (later := _answering(clauses[i + 1:], k, question)):
             clause, specific = later  # "Nederland, the capital of Norway is Oslo." -> {oslo}
         return specific | {NEGATED} if negated([t.lower() for t in TOKEN.findall(clause)]) else specific
@@ -121,8 +145,23 @@ def claim(text: str, question: Question = NO_QUESTION) -> frozenset[str] | None:
 
 
 def _speaks(tokens: list[str], question: Question) -> bool:
-    """Whether a clause says a word of the question's own (not a filler word)."""
-    return any(question.asks(w) for w in tokens if w not in FILLER)
+    """Whether a clause says a word of the question's own (not a filler word), or a form of one of its names
+    ("Italian" to a question about Italy)."""
+    return any(question.asks(w) or (question.names and any(same_name(w, n) for n in question.names))
+               for w in tokens if w not in FILLER)
+
+
+def _subject(tokens: list[str], question: Question) -> frozenset[str] | None:
+    """A clause that says its subject is the kind of thing asked ("Italian is a Romance language spoken in
+    Italy" to "What language is spoken in Italy?", "The U.S. dollar is the most widely accepted currency"): the
+    subject's new words (at most three, no number), else None."""
+    cop = next((i for i, t in enumerate(tokens) if t in COPULAS), 0)
+    if not cop:
+        return None
+    new = frozenset(w for w in tokens[:cop] if w not in FILLER and not question.asks(w)) - DESCRIPTORS
+    if not new or len(new) > 3 or any(is_number(w) for w in new):
+        return None
+    return new if any(w in DESCRIPTORS and question.asks(w) for w in tokens[cop + 1:]) else None
 
 
 def _answering(after: list[tuple[int, str]], sentence: int, question: Question) -> tuple[str, frozenset[str]] | None:
@@ -164,14 +203,14 @@ def _named(clause: str, content: frozenset[str], question: Question) -> frozense
     for a, b in itertools.pairwise(tokens):
         head, kind = norm(a), norm(b)
         if a[:1].isupper() and b[:1].isupper() and not a.endswith("'s") and question.asks(head) \
-                and head not in DESCRIPTORS and kind in DESCRIPTORS:
+                and head not in DESCRIPTORS and kind in DESCRIPTORS and not question.asks(kind):
             named.add(f"{head}-{kind}")
     return frozenset(named)
 
 
 def sentence(text: str, question: Question = NO_QUESTION) -> frozenset[str]:
     """The content words of the first sentence (what a clause's claim is read in)."""
-    first = next((s for s in SENTENCE.split(text) if s.strip()), "")
+    first = next((s for s in SENTENCE.split(_undotted(text)) if s.strip()), "")
     return frozenset(w for w in words(first) if w not in FILLER and not question.asks(w))
 
 

@@ -91,7 +91,7 @@ class Question:
     options: tuple[tuple[str, frozenset[str]], ...] = ()
     """(letter, the option's content words), in the order the question lists them."""
     names: frozenset[str] = frozenset()
-    """The names it says (capitalised words but the first of a sentence), for a yes/no question."""
+    """The names it says (capitalised words but the first of a sentence)."""
     kind: frozenset[str] = frozenset()
     """What kind of thing a yes/no question asks its subject to be, its content words ("Is Venus a star?" ->
     {star}; "Is 3 a prime number?" -> {prime, number})."""
@@ -111,7 +111,7 @@ class Question:
         polar = not options and bool(_POLAR.search(text.strip()))
         numeric = not options and not polar and (bool(m) or any(is_number(w) for w in ws)
                                                  or bool(_QUANTITY.search(low)))
-        names = frozenset(n for s in SENTENCE.split(text) for n in names_of(s.strip())) if polar else frozenset()
+        names = frozenset(n for s in SENTENCE.split(text) for n in names_of(s.strip()))
         k = _KIND_ASKED.search(text) if polar else None
         kind = frozenset(w for w in words(k.group(1)) if w not in FILLER) if k else frozenset()
         first = lead(text)
