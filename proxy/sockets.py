@@ -29,31 +29,43 @@ def refusal(status: int, message: str, code: str) -> bytes:
 
 
 class Coalesced:
-    """A connection's transport as uvicorn's protocol and its request cycles see it: a write is held until the
-    next write or the end of the loop turn, so a response's head and its body (uvicorn writes them
-    separately) leave in one `send`. On loopback a send is about as much CPU as the rest of a small
-    response's bytes; at most one write waits, and for at most a loop turn."""
+    """A connection's transport as uvicorn's protocol and its request cycles see it. In each loop turn the
+    first two writes leave together at once (a response's head with its body, or with a stream's first frame:
+    uvicorn writes them apart), and what the turn writes after them leaves in one `send` at its end: a
+    quick upstream's whole stream, read at once, becomes several frames (its text, its finish, its usage,
+    `[DONE]`: each an ASGI message) and two sends, not one per pair. The client still gets the first frame
+    before the rest is made. On loopback a send is about as much CPU as the rest of a small response's
+    bytes. What waits is what one turn wrote, for at most that turn."""
 
-    __slots__ = ("_held", "_loop", "_transport")
+    __slots__ = ("_held", "_loop", "_paired", "_transport", "_turn")
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
         self._loop = loop
-        self._held: bytes | None = None
+        self._held: list[bytes] | None = None
+        self._turn = False
+        """A flush is due at the end of this loop turn."""
+        self._paired = False
+        """This turn's first two writes have left."""
 
     def write(self, data: bytes) -> None:
+        if not self._turn:
+            self._turn, self._paired = True, False
+            self._loop.call_soon(self.flush)
         held = self._held
         if held is None:
-            self._held = data
-            self._loop.call_soon(self.flush)
+            self._held = [data]
+        elif not self._paired:
+            self._held, self._paired = None, True
+            self._transport.write(held[0] + data)
         else:
-            self._held = None
-            self._transport.write(held + data)
+            held.append(data)
 
     def flush(self) -> None:
+        self._turn = False
         held, self._held = self._held, None
         if held is not None and not self._transport.is_closing():
-            self._transport.write(held)
+            self._transport.write(held[0] if len(held) == 1 else b"".join(held))
 
     def close(self) -> None:
         self.flush()

@@ -1,6 +1,7 @@
 """A response leaves in as few sends as it can: uvicorn writes a response's head and its body apart, and
-`shenron serve`'s protocol holds a write until the next one or the end of the loop turn. Driven here on
-the real protocol class with a transport that records each write (each would be one `send`)."""
+`shenron serve`'s protocol sends the first two writes of a loop turn together and holds the rest until the
+turn ends. Driven here on the real protocol class with a transport that records each write (each would be
+one `send`)."""
 
 from __future__ import annotations
 
@@ -139,3 +140,22 @@ async def test_a_relayed_stream_s_first_event_leaves_with_its_head(way: str) -> 
     t = await waiting
     assert t.writes[0].startswith(b"HTTP/1.1 200 OK") and t.writes[0].endswith(b"\r\n\r\n9\r\ndata: 1\n\n\r\n")
     assert t.writes[1:] == [b"9\r\ndata: 2\n\n\r\n0\r\n\r\n"]
+
+
+async def test_a_stream_s_frames_made_in_one_loop_turn_leave_in_two_sends() -> None:
+    """A quick upstream's whole stream comes in one read, and becomes several frames (its text, its finish,
+    its usage, `[DONE]`), each an ASGI message: the head leaves with the first at once, and the rest with the
+    end in one send at the end of the turn, not in pairs."""
+    async def frames() -> Any:
+        for f in (b"data: text\n\n", b"data: finish\n\n", b"data: usage\n\n", b"data: [DONE]\n\n"):
+            yield f
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await relay(frames(), send, receive, head={"type": "http.response.start", "status": 200, "headers": []})
+
+    t = await _serve(app, REQUEST)
+    assert len(t.writes) == 2, t.writes
+    assert t.writes[0].startswith(b"HTTP/1.1 200 OK") and t.writes[0].endswith(b"data: text\n\n\r\n")
+    assert t.writes[1].startswith(b"e\r\ndata: finish") and t.writes[1].endswith(b"data: [DONE]\n\n\r\n0\r\n\r\n")
+    assert t.writes[1].index(b"data: finish") < t.writes[1].index(b"data: usage") < t.writes[1].index(b"[DONE]")
