@@ -122,6 +122,13 @@ def groups(question: str, texts: list[str]) -> list[list[int]]:
         "official currency of the country.", "The euro is the currency of the United States."], [[0, 1, 2], [3]]),
     ("What is the main language of Spain?", ["Spain's predominant language is Spanish.", "Spain's main language is "
                                              "Spanish.", "Spain's main language is Catalan."], [[0, 1], [2]]),
+    # an option after a correction; "one of" is no number
+    ("Which metal is liquid at room temperature? A) Iron B) Mercury C) Copper", [
+        "Iron is the most commonly used metal in the world, but it's actually Mercury.", "B", "Iron.", "A"],
+     [[0, 1], [2, 3]]),
+    ("Which is the smallest prime number? A) 1 B) 2 C) 3", ["One of the smallest prime numbers is 2.", "B",
+                                                           "A) 1 is the smallest prime.", "A"], [[0, 1], [2, 3]]),
+    ("What is 7 times 8?", ["One of the answers is 56.", "56", "1"], [[0, 1], [2]]),
 ])
 def test_one_claim_in_other_words_is_one_cluster_and_its_negation_or_another_option_is_not(
         question: str, texts: list[str], want: list[list[int]]) -> None:
@@ -157,7 +164,7 @@ def rates(kind: str) -> tuple[float, float]:
     ("yesno-tuned6", 0.8, 0.75),  # 52/58, 12/14 (held out for the fifth revision, unmoved by it: 42/58, 12/14)
     ("yesno-heldout", 0.85, 0.9),  # 37/38, 27/27 (labelled before the sixth revision, unmoved by it)
     ("choice-tuned", 0.9, 0.9),  # 23/23, 5/5
-    ("choice-tuned2", 0.9, 0.7),  # 16/16, 10/13
+    ("choice-tuned2", 0.9, 0.9),  # 16/16, 13/13 (10/13 before the correction and "one of" were read)
     ("choice-heldout", 0.9, 0.9),  # 16/16, 20/20
     ("factual-tuned2", 0.8, 0.95),  # 40/47, 41/41 (32/47 before the names rule, 39/47 before the answering clause)
     ("factual-tuned3", 0.85, 0.95),  # 44/46, 34/34 (held out at first: 30/46; 38/46 before the answering clause)

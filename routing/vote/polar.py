@@ -178,16 +178,29 @@ def _unmatched(these: frozenset[str] | set[str], those: frozenset[str] | set[str
     return any(not any(same_name(a, b) for b in those) for a in these)
 
 
+_CORRECTION = re.compile(r"\bbut\s+(?:(?:it|that|this)(?:'s|\s+is)\s+|they(?:'re|\s+are)\s+)?(?:actually|really|rather|"
+                         r"in\s+fact)\b", re.I)
+
+
+def _corrected(sentence: str) -> list[str]:
+    """Where a sentence corrects itself ("Iron is the most common metal, but it's actually Mercury."), what it
+    says after the correction first, then the whole sentence."""
+    m = _CORRECTION.search(sentence)
+    return [sentence[m.end():], sentence] if m else [sentence]
+
+
 def option(text: str, question: Question) -> str | None:
     """A multiple-choice answer's option: the option whose words its first sentence (else its second) names
-    first ("Osaka is the answer", "B) Osaka"), else the letter it leads with ("B", "Answer: B", "(b)"). The
-    words win over a letter that says another option ("A: spider has 10 legs." to "A) 6 B) 8 C) 10" is C)."""
+    first ("Osaka is the answer", "B) Osaka"; after a correction, what it corrects to: "..., but it's
+    actually Mercury"), else the letter it leads with ("B", "Answer: B", "(b)"). The words win over a letter
+    that says another option ("A: spider has 10 legs." to "A) 6 B) 8 C) 10" is C)."""
     for first in first_sentences(text):
-        tokens = words(first)
-        named = [(min(i for i, t in enumerate(tokens) if t in said), letter) for letter, said in question.options
-                 if said and said <= set(tokens)]
-        if named:
-            return min(named)[1]
+        for read in _corrected(first):
+            tokens = words(read)
+            named = [(min(i for i, t in enumerate(tokens) if t in said), letter) for letter, said in question.options
+                     if said and said <= set(tokens)]
+            if named:
+                return min(named)[1]
     m = _LETTER.match(text.strip().replace("*", ""))
     if m and m.group(1).upper() in {letter for letter, _ in question.options}:
         return m.group(1).upper()

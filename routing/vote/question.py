@@ -22,7 +22,7 @@ his her we our you your i me my of in on at to for from by with about as into on
 also just only very quite really well yes no not sure of course answer answers answered correct correctly
 approximately about around roughly exactly simply called known named which what who whom whose where
 when why how many much do does did has have had can could would should will shall may might must one's
-question number total typically usually actually often generally commonly always x
+question number total typically usually actually often generally commonly always x one
 """.split())
 """Words that never carry a short factual claim (English; other languages fall back to similarity)."""
 
@@ -149,7 +149,10 @@ def _initials(text: str) -> frozenset[str]:
 
 
 def words(text: str) -> list[str]:
-    return [norm(t) for t in TOKEN.findall(text)]
+    """A text's tokens, normalized; "one of" ("One of the smallest primes is 2") is no number."""
+    raw = TOKEN.findall(text)
+    return [t.lower() if t.lower() == "one" and raw[i + 1:i + 2] and raw[i + 1].lower() == "of" else norm(t)
+            for i, t in enumerate(raw)]
 
 
 NO_QUESTION = Question()
