@@ -131,6 +131,17 @@ KINDS: dict[str, list[str]] = {
         "Who painted the Mona Lisa? A) Picasso B) Van Gogh C) Leonardo da Vinci",
         "Which organ pumps blood? A) Lungs B) Heart C) Liver",
     ],
+    # held out: written and labelled after the correction rule (options), never used to change a rule
+    "choice-heldout2": [
+        "Which planet is the largest? A) Saturn B) Jupiter C) Neptune",
+        "What is the capital of Spain? A) Barcelona B) Seville C) Madrid",
+        "How many legs does an insect have? A) 4 B) 6 C) 8",
+        "Which gas do humans breathe in to live? A) Oxygen B) Helium C) Carbon dioxide",
+        "Who wrote Romeo and Juliet? A) William Shakespeare B) Jane Austen C) Homer",
+        "Which animal is the largest? A) Elephant B) Blue whale C) Giraffe",
+        "What is the boiling point of water in Celsius? A) 50 B) 100 C) 200",
+        "Which color do you get by mixing blue and yellow? A) Green B) Purple C) Orange",
+    ],
     # held out after the last revision of the short-factual rules, then read for the next one
     "factual-tuned3": [
         "What is the capital of Egypt?", "What is the capital of Norway?", "What is the capital of Peru?",
