@@ -159,14 +159,22 @@ KINDS: dict[str, list[str]] = {
         "What is the longest river in the world?", "Which planet is known as the Red Planet?",
         "What is the capital of Poland?", "Who painted the Sistine Chapel ceiling?",
     ],
-    # held out: written and labelled before the revision read on `factual-tuned4`, never used to change a rule
-    "factual-heldout": [
+    # held out for the subject rule (read on `factual-tuned4`), then read for the next revision
+    "factual-tuned5": [
         "What is the capital of Portugal?", "What is the capital of Brazil?", "What is the capital of South Korea?",
         "Who wrote The Odyssey?", "What is the chemical symbol for oxygen?", "What is the closest star to Earth?",
         "What is the largest bird?", "What language is spoken in Germany?",
         "Who developed the theory of relativity?", "What is the currency of India?",
         "What is the tallest mountain in the world?", "Which element has the atomic number 1?",
         "What is the capital of Ireland?", "Who painted The Starry Night?",
+    ],
+    # held out: written and labelled before the revision read on `factual-tuned5`, never used to change a rule
+    "factual-heldout": [
+        "What is the capital of Chile?", "What is the capital of Thailand?", "What is the capital of Austria?",
+        "Who wrote War and Peace?", "What is the chemical symbol for carbon?", "What is the largest continent?",
+        "What is the smallest ocean?", "What language is spoken in Japan?", "Who invented the light bulb?",
+        "What is the currency of China?", "What is the coldest continent?", "Which planet is known for its rings?",
+        "What is the capital of Finland?", "Who composed the Fifth Symphony?",
     ],
 }
 
