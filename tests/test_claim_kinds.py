@@ -123,6 +123,12 @@ def groups(question: str, texts: list[str]) -> list[list[int]]:
         "official currency of the country.", "The euro is the currency of the United States."], [[0, 1, 2], [3]]),
     ("What is the main language of Spain?", ["Spain's predominant language is Spanish.", "Spain's main language is "
                                              "Spanish.", "Spain's main language is Catalan."], [[0, 1], [2]]),
+    # a people's adjective before a noun says what kind, not who ("a Dutch painter"), but "the Italian language"
+    ("Who painted The Starry Night?", ["Rigoriosus, a Dutch painter known for his work on the Starry Night.",
+                                       "The Starry Night is painted by a Dutch artist named Rembrandt.", "Rembrandt"],
+     [[0], [1, 2]]),
+    ("What language is spoken in Germany?", ["Lernenzung in Deutsch, German language.", "German.",
+                                             "French is spoken in Germany."], [[0, 1], [2]]),
     # an option after a correction; "one of" is no number
     ("Which metal is liquid at room temperature? A) Iron B) Mercury C) Copper", [
         "Iron is the most commonly used metal in the world, but it's actually Mercury.", "B", "Iron.", "A"],
@@ -172,7 +178,8 @@ def rates(kind: str) -> tuple[float, float]:
     ("factual-tuned3", 0.85, 0.95),  # 44/46, 34/34 (held out at first: 30/46; 38/46 before the answering clause)
     ("factual-tuned4", 0.9, 0.95),  # 61/61, 44/44 (held out at first: 31/61 before the names rule, 42/61 before
     # the answering clause, 45/61 before the subject rule)
-    ("factual-tuned5", 0.8, 0.9),  # 54/62, 37/39 (held out at first: 47/62, 37/39 before the subject rule)
+    ("factual-tuned5", 0.8, 0.9),  # 54/62, 38/39 (held out at first: 47/62, 37/39 before the subject rule; 54/62,
+    # 37/39 before the people's adjective)
     ("factual-heldout", 0.8, 0.9),  # 45/52, 53/56 (labelled before the revision read on `factual-tuned5`)
 ])
 def test_real_answers_of_every_kind_cluster_as_their_labels_say(kind: str, together: float, apart: float) -> None:

@@ -16,6 +16,7 @@ from routing.vote.polar import option, polarity
 from routing.vote.question import (
     CLAUSE,
     FILLER,
+    NATIONALITIES,
     NO_QUESTION,
     SENTENCE,
     TOKEN,
@@ -199,7 +200,10 @@ def _named(clause: str, content: frozenset[str], question: Question) -> frozense
     creature on Earth is the Blue Whale" -> {earth, blue, whale}). A name made of one the question said and
     a word of what kind ("Mexico City" to "What is the capital of Mexico?") is one new name."""
     tokens = TOKEN.findall(clause.strip())
-    named = {n for n in names_in(tokens) if n in content} - DESCRIPTORS
+    kinds = {norm(a) for a, b in itertools.pairwise(tokens)  # "a Dutch painter": what kind of painter, not who
+             if a.lower() in NATIONALITIES and b[:1].islower() and b.lower() not in FILLER
+             and norm(b) not in DESCRIPTORS}  # but "the Italian language" says which language
+    named = {n for n in names_in(tokens) if n in content} - DESCRIPTORS - kinds
     for a, b in itertools.pairwise(tokens):
         head, kind = norm(a), norm(b)
         if a[:1].isupper() and b[:1].isupper() and not a.endswith("'s") and question.asks(head) \

@@ -179,6 +179,15 @@ DEMONYMS = {"irish": "ireland", "french": "france", "dutch": "netherlands", "swi
 """What a people or its language is called where it does not start as its country does ("Irish": Ireland)."""
 
 
+NATIONALITIES = frozenset("""
+american british english french german italian spanish dutch greek roman chinese japanese indian russian irish
+scottish welsh swedish norwegian danish finnish polish swiss austrian portuguese brazilian mexican canadian
+australian egyptian african european asian korean turkish arab arabic persian thai vietnamese israeli belgian
+hungarian czech ukrainian argentine argentinian chilean peruvian cuban nigerian kenyan
+""".split())
+"""Adjectives of a people or place ("a Dutch painter"): before a noun they say what kind, not which one."""
+
+
 def same_name(a: str, b: str) -> bool:
     a, b = DEMONYMS.get(a, a), DEMONYMS.get(b, b)
     common = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
