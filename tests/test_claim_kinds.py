@@ -9,8 +9,9 @@ read for the third, `yesno-tuned4` held out for the third and read for the fourt
 for the fourth and read for the fifth, `yesno-tuned6` held out for the fifth and read for the sixth,
 `factual-tuned3` held out for the first short-factual rules and read for the names rule, `factual-tuned4` held
 out for the names rule and the answering clause and read for the subject rule, `factual-tuned5` held out
-for the subject rule and read for the revision after it); `heldout` sets
-were written and labelled before the last revision and never used to change a rule. The tests assert rates
+for the subject rule and read for the people's adjective); `heldout` sets were written and labelled
+before the last revision and never used to change a rule (`choice-heldout2` after it, as the first
+multiple-choice held-out set had no miss left to show a change). The tests assert rates
 over all labelled pairs of a set, with a margin below what was measured (BENCHMARKS.md has the numbers):
 answers with one label in one cluster, answers with different labels in different clusters.
 """
