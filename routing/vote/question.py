@@ -7,6 +7,7 @@ sentences, tokens normalized ("Paris's" -> paris, "twelve" -> 12, "legs" -> leg)
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 
@@ -91,7 +92,7 @@ class Question:
     options: tuple[tuple[str, frozenset[str]], ...] = ()
     """(letter, the option's content words), in the order the question lists them."""
     names: frozenset[str] = frozenset()
-    """The names it says (capitalised words but the first of a sentence)."""
+    """The names a yes/no or a short factual question says (capitalised words but the first of a sentence)."""
     kind: frozenset[str] = frozenset()
     """What kind of thing a yes/no question asks its subject to be, its content words ("Is Venus a star?" ->
     {star}; "Is 3 a prime number?" -> {prime, number})."""
@@ -111,12 +112,13 @@ class Question:
         polar = not options and bool(_POLAR.search(text.strip()))
         numeric = not options and not polar and (bool(m) or any(is_number(w) for w in ws)
                                                  or bool(_QUANTITY.search(low)))
-        names = frozenset(n for s in SENTENCE.split(text) for n in names_of(s.strip()))
         k = _KIND_ASKED.search(text) if polar else None
         kind = frozenset(w for w in words(k.group(1)) if w not in FILLER) if k else frozenset()
         first = lead(text)
         factual = (not (options or polar or numeric) and len(first.split()) <= FACTUAL_WORDS
                    and bool(_FACTUAL.match(first)))
+        names = frozenset(n for s in SENTENCE.split(text) for n in names_of(s.strip())) if polar or factual \
+            else frozenset()
         return cls(ws, numeric, norm(m.group(1)) if m else None, polar, options, names, kind, factual)
 
     def asks(self, token: str) -> bool:
@@ -151,8 +153,12 @@ def _initials(text: str) -> frozenset[str]:
 def words(text: str) -> list[str]:
     """A text's tokens, normalized; "one of" ("One of the smallest primes is 2") is no number."""
     raw = TOKEN.findall(text)
-    return [t.lower() if t.lower() == "one" and raw[i + 1:i + 2] and raw[i + 1].lower() == "of" else norm(t)
-            for i, t in enumerate(raw)]
+    out = [norm(t) for t in raw]
+    if "1" in out:
+        for i, (t, after) in enumerate(itertools.pairwise(raw)):
+            if t.lower() == "one" and after.lower() == "of":
+                out[i] = "one"
+    return out
 
 
 NO_QUESTION = Question()
