@@ -142,6 +142,14 @@ KINDS: dict[str, list[str]] = {
         "What is the boiling point of water in Celsius? A) 50 B) 100 C) 200",
         "Which color do you get by mixing blue and yellow? A) Green B) Purple C) Orange",
     ],
+    # held out: numbers and their units, written and labelled after every rule so far, never used to change one
+    "numeric-heldout": [
+        "What is 6 times 7?", "What is 15 plus 27?", "What is 81 divided by 9?", "What is 50 minus 18?",
+        "How many hours are in a day?", "How many months are in a year?", "How many legs does a dog have?",
+        "How many sides does a square have?", "How many seconds are in a minute?",
+        "What is the boiling point of water in Fahrenheit?", "How many planets are in the solar system?",
+        "How many strings does a standard guitar have?",
+    ],
     # held out after the last revision of the short-factual rules, then read for the next one
     "factual-tuned3": [
         "What is the capital of Egypt?", "What is the capital of Norway?", "What is the capital of Peru?",
