@@ -142,13 +142,21 @@ KINDS: dict[str, list[str]] = {
         "What is the boiling point of water in Celsius? A) 50 B) 100 C) 200",
         "Which color do you get by mixing blue and yellow? A) Green B) Purple C) Orange",
     ],
-    # held out: numbers and their units, written and labelled after every rule so far, never used to change one
-    "numeric-heldout": [
+    # numbers and their units, held out for every rule before it, then read for the numbers revision
+    "numeric-tuned": [
         "What is 6 times 7?", "What is 15 plus 27?", "What is 81 divided by 9?", "What is 50 minus 18?",
         "How many hours are in a day?", "How many months are in a year?", "How many legs does a dog have?",
         "How many sides does a square have?", "How many seconds are in a minute?",
         "What is the boiling point of water in Fahrenheit?", "How many planets are in the solar system?",
         "How many strings does a standard guitar have?",
+    ],
+    # held out: written and labelled before the revision read on `numeric-tuned`, never used to change a rule
+    "numeric-heldout": [
+        "What is 8 times 9?", "What is 23 plus 19?", "What is 64 divided by 8?", "What is 90 minus 35?",
+        "How many days are in a year?", "How many weeks are in a year?", "How many legs does a cat have?",
+        "How many sides does a hexagon have?", "How many minutes are in a day?",
+        "What is the freezing point of water in Celsius?", "How many wheels does a bicycle have?",
+        "How many players are on a soccer team?",
     ],
     # held out after the last revision of the short-factual rules, then read for the next one
     "factual-tuned3": [
