@@ -137,6 +137,15 @@ def groups(question: str, texts: list[str]) -> list[list[int]]:
     ("Which is the smallest prime number? A) 1 B) 2 C) 3", ["One of the smallest prime numbers is 2.", "B",
                                                            "A) 1 is the smallest prime.", "A"], [[0, 1], [2, 3]]),
     ("What is 7 times 8?", ["One of the answers is 56.", "56", "1"], [[0, 1], [2]]),
+    # a result the question said; a long answer's first sentence; a number after a leading circumstance
+    ("What is 81 divided by 9?", ["81 divided by 9 equals 9.", "9", "81 divided by 9 equals 9 with a remainder of 2",
+                                  "2"], [[0, 1, 2], [3]]),
+    ("How many hours are in a day?", [
+        "It's easy to get lost in the numbers, but it's actually just 24. So, a day is approximately 8640 hours and "
+        "315 minutes, which is a lot of time to spend thinking about clocks, calendars and the turning of the earth.",
+        "24 hours.", "A day has 12 hours."], [[0, 1], [2]]),
+    ("How many planets are in the solar system?", ["In 12 months, the Solar System is home to approximately 850 "
+                                                   "planets.", "850", "12"], [[0, 1], [2]]),
 ])
 def test_one_claim_in_other_words_is_one_cluster_and_its_negation_or_another_option_is_not(
         question: str, texts: list[str], want: list[list[int]]) -> None:
@@ -182,8 +191,8 @@ def rates(kind: str) -> tuple[float, float]:
     ("factual-tuned5", 0.8, 0.9),  # 54/62, 38/39 (held out at first: 47/62, 37/39 before the subject rule; 54/62,
     # 37/39 before the people's adjective)
     ("factual-heldout", 0.8, 0.9),  # 45/52, 53/56 (labelled before the revision read on `factual-tuned5`)
-    ("numeric-tuned", 0.85, 0.85),  # 20/22, 38/43 (numbers and units, held out for every rule before it)
-    ("numeric-heldout", 0.9, 0.9),  # 11/11, 59/59 (labelled before the revision read on `numeric-tuned`)
+    ("numeric-tuned", 0.9, 0.9),  # 22/22, 41/43 (held out for every rule before it: 20/22, 38/43 then)
+    ("numeric-heldout", 0.9, 0.9),  # 11/11, 59/59 (labelled before the revision read on `numeric-tuned`; the same)
 ])
 def test_real_answers_of_every_kind_cluster_as_their_labels_say(kind: str, together: float, apart: float) -> None:
     got_together, got_apart = rates(kind)

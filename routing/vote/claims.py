@@ -53,12 +53,26 @@ POLARITY = {"yes": frozenset({"yes"}), "no": frozenset({"no"})}
 """A yes/no question's claims: the polarity alone (`yes` and `no` are filler words, so never any other claim)."""
 
 
+_CIRCUMSTANCE = re.compile(r"\s*(?:at|in|on|by|after|before|within|over|for|during)\b[^,]*,", re.I)
+"""A sentence's leading circumstance ("At 100 degrees Fahrenheit, ...", "In 12 months, ...")."""
+
+
 def _numeric_claim(text: str, q: Question) -> frozenset[str] | None:
     """For a question that asks for a number: in the first sentence that gives one the question did not
-    already say, the number given for the question's unit ("7 days"), else the first such number."""
+    already say, the number given for the question's unit ("7 days"), else the first such number; the
+    result of a calculation ("81 divided by 9 equals 9"), though the question said it; a number of the rest of
+    the sentence before one of its leading circumstance ("In 12 months, the Solar System has 850 planets");
+    a number alone, though the question said it ("9" to "What is 81 divided by 9?")."""
     for sentence in SENTENCE.split(text)[:4]:
-        result = re.split(r"=|\bequals?\b", sentence)[-1]  # "7 + 3 = 10": what follows the last "="
-        tokens = words(result) if any(is_number(t) for t in words(result)) else words(sentence)
+        m = _CIRCUMSTANCE.match(sentence)
+        if m and any(is_number(t) and not q.asks(t) for t in words(sentence[m.end():])):
+            sentence = sentence[m.end():]
+        parts = re.split(r"=|\bequals?\b", sentence)
+        result = parts[-1]  # "7 + 3 = 10": what follows the last "="
+        given = [t for t in words(result) if is_number(t)]
+        if len(parts) > 1 and given and q.unit is None:
+            return frozenset({given[0]})
+        tokens = words(result) if given else words(sentence)
         found = [i for i, t in enumerate(tokens) if is_number(t) and not q.asks(t)]
         if not found:
             continue
@@ -67,7 +81,8 @@ def _numeric_claim(text: str, q: Question) -> frozenset[str] | None:
                 if q.unit in tokens[i + 1:i + 3]:
                     return frozenset({tokens[i]})
         return frozenset({tokens[found[0]]})
-    return None
+    said = [w for w in words(text) if w not in FILLER]
+    return frozenset(said) if len(said) == 1 and is_number(said[0]) else None  # "9", "The answer is 9."
 
 
 def lead_claim(text: str, question: Question, most_words: int) -> frozenset[str] | None:
@@ -77,6 +92,9 @@ def lead_claim(text: str, question: Question, most_words: int) -> frozenset[str]
     the question's words ("The U.S. dollar is the most widely accepted currency in the world and ..." ->
     {dollar}, `_subject`); else None ("There are many ways to ..." is no claim: the first sentence of a long
     explanation is often the same words around different answers)."""
+    if question.numeric:  # "It's easy to get lost in the numbers, but it's actually just 24. So, ..."
+        first = lead(text)
+        return _numeric_claim(first, question) if len(first.split()) <= most_words else None
     if not question.factual:
         return None
     first = lead(_undotted(text))
