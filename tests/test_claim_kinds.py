@@ -1,20 +1,20 @@
 """Claims of every common kind: yes/no polarity, multiple-choice options, numbers, negations, descriptors.
 
 First the issue's own cases, then real SmolLM2-135M-Instruct answers committed with hand labels
-(`bench/smol_corpus.py --kind ...` wrote them; the labels, one per answer, were written after reading
-them: the polarity, the option, or the entity said; `?` where an answer says none). Each kind is split:
-`tuned` sets were read while the rules were written; `tuned2` sets were held out for the first version
-of the rules, measured, then read to revise them (`yesno-tuned3`, held out for the second version, was
-read for the third, `yesno-tuned4` held out for the third and read for the fourth, `yesno-tuned5` held out
-for the fourth and read for the fifth, `yesno-tuned6` held out for the fifth and read for the sixth,
-`factual-tuned3` held out for the first short-factual rules and read for the names rule, `factual-tuned4` held
-out for the names rule and the answering clause and read for the subject rule, `factual-tuned5` held out
-for the subject rule and read for the people's adjective, `numeric-tuned` held out for every rule before it
-and read for the numbers revision); `heldout` sets were written and labelled
-before the last revision and never used to change a rule (`choice-heldout2` after it, as the first
-multiple-choice held-out set had no miss left to show a change). The tests assert rates
-over all labelled pairs of a set, with a margin below what was measured (BENCHMARKS.md has the numbers):
-answers with one label in one cluster, answers with different labels in different clusters.
+(`bench/smol_corpus.py --kind ...` wrote them; the labels, one per answer, were written after reading them:
+the polarity, the option, the number or the entity said; `?` where an answer says none). Each kind is split:
+`tuned` sets were read while the rules were written; `tuned2` sets were held out for the first version of the
+rules, measured, then read to revise them (`yesno-tuned3`, held out for the second version, was read for the
+third, `yesno-tuned4` held out for the third and read for the fourth, `yesno-tuned5` held out for the fourth
+and read for the fifth, `yesno-tuned6` held out for the fifth and read for the sixth, `factual-tuned3` held
+out for the first short-factual rules and read for the names rule, `factual-tuned4` held out for the names
+rule and the answering clause and read for the subject rule, `factual-tuned5` held out for the subject rule
+and read for the people's adjective, `numeric-tuned` held out for every rule before it and read for the
+numbers revision); `heldout` sets were written and labelled before the last revision and never used to change
+a rule (`choice-heldout2` after it, as the first multiple-choice held-out set had no miss left to show a
+change). The tests assert rates over all labelled pairs of a set, with a margin below what was measured
+(BENCHMARKS.md has the numbers): answers with one label in one cluster, answers with different labels in
+different clusters.
 """
 
 from __future__ import annotations
