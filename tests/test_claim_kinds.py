@@ -140,7 +140,7 @@ def groups(question: str, texts: list[str]) -> list[list[int]]:
     ("What is 7 times 8?", ["One of the answers is 56.", "56", "1"], [[0, 1], [2]]),
     # a result the question said; a long answer's first sentence; a number after a leading circumstance
     ("What is 81 divided by 9?", ["81 divided by 9 equals 9.", "9", "81 divided by 9 equals 9 with a remainder of 2",
-                                  "2"], [[0, 1, 2], [3]]),
+                                  "2", "81 / 9 = 81 / 9. The answer is 2."], [[0, 1, 2], [3, 4]]),
     ("How many hours are in a day?", [
         "It's easy to get lost in the numbers, but it's actually just 24. So, a day is approximately 8640 hours and "
         "315 minutes, which is a lot of time to spend thinking about clocks, calendars and the turning of the earth.",

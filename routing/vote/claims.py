@@ -57,6 +57,10 @@ _CIRCUMSTANCE = re.compile(r"\s*(?:at|in|on|by|after|before|within|over|for|duri
 """A sentence's leading circumstance ("At 100 degrees Fahrenheit, ...", "In 12 months, ...")."""
 
 
+_OPERATION = re.compile(r"[+*/×÷^]|\s-\s|\b(?:plus|minus|times|divided|multiplied)\b", re.I)
+"""A calculation still to be done ("= 7 * 8"): no result yet."""
+
+
 def _numeric_claim(text: str, q: Question) -> frozenset[str] | None:
     """For a question that asks for a number: in the first sentence that gives one the question did not
     already say, the number given for the question's unit ("7 days"), else the first such number; the
@@ -70,7 +74,7 @@ def _numeric_claim(text: str, q: Question) -> frozenset[str] | None:
         parts = re.split(r"=|\bequals?\b", sentence)
         result = parts[-1]  # "7 + 3 = 10": what follows the last "="
         given = [t for t in words(result) if is_number(t)]
-        if len(parts) > 1 and given and q.unit is None:
+        if len(parts) > 1 and given and q.unit is None and not _OPERATION.search(result):
             return frozenset({given[0]})
         tokens = words(result) if given else words(sentence)
         found = [i for i, t in enumerate(tokens) if is_number(t) and not q.asks(t)]
