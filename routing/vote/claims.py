@@ -94,8 +94,10 @@ def lead_claim(text: str, question: Question, most_words: int) -> frozenset[str]
     `most_words` words and the claim is names or numbers ("The discovery of penicillin by Alexander Fleming
     is a tale in itself, ..." -> {alexander, fleming}), or where its first clause says what its subject is in
     the question's words ("The U.S. dollar is the most widely accepted currency in the world and ..." ->
-    {dollar}, `_subject`); else None ("There are many ways to ..." is no claim: the first sentence of a long
-    explanation is often the same words around different answers)."""
+    {dollar}, `_subject`); to a numeric question, the number its first sentence gives, where that has at most
+    `most_words` words ("It's easy to get lost in the numbers, but it's actually just 24. So, ..."); else None
+    ("There are many ways to ..." is no claim: the first sentence of a long explanation is often the same words
+    around different answers)."""
     if question.numeric:  # "It's easy to get lost in the numbers, but it's actually just 24. So, ..."
         first = lead(text)
         return _numeric_claim(first, question) if len(first.split()) <= most_words else None
