@@ -55,7 +55,24 @@ min-answers = 1
 GOOD = {"id": "u", "object": "chat.completion", "created": 1, "model": "x",
         "choices": [{"index": 0, "message": {"role": "assistant", "content": "Paris"}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}
+STREAMED = b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in [
+    {"id": "u", "object": "chat.completion.chunk", "created": 1, "model": "x",
+     "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Paris"}, "finish_reason": None}]},
+    {"id": "u", "object": "chat.completion.chunk", "created": 1, "model": "x",
+     "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}]) + b"data: [DONE]\n\n"
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+def _upstream(request: httpx.Request) -> httpx.Response:
+    """A good answer in the shape asked for: a stream to a streamed request (the fuzzer's `stream: true` then
+    tests Shenron's stream, not an upstream that ignored it, which is a 502, `tests/test_malformed_upstreams`)."""
+    try:
+        streamed = json.loads(request.content).get("stream") is True
+    except (ValueError, AttributeError):
+        streamed = False
+    if streamed:
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=STREAMED)
+    return httpx.Response(200, json=GOOD)
 
 scalars = (st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False, allow_infinity=False)
            | st.text(max_size=8))
@@ -81,7 +98,7 @@ def client() -> Iterator[tuple[TestClient[Any], respx.MockRouter]]:
     with respx.mock(assert_all_called=False) as mock:
         for host in ("goku", "vegeta", "piccolo"):
             mock.get(f"http://{host}.test/v1/models").respond(json={"data": []})
-            mock.post(f"http://{host}.test/v1/chat/completions").respond(json=GOOD)
+            mock.post(f"http://{host}.test/v1/chat/completions").mock(side_effect=_upstream)
         with TestClient(create_app(config.parse(CONFIG))) as c:
             yield c, mock
 
