@@ -55,23 +55,23 @@ min-answers = 1
 GOOD = {"id": "u", "object": "chat.completion", "created": 1, "model": "x",
         "choices": [{"index": 0, "message": {"role": "assistant", "content": "Paris"}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}
-STREAMED = b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in [
-    {"id": "u", "object": "chat.completion.chunk", "created": 1, "model": "x",
-     "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Paris"}, "finish_reason": None}]},
-    {"id": "u", "object": "chat.completion.chunk", "created": 1, "model": "x",
-     "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}]) + b"data: [DONE]\n\n"
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 
 
 def _upstream(request: httpx.Request) -> httpx.Response:
-    """A good answer in the shape asked for: a stream to a streamed request (the fuzzer's `stream: true` then
-    tests Shenron's stream, not an upstream that ignored it, which is a 502, `tests/test_malformed_upstreams`)."""
+    """A good answer in the shape asked for: a stream to a streamed request, so the fuzzer's `stream: true`
+    tests Shenron's stream (an upstream that answers a stream with a whole JSON answer is a 502:
+    `test_a_stream_answered_whole_is_the_member_s_failure`)."""
     try:
         streamed = json.loads(request.content).get("stream") is True
     except (ValueError, AttributeError):
         streamed = False
     if streamed:
-        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=STREAMED)
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=_sse(
+            {"id": "u", "object": "chat.completion.chunk", "created": 1, "model": "x",
+             "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Paris"}, "finish_reason": None}]},
+            {"id": "u", "object": "chat.completion.chunk", "created": 1, "model": "x",
+             "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}))
     return httpx.Response(200, json=GOOD)
 
 scalars = (st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False, allow_infinity=False)
@@ -260,3 +260,11 @@ def test_a_stream_of_only_done_falls_back(client: tuple[TestClient[Any], respx.M
                                              "messages": [{"role": "user", "content": "?"}]})
     assert r.status_code == 502
     assert "stream ended without an answer" in r.json()["error"]["message"]
+
+
+def test_a_stream_answered_whole_is_the_member_s_failure(client: tuple[TestClient[Any], respx.MockRouter]) -> None:
+    c, mock = client
+    mock.post("http://goku.test/v1/chat/completions").respond(json=GOOD)  # the whole answer, to a stream request
+    r = c.post("/v1/chat/completions", json={"model": "ultra-instinct", "stream": True,
+                                             "messages": [{"role": "user", "content": "?"}]})
+    assert r.status_code == 502 and "goku" in r.json()["error"]["message"], r.text
