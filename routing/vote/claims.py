@@ -73,10 +73,12 @@ def _numeric_claim(text: str, q: Question) -> frozenset[str] | None:
             sentence = sentence[m.end():]
         parts = re.split(r"=|\bequals?\b", sentence)
         result = parts[-1]  # "7 + 3 = 10": what follows the last "="
-        given = [t for t in words(result) if is_number(t)]
+        tokens = words(result)
+        given = [t for t in tokens if is_number(t)]
         if len(parts) > 1 and given and q.unit is None and not _OPERATION.search(result):
             return frozenset({given[0]})
-        tokens = words(result) if given else words(sentence)
+        if not given:
+            tokens = words(sentence)
         found = [i for i, t in enumerate(tokens) if is_number(t) and not q.asks(t)]
         if not found:
             continue

@@ -186,11 +186,11 @@ DEMONYMS = {"irish": "ireland", "french": "france", "dutch": "netherlands", "swi
 
 
 NATIONALITIES = frozenset("""
-american british english french german italian spanish dutch greek roman chinese japanese indian russian irish
-scottish welsh swedish norwegian danish finnish polish swiss austrian portuguese brazilian mexican canadian
-australian egyptian african european asian korean turkish arab arabic persian thai vietnamese israeli belgian
-hungarian czech ukrainian argentine argentinian chilean peruvian cuban nigerian kenyan
-""".split())
+american german italian spanish greek roman chinese japanese indian russian swedish norwegian austrian
+portuguese brazilian mexican canadian australian egyptian african european asian korean turkish arab arabic
+persian thai vietnamese israeli belgian hungarian czech ukrainian argentine argentinian chilean peruvian cuban
+nigerian kenyan
+""".split()) | frozenset(DEMONYMS)
 """Adjectives of a people or place ("a Dutch painter"): before a noun they say what kind, not which one."""
 
 
