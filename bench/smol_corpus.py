@@ -184,13 +184,32 @@ KINDS: dict[str, list[str]] = {
         "What is the tallest mountain in the world?", "Which element has the atomic number 1?",
         "What is the capital of Ireland?", "Who painted The Starry Night?",
     ],
-    # held out: written and labelled before the revision read on `factual-tuned5`, never used to change a rule
-    "factual-heldout": [
+    # held out for the people's adjective (read on `factual-tuned5`), then read for the next revision
+    "factual-tuned6": [
         "What is the capital of Chile?", "What is the capital of Thailand?", "What is the capital of Austria?",
         "Who wrote War and Peace?", "What is the chemical symbol for carbon?", "What is the largest continent?",
         "What is the smallest ocean?", "What language is spoken in Japan?", "Who invented the light bulb?",
         "What is the currency of China?", "What is the coldest continent?", "Which planet is known for its rings?",
         "What is the capital of Finland?", "Who composed the Fifth Symphony?",
+    ],
+    # answered and labelled as a held-out set, but its clusters were printed while its labels were checked, so
+    # read with `factual-tuned6` for the next revision instead
+    "factual-tuned7": [
+        "What is the capital of Hungary?", "What is the capital of Vietnam?", "What is the capital of Denmark?",
+        "Who wrote Don Quixote?", "What is the chemical symbol for potassium?", "What is the largest country?",
+        "What is the hottest planet?", "What language is spoken in Mexico?", "Who invented the printing press?",
+        "What is the currency of Russia?", "What is the largest lake in Africa?",
+        "Which planet is closest to the Sun?", "What is the capital of Colombia?", "Who painted The Last Supper?",
+    ],
+    # held out: written and labelled before the revision read on `factual-tuned6` and `factual-tuned7`, never used
+    # to change a rule
+    "factual-heldout": [
+        "What is the capital of Belgium?", "What is the capital of Morocco?", "What is the capital of Cuba?",
+        "Who wrote Moby Dick?", "What is the chemical symbol for copper?", "What is the largest island?",
+        "What is the biggest planet in our solar system?", "What language is spoken in Portugal?",
+        "Who invented the airplane?", "What is the currency of Switzerland?", "What is the deepest ocean?",
+        "Which planet is known as the Morning Star?", "What is the capital of New Zealand?",
+        "Who sculpted David?",
     ],
 }
 
