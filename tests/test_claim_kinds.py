@@ -143,6 +143,20 @@ def groups(question: str, texts: list[str]) -> list[list[int]]:
     # a result the question said; a long answer's first sentence; a number after a leading circumstance
     ("What is 81 divided by 9?", ["81 divided by 9 equals 9.", "9", "81 divided by 9 equals 9 with a remainder of 2",
                                   "2", "81 / 9 = 81 / 9. The answer is 2."], [[0, 1, 2], [3, 4]]),
+    # a leading circumstance passed over; a sentence that restates the question, however long; a heading that
+    # ends on what was asked; a year is no answer to "Who ...?"
+    ("What language is spoken in Japan?", ['In Japanese, the language is called "Nepa".', "In Japan, the official "
+                                           "language is Japanese.", "Japanese"], [[0], [1, 2]]),
+    ("What is the coldest continent?", [
+        "The coldest continent is Antarctica, but it's worth mentioning that the Antarctic ice sheet itself can reach "
+        "temperatures of -28°C (-4°F), making it one of the most inhospitable environments on Earth.", "Antarctica",
+        "The coldest continent is Australia, but it's worth mentioning that its deserts can reach temperatures of "
+        "-28°C (-4°F), making it one of the most inhospitable environments on Earth."], [[0, 1], [2]]),
+    ("Which planet is known for its rings?", ["The Red Planet: Europa", "The planet known for its rings is Europa.",
+                                              "Saturn"], [[0, 1], [2]]),
+    ("Who wrote Don Quixote?", ["Don Quixote is a classic novel by the 19th-century Spanish author Don Quixote de la "
+                                "Vergara.", "The story of the 19th-century French author, Javier de la Torre.",
+                                "Miguel de Cervantes wrote it in 1605.", "Cervantes"], [[0], [1], [2, 3]]),
     ("How many hours are in a day?", [
         "It's easy to get lost in the numbers, but it's actually just 24. So, a day is approximately 8640 hours and "
         "315 minutes, which is a lot of time to spend thinking about clocks, calendars and the turning of the earth.",
@@ -193,8 +207,8 @@ def rates(kind: str) -> tuple[float, float]:
     # the answering clause, 45/61 before the subject rule)
     ("factual-tuned5", 0.8, 0.9),  # 54/62, 38/39 (held out at first: 47/62, 37/39 before the subject rule; 54/62,
     # 37/39 before the people's adjective)
-    ("factual-tuned6", 0.8, 0.9),  # 45/52, 53/56 (held out for the people's adjective, unmoved by it)
-    ("factual-tuned7", 0.6, 0.9),  # 34/51, 61/63 (answered and labelled as a held-out set, then read)
+    ("factual-tuned6", 0.85, 0.9),  # 50/52, 56/56 (held out for the people's adjective, unmoved by it: 45/52, 53/56)
+    ("factual-tuned7", 0.65, 0.9),  # 37/51, 63/63 (answered and labelled as a held-out set, then read: 34/51, 61/63)
     ("factual-heldout", 0.8, 0.9),  # 29/33, 53/54 (labelled before the revision read on `factual-tuned6` and 7)
     ("numeric-tuned", 0.9, 0.9),  # 22/22, 41/43 (held out for every rule before it: 20/22, 38/43 then)
     ("numeric-heldout", 0.9, 0.9),  # 11/11, 59/59 (labelled before the revision read on `numeric-tuned`; the same)

@@ -107,12 +107,22 @@ def lead_claim(text: str, question: Question, most_words: int) -> frozenset[str]
         return None
     first = lead(_undotted(text))
     said = claim(text, question)
-    if not said or said - {NEGATED} == _subject(words(CLAUSE.split(first)[0]), question):
+    opening = CLAUSE.split(first)[0]
+    if not said or said - {NEGATED} == _subject(words(opening), question):
         return said
-    if len(first.split()) > most_words:
+    restated = _restated(words(opening), question)
+    if len(first.split()) > most_words and not restated:
         return None
-    shown = {norm(t) for t in TOKEN.findall(first) if t[:1].isupper() or is_number(t)}
+    shown = {norm(t) for t in TOKEN.findall(opening if restated else first) if t[:1].isupper() or is_number(t)}
     return said if {p for w in said - {NEGATED} for p in w.split("-")} <= shown else None
+
+
+def _restated(tokens: list[str], question: Question) -> bool:
+    """Whether a clause's subject is the question's own words ("The coldest continent is Antarctica, but ..."):
+    what follows its verb is the answer, however long the sentence goes on."""
+    cop = next((i for i, t in enumerate(tokens) if t in COPULAS), 0)
+    subject = [w for w in tokens[:cop] if w not in FILLER]
+    return bool(subject) and all(question.asks(w) for w in subject)
 
 
 def claim(text: str, question: Question = NO_QUESTION) -> frozenset[str] | None:
@@ -121,15 +131,36 @@ def claim(text: str, question: Question = NO_QUESTION) -> frozenset[str] | None:
     something new (to a factual question, the subject of a clause that says it is the kind of thing asked:
     "Italian is a Romance language ..."; else only its numbers, when it has some; else only its names, when
     a question is known and the clause names something; its descriptors only when it says nothing else; what
-    a clause ending on what was asked sets beside it: "its currency, the yen"), marked NEGATED when that
-    clause negates it; None when nothing is new."""
+    a clause ending on what was asked sets beside it: "its currency, the yen"; to a "who" question, names before
+    numbers; past a leading circumstance, "In Japan, ...", or a heading that ends on what was asked, "The Red
+    Planet: Europa"), marked NEGATED when that clause negates it; None when nothing is new."""
     if question.numeric and (number := _numeric_claim(text, question)):
         return number
     if question.polar and (said := polarity(text, question)):
         return POLARITY[said]
     if question.options and (letter := option(text, question)):
         return frozenset({f"option-{letter.lower()}"})
-    return _claim(_undotted(text), question)
+    text = _undotted(text)
+    if question.factual and (m := _LEADING.match(text) or _titled(text, question)) \
+            and (rest := _claim(text[m.end():], question)):
+        return rest  # "In Japanese, the language is called Nepa" -> {nepa}; "The Red Planet: Europa" -> {europa}
+    return _claim(text, question)
+
+
+_TITLE = re.compile(r"\s*((?:[^\W\d_][\w'-]*\s+){0,3}[^\W\d_][\w'-]*)\s*:")
+"""A heading of at most four words before a colon ("The Red Planet: Europa")."""
+
+
+def _titled(text: str, question: Question) -> re.Match[str] | None:
+    """An answer's heading that ends on what was asked ("The Red Planet: Europa" to "Which planet is known for
+    its rings?"): it says what kind of thing follows, not which."""
+    m = _TITLE.match(text)
+    last = words(m.group(1))[-1] if m else ""
+    return m if last not in FILLER and question.asks(last) else None
+
+
+_LEADING = re.compile(r"\s*(?:at|in|on|by|after|before|within|over|for|during)\b[^,.!?;:\n]*,", re.I)
+"""An answer's leading circumstance, within its first sentence ("In Japan, the official language is ...")."""
 
 
 def _undotted(text: str) -> str:
@@ -157,11 +188,13 @@ def _claim(text: str, question: Question) -> frozenset[str] | None:
         else:
             numbers = frozenset(w for w in content if is_number(w))
             named = None
-            if question.words and not numbers:
+            person = question.factual and "who" in question.words  # a year is no answer to "Who ...?"
+            if question.words and (person or not numbers):
                 named = _named(clause, content, question)
-                if not named and (beside := _apposed(tokens, [c for _, c in clauses[i + 1:i + 2]], question)):
+                if not named and not numbers and \
+                        (beside := _apposed(tokens, [c for _, c in clauses[i + 1:i + 2]], question)):
                     return beside  # "Japan is known for its strong currency, the yen."
-            specific = numbers or named or (content - DESCRIPTORS)
+            specific = (named or numbers if person else numbers or named) or (content - DESCRIPTORS)
             if not specific:  # "France's Capital City": what kind of thing, not which; the next clause may say
                 fallback = fallback or content
                 continue
