@@ -194,7 +194,7 @@ def _claim(text: str, question: Question) -> frozenset[str] | None:
                 if not named and not numbers and \
                         (beside := _apposed(tokens, [c for _, c in clauses[i + 1:i + 2]], question)):
                     return beside  # "Japan is known for its strong currency, the yen."
-            specific = (named or numbers if person else numbers or named) or (content - DESCRIPTORS)
+            specific = ((named or numbers) if person else (numbers or named)) or (content - DESCRIPTORS)
             if not specific:  # "France's Capital City": what kind of thing, not which; the next clause may say
                 fallback = fallback or content
                 continue
