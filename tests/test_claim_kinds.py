@@ -154,6 +154,10 @@ def groups(question: str, texts: list[str]) -> list[list[int]]:
         "-28°C (-4°F), making it one of the most inhospitable environments on Earth."], [[0, 1], [2]]),
     ("Which planet is known for its rings?", ["The Red Planet: Europa", "The planet known for its rings is Europa.",
                                               "Saturn"], [[0, 1], [2]]),
+    # ...but a circumstance that is all the answer says is its claim, and a negation after one is still a negation
+    ("Where is the Eiffel Tower?", ["In Paris, of course.", "Paris", "In London, of course."], [[0, 1], [2]]),
+    ("What is the capital of France?", ["Capital: Paris", "Paris", "In fact, it is not Paris.", "In short, Lyon."],
+     [[0, 1], [2], [3]]),
     ("Who wrote Don Quixote?", ["Don Quixote is a classic novel by the 19th-century Spanish author Don Quixote de la "
                                 "Vergara.", "The story of the 19th-century French author, Javier de la Torre.",
                                 "Miguel de Cervantes wrote it in 1605.", "Cervantes"], [[0], [1], [2, 3]]),
