@@ -154,6 +154,11 @@ def groups(question: str, texts: list[str]) -> list[list[int]]:
         "-28°C (-4°F), making it one of the most inhospitable environments on Earth."], [[0, 1], [2]]),
     ("Which planet is known for its rings?", ["The Red Planet: Europa", "The planet known for its rings is Europa.",
                                               "Saturn"], [[0, 1], [2]]),
+    # a form of the question's name before the kind asked says the question again, but names a language
+    ("What is the capital of Hungary?", ["Hungarian capital, Budapest.", "The capital of Hungary is Budapest.",
+                                         "The Hungarian capital is Debrecen."], [[0, 1], [2]]),
+    ("What language is spoken in Japan?", ["The Japanese language.", "Japanese", "The Korean language."],
+     [[0, 1], [2]]),
     # ...but a circumstance that is all the answer says is its claim, and a negation after one is still a negation
     ("Where is the Eiffel Tower?", ["In Paris, of course.", "Paris", "In London, of course."], [[0, 1], [2]]),
     ("What is the capital of France?", ["Capital: Paris", "Paris", "In fact, it is not Paris.", "In short, Lyon."],
@@ -209,10 +214,10 @@ def rates(kind: str) -> tuple[float, float]:
     ("factual-tuned3", 0.85, 0.95),  # 44/46, 34/34 (held out at first: 30/46; 38/46 before the answering clause)
     ("factual-tuned4", 0.9, 0.95),  # 61/61, 44/44 (held out at first: 31/61 before the names rule, 42/61 before
     # the answering clause, 45/61 before the subject rule)
-    ("factual-tuned5", 0.8, 0.9),  # 54/62, 38/39 (held out at first: 47/62, 37/39 before the subject rule; 54/62,
-    # 37/39 before the people's adjective)
+    ("factual-tuned5", 0.85, 0.9),  # 58/62, 38/39 (held out at first: 47/62, 37/39 before the subject rule; 54/62,
+    # 37/39 before the people's adjective; 54/62 before the restating form)
     ("factual-tuned6", 0.85, 0.9),  # 50/52, 56/56 (held out for the people's adjective, unmoved by it: 45/52, 53/56)
-    ("factual-tuned7", 0.65, 0.9),  # 37/51, 63/63 (answered and labelled as a held-out set, then read: 34/51, 61/63)
+    ("factual-tuned7", 0.7, 0.9),  # 40/51, 63/63 (answered and labelled as a held-out set, then read: 34/51, 61/63)
     ("factual-heldout", 0.8, 0.9),  # 29/33, 53/54 (labelled before the revision read on `factual-tuned6` and 7)
     ("numeric-tuned", 0.9, 0.9),  # 22/22, 41/43 (held out for every rule before it: 20/22, 38/43 then)
     ("numeric-heldout", 0.9, 0.9),  # 11/11, 59/59 (labelled before the revision read on `numeric-tuned`; the same)

@@ -181,6 +181,8 @@ def _claim(text: str, question: Question) -> frozenset[str] | None:
     for i, (k, clause) in enumerate(clauses):
         tokens = words(clause)
         content = frozenset(w for w in tokens if w not in FILLER and not question.asks(w))
+        if question.names and content:
+            content -= _restating(tokens, question)
         if not content:
             continue
         if question.factual and (subject := _subject(tokens, question)):
@@ -202,6 +204,14 @@ def _claim(text: str, question: Question) -> frozenset[str] | None:
             clause, specific = later  # "Nederland, the capital of Norway is Oslo." -> {oslo}
         return specific | {NEGATED} if negated([t.lower() for t in TOKEN.findall(clause)]) else specific
     return fallback
+
+
+def _restating(tokens: list[str], question: Question) -> set[str]:
+    """A form of one of the question's names before the kind of thing it asks for says the question again
+    ("Hungarian capital, Budapest." to "What is the capital of Hungary?"), unless the kind is a language, which
+    that form names ("the Japanese language")."""
+    return {a for a, b in itertools.pairwise(tokens) if b in DESCRIPTORS and b != "language" and question.asks(b)
+            and not question.asks(a) and any(same_name(a, n) for n in question.names)}
 
 
 def _speaks(tokens: list[str], question: Question) -> bool:
