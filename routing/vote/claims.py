@@ -26,7 +26,6 @@ from routing.vote.question import (
     names_in,
     negated,
     norm,
-    same_name,
     words,
 )
 
@@ -53,8 +52,9 @@ POLARITY = {"yes": frozenset({"yes"}), "no": frozenset({"no"})}
 """A yes/no question's claims: the polarity alone (`yes` and `no` are filler words, so never any other claim)."""
 
 
-_CIRCUMSTANCE = re.compile(r"\s*(?:at|in|on|by|after|before|within|over|for|during)\b[^,]*,", re.I)
-"""A sentence's leading circumstance ("At 100 degrees Fahrenheit, ...", "In 12 months, ...")."""
+_CIRCUMSTANCE = re.compile(r"\s*(?:at|in|on|by|after|before|within|over|for|during)\b(?:[^,.!?;:\n]|\.(?=\d))*,", re.I)
+"""A sentence's leading circumstance, within that sentence ("At 100 degrees Fahrenheit, ...", "In 12 months, ...",
+"In Japan, the official language is ...")."""
 
 
 _OPERATION = re.compile(r"[+*/×÷^]|\s-\s|\b(?:plus|minus|times|divided|multiplied)\b", re.I)
@@ -108,19 +108,25 @@ def lead_claim(text: str, question: Question, most_words: int) -> frozenset[str]
     first = lead(_undotted(text))
     said = claim(text, question)
     opening = CLAUSE.split(first)[0]
-    if not said or said - {NEGATED} == _subject(words(opening), question):
+    opening_words = words(opening)
+    if not said or said - {NEGATED} == _subject(opening_words, question):
         return said
-    restated = _restated(words(opening), question)
+    restated = _restated(opening_words, question)
     if len(first.split()) > most_words and not restated:
         return None
     shown = {norm(t) for t in TOKEN.findall(opening if restated else first) if t[:1].isupper() or is_number(t)}
     return said if {p for w in said - {NEGATED} for p in w.split("-")} <= shown else None
 
 
+def _copula(tokens: list[str]) -> int:
+    """Where a clause's first "is" (are, was, were) stands; 0 where it has none (or starts with one)."""
+    return next((i for i, t in enumerate(tokens) if t in COPULAS), 0)
+
+
 def _restated(tokens: list[str], question: Question) -> bool:
     """Whether a clause's subject is the question's own words ("The coldest continent is Antarctica, but ..."):
     what follows its verb is the answer, however long the sentence goes on."""
-    cop = next((i for i, t in enumerate(tokens) if t in COPULAS), 0)
+    cop = _copula(tokens)
     subject = [w for w in tokens[:cop] if w not in FILLER]
     return bool(subject) and all(question.asks(w) for w in subject)
 
@@ -141,7 +147,7 @@ def claim(text: str, question: Question = NO_QUESTION) -> frozenset[str] | None:
     if question.options and (letter := option(text, question)):
         return frozenset({f"option-{letter.lower()}"})
     text = _undotted(text)
-    if question.factual and (m := _LEADING.match(text) or _titled(text, question)) \
+    if question.factual and (m := _CIRCUMSTANCE.match(text) or _titled(text, question)) \
             and (rest := _claim(text[m.end():], question)):
         return rest  # "In Japanese, the language is called Nepa" -> {nepa}; "The Red Planet: Europa" -> {europa}
     return _claim(text, question)
@@ -159,10 +165,6 @@ def _titled(text: str, question: Question) -> re.Match[str] | None:
     return m if last not in FILLER and question.asks(last) else None
 
 
-_LEADING = re.compile(r"\s*(?:at|in|on|by|after|before|within|over|for|during)\b[^,.!?;:\n]*,", re.I)
-"""An answer's leading circumstance, within its first sentence ("In Japan, the official language is ...")."""
-
-
 def _undotted(text: str) -> str:
     return _DOTTED.sub(lambda m: m.group(0).replace(".", ""), text)
 
@@ -176,6 +178,7 @@ COPULAS = frozenset({"is", "are", "was", "were"})
 
 def _claim(text: str, question: Question) -> frozenset[str] | None:
     fallback: frozenset[str] | None = None
+    person = question.factual and "who" in question.words  # a year is no answer to "Who ...?"
     clauses = [(k, c) for k, s in enumerate(SENTENCE.split(text.replace("*", " ").replace("_", " ")))
                for c in CLAUSE.split(s)]
     for i, (k, clause) in enumerate(clauses):
@@ -190,7 +193,6 @@ def _claim(text: str, question: Question) -> frozenset[str] | None:
         else:
             numbers = frozenset(w for w in content if is_number(w))
             named = None
-            person = question.factual and "who" in question.words  # a year is no answer to "Who ...?"
             if question.words and (person or not numbers):
                 named = _named(clause, content, question)
                 if not named and not numbers and \
@@ -211,21 +213,20 @@ def _restating(tokens: list[str], question: Question) -> set[str]:
     ("Hungarian capital, Budapest." to "What is the capital of Hungary?"), unless the kind is a language, which
     that form names ("the Japanese language")."""
     return {a for a, b in itertools.pairwise(tokens) if b in DESCRIPTORS and b != "language" and question.asks(b)
-            and not question.asks(a) and any(same_name(a, n) for n in question.names)}
+            and not question.asks(a) and question.name_form(a)}
 
 
 def _speaks(tokens: list[str], question: Question) -> bool:
     """Whether a clause says a word of the question's own (not a filler word), or a form of one of its names
     ("Italian" to a question about Italy)."""
-    return any(question.asks(w) or (question.names and any(same_name(w, n) for n in question.names))
-               for w in tokens if w not in FILLER)
+    return any(question.asks(w) or question.name_form(w) for w in tokens if w not in FILLER)
 
 
 def _subject(tokens: list[str], question: Question) -> frozenset[str] | None:
     """A clause that says its subject is the kind of thing asked ("Italian is a Romance language spoken in
     Italy" to "What language is spoken in Italy?", "The U.S. dollar is the most widely accepted currency"): the
     subject's new words (at most three, no number), else None."""
-    cop = next((i for i, t in enumerate(tokens) if t in COPULAS), 0)
+    cop = _copula(tokens)
     if not cop:
         return None
     new = frozenset(w for w in tokens[:cop] if w not in FILLER and not question.asks(w)) - DESCRIPTORS

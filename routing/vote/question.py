@@ -121,6 +121,10 @@ class Question:
             else frozenset()
         return cls(ws, numeric, norm(m.group(1)) if m else None, polar, options, names, kind, factual)
 
+    def name_form(self, token: str) -> bool:
+        """Whether a word is a form of one of the question's names ("Italian", "Hungarian" to Italy, Hungary)."""
+        return any(same_name(token, n) for n in self.names)
+
     def asks(self, token: str) -> bool:
         """The question already says it (a number whatever its sign: "9 minus 3" says 3 and -3)."""
         return token in self.words or token.lstrip("+-") in self.words
