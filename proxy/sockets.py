@@ -37,23 +37,21 @@ class Coalesced:
     before the rest is made. On loopback a send is about as much CPU as the rest of a small response's
     bytes. What waits is what one turn wrote, for at most that turn."""
 
-    __slots__ = ("_held", "_loop", "_paired", "_transport", "_turn")
+    __slots__ = ("_held", "_loop", "_paired", "_transport")
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
         self._loop = loop
         self._held: list[bytes] | None = None
-        self._turn = False
-        """A flush is due at the end of this loop turn."""
+        """What waits for the turn's second write or its end; None with `_paired` unset: no write this turn."""
         self._paired = False
         """This turn's first two writes have left."""
 
     def write(self, data: bytes) -> None:
-        if not self._turn:
-            self._turn, self._paired = True, False
-            self._loop.call_soon(self.flush)
         held = self._held
         if held is None:
+            if not self._paired:  # the turn's first write: it ends with a flush
+                self._loop.call_soon(self.flush)
             self._held = [data]
         elif not self._paired:
             self._held, self._paired = None, True
@@ -62,7 +60,7 @@ class Coalesced:
             held.append(data)
 
     def flush(self) -> None:
-        self._turn = False
+        self._paired = False
         held, self._held = self._held, None
         if held is not None and not self._transport.is_closing():
             self._transport.write(held[0] if len(held) == 1 else b"".join(held))
