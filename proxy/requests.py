@@ -2,17 +2,24 @@
 
 Everything the client sent is kept and forwarded, unknown fields too (vendor extras
 arrive through `extra_body`); only Shenron's own `shenron` object is taken out.
+
+A chat client's body is read by `read_chat`: its messages straight into typed structs by msgspec (in C, one
+pass), the rest as JSON; a body that does not fit that shape exactly (an unknown key in a message, a
+wrong type, no messages) is read the general way, field by field, which says what is wrong. Both ways give
+the same request (tests/test_body_checks.py holds them equal), so only the cost differs: a coding agent's
+64 KB turn was 0.3 ms of Python before a byte went upstream.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from routing import wire
 from routing.errors import InvalidRequest
-from routing.request import Request
+from routing.request import CalledTool, ContentPart, Json, Message, Request
 from routing.strategies import Call
 
 _decode = msgspec.json.Decoder().decode
@@ -185,17 +192,113 @@ def decode(raw: bytes) -> dict[str, Any]:
 
 def parse_chat(raw: bytes) -> Call:
     """Decode and check a /v1/chat/completions body; raises InvalidRequest naming the field."""
-    return call_of(decode(raw))
+    return read_chat(raw)[1]
 
 
-def call_of(body: dict[str, Any]) -> Call:
-    """Check a chat completions body (a client's, or one a dialect translated) and make it a Call."""
+def read_chat(raw: bytes) -> tuple[Json, Call]:
+    """A chat completions body as the client sent it (its messages left out where they were read typed) and
+    its Call; InvalidRequest naming the field, as `call_of(decode(raw))` says it."""
+    typed = _typed(raw)
+    if typed is None:
+        body = decode(raw)
+        return body, call_of(body)
+    body, messages, said = typed
+    call = call_of(body, messages)
+    call.request.said(said)
+    return body, call
+
+
+class _Function(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+    arguments: str = ""
+
+
+class _ToolCall(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    id: str | UnsetType = UNSET
+    type: str = "function"
+    function: _Function
+
+
+class _Part(msgspec.Struct, forbid_unknown_fields=True):
+    type: str
+    text: str | UnsetType = UNSET
+    image_url: dict[str, Any] | UnsetType = UNSET
+
+
+class _Message(msgspec.Struct, forbid_unknown_fields=True):
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[_Part] | None = None
+    name: str | UnsetType = UNSET
+    tool_calls: list[_ToolCall] | UnsetType = UNSET
+    tool_call_id: str | UnsetType = UNSET
+    reasoning_content: str | UnsetType = UNSET
+
+
+# The shapes above are the chat API's, so their JSON is what `Message.chat()` writes: a field that is absent
+# (UNSET) is left out, as a None one is there. An explicit null where `chat()` would leave the key out, an
+# empty tool call type (`chat()` writes "function") and any key of a message's own are not read typed.
+_top = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
+_typed_messages = msgspec.json.Decoder(list[_Message]).decode
+_encode_typed = msgspec.json.Encoder().encode
+_SPOKEN = frozenset({"user", "system", "developer"})
+"""Roles whose message must have content."""
+IMAGE_DEPTH = 5
+"""How deep a message part's `image_url` object sits in a body (body, messages, message, content, part)."""
+
+
+def _opt(v: Any) -> Any:
+    return None if v is UNSET else v
+
+
+def _typed(raw: bytes) -> tuple[Json, list[Message], bytes] | None:
+    """The body without its messages, its messages, and their JSON as `Message.chat()` writes it, when they
+    are what `_messages` passes and `Message.of` reads with nothing kept aside; else None."""
+    try:
+        top = _top(raw)
+        typed = _typed_messages(top.pop("messages"))
+        body = {k: _decode(v) for k, v in top.items()}
+    except (msgspec.DecodeError, KeyError, RecursionError):  # (a ValidationError is a DecodeError)
+        return None
+    if not typed:
+        return None
+    deep = len(raw) > 8192 or raw.count(b"{") + raw.count(b"[") > MAX_DEPTH  # as `decode`
+    messages = []
+    for m in typed:
+        content: Any = m.content
+        if content is None:
+            if m.role in _SPOKEN:
+                return None
+        elif type(content) is list:
+            for p in content:
+                if (p.text is UNSET and p.type == "text") or (p.image_url is UNSET and p.type == "image_url"):
+                    return None
+                if deep and p.image_url is not UNSET and _depth(p.image_url, MAX_DEPTH - IMAGE_DEPTH):
+                    return None
+            content = [ContentPart(p.type, _opt(p.text), _opt(p.image_url)) for p in content]
+        calls = None
+        if m.tool_calls is not UNSET:
+            calls = []
+            for c in m.tool_calls:
+                if not c.type:
+                    return None
+                calls.append(CalledTool(_opt(c.id), c.function.name, c.function.arguments, c.type))
+        messages.append(Message(m.role, content, _opt(m.name), calls, _opt(m.tool_call_id),
+                                _opt(m.reasoning_content)))
+    if deep and _depth(body, MAX_DEPTH):
+        return None
+    return body, messages, _encode_typed(typed)
+
+
+def call_of(body: dict[str, Any], messages: list[Message] | None = None) -> Call:
+    """Check a chat completions body (a client's, or one a dialect translated) and make it a Call (`messages`:
+    its messages already read and checked by `read_chat`, and not in `body`)."""
     model = body.get("model")
     if model is None:
         raise _bad("Missing required parameter: 'model'.", "model", "missing_required_parameter")
     if not isinstance(model, str) or not model:
         raise _bad("Invalid type for 'model': expected a non-empty string.", "model", "invalid_type")
-    _messages(body.get("messages"))
+    if messages is None:
+        _messages(body.get("messages"))
     stream = body.get("stream", False)
     if stream is not None and not isinstance(stream, bool):
         raise _bad(f"Invalid type for 'stream': expected a boolean, got {_short(stream)}.", "stream", "invalid_type")
@@ -217,6 +320,6 @@ def call_of(body: dict[str, Any]) -> Call:
     if extras is not None and not isinstance(extras, dict):
         raise _bad("Invalid type for 'shenron': expected an object.", "shenron", "invalid_type")
     extras = {k: v for k, v in (extras or {}).items() if not k.startswith("_")}  # internal markers stay internal
-    return Call(request=Request.of(body), model=model, stream=bool(stream),
+    return Call(request=Request.of(body, messages), model=model, stream=bool(stream),
                 include_usage=bool(options and options.get("include_usage")),
                 id=wire.new_id(), created=wire.now(), extras=extras)

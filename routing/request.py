@@ -162,8 +162,9 @@ class Request(msgspec.Struct, omit_defaults=True, kw_only=True, dict=True):
     to Anthropic backends with their own, never to others."""
 
     @classmethod
-    def of(cls, body: Json) -> Request:
-        """From a chat completions body already checked at the edge; `model` and delivery are the call's."""
+    def of(cls, body: Json, messages: list[Message] | None = None) -> Request:
+        """From a chat completions body already checked at the edge; `model` and delivery are the call's
+        (`messages`: the body's, already read, where it holds none)."""
         known, extra = {}, {}
         for k, v in body.items():  # the body's few keys, not every field the request could have
             if k in _FIELDS:
@@ -171,12 +172,13 @@ class Request(msgspec.Struct, omit_defaults=True, kw_only=True, dict=True):
                     known[k] = v
             elif k not in _NOT_EXTRA:
                 extra[k] = v
-        known["messages"] = [Message.of(m) for m in body["messages"]]
+        known["messages"] = [Message.of(m) for m in body["messages"]] if messages is None else messages
         return cls(**known, extra=extra)
 
-    def chat(self) -> Json:
-        """The chat completions body (without `model` and delivery): the OpenAI kind's wire."""
-        out: Json = {**self.extra, "messages": [m.chat() for m in self.messages]}
+    def chat(self, messages: Any = None) -> Json:
+        """The chat completions body (without `model` and delivery): the OpenAI kind's wire (`messages`: their
+        JSON already written, as `wire` has it)."""
+        out: Json = {**self.extra, "messages": [m.chat() for m in self.messages] if messages is None else messages}
         for key in FIELDS[1:]:
             value = getattr(self, key)
             if value is not None:
@@ -187,8 +189,14 @@ class Request(msgspec.Struct, omit_defaults=True, kw_only=True, dict=True):
         """`chat()` as JSON, encoded once: a council's members and a model's fallbacks send the same body."""
         out: bytes | None = self.__dict__.get("_wire")
         if out is None:
-            out = self.__dict__["_wire"] = _encode(self.chat())
+            said: bytes | None = self.__dict__.get("_said")
+            out = self.__dict__["_wire"] = _encode(self.chat(None if said is None else msgspec.Raw(said)))
         return out
+
+    def said(self, messages: bytes) -> None:
+        """The messages' JSON as `chat()` writes it, known already (the edge read them typed): `wire` puts it in
+        as it is. Like `wire`'s own, it is this instance's: `msgspec.structs.replace` does not carry it."""
+        self.__dict__["_said"] = messages
 
     def plain(self, messages: list[Message], *, keep: tuple[str, ...] = ()) -> Request:
         """The request for an inner text call (a judge, a chairman, a critic): the same sampling, these

@@ -49,7 +49,7 @@ class Context:
         self.state = state
         self.key_id = key_id
         self.body: Json = {}
-        """The client's own body, as it sent it."""
+        """The client's own body, as it sent it (chat's without its messages: `call` has them, read typed)."""
         self.call: Call
         """The engine's request, once `prepare`d and checked."""
         self.extra: Json = {}
