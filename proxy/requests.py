@@ -246,10 +246,6 @@ IMAGE_DEPTH = 5
 """How deep a message part's `image_url` object sits in a body (body, messages, message, content, part)."""
 
 
-def _opt(v: Any) -> Any:
-    return None if v is UNSET else v
-
-
 def _typed(raw: bytes) -> tuple[Json, list[Message], bytes] | None:
     """The body without its messages, its messages, and their JSON as `Message.chat()` writes it, when they
     are what `_messages` passes and `Message.of` reads with nothing kept aside; else None."""
@@ -274,16 +270,19 @@ def _typed(raw: bytes) -> tuple[Json, list[Message], bytes] | None:
                     return None
                 if deep and p.image_url is not UNSET and _depth(p.image_url, MAX_DEPTH - IMAGE_DEPTH):
                     return None
-            content = [ContentPart(p.type, _opt(p.text), _opt(p.image_url)) for p in content]
+            content = [ContentPart(p.type, None if p.text is UNSET else p.text,
+                                   None if p.image_url is UNSET else p.image_url) for p in content]
         calls = None
         if m.tool_calls is not UNSET:
             calls = []
             for c in m.tool_calls:
                 if not c.type:
                     return None
-                calls.append(CalledTool(_opt(c.id), c.function.name, c.function.arguments, c.type))
-        messages.append(Message(m.role, content, _opt(m.name), calls, _opt(m.tool_call_id),
-                                _opt(m.reasoning_content)))
+                calls.append(CalledTool(None if c.id is UNSET else c.id, c.function.name, c.function.arguments,
+                                        c.type))
+        messages.append(Message(m.role, content, None if m.name is UNSET else m.name, calls,
+                                None if m.tool_call_id is UNSET else m.tool_call_id,
+                                None if m.reasoning_content is UNSET else m.reasoning_content))
     if deep and _depth(body, MAX_DEPTH):
         return None
     return body, messages, _encode_typed(typed)
