@@ -17,6 +17,9 @@ leaves the ledger's rows unwritten, whose batches depend on timing too; `--no-pr
 health once an hour, not every two seconds: a probe round's cost is per second, not per request, and under
 callgrind, fifty times slower, it lands in the difference between two runs.
 
+`--body FILE` sends a chat request of your own instead of two short messages (its `model` and `stream` set
+by the mode): a coding agent's long turn, whose messages and tools are most of what the edge reads.
+
 It prints the CPU (process time, all threads) per request. `--calls` counts the Python calls per request
 (cProfile; the same for the same code whatever the machine is doing, but for a council with early
 decision, whose votes depend on how its answers land). `--profile FILE` saves cProfile's stats. Under
@@ -120,8 +123,9 @@ async def run(a: argparse.Namespace, upstream: str) -> None:
     lifespan = asyncio.create_task(inner({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}},  # type: ignore[arg-type]
                                          life.get, lifespan_send))
     await started.wait()
-    body = json.dumps({"model": MODELS[a.mode], "stream": a.mode == "stream", "messages": [
-        {"role": "system", "content": "You are terse."}, {"role": "user", "content": "ping"}]}).encode()
+    asked: dict[str, Any] = json.loads(Path(a.body).read_text()) if a.body else {"messages": [
+        {"role": "system", "content": "You are terse."}, {"role": "user", "content": "ping"}]}
+    body = json.dumps({**asked, "model": MODELS[a.mode], "stream": a.mode == "stream"}).encode()
     scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "raw_path": b"/v1/chat/completions",
              "query_string": b"", "root_path": "", "scheme": "http", "http_version": "1.1",
              "asgi": {"version": "3.0", "spec_version": "2.3"}, "client": ("127.0.0.1", 5555),
@@ -189,6 +193,8 @@ def main() -> None:
     ap.add_argument("--no-ledger", dest="ledger", action="store_false",
                     help="rows are not written (to compare code paths: how many rows one SQLite batch takes "
                          "depends on timing, and under callgrind each row is a batch of its own)")
+    ap.add_argument("--body", help="a chat request's JSON to send instead of two short messages (its model and "
+                    "stream are set by --mode): a coding agent's long turn, say")
     ap.add_argument("--calls", action="store_true", help="count Python calls per request (cProfile)")
     ap.add_argument("--profile", help="save cProfile's stats here")
     a = ap.parse_args()
