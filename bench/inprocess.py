@@ -126,7 +126,7 @@ async def run(a: argparse.Namespace, upstream: str) -> None:
     asked: dict[str, Any] = json.loads(Path(a.body).read_text()) if a.body else {"messages": [
         {"role": "system", "content": "You are terse."}, {"role": "user", "content": "ping"}]}
     body = json.dumps({**asked, "model": MODELS[a.mode], "stream": a.mode == "stream"}).encode()
-    scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "raw_path": b"/v1/chat/completions",
+    scope = {"type": "http", "method": "POST", "path": a.path, "raw_path": a.path.encode(),
              "query_string": b"", "root_path": "", "scheme": "http", "http_version": "1.1",
              "asgi": {"version": "3.0", "spec_version": "2.3"}, "client": ("127.0.0.1", 5555),
              "server": ("127.0.0.1", 8000), "headers": [(b"host", b"x"), (b"content-type", b"application/json"),
@@ -195,6 +195,8 @@ def main() -> None:
                          "depends on timing, and under callgrind each row is a batch of its own)")
     ap.add_argument("--body", help="a chat request's JSON to send instead of two short messages (its model and "
                     "stream are set by --mode): a coding agent's long turn, say")
+    ap.add_argument("--path", default="/v1/chat/completions",
+                    help="where to send it: /v1/messages or /v1/responses take a --body in their own dialect")
     ap.add_argument("--calls", action="store_true", help="count Python calls per request (cProfile)")
     ap.add_argument("--profile", help="save cProfile's stats here")
     a = ap.parse_args()
