@@ -7,7 +7,7 @@ A chat client's body is read by `read_chat`: its messages straight into typed st
 pass), the rest as JSON; a body that does not fit that shape exactly (an unknown key in a message, a
 wrong type, no messages) is read the general way, field by field, which says what is wrong. Both ways give
 the same request (tests/test_body_checks.py holds them equal), so only the cost differs: a coding agent's
-64 KB turn was 0.3 ms of Python before a byte went upstream.
+64 KB turn (bench/agent_turn.py) took 0.2 ms of Python to read and write upstream the general way, 0.13 so.
 """
 
 from __future__ import annotations
