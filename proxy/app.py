@@ -19,7 +19,7 @@ from litestar.datastructures import State
 from litestar.params import FromPath
 from litestar.types import ASGIApp
 
-from proxy import accesslog, errors, fastpath, passthrough, serve
+from proxy import accesslog, errors, fastpath, passthrough, requests, serve
 from proxy import status as status_page
 from proxy.accounting import Books
 from proxy.auth import Forbidden, Gate, Unauthorized, allows
@@ -232,6 +232,7 @@ def create_app(cfg: Config, drain: Drain | None = None) -> Litestar:
             tasks = [asyncio.create_task(router.refresh_forever(cfg.server.models_refresh_s)),
                      asyncio.create_task(router.watch_forever())]
             drain.install()
+            requests.warm()  # the body decoders' types, built before the first request rather than in it
             gc.collect()
             gc.freeze()  # what start-up made lives as long as the process: the collector need not walk it again
             try:

@@ -12,6 +12,8 @@ the same request (tests/test_body_checks.py holds them equal), so only the cost 
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any, Literal
 
 import msgspec
@@ -173,8 +175,33 @@ def _types(body: dict[str, Any]) -> None:
                    "top_logprobs")
 
 
+SHALLOW = 12
+"""Nesting that msgspec checks as it decodes, in C: a body whose containers sit at most SHALLOW - 1 levels below
+it (nearly all: a coding agent's tool schemas reach about eight) needs no walk for MAX_DEPTH (`_depth`)."""
+
+
+@functools.cache
+def _shallow() -> tuple[Callable[[bytes], Any], Callable[[bytes], dict[str, Any]]]:
+    """Decoders of a body's field and of a body (an object) whose containers are at most SHALLOW - 1 levels below
+    the body: a ValidationError for deeper ones (and for numbers out of a double's range), which are then read
+    the general way. A type per level; built on first use (about 30 ms; each level more doubles it)."""
+    kind: Any = None | bool | int | float | str
+    for _ in range(SHALLOW - 1):
+        kind = None | bool | int | float | str | list[kind] | dict[str, kind]
+    return msgspec.json.Decoder(kind).decode, msgspec.json.Decoder(dict[str, kind]).decode
+
+
+def warm() -> None:
+    """Build what the first request would otherwise wait for (`_shallow`'s decoders)."""
+    _shallow()
+
+
 def decode(raw: bytes) -> dict[str, Any]:
     """A request body as a JSON object, or InvalidRequest saying why not (every dialect's first step)."""
+    try:
+        return _shallow()[1](raw)  # an object, and shallow: nothing to walk (else read and said below)
+    except (msgspec.DecodeError, RecursionError):
+        pass
     try:
         body = _decode(raw)
     except msgspec.DecodeError as e:
@@ -252,7 +279,13 @@ def _typed(raw: bytes) -> tuple[Json, list[Message], bytes] | None:
     try:
         top = _top(raw)
         typed = _typed_messages(top.pop("messages"))
-        body = {k: _decode(v) for k, v in top.items()}
+        field = _shallow()[0]
+        try:
+            body = {k: field(v) for k, v in top.items()}
+            walk = False
+        except msgspec.ValidationError:  # a field nesting deeper than SHALLOW (or a number out of range)
+            body = {k: _decode(v) for k, v in top.items()}
+            walk = True
     except (msgspec.DecodeError, KeyError, RecursionError):  # (a ValidationError is a DecodeError)
         return None
     if not typed:
@@ -283,7 +316,7 @@ def _typed(raw: bytes) -> tuple[Json, list[Message], bytes] | None:
         messages.append(Message(m.role, content, None if m.name is UNSET else m.name, calls,
                                 None if m.tool_call_id is UNSET else m.tool_call_id,
                                 None if m.reasoning_content is UNSET else m.reasoning_content))
-    if deep and _depth(body, MAX_DEPTH):
+    if deep and walk and _depth(body, MAX_DEPTH):
         return None
     return body, messages, _encode_typed(typed)
 

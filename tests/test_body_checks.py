@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy.requests import MAX_DEPTH, _depth, _typed, call_of, decode, read_chat
+from proxy.requests import MAX_DEPTH, SHALLOW, _depth, _shallow, _typed, call_of, decode, read_chat
 from routing.errors import InvalidRequest
 
 
@@ -210,3 +211,27 @@ def test_a_plain_conversation_is_read_typed() -> None:
     assert _typed(raw) is not None
     fast, general = _read_both(raw)
     assert fast == general
+
+
+deep_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+                           | st.text(max_size=3),
+                           lambda inner: st.lists(inner, min_size=1, max_size=2)
+                           | st.dictionaries(st.text(max_size=2), inner, min_size=1, max_size=2), max_leaves=30)
+
+
+@settings(max_examples=800, deadline=None)
+@given(value=st.dictionaries(st.text(max_size=2), deep_values, max_size=3), wrap=st.integers(0, SHALLOW + 2))
+def test_the_shallow_decoder_reads_what_the_general_one_does_or_refuses(value: dict[str, Any], wrap: int) -> None:
+    """What msgspec's typed decoder takes without a walk is decoded exactly as the general decoder does, nests
+    SHALLOW levels at most (the body one of them: far below MAX_DEPTH), and is everything that nests no deeper
+    (numbers within a double's range)."""
+    for _ in range(wrap):
+        value = {"w": [value]} if wrap % 2 else {"w": value}
+    raw = json.dumps(value).encode()
+    try:
+        got = _shallow()[1](raw)
+    except msgspec.ValidationError:
+        assert depth(value) > SHALLOW
+        return
+    assert depth(value) <= SHALLOW
+    assert json.dumps(got) == json.dumps(decode(raw)) == raw.decode()  # ints stay ints, floats floats
