@@ -50,7 +50,7 @@ class Within:
     """`async with Within(seconds):` raises TimeoutError out of the block when `seconds` passed while it ran
     (then cancelled at the await it was in), exactly as `asyncio.timeout(seconds)`, TICK late at most."""
 
-    __slots__ = ("_cancelling", "_exact", "_expired", "_task", "seconds", "when")
+    __slots__ = ("_cancelling", "_deadlines", "_exact", "_expired", "_task", "seconds", "when")
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
@@ -63,9 +63,10 @@ class Within:
             self._exact = asyncio.timeout(self.seconds)
             await self._exact.__aenter__()
             return self
-        loop = asyncio.get_running_loop()
+        # the loop from the task: Python 3.11's get_running_loop asks the OS for the pid, a system call each time
         task = asyncio.current_task()
         assert task is not None
+        loop = task.get_loop()
         self._task, self._cancelling = task, task.cancelling()
         self.when = loop.time() + self.seconds
         deadlines = _loops.get(loop)
@@ -74,6 +75,7 @@ class Within:
                 del _loops[old]
             deadlines = _loops[loop] = _Deadlines(loop)
         deadlines.add(self)
+        self._deadlines = deadlines
         return self
 
     def expired(self) -> bool:
@@ -89,9 +91,7 @@ class Within:
         if self._exact is not None:
             await self._exact.__aexit__(typ, exc, tb)
             return
-        deadlines = _loops.get(asyncio.get_running_loop())
-        if deadlines is not None:
-            deadlines.armed.discard(self)
+        self._deadlines.armed.discard(self)
         # as asyncio.Timeout: the cancellation this deadline made is taken back whatever ended the block
         if self._expired and self._task.uncancel() <= self._cancelling and typ is asyncio.CancelledError:
             raise TimeoutError from exc

@@ -68,7 +68,8 @@ async def fan_out(
     """
     timer = Timer()
     order = {name: i for i, name in enumerate(calls)}
-    tasks: dict[asyncio.Task[T], str] = {asyncio.create_task(call()): name for name, call in calls.items()}
+    loop = asyncio.get_running_loop()  # once: Python 3.11 asks the OS for the pid on every call of it
+    tasks: dict[asyncio.Task[T], str] = {loop.create_task(call()): name for name, call in calls.items()}
     pending = set(tasks)
     result: FanOut[T] = FanOut()
     # One callback a task and one deadline for the whole wait, not `asyncio.wait` after every arrival (a

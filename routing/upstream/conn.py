@@ -43,6 +43,7 @@ class Conn(asyncio.Protocol):
         self._buffered = 0
         self.paused = False
         self._more = asyncio.Event()
+        self._loop = asyncio.get_running_loop()  # made by its loop's create_connection; asked once, not per send
         self.complete = False
         self.reusable = False
         self._error: Exception | None = None
@@ -99,7 +100,7 @@ class Conn(asyncio.Protocol):
         self._more.clear()
         self.complete = self.reusable = False
         self._error = None
-        self._head = asyncio.get_running_loop().create_future()
+        self._head = self._loop.create_future()
         if self.closed or self.transport is None or self.transport.is_closing():
             self._head.set_exception(httpx.RemoteProtocolError("the pooled connection was closed"))
             return self._head
