@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """CPU per request of a coding agent's turn (bench/agent_turn.py, 64 KB) and of a two-message request, through
-Shenron (as a user runs it: the ledger, metrics and an access log to a file) and through TensorZero's and NeMo
-Switchyard's Rust gateways, in one run. A benchmark, not a test: it prints what it measured and judges nothing.
+Shenron (as a user runs it: the ledger, metrics and an access log to a file), through TensorZero's and NeMo
+Switchyard's Rust gateways, and through nginx's proxy_pass (the floor: it reads nothing of the body), in one
+run. A benchmark, not a test: it prints what it measured and judges nothing.
 
     python3 bench/agent_peers.py --shenron .venv/bin/python --anchors ANCHORS [--dur 4]
     python3 bench/agent_peers.py --shenron before=/tmp/v1/bin/python --shenron after=.venv/bin/python ...
@@ -144,11 +145,19 @@ def main() -> None:
         return start([str(anchors), str(tmp / "sy.py")], tmp / "sy.log", {"MOCK_KEY": "x", "RUST_LOG": "warn"}), \
             "/v1/chat/completions", "plain", {"authorization": "Bearer x"}
 
+    def nginx(port: int) -> tuple[subprocess.Popen[bytes], str, str, dict[str, str]]:
+        conf = (STUB.parent / "nginx-passthrough.conf").read_text().replace("__PORT__", str(port)).replace(
+            "__UPSTREAM_PORT__", str(uport))
+        (tmp / "nginx").mkdir()
+        (tmp / "nginx" / "nginx.conf").write_text(conf)
+        return start(["nginx", "-p", f"{tmp}/nginx/", "-e", f"{tmp}/nginx/error.log", "-c",
+                      f"{tmp}/nginx/nginx.conf"], tmp / "nginx.log"), "/v1/chat/completions", "mock", {}
+
     rows = []
     try:
         builds = [s.split("=", 1) if "=" in s else ["shenron", s] for s in a.shenron]
-        for name, fn in [*((label, shenron(python, label)) for label, python in builds), ("tensorzero", tensorzero),
-                         ("switchyard", switchyard)]:
+        for name, fn in [("nginx", nginx), *((label, shenron(python, label)) for label, python in builds),
+                         ("tensorzero", tensorzero), ("switchyard", switchyard)]:
             port = free_port()
             proc, path, model, headers = fn(port)
             if "#" in path:
