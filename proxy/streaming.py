@@ -106,6 +106,8 @@ async def relay(iterator: AsyncIterable[bytes | str], send: Send, receive: Recei
             if start is not None:
                 await send(start)
                 start = None
+            if not chunk:  # an event that says nothing in this dialect (usage the client did not ask for)
+                continue
             await send({"type": "http.response.body", "body": chunk if isinstance(chunk, bytes)
                         else chunk.encode(encoding), "more_body": True})
         if start is not None:

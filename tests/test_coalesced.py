@@ -159,3 +159,24 @@ async def test_a_stream_s_frames_made_in_one_loop_turn_leave_in_two_sends() -> N
     assert t.writes[0].startswith(b"HTTP/1.1 200 OK") and t.writes[0].endswith(b"data: text\n\n\r\n")
     assert t.writes[1].startswith(b"e\r\ndata: finish") and t.writes[1].endswith(b"data: [DONE]\n\n\r\n0\r\n\r\n")
     assert t.writes[1].index(b"data: finish") < t.writes[1].index(b"data: usage") < t.writes[1].index(b"[DONE]")
+
+
+async def test_a_frame_that_says_nothing_is_not_sent() -> None:
+    """A stream's events that write nothing in the client's dialect (chat's usage, when the client did not ask
+    for it) cost no ASGI message and no write: the head and the frames that say something, then the end."""
+    async def frames() -> Any:
+        for f in (b"", b"data: 1\n\n", b"", b"data: [DONE]\n\n"):
+            yield f
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(m: dict[str, Any]) -> None:
+        sent.append(m)
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.Event().wait()
+        return {}
+
+    await relay(frames(), send, receive, head={"type": "http.response.start", "status": 200, "headers": []})
+    assert [m.get("body") for m in sent] == [None, b"data: 1\n\n", b"data: [DONE]\n\n", b""]
+    assert sent[-1]["more_body"] is False
