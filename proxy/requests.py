@@ -192,6 +192,11 @@ def _shallow() -> tuple[Callable[[bytes], Any], Callable[[bytes], dict[str, Any]
     return msgspec.json.Decoder(kind).decode, msgspec.json.Decoder(dict[str, kind]).decode
 
 
+def _maybe_deep(raw: bytes) -> bool:
+    """Whether a body could nest MAX_DEPTH deep at all (a small one with fewer brackets cannot)."""
+    return len(raw) > 8192 or raw.count(b"{") + raw.count(b"[") > MAX_DEPTH
+
+
 def warm() -> None:
     """Build what the first request would otherwise wait for (`_shallow`'s decoders)."""
     _shallow()
@@ -210,8 +215,7 @@ def decode(raw: bytes) -> dict[str, Any]:
                    "invalid_json") from None
     except RecursionError:
         body = None
-    maybe_deep = len(raw) > 8192 or raw.count(b"{") + raw.count(b"[") > MAX_DEPTH  # (fewer brackets cannot)
-    if body is None or (isinstance(body, dict) and maybe_deep and _depth(body, MAX_DEPTH)):
+    if body is None or (isinstance(body, dict) and _maybe_deep(raw) and _depth(body, MAX_DEPTH)):
         raise _bad(f"The JSON body nests objects and arrays more than {MAX_DEPTH} deep.", None, "too_deep")
     if not isinstance(body, dict):
         raise _bad("The request body must be a JSON object.", None, "invalid_type")
@@ -280,6 +284,8 @@ def _typed(raw: bytes) -> tuple[Json, list[Message], bytes] | None:
     try:
         top = _top(raw)
         typed = _typed_messages(top.pop("messages"))
+        if not typed:
+            return None
         field = _shallow()[0]
         try:
             body = {k: field(v) for k, v in top.items()}
@@ -289,9 +295,7 @@ def _typed(raw: bytes) -> tuple[Json, list[Message], bytes] | None:
             walk = True
     except (msgspec.DecodeError, KeyError, RecursionError):  # (a ValidationError is a DecodeError)
         return None
-    if not typed:
-        return None
-    deep = len(raw) > 8192 or raw.count(b"{") + raw.count(b"[") > MAX_DEPTH  # as `decode`
+    deep = _maybe_deep(raw)
     messages = []
     for m in typed:
         content: Any = m.content

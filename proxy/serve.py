@@ -17,7 +17,6 @@ from proxy import cache, errors
 from proxy.accounting import Books, Ticket
 from proxy.auth import Gate, allows
 from proxy.dialects import Context, Dialect, Writer
-from proxy.requests import call_of, decode, read_chat
 from proxy.streaming import EventStream, left_of, watched
 from routing import session
 from routing.core import CouncilReport, Event, Report, Result, replay_result
@@ -80,12 +79,7 @@ async def respond(state: State, headers: Mapping[str, str], body: Callable[[], A
     async with books.ticket(log) as (t, calls):
         t.principal = await gate.principal(credentials(headers))
         ctx = Context(state, t.principal.key_id)
-        if dialect.name == "chat":  # the engine's own shape: its messages read typed, at once
-            ctx.body, call = read_chat(await body())
-        else:
-            ctx.body = decode(await body())
-            call = call_of(await dialect.prepare(ctx.body, ctx))
-        ctx.call = call
+        call = ctx.call = await dialect.read(await body(), ctx)
         call.request.session = session.key_of(headers, ctx.body)
         call.request.betas = betas_of(headers.get("anthropic-beta"))
         t.session = session.shown(call.request.session)

@@ -1,7 +1,7 @@
 """Dialects: the request and answer shapes clients speak, each converted at the edge.
 
-A dialect turns its request body into the engine's request (`prepare`: a chat completions body
-for now), the engine's typed answer (`routing.core.Result`) into its own (`answer`), and the
+A dialect turns its request body into the engine's request (`read`: chat's straight into it, the others
+through a chat completions body), the engine's typed answer (`routing.core.Result`) into its own (`answer`), and the
 engine's typed events into its own stream (`writer`). Errors reach the client in the dialect's
 own envelope.
 """
@@ -27,8 +27,9 @@ class Writer(Protocol):
 class Dialect(Protocol):
     name: str
 
-    async def prepare(self, body: Json, ctx: Context) -> Json:
-        """The chat completions body for the engine (InvalidRequest when the body is wrong)."""
+    async def read(self, raw: bytes, ctx: Context) -> Call:
+        """The engine's request from the body's bytes, the body kept in `ctx.body` (InvalidRequest when it is
+        wrong)."""
         ...
 
     def answer(self, result: Result, ctx: Context) -> Json: ...
@@ -51,9 +52,9 @@ class Context:
         self.body: Json = {}
         """The client's own body, as it sent it (chat's without its messages: `call` has them, read typed)."""
         self.call: Call
-        """The engine's request, once `prepare`d and checked."""
+        """The engine's request, once `read` and checked."""
         self.extra: Json = {}
-        """What the dialect keeps for itself between `prepare` and the answer."""
+        """What the dialect keeps for itself between `read` and the answer."""
         self.final: Json | None = None
         """The dialect's whole answer, once known (streamed answers are assembled by the writer)."""
 

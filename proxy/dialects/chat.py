@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 
 from proxy.dialects import Context
+from proxy.requests import read_chat
 from routing.core import (
     Answer,
     Event,
@@ -29,6 +30,7 @@ from routing.core import (
     UsageEvent,
 )
 from routing.request import Json
+from routing.strategies import Call
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
@@ -179,8 +181,9 @@ class ChatWriter:
 class Chat:
     name = "chat"
 
-    async def prepare(self, body: Json, ctx: Context) -> Json:
-        return body
+    async def read(self, raw: bytes, ctx: Context) -> Call:
+        ctx.body, call = read_chat(raw)  # the engine's own shape: its messages read typed, at once
+        return call
 
     def answer(self, result: Result, ctx: Context) -> Json:
         c = ctx.call

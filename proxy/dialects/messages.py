@@ -16,6 +16,7 @@ import msgspec
 
 from proxy.dialects import Context
 from proxy.dialects.messages_request import noted, to_chat
+from proxy.requests import call_of, decode
 from routing.core import (
     Event,
     Finish,
@@ -28,6 +29,7 @@ from routing.core import (
     UsageEvent,
 )
 from routing.request import Json, Request
+from routing.strategies import Call
 from routing.tokens import ZERO, Usage, estimate_tokens
 from routing.wire import prompt_text
 
@@ -178,8 +180,9 @@ class MessagesWriter:
 class Messages:
     name = "messages"
 
-    async def prepare(self, body: Json, ctx: Context) -> Json:
-        return to_chat(body)
+    async def read(self, raw: bytes, ctx: Context) -> Call:
+        ctx.body = decode(raw)
+        return call_of(to_chat(ctx.body))
 
     def answer(self, result: Result, ctx: Context) -> Json:
         return to_message(result, str(ctx.body.get("model")), ctx.body)

@@ -17,6 +17,7 @@ import msgspec
 
 from proxy.dialects import Context
 from proxy.dialects.responses_request import USED, Tools, bad, new_id, to_chat
+from proxy.requests import call_of, decode
 from routing.core import (
     Event,
     Finish,
@@ -29,6 +30,7 @@ from routing.core import (
     UsageEvent,
 )
 from routing.request import Json
+from routing.strategies import Call
 from routing.tokens import ZERO, Usage
 
 _encode = msgspec.json.Encoder().encode
@@ -317,7 +319,8 @@ class ResponsesWriter:
 class Responses:
     name = "responses"
 
-    async def prepare(self, body: Json, ctx: Context) -> Json:
+    async def read(self, raw: bytes, ctx: Context) -> Call:
+        body = ctx.body = decode(raw)
         if ctx.state.router.cfg.store.keep_responses == "never":
             body["store"] = False  # the operator keeps no conversations: the answer says so, and nothing is kept
         history: list[Json] = []
@@ -334,7 +337,7 @@ class Responses:
             history = _decode(stored)["messages"]
         chat, conversation, tools = to_chat(body, history)
         ctx.extra = {"turn": Turn(body, tools), "conversation": conversation}
-        return chat
+        return call_of(chat)
 
     def answer(self, result: Result, ctx: Context) -> Json:
         return to_response(result, ctx.extra["turn"])
