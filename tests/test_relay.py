@@ -29,9 +29,13 @@ ID, CREATED, MODEL = "chatcmpl-ours", 1796000000, "ultra-instinct"
 
 
 def _frame(delta: dict[str, Any] | None, finish: str | None = None, *, spaced: bool = False, created: int = 1700000000,
-           extra: dict[str, Any] | None = None, choices: list[Any] | None = None) -> bytes:
-    chunk: dict[str, Any] = {"id": "chatcmpl-up", "object": "chat.completion.chunk", "created": created,
-                             "model": "smollm2", **(extra or {})}
+           extra: dict[str, Any] | None = None, choices: list[Any] | None = None, between: dict[str, Any] | None = None,
+           choices_first: bool = False) -> bytes:
+    """One chunk as a server writes it (`between`: fields between its `created` and `model`; `choices_first`:
+    llama.cpp's order, the choices before the identity)."""
+    chunk: dict[str, Any] = {"choices": None} if choices_first else {}
+    chunk |= {"id": "chatcmpl-up", "object": "chat.completion.chunk", "created": created, **(between or {}),
+              "model": "smollm2", **(extra or {})}
     chunk["choices"] = choices if choices is not None else [
         {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
     sep = (", ", ": ") if spaced else (",", ":")
@@ -54,6 +58,13 @@ STREAMS: dict[str, list[bytes]] = {
     "created changes mid-stream": [_frame({"role": "assistant", "content": "Par"}),
                                    _frame({"content": "is"}, created=17000000001),
                                    _frame({"content": "!"}, created=1700000000), _frame({}, "stop")],
+    "a field that changes between the identity's keys": [
+        _frame({"role": "assistant", "content": "Par"}, between={"trace": 1}),
+        _frame({"content": "is"}, between={"trace": 22}), _frame({}, "stop", between={"trace": 333})],
+    "choices first, as llama.cpp writes": [
+        _frame({"role": "assistant", "content": "Par"}, choices_first=True, extra={"system_fingerprint": "b1"}),
+        _frame({"content": "is"}, choices_first=True, extra={"system_fingerprint": "b1"}),
+        _frame({}, "stop", choices_first=True, extra={"system_fingerprint": "b1"})],
     "tool calls and logprobs between text": [
         _frame({"role": "assistant", "content": "Let me"}),
         _frame(None, choices=[{"index": 0, "delta": {"content": " see"}, "finish_reason": None,
@@ -193,3 +204,25 @@ def test_the_chunks_of_one_read_checked_at_once_are_plain_exactly_when_each_is_p
     would relay, or nothing (then each is read alone, as before)."""
     payloads = [POOL[i] for i in picks]
     assert answers.plain_all(payloads, started) == _one_by_one(payloads, started)
+
+
+@pytest.mark.parametrize("name", ["compact, role first", "spaced, no role chunk, fingerprint",
+                                  "a field that changes between the identity's keys",
+                                  "choices first, as llama.cpp writes"])
+def test_relayed_frames_are_the_upstream_s_bytes_with_only_the_identity_swapped(name: str) -> None:
+    """Whether the identity is swapped as one span, spelling by spelling or (for a read of one frame) in one
+    frame: nothing else of the upstream's bytes changes, its spacing and its other fields included."""
+    frames = STREAMS[name]
+    read = Reader("smol", OpenAIBackend._events(None), True)  # type: ignore[arg-type]
+    events: list[Event] = []
+    read(b"".join(frames), events)
+    relayed = [e for e in events if isinstance(e, RawChunk)]
+    assert relayed, "the plain frames were relayed"
+    w = ChatWriter(id=ID, created=CREATED, model=MODEL, include_usage=False)
+    for e in relayed:
+        out = w.event(e)
+        sep = b": " if b'"id": ' in e.data else b":"
+        back = out.replace(b'"id":"%s"' % ID.encode(), b'"id"%s"chatcmpl-up"' % sep) \
+            .replace(b'"model":"%s"' % MODEL.encode(), b'"model"%s"smollm2"' % sep) \
+            .replace(b'"created":%d' % CREATED, b'"created"%s1700000000' % sep)  # ours are written compact
+        assert back == e.data

@@ -74,8 +74,10 @@ class ChatWriter:
         self.finished: set[int] = set()
         self.broken = False
         self._swaps: tuple[bytes, ...] | None = None
-        """For relayed chunks: the upstream's `id`, `model` and `created` as its bytes spell them, each
-        followed by ours; empty when they cannot be swapped in place (then the chunk is re-encoded)."""
+        """For relayed chunks: the span of the first chunk from the first to the last of the upstream's `id`,
+        `model` and `created` (what lies between is the same in every chunk of a stream: `"object"`, a
+        fingerprint), then each of the three as its bytes spell them, each followed by ours; empty when they
+        cannot be swapped in place (then the chunk is re-encoded)."""
 
     def _frame(self, choices: list[Json], **more: Any) -> bytes:
         chunk: Json = {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
@@ -104,8 +106,13 @@ class ChatWriter:
         if s is None:
             s = self._swaps = self._swaps_for(data[6:data.index(b"\n\n")])
         self.started.add(0)
-        if s:  # split and joined: one search pass a spelling, where count and replace took three
-            for theirs, ours in ((s[0], s[1]), (s[2], s[3]), (s[4], s[5])):
+        if s:
+            # The span in one split and join, where it is the same in every frame (one search pass, and a
+            # long needle is searched faster than a short one); else each spelling in turn.
+            parts = data.split(s[0])
+            if len(parts) == n + 1:
+                return s[1].join(parts)
+            for theirs, ours in ((s[2], s[3]), (s[4], s[5]), (s[6], s[7])):
                 parts = data.split(theirs)
                 if len(parts) != n + 1:
                     break
@@ -129,17 +136,23 @@ class ChatWriter:
                 or not isinstance(up[1], str) or type(up[2]) is not int):
             return ()
         out: list[bytes] = []
-        for key, theirs, ours in ((b"id", up[0], self.id), (b"model", up[1], self.model),
-                                  (b"created", up[2], self.created)):
+        at: list[int] = []
+        for key, theirs, ours, ends in ((b"id", up[0], self.id, (b"",)), (b"model", up[1], self.model, (b"",)),
+                                        (b"created", up[2], self.created, (b",", b"}"))):
             value = _encode(theirs)
-            spelt = [b'"%s":%s%s%s' % (key, sep, value, end) for sep in (b"", b" ")
-                     for end in ((b"",) if isinstance(theirs, str) else (b",", b"}"))]
-            found = next((x for x in spelt if data.find(x) >= 0), None)  # not `in`: see sse.py
-            if found is None:
+            for found in (b'"%s":%s%s%s' % (key, sep, value, end) for sep in (b"", b" ") for end in ends):
+                where = data.find(found)  # not `in`: see sse.py
+                if where >= 0:
+                    break
+            else:
                 return ()
-            end = b"" if isinstance(theirs, str) else found[-1:]
-            out += [found, b'"%s":%s%s' % (key, _encode(ours), end)]
-        return tuple(out)
+            out += [found, b'"%s":%s%s' % (key, _encode(ours), found[-1:] if ends[0] else b"")]
+            at += [where, where + len(found)]
+        span = data[min(at):max(at)]
+        ours_span = span
+        for i in (0, 2, 4):
+            ours_span = ours_span.replace(out[i], out[i + 1])
+        return (span, ours_span, *out)
 
     def event(self, e: Event) -> bytes:
         if isinstance(e, RawChunk):

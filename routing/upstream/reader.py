@@ -38,7 +38,8 @@ class Reader:
         return self._read(self.split.feed(piece), out)
 
     def _read(self, payloads: list[bytes], out: list[Event]) -> bool:
-        if self.raw and len(payloads) > 2:  # a read of many events (a quick server's): its plain run checked at once
+        raw = self.raw
+        if raw and len(payloads) > 2:  # a read of many events (a quick server's): its plain run checked at once
             k = len(payloads)
             while k > 0 and _ends(payloads[k - 1]):
                 k -= 1
@@ -46,7 +47,8 @@ class Reader:
             if said is not None:
                 self.started = True
                 out.append(_raw(payloads[:k], said))
-                payloads = payloads[k:]  # the finish, the usage, `[DONE]`: read one by one below
+                payloads = payloads[k:]  # the finish, the usage, `[DONE]`: read one by one below, as
+                raw = False  # what they look like (a finish reason or usage is never plain): not tried as plain
         plain: list[bytes] = []
         texts: list[str] = []
         try:
@@ -54,7 +56,7 @@ class Reader:
                 if data == DONE:
                     self.done = True
                     return True
-                if self.raw and data.find(b"\n") < 0:  # not `in`: see sse.py
+                if raw and data.find(b"\n") < 0:  # not `in`: see sse.py
                     text = answers.plain(data, self.started)
                     if text is not None:
                         self.started = True

@@ -26,11 +26,13 @@ class Splitter:
             self._buf = buf
             return []
         head = buf[:end]  # the events this piece completes, without the last one's blank line
-        if head.startswith(b"data: ") and head.count(b"\n") == 2 * head.count(b"\n\ndata: "):
-            # Every newline is a boundary followed by `data: `: one-line data events only, as every server
-            # sends its chunks. Split in C in one call, not one find and slice per event.
-            self._buf = buf[end + 2:]
-            return head[6:].split(b"\n\ndata: ")
+        if head.startswith(b"data: "):
+            # Split in C in one call, not one find and slice per event; kept where every newline is in a
+            # boundary followed by `data: ` (one-line data events only, as every server sends its chunks).
+            payloads = head[6:].split(b"\n\ndata: ")
+            if head.count(b"\n") == 2 * (len(payloads) - 1):
+                self._buf = buf[end + 2:]
+                return payloads
         out: list[bytes] = []
         start = 0
         while (end := buf.find(b"\n\n", start)) >= 0:
