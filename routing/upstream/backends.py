@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -216,23 +215,21 @@ class OpenAIBackend:
         sent anything can still fall back. Closing the iterator closes the upstream connection,
         which is how a cancelled member stops costing GPU time.
         """
-        deadline = time.monotonic() + self.cfg.timeout_s
         body: httpx.AsyncByteStream | None = None
         pieces: AsyncIterator[bytes] | None = None
         try:
-            with self._translated():
-                async with Within(deadline - time.monotonic()):
-                    status, retry_after, _, body = await self._open(*self._body(req, True, model), False)
-                    if status >= 400:
-                        raise upstream_error(self.name, status, await _drain(body), retry_after)
-                pieces = aiter(body)  # the transport's body as it is: no httpx layers around every read
-                read = Reader(self.name, self._events(), raw and self.relays)
-                events: list[Event] = []
-                ended = said = finished = False
+            try:  # as `_translated` (not entered: a generator and a context manager a stream)
                 # Until it says something, within the member's timeout, held back: a caller can still fall
                 # back. After that, one read after another with no timer of their own (a timeout entered
                 # per event was a third of a stream's CPU).
-                async with Within(deadline - time.monotonic()):
+                async with Within(self.cfg.timeout_s):
+                    status, retry_after, _, body = await self._open(*self._body(req, True, model), False)
+                    if status >= 400:
+                        raise upstream_error(self.name, status, await _drain(body), retry_after)
+                    pieces = aiter(body)  # the transport's body as it is: no httpx layers around every read
+                    read = Reader(self.name, self._events(), raw and self.relays)
+                    events: list[Event] = []
+                    ended = said = finished = False
                     while not said and not ended:
                         ended = read(await anext(pieces, None), events)
                         said = any(says_something(e) for e in events)
@@ -253,6 +250,11 @@ class OpenAIBackend:
                     raise MemberFailure(self.name, "stream ended without an answer (no content, no finish reason)")
                 if not finished and not read.done:
                     raise MemberFailure(self.name, "stream ended before the answer was complete")
+            except Exception as e:
+                failure = self._failure(e)
+                if failure is None:
+                    raise
+                raise failure from e
         finally:
             # Closed here, not left to the garbage collector: an async generator dropped half-read is
             # closed by the loop's finalizer hook, a wake-up and a task for each, twice a stream.
