@@ -4,12 +4,21 @@ schemas, twenty tool calls with their results, about 64 KB (deterministic; no mo
 
     python3 bench/agent_turn.py > /tmp/agent.json
     .venv/bin/python bench/inprocess.py --mode pass --body /tmp/agent.json
+
+`--dialect messages` writes the same turn as Claude Code sends it to `/v1/messages` (a top-level system,
+`tool_use` and `tool_result` blocks), `--dialect responses` as Codex sends it to `/v1/responses`
+(instructions, `function_call` and `function_call_output` items):
+
+    python3 bench/agent_turn.py --dialect messages > /tmp/agent-messages.json
+    .venv/bin/python bench/inprocess.py --mode pass --body /tmp/agent-messages.json --path /v1/messages
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import random
+from typing import Any
 
 
 def turn(seed: int = 1) -> dict[str, object]:
@@ -37,5 +46,50 @@ def turn(seed: int = 1) -> dict[str, object]:
     return {"model": "bench", "messages": messages, "tools": tools, "max_tokens": 32}
 
 
+def messages(chat: dict[str, Any]) -> dict[str, Any]:
+    """The turn in Anthropic's Messages API."""
+    out: list[dict[str, Any]] = []
+    for m in chat["messages"][1:]:
+        if m["role"] == "assistant":
+            blocks: list[dict[str, Any]] = [{"type": "text", "text": m["content"]}] if m["content"] else []
+            blocks += [{"type": "tool_use", "id": c["id"], "name": c["function"]["name"],
+                        "input": json.loads(c["function"]["arguments"])} for c in m["tool_calls"]]
+            out.append({"role": "assistant", "content": blocks})
+        elif m["role"] == "tool":
+            out.append({"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": m["tool_call_id"], "content": m["content"]}]})
+        else:
+            out.append({"role": "user", "content": m["content"]})
+    tools = [{"name": t["function"]["name"], "description": t["function"]["description"],
+              "input_schema": t["function"]["parameters"]} for t in chat["tools"]]
+    return {"model": chat["model"], "system": chat["messages"][0]["content"], "messages": out, "tools": tools,
+            "max_tokens": chat["max_tokens"]}
+
+
+def responses(chat: dict[str, Any]) -> dict[str, Any]:
+    """The turn in OpenAI's Responses API."""
+    items: list[dict[str, Any]] = []
+    for m in chat["messages"][1:]:
+        if m["role"] == "assistant":
+            if m["content"]:
+                items.append({"type": "message", "role": "assistant",
+                              "content": [{"type": "output_text", "text": m["content"]}]})
+            items += [{"type": "function_call", "call_id": c["id"], "name": c["function"]["name"],
+                       "arguments": c["function"]["arguments"]} for c in m["tool_calls"]]
+        elif m["role"] == "tool":
+            items.append({"type": "function_call_output", "call_id": m["tool_call_id"], "output": m["content"]})
+        else:
+            items.append({"role": "user", "content": [{"type": "input_text", "text": m["content"]}]})
+    tools = [{"type": "function", "name": t["function"]["name"], "description": t["function"]["description"],
+              "parameters": t["function"]["parameters"]} for t in chat["tools"]]
+    return {"model": chat["model"], "instructions": chat["messages"][0]["content"], "input": items, "tools": tools,
+            "max_output_tokens": chat["max_tokens"]}
+
+
 if __name__ == "__main__":
-    print(json.dumps(turn()))
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    ap.add_argument("--dialect", choices=["chat", "messages", "responses"], default="chat")
+    a = ap.parse_args()
+    chat = turn()
+    print(json.dumps(messages(chat) if a.dialect == "messages" else responses(chat) if a.dialect == "responses"
+                     else chat))
