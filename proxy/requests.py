@@ -272,6 +272,7 @@ class _Message(msgspec.Struct, forbid_unknown_fields=True):
 _top = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
 _typed_messages = msgspec.json.Decoder(list[_Message]).decode
 _encode_typed = msgspec.json.Encoder().encode
+_convert = msgspec.convert
 _SPOKEN = frozenset({"user", "system", "developer"})
 """Roles whose message must have content."""
 IMAGE_DEPTH = 5
@@ -296,6 +297,17 @@ def _typed(raw: bytes) -> tuple[Json, list[Message], bytes] | None:
     except (msgspec.DecodeError, KeyError, RecursionError):  # (a ValidationError is a DecodeError)
         return None
     deep = _maybe_deep(raw)
+    messages = _read_typed(typed, deep)
+    if messages is None:
+        return None
+    if deep and walk and _depth(body, MAX_DEPTH):
+        return None
+    return body, messages, _encode_typed(typed)
+
+
+def _read_typed(typed: list[_Message], deep: bool) -> list[Message] | None:
+    """Typed messages as the engine's, where they pass what `_messages` checks and `Message.of` keeps all of
+    them (`deep`: the body could nest too deep, so each image is walked); else None."""
     messages = []
     for m in typed:
         content: Any = m.content
@@ -321,9 +333,26 @@ def _typed(raw: bytes) -> tuple[Json, list[Message], bytes] | None:
         messages.append(Message(m.role, content, None if m.name is UNSET else m.name, calls,
                                 None if m.tool_call_id is UNSET else m.tool_call_id,
                                 None if m.reasoning_content is UNSET else m.reasoning_content))
-    if deep and walk and _depth(body, MAX_DEPTH):
-        return None
-    return body, messages, _encode_typed(typed)
+    return messages
+
+
+def read_translated(body: dict[str, Any]) -> Call:
+    """A chat body a dialect translated (Python objects, not bytes) as `call_of(body)` reads it: its messages
+    converted typed by msgspec, in C, where they fit the chat shape exactly (a coding agent's turn in the
+    Messages or Responses dialect: forty messages checked field by field cost more than its translation), else
+    checked field by field. The original body's depth was checked as it was decoded, as `call_of` assumes."""
+    messages = body.get("messages")
+    if type(messages) is list and messages:
+        try:
+            typed: list[_Message] | None = _convert(messages, list[_Message])
+        except msgspec.ValidationError:
+            typed = None
+        read = None if typed is None else _read_typed(typed, False)
+        if typed is not None and read is not None:
+            call = call_of(body, read)
+            call.request.said(_encode_typed(typed))
+            return call
+    return call_of(body)
 
 
 def call_of(body: dict[str, Any], messages: list[Message] | None = None) -> Call:

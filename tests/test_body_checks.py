@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy.requests import MAX_DEPTH, SHALLOW, _depth, _shallow, _typed, call_of, decode, read_chat
+from proxy.requests import MAX_DEPTH, SHALLOW, _depth, _shallow, _typed, call_of, decode, read_chat, read_translated
 from routing.errors import InvalidRequest
 
 
@@ -235,3 +235,46 @@ def test_the_shallow_decoder_reads_what_the_general_one_does_or_refuses(value: d
         return
     assert depth(value) <= SHALLOW
     assert json.dumps(got) == json.dumps(msgspec.json.decode(raw)) == raw.decode()  # ints stay ints, floats floats
+
+
+def _translated_both(body: dict[str, Any]) -> tuple[object, object]:
+    """What `read_translated` makes of a chat body a dialect built, and what `call_of` makes of it: the request,
+    its wire bytes and the call's other fields, or the error the client is told."""
+    def outcome(read: Any) -> object:
+        try:
+            call = read(json.loads(json.dumps(body)))  # each reading its own copy: `call_of` takes `shenron` out
+        except InvalidRequest as e:
+            return ("error", str(e), e.param, e.code)
+        return (call.request, call.request.wire(), call.model, call.stream, call.include_usage, call.extras)
+
+    return outcome(read_translated), outcome(call_of)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(body=_body)
+def test_a_translated_body_read_typed_is_read_as_call_of_reads_it(body: dict[str, Any]) -> None:
+    """The Messages and Responses dialects' chat bodies, right or wrong: the same request and wire bytes, or the
+    same error, whether their messages are converted typed or checked field by field."""
+    typed, general = _translated_both(body)
+    assert typed == general
+
+
+def test_a_coding_agent_s_turn_in_either_dialect_is_read_typed() -> None:
+    """Claude Code's turn (text, tool_use and tool_result blocks) and Codex's (function_call and its output)
+    translate to messages the typed reading takes: else it would save nothing while the test above passed."""
+    from proxy.dialects.messages_request import to_chat as from_messages
+    from proxy.dialects.responses_request import to_chat as from_responses
+
+    anthropic = {"model": "m", "max_tokens": 8, "system": "be terse", "messages": [
+        {"role": "user", "content": [{"type": "text", "text": "fix it"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "Reading."},
+                                          {"type": "tool_use", "id": "t1", "name": "Read", "input": {"path": "a"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "x = 1"}]}]}
+    codex = {"model": "m", "instructions": "be terse", "input": [
+        {"role": "user", "content": [{"type": "input_text", "text": "fix it"}]},
+        {"type": "function_call", "call_id": "c1", "name": "shell", "arguments": "{\"cmd\": \"ls\"}"},
+        {"type": "function_call_output", "call_id": "c1", "output": "a.py"}]}
+    for chat in (from_messages(anthropic), from_responses(codex, [])[0]):
+        assert read_translated(json.loads(json.dumps(chat))).request.__dict__.get("_said") is not None
+        typed, general = _translated_both(chat)
+        assert typed == general

@@ -16,7 +16,7 @@ import msgspec
 
 from proxy.dialects import Context
 from proxy.dialects.messages_request import noted, to_chat
-from proxy.requests import call_of, decode
+from proxy.requests import decode, read_translated
 from routing.core import (
     Event,
     Finish,
@@ -182,7 +182,7 @@ class Messages:
 
     async def read(self, raw: bytes, ctx: Context) -> Call:
         ctx.body = decode(raw)
-        return call_of(to_chat(ctx.body))
+        return read_translated(to_chat(ctx.body))
 
     def answer(self, result: Result, ctx: Context) -> Json:
         return to_message(result, str(ctx.body.get("model")), ctx.body)

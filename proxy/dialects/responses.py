@@ -17,7 +17,7 @@ import msgspec
 
 from proxy.dialects import Context
 from proxy.dialects.responses_request import USED, Tools, bad, new_id, to_chat
-from proxy.requests import call_of, decode
+from proxy.requests import decode, read_translated
 from routing.core import (
     Event,
     Finish,
@@ -337,7 +337,7 @@ class Responses:
             history = _decode(stored)["messages"]
         chat, conversation, tools = to_chat(body, history)
         ctx.extra = {"turn": Turn(body, tools), "conversation": conversation}
-        return call_of(chat)
+        return read_translated(chat)
 
     def answer(self, result: Result, ctx: Context) -> Json:
         return to_response(result, ctx.extra["turn"])
