@@ -34,6 +34,10 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(16)}"
 
 
+_TEXTS = ("input_text", "output_text", "text", "summary_text", "reasoning_text", "refusal")
+"""A tuple, not a set: a part's `type` may be anything a client sent, a list included."""
+
+
 def _content(content: Any, where: str) -> str | list[Json]:
     if isinstance(content, str):
         return content
@@ -42,14 +46,16 @@ def _content(content: Any, where: str) -> str | list[Json]:
                    "invalid_type")
     parts: list[Json] = []
     for i, p in enumerate(content):
-        at = f"{where}[{i}]"
         kind = p.get("type") if isinstance(p, dict) else None
-        if kind in ("input_text", "output_text", "text", "summary_text", "reasoning_text", "refusal"):
+        if kind in _TEXTS:
             text = p.get("text", p.get("refusal"))
             if not isinstance(text, str):
+                at = f"{where}[{i}]"
                 raise bad(f"Invalid type for '{at}.text': expected a string.", f"{at}.text", "invalid_type")
             parts.append({"type": "text", "text": text})
-        elif kind == "input_image":
+            continue
+        at = f"{where}[{i}]"
+        if kind == "input_image":
             url = p.get("image_url")
             if not isinstance(url, str):
                 raise bad(f"Invalid value for '{at}': only images given by `image_url` (a URL or a data URL) "
@@ -109,7 +115,7 @@ def _items(items: list[Any]) -> list[Json]:
         if not isinstance(item, dict):
             raise bad(f"Invalid type for '{where}': expected an input item object.", where, "invalid_type")
         kind = item.get("type", "message" if "role" in item else None)
-        if kind not in ("function_call_output", "custom_tool_call_output"):
+        if pictures and kind not in ("function_call_output", "custom_tool_call_output"):
             flush()  # the images of the outputs before: after their tool messages, before what follows
         if kind == "message":
             role = item.get("role")
