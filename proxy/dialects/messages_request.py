@@ -90,15 +90,24 @@ def _message(m: Any, i: int) -> list[Json]:
     calls: list[Json] = []
     thinking: list[str] = []
     for j, b in enumerate(content):
-        at = f"{where}.content[{j}]"
         kind = b.get("type") if isinstance(b, dict) else None
+        if kind == "text":  # the common blocks first, their path formatted only for an error
+            if not isinstance(b.get("text"), str):
+                raise _bad(f"Invalid type for '{where}.content[{j}].text': expected a string.",
+                           f"{where}.content[{j}].text")
+            parts.append({"type": "text", "text": b["text"]})
+            continue
+        if kind == "tool_use" and role == "assistant":
+            if not isinstance(b.get("id"), str) or not isinstance(b.get("name"), str):
+                at = f"{where}.content[{j}]"
+                raise _bad(f"Missing required parameter: '{at}.id' and '{at}.name'.", at)
+            calls.append({"id": b["id"], "type": "function",
+                          "function": {"name": b["name"], "arguments": _encode(b.get("input") or {}).decode()}})
+            continue
+        at = f"{where}.content[{j}]"
         if not isinstance(b, dict) or not isinstance(kind, str):
             raise _bad(f"Invalid type for '{at}': expected a content block with a string 'type'.", at)
-        if kind == "text":
-            if not isinstance(b.get("text"), str):
-                raise _bad(f"Invalid type for '{at}.text': expected a string.", f"{at}.text")
-            parts.append({"type": "text", "text": b["text"]})
-        elif kind == "image":
+        if kind == "image":
             parts.append(_image(b, at))
         elif kind == "document":
             src = b.get("source") or {}
@@ -106,11 +115,6 @@ def _message(m: Any, i: int) -> list[Json]:
                 raise _bad(f"Invalid value for '{at}.source': only text documents can be sent to these models.",
                            f"{at}.source")
             parts.append({"type": "text", "text": src["data"]})
-        elif kind == "tool_use" and role == "assistant":
-            if not isinstance(b.get("id"), str) or not isinstance(b.get("name"), str):
-                raise _bad(f"Missing required parameter: '{at}.id' and '{at}.name'.", at)
-            calls.append({"id": b["id"], "type": "function",
-                          "function": {"name": b["name"], "arguments": _encode(b.get("input") or {}).decode()}})
         elif kind == "tool_result" and role == "user":
             tool, images = _tool_result(b, at)
             tools.append(tool)
