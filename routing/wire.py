@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import time
 
 from routing.request import Message
 
-_ids = random.Random()  # seeded from os.urandom once
+_ids = random.Random()  # seeded from os.urandom once, and again in a forked child (as `random`'s own is)
+os.register_at_fork(after_in_child=_ids.seed)
 
 
-def new_id() -> str:
-    """A chat completion's id: unique, not secret (nothing is looked up by it), so not worth a getrandom
-    syscall per request (2.6 % of a pass-through's CPU, profiled)."""
-    return f"chatcmpl-{_ids.getrandbits(96):024x}"
+def new_id(prefix: str = "chatcmpl-", bits: int = 96) -> str:
+    """An answer's id (a chat completion's, an Anthropic message's or tool use's): unique, not secret (nothing
+    is looked up by it), so not worth a getrandom syscall per request (2.6 % of a pass-through's CPU,
+    profiled). Ids that are looked up (stored responses) come from `secrets`."""
+    return f"{prefix}{_ids.getrandbits(bits):0{bits // 4}x}"
 
 
 def now() -> int:

@@ -127,3 +127,22 @@ def test_a_tool_call_finishes_with_tool_calls_whatever_the_server_said() -> None
                             "finish_reason": said}]}
         result = Result(answers.reply("m", raw), CouncilReport(virtual_model="m", strategy="single"))
         assert completion(result, id="i", created=1, model="m")["choices"][0]["finish_reason"] == seen
+
+
+def test_ids_differ_in_a_forked_child() -> None:
+    """Answer ids come from one seeded generator, not a syscall each: a process forked from a replica (a server
+    that forks its workers) must not give the ids its parent gives next."""
+    import os
+
+    from routing import wire
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next id, to the parent
+        os.write(write, wire.new_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 100).decode()
+    os.close(read)
+    os.close(write)
+    assert child.startswith("chatcmpl-") and child != wire.new_id()

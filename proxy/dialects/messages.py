@@ -9,7 +9,6 @@ deliberates.
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 import msgspec
@@ -17,6 +16,7 @@ import msgspec
 from proxy.dialects import Context
 from proxy.dialects.messages_request import noted, to_chat
 from proxy.requests import decode, read_translated
+from routing import wire
 from routing.core import (
     Event,
     Finish,
@@ -70,7 +70,7 @@ def _input(raw: Any) -> Any:
 
 
 def new_id() -> str:
-    return "msg_" + secrets.token_hex(12)
+    return wire.new_id("msg_", 96)
 
 
 def to_message(result: Result, model: str, body: Json | None = None) -> Json:
@@ -82,7 +82,7 @@ def to_message(result: Result, model: str, body: Json | None = None) -> Json:
     if a.text:
         content.append({"type": "text", "text": a.text})
     for tc in a.tool_calls:
-        content.append({"type": "tool_use", "id": tc.id or "toolu_" + secrets.token_hex(8), "name": tc.name,
+        content.append({"type": "tool_use", "id": tc.id or wire.new_id("toolu_", 64), "name": tc.name,
                         "input": _input(tc.arguments)})
     return {"id": new_id(), "type": "message", "role": "assistant", "model": model, "content": content,
             "stop_reason": "tool_use" if a.tool_calls else STOP.get(a.finish_reason, "end_turn"),
@@ -144,7 +144,7 @@ class MessagesWriter:
             out = b""
             if e.index not in self.tools:
                 out += self._begin(f"tool{e.index}", {"type": "tool_use",
-                                                      "id": e.id or "toolu_" + secrets.token_hex(8),
+                                                      "id": e.id or wire.new_id("toolu_", 64),
                                                       "name": e.name or "", "input": {}})
                 self.tools[e.index] = self.block
             if e.arguments:
