@@ -7,6 +7,10 @@ run. A benchmark, not a test: it prints what it measured and judges nothing.
     python3 bench/agent_peers.py --shenron .venv/bin/python --anchors ANCHORS [--dur 4]
     python3 bench/agent_peers.py --shenron before=/tmp/v1/bin/python --shenron after=.venv/bin/python ...
 
+`--dialects` also sends Shenron the same turn as Claude Code sends it to /v1/messages and as Codex sends it to
+/v1/responses (`bench/agent_turn.py --dialect`; the peers speak chat only here); `--no-peers` measures the
+Shenron builds alone.
+
 ANCHORS: a folder with a venv of the gateways (as for ../shared/bench/peers.py), e.g. made by
     python3 -m venv ANCHORS/venv && ANCHORS/venv/bin/pip install tensorzero==2026.6.0 nemo-switchyard==0.3.0
 Every target answers from one upstream, ../shared/bench/stub_backend.py; the gateway and the upstream run on
@@ -31,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 STUB = ROOT.parent / "shared" / "bench" / "stub_backend.py"
 sys.path.insert(0, str(ROOT / "bench"))
 
-from agent_turn import turn  # noqa: E402
+from agent_turn import messages, responses, turn  # noqa: E402
 
 SMALL = {"messages": [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "ping"}],
          "max_tokens": 32}
@@ -90,8 +94,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     ap.add_argument("--shenron", required=True, action="append",
                     help="the python of a venv with shenron installed, or LABEL=PYTHON; again for another build")
-    ap.add_argument("--anchors", required=True, help="a folder with venv/ holding tensorzero and nemo-switchyard")
+    ap.add_argument("--anchors",
+                    help="a folder with venv/ holding tensorzero and nemo-switchyard (not needed with --no-peers)")
     ap.add_argument("--dur", type=int, default=4, help="seconds of load per measurement")
+    ap.add_argument("--dialects", action="store_true",
+                    help="Shenron also gets the turn in the Messages and Responses dialects")
+    ap.add_argument("--no-peers", action="store_true",
+                    help="only the Shenron builds (no nginx, TensorZero, Switchyard)")
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="agent-peers-"))
     lua = tmp / "post.lua"
@@ -99,7 +108,7 @@ def main() -> None:
     uport = free_port()
     up = f"http://127.0.0.1:{uport}/v1"
     stub = start([sys.executable, str(STUB), "--port", str(uport), "--tokens", "8"], tmp / "stub.log")
-    anchors = Path(a.anchors) / "venv" / "bin" / "python"
+    anchors = Path(a.anchors or ".") / "venv" / "bin" / "python"
 
     def shenron(python: str, label: str) -> Callable[[int], tuple[subprocess.Popen[bytes], str, str, dict[str, str]]]:
         def run(port: int) -> tuple[subprocess.Popen[bytes], str, str, dict[str, str]]:
@@ -156,8 +165,9 @@ def main() -> None:
     rows = []
     try:
         builds = [s.split("=", 1) if "=" in s else ["shenron", s] for s in a.shenron]
-        for name, fn in [("nginx", nginx), *((label, shenron(python, label)) for label, python in builds),
-                         ("tensorzero", tensorzero), ("switchyard", switchyard)]:
+        peers = [] if a.no_peers else [("tensorzero", tensorzero), ("switchyard", switchyard)]
+        for name, fn in [*([] if a.no_peers else [("nginx", nginx)]),
+                         *((label, shenron(python, label)) for label, python in builds), *peers]:
             port = free_port()
             proc, path, model, headers = fn(port)
             if "#" in path:
@@ -165,7 +175,11 @@ def main() -> None:
                 port = int(p)
             try:
                 row: dict[str, object] = {"target": name}
-                for body_name, body in (("two messages", SMALL), ("agent turn", turn())):
+                bodies = [("two messages", SMALL, path), ("agent turn", turn(), path)]
+                if a.dialects and name in {label for label, _ in builds}:
+                    bodies += [("messages turn", messages(turn()), "/v1/messages"),
+                               ("responses turn", responses(turn()), "/v1/responses")]
+                for body_name, body, path in bodies:
                     data = json.dumps({**body, "model": model}).encode()
                     body_file = tmp / f"{name}-{body_name.replace(' ', '-')}.json"
                     body_file.write_bytes(data)
@@ -182,13 +196,14 @@ def main() -> None:
                 proc.wait()
     finally:
         stub.terminate()
-    keys = [k for k in rows[0] if k != "target"]
+    keys = list(dict.fromkeys(k for r in rows for k in r if k != "target"))
     tz = next((r for r in rows if r["target"] == "tensorzero"), None)
     print("\nCPU ms per request (x TensorZero in this run)\n")
     print("| target | " + " | ".join(keys) + " |")
     print("|---|" + "---|" * len(keys))
     for r in rows:
-        cells = [f"{r[k]:.3f}" + (f" ({r[k] / tz[k]:.2f}x)" if tz and r is not tz else "")  # type: ignore[operator]
+        cells = [("-" if k not in r else f"{r[k]:.3f}" + (f" ({r[k] / tz[k]:.2f}x)"  # type: ignore[operator]
+                                                         if tz and r is not tz and k in tz else ""))
                  for k in keys]
         print(f"| {r['target']} | " + " | ".join(cells) + " |")
 
