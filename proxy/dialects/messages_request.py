@@ -126,9 +126,9 @@ def _message(m: Any, i: int) -> list[Json]:
         else:
             raise _bad(f"Invalid value for '{at}.type': {kind!r} is not a block a {role} message can hold here.",
                        f"{at}.type")
-    out: list[Json] = [*tools, *images_after(pictures)]  # tool results answer the previous turn: they come first
-    if role == "assistant":
-        msg: Json = {"role": "assistant", "content": "".join(p.get("text", "") for p in parts) or None}
+    out: list[Json] = [*tools, *images_after(pictures)] if pictures else tools  # tool results answer the
+    if role == "assistant":  # previous turn: they come first
+        msg: Json = {"role": "assistant", "content": "".join([p.get("text", "") for p in parts]) or None}
         if calls:
             msg["tool_calls"] = calls
         if thinking:
@@ -136,7 +136,7 @@ def _message(m: Any, i: int) -> list[Json]:
         out.append(msg)
     elif parts:
         only_text = all(p["type"] == "text" for p in parts)
-        out.append({"role": "user", "content": "\n".join(p["text"] for p in parts) if only_text else parts})
+        out.append({"role": "user", "content": "\n".join([p["text"] for p in parts]) if only_text else parts})
     return out
 
 
