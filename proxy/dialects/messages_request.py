@@ -126,8 +126,9 @@ def _message(m: Any, i: int) -> list[Json]:
         else:
             raise _bad(f"Invalid value for '{at}.type': {kind!r} is not a block a {role} message can hold here.",
                        f"{at}.type")
-    out: list[Json] = [*tools, *images_after(pictures)] if pictures else tools  # tool results answer the
-    if role == "assistant":  # previous turn: they come first
+    # tool results answer the previous turn: they come first (then their images, if any)
+    out: list[Json] = [*tools, *images_after(pictures)] if pictures else tools
+    if role == "assistant":
         msg: Json = {"role": "assistant", "content": "".join([p.get("text", "") for p in parts]) or None}
         if calls:
             msg["tool_calls"] = calls
