@@ -235,9 +235,14 @@ def read_chat(raw: bytes) -> tuple[Json, Call]:
         body = decode(raw)
         return body, call_of(body)
     body, messages, said = typed
+    return body, _read_call(body, messages, said)
+
+
+def _read_call(body: dict[str, Any], messages: list[Message], said: bytes) -> Call:
+    """The Call of a body whose messages were read typed, their JSON (`said`) kept for the wire."""
     call = call_of(body, messages)
     call.request.said(said)
-    return body, call
+    return call
 
 
 class _Function(msgspec.Struct, forbid_unknown_fields=True):
@@ -272,7 +277,6 @@ class _Message(msgspec.Struct, forbid_unknown_fields=True):
 _top = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
 _typed_messages = msgspec.json.Decoder(list[_Message]).decode
 _encode_typed = msgspec.json.Encoder().encode
-_convert = msgspec.convert
 _SPOKEN = frozenset({"user", "system", "developer"})
 """Roles whose message must have content."""
 IMAGE_DEPTH = 5
@@ -342,17 +346,14 @@ def read_translated(body: dict[str, Any]) -> Call:
     Messages or Responses dialect: forty messages checked field by field cost more than its translation), else
     checked field by field. The original body's depth was checked as it was decoded, as `call_of` assumes."""
     messages = body.get("messages")
-    if type(messages) is list and messages:
-        try:
-            typed: list[_Message] | None = _convert(messages, list[_Message])
-        except msgspec.ValidationError:
-            typed = None
-        read = None if typed is None else _read_typed(typed, False)
-        if typed is not None and read is not None:
-            call = call_of(body, read)
-            call.request.said(_encode_typed(typed))
-            return call
-    return call_of(body)
+    if type(messages) is not list or not messages:
+        return call_of(body)
+    try:
+        typed = msgspec.convert(messages, list[_Message])
+    except msgspec.ValidationError:
+        return call_of(body)
+    read = _read_typed(typed, False)
+    return call_of(body) if read is None else _read_call(body, read, _encode_typed(typed))
 
 
 def call_of(body: dict[str, Any], messages: list[Message] | None = None) -> Call:

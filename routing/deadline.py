@@ -63,7 +63,8 @@ class Within:
             self._exact = asyncio.timeout(self.seconds)
             await self._exact.__aenter__()
             return self
-        # the loop from the task: Python 3.11's get_running_loop asks the OS for the pid, a system call each time
+        # the loop from the task, not asked again: Python 3.11 asks the OS for the pid each time the running loop
+        # is looked up (current_task looks it up once)
         task = asyncio.current_task()
         assert task is not None
         loop = task.get_loop()

@@ -137,16 +137,17 @@ class ChatWriter:
             return ()
         out: list[bytes] = []
         at: list[int] = []
-        for key, theirs, ours, ends in ((b"id", up[0], self.id, (b"",)), (b"model", up[1], self.model, (b"",)),
-                                        (b"created", up[2], self.created, (b",", b"}"))):
+        for key, theirs, ours in ((b"id", up[0], self.id), (b"model", up[1], self.model),
+                                  (b"created", up[2], self.created)):
             value = _encode(theirs)
+            ends = (b",", b"}") if key == b"created" else (b"",)  # a number's spelling takes the byte after it
             for found in (b'"%s":%s%s%s' % (key, sep, value, end) for sep in (b"", b" ") for end in ends):
                 where = data.find(found)  # not `in`: see sse.py
                 if where >= 0:
                     break
             else:
                 return ()
-            out += [found, b'"%s":%s%s' % (key, _encode(ours), found[-1:] if ends[0] else b"")]
+            out += [found, b'"%s":%s%s' % (key, _encode(ours), found[-1:] if key == b"created" else b"")]
             at += [where, where + len(found)]
         span = data[min(at):max(at)]
         ours_span = span
