@@ -12,11 +12,24 @@ from __future__ import annotations
 
 import asyncio
 from types import TracebackType
+from typing import Protocol
 
 TICK = 0.1
 """How late a coarse deadline may expire."""
 COARSE = 2.0
 """Deadlines at least this far away are checked every TICK; nearer ones are exact."""
+
+
+class Expiring(Protocol):
+    """What the tick checks: a `Within`, or a connection whose body is being read (its `when` pushed on at
+    every read, `NEVER` while nobody waits for it: one entry for a whole stream, not one a read)."""
+
+    when: float
+
+    def expire(self) -> None: ...
+
+
+NEVER = float("inf")
 
 
 class _Deadlines:
@@ -26,10 +39,10 @@ class _Deadlines:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.armed: set[Within] = set()
+        self.armed: set[Expiring] = set()
         self.handle: asyncio.TimerHandle | None = None
 
-    def add(self, w: Within) -> None:
+    def add(self, w: Expiring) -> None:
         self.armed.add(w)
         if self.handle is None:
             self.handle = self.loop.call_at(self.loop.time() + TICK, self._tick)
@@ -44,6 +57,16 @@ class _Deadlines:
 
 _loops: dict[asyncio.AbstractEventLoop, _Deadlines] = {}
 """Per running loop (a process runs one; a test suite many, each forgotten once it has no deadline)."""
+
+
+def of(loop: asyncio.AbstractEventLoop) -> _Deadlines:
+    """The loop's coarse deadlines (made on first use)."""
+    deadlines = _loops.get(loop)
+    if deadlines is None:
+        for old in [k for k, v in _loops.items() if not v.armed]:  # loops of the past (tests) go
+            del _loops[old]
+        deadlines = _loops[loop] = _Deadlines(loop)
+    return deadlines
 
 
 class Within:
@@ -70,11 +93,7 @@ class Within:
         loop = task.get_loop()
         self._task, self._cancelling = task, task.cancelling()
         self.when = loop.time() + self.seconds
-        deadlines = _loops.get(loop)
-        if deadlines is None:
-            for old in [k for k, v in _loops.items() if not v.armed]:  # loops of the past (tests) go
-                del _loops[old]
-            deadlines = _loops[loop] = _Deadlines(loop)
+        deadlines = of(loop)
         deadlines.add(self)
         self._deadlines = deadlines
         return self

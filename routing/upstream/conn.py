@@ -18,7 +18,8 @@ from typing import cast
 import httptools
 import httpx
 
-from routing.deadline import Within
+from routing import deadline
+from routing.deadline import NEVER, Within
 from routing.upstream.waiters import wake_first
 
 HIGH_WATER = 1 << 20
@@ -42,7 +43,13 @@ class Conn(asyncio.Protocol):
         deque's own append, a C call, instead of a Python method; `data_received` does the rest once a read."""
         self._buffered = 0
         self.paused = False
-        self._more = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None
+        """The body's reader, waiting for more (a bare future: an asyncio.Event's wait costs a deque and a
+        future a read)."""
+        self.when = NEVER
+        """While a body is read with a read timeout of seconds: when the read now waiting times out (the loop's
+        one deadline tick checks it; routing/deadline.py), NEVER while nobody waits."""
+        self._read_timeout = 0.0
         self._loop = asyncio.get_running_loop()  # made by its loop's create_connection; asked once, not per send
         self.complete = False
         self.reusable = False
@@ -70,7 +77,7 @@ class Conn(asyncio.Protocol):
             self.close()
             return
         if len(self._chunks) > had:
-            self._more.set()
+            self._wake()
             self._buffered += len(data)  # with its framing: near enough for a high-water mark
             if self._buffered > HIGH_WATER and self.transport is not None and not self.paused:
                 self.paused = True
@@ -89,7 +96,19 @@ class Conn(asyncio.Protocol):
         assert self._parser is not None
         self.complete = True
         self.reusable = self._parser.should_keep_alive()
-        self._more.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def expire(self) -> None:
+        """The read waiting now took longer than the read timeout (called by the deadline tick)."""
+        self.when = NEVER
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_exception(httpx.ReadTimeout(f"no data from the upstream within {self._read_timeout:g}s"))
 
     # used by the transport
     def send(self, head: bytes, body: bytes) -> asyncio.Future[int]:
@@ -97,7 +116,7 @@ class Conn(asyncio.Protocol):
         self._headers = []
         self._chunks.clear()
         self._buffered = 0
-        self._more.clear()
+        self._waiter = None
         self.complete = self.reusable = False
         self._error = None
         self._head = self._loop.create_future()
@@ -126,36 +145,57 @@ class Conn(asyncio.Protocol):
 
     async def body(self, read_timeout: float | None,
                    ended: Callable[[], None] | None = None) -> AsyncGenerator[bytes, None]:
-        """The body's pieces as they arrive; `ended` is called once the last has been taken."""
-        while True:
-            if self._chunks:
-                chunk = self._take()
-                if self.paused and self.transport is not None and not self.closed:
-                    self.paused = False
-                    self.transport.resume_reading()
-                yield chunk
-                continue
-            if self.complete:
-                if ended is not None:
-                    ended()
-                return
-            if self._error is not None:
-                raise self._error
-            self._more.clear()
-            if read_timeout is None:  # the caller's deadline bounds the exchange
-                await self._more.wait()
-                continue
-            try:
-                async with Within(read_timeout):  # one a read of a stream: not a loop timer each
-                    await self._more.wait()
-            except TimeoutError:
-                raise httpx.ReadTimeout(f"no data from the upstream within {read_timeout}s") from None
+        """The body's pieces as they arrive; `ended` is called once the last has been taken.
+
+        A read timeout of seconds (a stream's: the member's timeout) is one entry in the loop's deadlines for
+        the whole body, its time pushed on as each read starts to wait: no timer, set or task lookup a read
+        (a paced stream reads once a token). A shorter one (tests, checks) is each read's exact timer."""
+        loop = self._loop
+        deadlines = None
+        if read_timeout is not None and read_timeout >= deadline.COARSE:
+            deadlines = deadline.of(loop)
+            self._read_timeout = read_timeout
+            deadlines.add(self)
+        try:
+            while True:
+                if self._chunks:
+                    chunk = self._take()
+                    if self.paused and self.transport is not None and not self.closed:
+                        self.paused = False
+                        self.transport.resume_reading()
+                    yield chunk
+                    continue
+                if self.complete:
+                    if ended is not None:
+                        ended()
+                    return
+                if self._error is not None:
+                    raise self._error
+                waiter = self._waiter = loop.create_future()
+                if deadlines is not None:
+                    self.when = loop.time() + self._read_timeout
+                    try:
+                        await waiter
+                    finally:
+                        self.when = NEVER
+                elif read_timeout is None:  # the caller's deadline bounds the exchange
+                    await waiter
+                else:
+                    try:
+                        async with Within(read_timeout):
+                            await waiter
+                    except TimeoutError:
+                        raise httpx.ReadTimeout(f"no data from the upstream within {read_timeout}s") from None
+        finally:
+            self._waiter = None
+            if deadlines is not None:
+                deadlines.armed.discard(self)
 
     def _fail(self, exc: Exception) -> None:
         self._error = exc
         if self._head is not None and not self._head.done():
             self._head.set_exception(exc)
-        self._more.set()
+        self._wake()
 
     def close(self) -> None:
         self.closed = True
