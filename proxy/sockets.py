@@ -17,6 +17,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from proxy import accesslog
 from proxy.streaming import LEFT
+from routing import deadline
+from routing.deadline import NEVER
 
 _REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large", 503: b"Service Unavailable"}
 
@@ -90,8 +92,10 @@ class GuardedHttpTools(HttpToolsProtocol):
 
     - Headers (request line included) over `max_header_bytes`: 431, connection closed.
     - A request (headers and body) not read within `read_timeout_s` of the connection, or of its
-      first byte on a kept-alive one: 408, closed. One timer per request. The time the app takes to
-      answer is not counted; keep-alive idling is uvicorn's own timeout.
+      first byte on a kept-alive one: 408, closed. Checked by the loop's one deadline tick
+      (routing/deadline.py: the connection is an entry whose `when` is set as a request starts, NEVER
+      while none is being read; no timer made and cancelled a request), so at most a tick late. The
+      time the app takes to answer is not counted; keep-alive idling is uvicorn's own timeout.
     - More than `max_connections` open at once: the newest gets a 503 and is closed.
     """
 
@@ -102,9 +106,13 @@ class GuardedHttpTools(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._reading: str | None = None
-        self._header_bytes = 0
         self._raw_bytes = 0
-        self._deadline: asyncio.TimerHandle | None = None
+        """Bytes of the reads before this one while the headers were incomplete."""
+        self._fed = 0
+        """Bytes of the read being parsed: with `_raw_bytes`, at least the size of the headers it completes."""
+        self.when = NEVER
+        """When the request being read is late (the deadline tick's), NEVER while none is."""
+        self._deadlines: deadline.Deadlines | None = None
         self._refused = False
         self._lefts: list[tuple[Any, asyncio.Future[None]]] = []
         """Each unanswered request's LEFT future with its cycle, resolved when the connection is lost."""
@@ -112,6 +120,8 @@ class GuardedHttpTools(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.transport = cast(asyncio.Transport, Coalesced(transport, self.loop))
+        self._deadlines = deadline.of(self.loop)
+        self._deadlines.add(self)
         if len(self.connections) > self.max_connections:
             self._refuse(503, f"Too many connections (more than {self.max_connections}); try again shortly.",
                          "too_many_connections")
@@ -120,6 +130,8 @@ class GuardedHttpTools(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self._deadlines is not None:
+            self._deadlines.armed.discard(self)
         super().connection_lost(exc)
         self._gone()
 
@@ -127,6 +139,7 @@ class GuardedHttpTools(HttpToolsProtocol):
         if self._refused:
             return
         reading_headers = self._reading == "headers"
+        self._fed = len(data)
         super().data_received(data)
         if reading_headers and self._reading == "headers" and not self._refused:
             self._raw_bytes += len(data)  # headers still incomplete: all of it is header (a 32 MB one, say)
@@ -135,20 +148,14 @@ class GuardedHttpTools(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._header_bytes = self._raw_bytes = 0
+        self._raw_bytes = 0
         if self._reading != "headers":
             self._expect("headers")
 
-    def on_url(self, url: bytes) -> None:
-        self._header_bytes += len(url)
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_bytes += len(name) + len(value) + 4
-        super().on_header(name, value)
-
     def on_headers_complete(self) -> None:
-        if self._header_bytes > self.max_header_bytes:
+        # The headers fit in what was read since the request began; only a request that large has them
+        # counted (uvicorn keeps the URL and each header: no callback of ours a header)
+        if self._raw_bytes + self._fed > self.max_header_bytes and self._header_bytes() > self.max_header_bytes:
             self._too_large()
             return
         self._reading = "body"  # the same deadline goes on: the whole request must arrive in time
@@ -158,6 +165,10 @@ class GuardedHttpTools(HttpToolsProtocol):
             self.scope[LEFT] = left  # type: ignore[literal-required]
             self._lefts = [(c, f) for c, f in self._lefts if not c.response_complete]  # pipelined ones stay
             self._lefts.append((self.cycle, left))
+
+    def _header_bytes(self) -> int:
+        """The request line's URL and the headers, as the budget counts them."""
+        return len(self.url) + sum(len(k) + len(v) + 4 for k, v in self.headers)
 
     def on_body(self, body: bytes) -> None:
         if not self._refused:
@@ -176,22 +187,23 @@ class GuardedHttpTools(HttpToolsProtocol):
         self._lefts = []
 
     def _expect(self, what: str) -> None:
-        self._disarm()
         self._reading = what
-        self._deadline = self.loop.call_later(self.read_timeout_s, self._too_slow)
+        self.when = self.loop.time() + self.read_timeout_s
 
     def _disarm(self) -> None:
         self._reading = None
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+        self.when = NEVER
+
+    def expire(self) -> None:
+        """The deadline tick: the request being read is late."""
+        self.when = NEVER
+        self._too_slow()
 
     def _too_large(self) -> None:
         self._refuse(431, f"Request headers exceed {self.max_header_bytes // 1024} KB.", "headers_too_large")
 
     def _too_slow(self) -> None:
         what = self._reading or "request"
-        self._deadline = None
         if what == "body" and self.cycle is not None and self.cycle.response_started:
             self.transport.close()  # the app already answered; nothing more can be said
             return

@@ -32,7 +32,7 @@ class Expiring(Protocol):
 NEVER = float("inf")
 
 
-class _Deadlines:
+class Deadlines:
     """The coarse deadlines of one event loop."""
 
     __slots__ = ("armed", "handle", "loop")
@@ -55,17 +55,17 @@ class _Deadlines:
         self.handle = self.loop.call_at(now + TICK, self._tick) if self.armed else None
 
 
-_loops: dict[asyncio.AbstractEventLoop, _Deadlines] = {}
+_loops: dict[asyncio.AbstractEventLoop, Deadlines] = {}
 """Per running loop (a process runs one; a test suite many, each forgotten once it has no deadline)."""
 
 
-def of(loop: asyncio.AbstractEventLoop) -> _Deadlines:
+def of(loop: asyncio.AbstractEventLoop) -> Deadlines:
     """The loop's coarse deadlines (made on first use)."""
     deadlines = _loops.get(loop)
     if deadlines is None:
         for old in [k for k, v in _loops.items() if not v.armed]:  # loops of the past (tests) go
             del _loops[old]
-        deadlines = _loops[loop] = _Deadlines(loop)
+        deadlines = _loops[loop] = Deadlines(loop)
     return deadlines
 
 

@@ -97,6 +97,64 @@ def test_headers_just_under_the_limit_are_served_and_just_over_are_refused(stack
     assert r.status_code == 431 and r.json()["error"]["code"] == "headers_too_large"
 
 
+def test_pipelined_requests_are_each_held_to_the_header_budget(stack: tuple[Proc, str]) -> None:
+    """Two requests in one send: the second's 70 KB of headers get a 431 though the first request began the
+    read (the budget is counted exactly once what was read could hold that much). The refusal closes the
+    connection at once, so the first one's answer is not waited for (clients do not pipeline)."""
+    _, base = stack
+    body = b'{"model": "m", "messages": [{"role": "user", "content": "x"}]}'
+    small = (b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+             b"content-length: %d\r\n\r\n%s" % (len(body), body))
+    big = small.replace(b"host: x\r\n", b"host: x\r\nx-pad: " + b"a" * 70_000 + b"\r\n")
+    s = connect(base)
+    s.sendall(small + big)
+    raw = read_all(s)
+    s.close()
+    assert b"HTTP/1.1 431" in raw and b"headers_too_large" in raw
+
+
+def test_a_connection_s_read_deadline_is_one_entry_gone_with_it() -> None:
+    """The read timeout is checked by the loop's deadline tick: the connection is one entry, whose time is set
+    while a request is read and NEVER between requests, and which goes when the connection does."""
+    import asyncio
+
+    from proxy.sockets import protocol
+    from routing import deadline
+    from routing.deadline import NEVER
+    from tests.test_coalesced import REQUEST, Recording, _serve
+
+    async def app(scope: object, receive: object, send: object) -> None:
+        await receive()  # type: ignore[operator]
+        await send({"type": "http.response.start", "status": 200,  # type: ignore[operator]
+                    "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})  # type: ignore[operator]
+
+    async def run() -> None:
+        t = await _serve(app, REQUEST)
+        assert t.writes and t.writes[0].startswith(b"HTTP/1.1 200")
+        from uvicorn.config import Config
+        from uvicorn.server import ServerState
+
+        config = Config(app=app, log_level="warning")
+        config.load()
+        proto = protocol(64, 0.2, 10)(config=config, server_state=ServerState(), app_state={})
+        slow = Recording()
+        proto.connection_made(slow)
+        armed = deadline.of(asyncio.get_running_loop()).armed
+        assert proto in armed and proto.when != NEVER  # the first request's headers are awaited
+        proto.data_received(REQUEST)
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert slow.writes and proto.when == NEVER  # answered: nothing is being read
+        proto.data_received(b"POST /v1/x HTTP/1.1\r\nhost: a\r\n")  # and then nothing more
+        await asyncio.sleep(0.2 + deadline.TICK + 0.1)
+        assert b"HTTP/1.1 408" in slow.writes[-1] and slow.closed
+        proto.connection_lost(None)
+        assert proto not in armed
+
+    asyncio.run(run())
+
+
 def test_slow_headers_and_slow_bodies_are_dropped(stack: tuple[Proc, str]) -> None:
     proxy, base = stack
     slow_head, slow_body, idle = connect(base), connect(base), connect(base)
