@@ -17,7 +17,7 @@ from proxy import cache, errors
 from proxy.accounting import Books, Ticket
 from proxy.auth import Gate, allows
 from proxy.dialects import Context, Dialect, Writer
-from proxy.streaming import EventStream, left_of, watched
+from proxy.streaming import EventStream, Last, left_of, watched
 from routing import session
 from routing.core import CouncilReport, Event, Report, Result, replay_result
 from routing.decide.spend import Spend
@@ -139,26 +139,31 @@ async def _sse(first: Event, rest: AsyncIterator[Event], books: Books, t: Ticket
     status, error = 200, None
     left = False
     writer = dialect.writer(ctx)
+    report = b""
+    """The report's frame: every strategy's last event, so it leaves with the end in one send."""
     try:
         yield writer.start() + writer.event(first)
         try:
             async for ev in rest:
+                if kept is not None:
+                    kept.append(ev)
                 if isinstance(ev, Report):
                     council = ev.report
                     council.session = t.session
-                if kept is not None:
-                    kept.append(ev)
+                    report += writer.event(ev)
+                    continue
                 yield writer.event(ev)
         except Exception as e:  # after the first byte an error can only be an event (ours, or a logged bug)
             status, body = errors.of(e)
             error = body["error"].get("code") or body["error"]["type"]
-            yield writer.failed(status, body)
+            yield report + writer.failed(status, body)
+            report = b""
         if filled is not None and kept is not None and error is None:
             answer = cache.kept(kept)
             if answer is not None:
                 await filled[0].put(filled[1], answer, filled[2])
         await books.finish(t, status, council, error=error)  # committed before the client sees the end
-        tail = writer.end()
+        tail = Last(report + writer.end())
         if error is None:
             await dialect.finished(ctx)
         yield tail

@@ -25,6 +25,13 @@ LEFT = "shenron.left"
 request (about 3 % of a pass-through's CPU); without it (another server, a test client) a task waits."""
 
 
+class Last(bytes):
+    """A stream's last frames: `relay` sends them as the response's last message (uvicorn writes the chunked
+    body's end with them, one write, not two)."""
+
+    __slots__ = ()
+
+
 def left_of(scope: Any) -> asyncio.Future[None] | None:
     """The scope's LEFT future, where the server set one."""
     left: asyncio.Future[None] | None = scope.get(LEFT)
@@ -102,17 +109,20 @@ async def relay(iterator: AsyncIterable[bytes | str], send: Send, receive: Recei
 
     async def frames() -> None:
         start = head
+        ended = False
         async for chunk in chunks:
             if start is not None:
                 await send(start)
                 start = None
             if not chunk:  # an event that says nothing in this dialect (usage the client did not ask for)
                 continue
+            ended = type(chunk) is Last  # the iterator still runs to its end: its cleanup is its own
             await send({"type": "http.response.body", "body": chunk if isinstance(chunk, bytes)
-                        else chunk.encode(encoding), "more_body": True})
+                        else chunk.encode(encoding), "more_body": not ended})
         if start is not None:
             await send(start)
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        if not ended:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     try:
         await watched(frames(), receive, left)

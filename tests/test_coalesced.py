@@ -14,7 +14,7 @@ from uvicorn.config import Config
 from uvicorn.server import ServerState
 
 from proxy.sockets import GuardedHttpTools
-from proxy.streaming import EventStream, relay
+from proxy.streaming import EventStream, Last, relay
 
 
 class Recording(asyncio.Transport):
@@ -180,3 +180,71 @@ async def test_a_frame_that_says_nothing_is_not_sent() -> None:
     await relay(frames(), send, receive, head={"type": "http.response.start", "status": 200, "headers": []})
     assert [m.get("body") for m in sent] == [None, b"data: 1\n\n", b"data: [DONE]\n\n", b""]
     assert sent[-1]["more_body"] is False
+
+
+async def test_a_stream_s_last_frames_are_its_last_message_and_its_generator_still_ends() -> None:
+    """`Last` (what a Shenron stream ends with: the report, `[DONE]`) is sent as the response's last message, so
+    uvicorn writes the chunked body's end with it; the generator's code after it still runs."""
+    cleaned: list[bool] = []
+
+    async def frames() -> Any:
+        try:
+            yield b"data: 1\n\n"
+            yield Last(b"data: {\"council\":{}}\n\ndata: [DONE]\n\n")
+        finally:
+            cleaned.append(True)
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(m: dict[str, Any]) -> None:
+        sent.append(m)
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.Event().wait()
+        return {}
+
+    await relay(frames(), send, receive, head={"type": "http.response.start", "status": 200, "headers": []})
+    assert [(m.get("body"), m.get("more_body")) for m in sent] == [
+        (None, None), (b"data: 1\n\n", True), (b"data: {\"council\":{}}\n\ndata: [DONE]\n\n", False)]
+    assert cleaned == [True]
+
+
+def test_a_chat_stream_s_report_leaves_with_its_end_in_one_message() -> None:
+    """Through the app: the `council` frame, `[DONE]` and the end of the body are one ASGI message (one write),
+    after the text and the finish."""
+    import json
+
+    import respx
+    from httpx import Response
+    from litestar.testing import TestClient
+
+    from proxy.app import create_app
+    from routing import config
+
+    chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m",
+             "choices": [{"index": 0, "delta": {"role": "assistant", "content": "hi"}, "finish_reason": None}]}
+    done = {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+    body = b"".join(b"data: %s\n\n" % json.dumps(c).encode() for c in (chunk, done)) + b"data: [DONE]\n\n"
+    app = create_app(config.parse('[backends.m]\nurl = "http://up.test/v1"\nmodel = "m"\n'))
+    messages: list[dict[str, Any]] = []
+
+    async def recording(scope: Any, receive: Any, send: Any) -> None:
+        async def sent(message: Any) -> None:
+            if scope["type"] == "http":
+                messages.append(message)
+            await send(message)
+
+        await app(scope, receive, sent)
+
+    with respx.mock(assert_all_called=False) as m:
+        m.get("http://up.test/v1/models").respond(json={"data": [{"id": "m"}]})
+        m.post("http://up.test/v1/chat/completions").mock(return_value=Response(
+            200, content=body, headers={"content-type": "text/event-stream"}))
+        with TestClient(recording) as client:  # type: ignore[arg-type]
+            r = client.post("/v1/chat/completions", json={"model": "m", "stream": True,
+                                                          "messages": [{"role": "user", "content": "x"}]})
+    assert r.status_code == 200 and '"hi"' in r.text
+    bodies = [m for m in messages if m["type"] == "http.response.body"]
+    assert bodies[-1]["more_body"] is False
+    assert b'"council"' in bodies[-1]["body"] and bodies[-1]["body"].endswith(b"data: [DONE]\n\n")
+    assert all(b'"council"' not in m["body"] for m in bodies[:-1])
