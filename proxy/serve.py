@@ -128,7 +128,7 @@ async def _replay(events: list[Event], writer: Writer) -> AsyncIterator[bytes]:
     yield writer.start()
     for e in events:
         yield writer.event(e)
-    yield writer.end()
+    yield Last(writer.end())
 
 
 async def _sse(first: Event, rest: AsyncIterator[Event], books: Books, t: Ticket,

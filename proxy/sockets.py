@@ -31,13 +31,15 @@ def refusal(status: int, message: str, code: str) -> bytes:
 
 
 class Coalesced:
-    """A connection's transport as uvicorn's protocol and its request cycles see it. In each loop turn the
-    first two writes leave together at once (a response's head with its body, or with a stream's first frame:
-    uvicorn writes them apart), and what the turn writes after them leaves in one `send` at its end: a
+    """A connection's transport as uvicorn's protocol and its request cycles see it. A response's head waits
+    for the next write of its loop turn and leaves with it at once (its body, or a stream's first frame:
+    uvicorn writes them apart), and what that turn writes after them leaves in one `send` at its end: a
     quick upstream's whole stream, read at once, becomes several frames (its text, its finish, its usage,
     `[DONE]`: each an ASGI message) and two sends, not one per pair. The client still gets the first frame
-    before the rest is made. On loopback a send is about as much CPU as the rest of a small response's
-    bytes. What waits is what one turn wrote, for at most that turn."""
+    before the rest is made. A write in a turn that began with no head (a paced stream's token, one a read)
+    leaves at once: holding it would cost a loop turn more per token, for nothing to join. On loopback a
+    send is about as much CPU as the rest of a small response's bytes. What waits is what one turn wrote,
+    for at most that turn."""
 
     __slots__ = ("_held", "_loop", "_paired", "_transport")
 
@@ -52,9 +54,13 @@ class Coalesced:
     def write(self, data: bytes) -> None:
         held = self._held
         if held is None:
-            if not self._paired:  # the turn's first write: it ends with a flush
+            if self._paired:  # after the turn's pair: with the rest of the turn, at its end
+                self._held = [data]
+            elif data[:5] == b"HTTP/":  # a response's head: it waits for its body (or the turn's end)
                 self._loop.call_soon(self.flush)
-            self._held = [data]
+                self._held = [data]
+            else:  # nothing waits in this turn (a paced stream's token): at once, no flush to schedule
+                self._transport.write(data)
         elif not self._paired:
             self._held, self._paired = None, True
             self._transport.write(held[0] + data)

@@ -75,8 +75,7 @@ async def test_a_stream_s_head_is_not_held_for_its_first_event_and_its_end_goes_
         await receive()
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await go.wait()
-        await send({"type": "http.response.body", "body": b"data: 1\n\n", "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        await send({"type": "http.response.body", "body": b"data: 1\n\n", "more_body": False})
 
     waiting = asyncio.ensure_future(_serve(app, REQUEST))
     for _ in range(20):
@@ -86,6 +85,41 @@ async def test_a_stream_s_head_is_not_held_for_its_first_event_and_its_end_goes_
     t = await waiting
     assert t.writes[0].startswith(b"HTTP/1.1 200 OK") and t.writes[0].endswith(b"\r\n\r\n"), "the head went alone"
     assert t.writes[1:] == [b"9\r\ndata: 1\n\n\r\n0\r\n\r\n"], "the last event and the end together"
+
+
+async def test_a_paced_stream_s_token_leaves_at_once_without_waiting_for_the_turn_s_end() -> None:
+    """A token in a loop turn of its own (a GPU server's pace: one read a token) is written during its `send`,
+    not held for a flush a loop turn later: nothing else of that turn could join it."""
+    tokens: list[asyncio.Event] = [asyncio.Event() for _ in range(3)]
+    seen: list[int] = []
+    transport: list[Recording] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"data: 0\n\n", "more_body": True})
+        for i, ready in enumerate(tokens):
+            await ready.wait()
+            await send({"type": "http.response.body", "body": b"data: %d\n\n" % (i + 1), "more_body": True})
+            seen.append(len(transport[0].writes))  # right after the send, before the loop turns again
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    config = Config(app=app, log_level="warning")
+    config.load()
+    proto = GuardedHttpTools(config=config, server_state=ServerState(), app_state={})
+    transport.append(Recording())
+    proto.connection_made(transport[0])
+    proto.data_received(REQUEST)
+    for ready in tokens:
+        for _ in range(10):
+            await asyncio.sleep(0)
+        ready.set()
+    for _ in range(10):
+        await asyncio.sleep(0)
+    writes = transport[0].writes
+    assert writes[0].startswith(b"HTTP/1.1 200 OK") and writes[0].endswith(b"data: 0\n\n\r\n")
+    assert seen == [2, 3, 4], "each token was written by its own send"
+    assert writes[1:4] == [b"9\r\ndata: %d\n\n\r\n" % i for i in (1, 2, 3)] and writes[-1] == b"0\r\n\r\n"
 
 
 async def test_pipelined_answers_keep_their_order_and_a_close_sends_what_was_held() -> None:
@@ -107,7 +141,7 @@ def _frames(go: asyncio.Event) -> Any:
     async def frames() -> Any:
         yield b"data: 1\n\n"
         await go.wait()
-        yield b"data: 2\n\n"
+        yield Last(b"data: 2\n\n")  # as Shenron's streams end: their last frames and the end in one message
     return frames()
 
 
@@ -130,7 +164,7 @@ def _litestar(go: asyncio.Event) -> Any:
 @pytest.mark.parametrize("way", ["fast route", "litestar"])
 async def test_a_relayed_stream_s_first_event_leaves_with_its_head(way: str) -> None:
     """Both ways in send a stream through `relay`, with the head: the client's first event comes with the
-    head in one send, not a loop turn or two after it, and the end with the last event."""
+    head in one send, not a loop turn or two after it, and the end with the last frames (`Last`)."""
     go = asyncio.Event()
     app = _litestar(go) if way == "litestar" else _raw_relay(go)
     waiting = asyncio.ensure_future(_serve(app, REQUEST))
