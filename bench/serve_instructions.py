@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""Instructions a request of `shenron serve` itself, under callgrind: repeatable where CPU seconds are not.
+
+    python3 bench/serve_instructions.py --kind pass|ultra|stream|council [-n 200] [--token-ms 10]
+                                        [--shenron .venv/bin/shenron] [--pythonpath OTHER_CHECKOUT]
+
+`bench/inprocess.py` counts Shenron's own code without a server; this counts what a user's server runs: uvicorn,
+the socket guard, the middleware and the app, for requests sent one at a time on one kept-alive connection
+by a raw-socket client. It starts `../shared/bench/stub_backend.py` (on CPU 0) and `shenron serve` under
+`valgrind --tool=callgrind --separate-threads=yes` (on CPU 1), with the ledger on, the access log off
+(`--access-log` to change), health probes hourly; warms up, zeroes the counters (`callgrind_control -z`),
+sends `-n` requests, dumps (`callgrind_control -d`) and prints the main thread's instructions divided by
+`-n`. `--token-ms` paces the stub's stream as a GPU server does (one read a token; give `--warmup 10`, a
+paced stream takes its pauses). `--pythonpath` measures another checkout with the same venv (its `proxy`
+and `routing` first on the path). Kernel time is not counted (syscalls are one instruction here): read
+`strace -c` beside it. A benchmark, not a test: it prints what it counted and judges nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+STUB = ROOT.parent / "shared" / "bench" / "stub_backend.py"
+MEMBERS = ["goku", "vegeta", "piccolo", "gohan", "krillin", "frieza"]
+MODELS = {"pass": "bench", "ultra": "ultra-instinct", "stream": "bench", "council": "full-council"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def config(upstream: str, access_log: str) -> str:
+    text = (f'[server]\nlog-level = "warning"\nhealth-interval-s = 3600\naccess-log = "{access_log}"\n'
+            f'[backends.bench]\nurl = "{upstream}"\nmodel = "bench-model"\n'
+            '[models.ultra-instinct]\nstrategy = "single"\nmembers = ["bench"]\n')
+    for m in MEMBERS:
+        text += f'[backends.{m}]\nurl = "{upstream}"\nmodel = "bench-model"\n'
+    council = f'[models.full-council]\nstrategy = "council"\nmembers = {json.dumps(MEMBERS)}\n'
+    return text + council + "early-decision = false\n"
+
+
+def request(kind: str) -> bytes:
+    body = json.dumps({"model": MODELS[kind], "stream": kind == "stream", "messages": [
+        {"role": "system", "content": "You are terse."}, {"role": "user", "content": "Say hello."}]}).encode()
+    return (b"POST /v1/chat/completions HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n"
+            b"content-length: %d\r\n\r\n%s" % (len(body), body))
+
+
+def ask(s: socket.socket, req: bytes) -> None:
+    """One request, read to the end of its answer (a content-length or the chunked body's last chunk)."""
+    s.sendall(req)
+    seen = b""
+    while True:
+        piece = s.recv(65536)
+        if not piece:
+            raise RuntimeError("the server closed the connection")
+        seen += piece
+        head_end = seen.find(b"\r\n\r\n")
+        if head_end < 0:
+            continue
+        head = seen[:head_end].lower()
+        if b"content-length:" in head:
+            if len(seen) >= head_end + 4 + int(head.split(b"content-length:")[1].split(b"\r\n")[0]):
+                break
+        elif seen.endswith(b"0\r\n\r\n"):
+            break
+    if not seen.startswith(b"HTTP/1.1 200"):
+        raise RuntimeError(f"not a 200: {seen[:300]!r}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--kind", choices=list(MODELS), default="pass")
+    ap.add_argument("-n", type=int, default=200, help="measured requests")
+    ap.add_argument("--warmup", type=int, default=100)
+    ap.add_argument("--token-ms", type=float, default=0.0, help="the stub's pause between streamed tokens")
+    ap.add_argument("--tokens", type=int, default=32)
+    ap.add_argument("--access-log", default="off", help='"off", "-" or a file, as [server] access-log')
+    ap.add_argument("--shenron", default=str(ROOT / ".venv" / "bin" / "shenron"))
+    ap.add_argument("--pythonpath", default="", help="another checkout to measure with the same venv")
+    a = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="shenron-cg-"))
+    stub_port, port = free_port(), free_port()
+    stub = subprocess.Popen(["taskset", "-c", "0", sys.executable, str(STUB), "--port", str(stub_port), "--tokens",
+                             str(a.tokens), "--token-ms", str(a.token_ms)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    (tmp / "shenron.toml").write_text(config(f"http://127.0.0.1:{stub_port}/v1", a.access_log))
+    out = tmp / "callgrind.out"
+    env = {**os.environ, "XDG_DATA_HOME": str(tmp), **({"PYTHONPATH": a.pythonpath} if a.pythonpath else {})}
+    server = subprocess.Popen(["taskset", "-c", "1", "valgrind", "--tool=callgrind", "--separate-threads=yes",
+                               f"--callgrind-out-file={out}", a.shenron, "serve", "--config",
+                               str(tmp / "shenron.toml"), "--port", str(port)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=(tmp / "serve.log").open("w"))
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                s = socket.create_connection(("127.0.0.1", port))
+                break
+            except OSError as e:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    log = (tmp / "serve.log").read_text()[-2000:]
+                    raise RuntimeError(f"shenron serve did not start: {log}") from e
+                time.sleep(0.5)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        req = request(a.kind)
+        for _ in range(a.warmup):
+            ask(s, req)
+        time.sleep(0.3)
+        subprocess.run(["callgrind_control", "-z", str(server.pid)], check=True, stdout=subprocess.DEVNULL)
+        for _ in range(a.n):
+            ask(s, req)
+        time.sleep(0.3)
+        subprocess.run(["callgrind_control", "-d", str(server.pid)], check=True, stdout=subprocess.DEVNULL)
+        time.sleep(2)
+    finally:
+        server.terminate()
+        stub.terminate()
+        server.wait()
+        stub.wait()
+    main_thread = [f for f in glob.glob(f"{out}*") if re.search(r"\.1-01$", f)]
+    if not main_thread:
+        raise RuntimeError(f"no dump of the main thread in {tmp}")
+    total = next(int(line.split()[1]) for line in Path(main_thread[0]).read_text().splitlines()
+                 if line.startswith(("summary:", "totals:")))
+    paced = f", tokens {a.token_ms:g} ms apart" if a.token_ms else ""
+    print(f"{a.kind}{paced} ({a.pythonpath or 'this checkout'}): {total / a.n:,.0f} instructions a request "
+          f"(main thread, {a.n} requests)")
+
+
+if __name__ == "__main__":
+    main()
