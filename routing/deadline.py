@@ -49,10 +49,16 @@ class Deadlines:
 
     def _tick(self) -> None:
         now = self.loop.time()
-        for w in [w for w in self.armed if w.when <= now]:
-            self.armed.discard(w)
-            w.expire()
-        self.handle = self.loop.call_at(now + TICK, self._tick) if self.armed else None
+        try:
+            for w in [w for w in self.armed if w.when <= now]:
+                self.armed.discard(w)
+                try:
+                    w.expire()
+                except Exception as e:  # one entry's failure (a refusal's write, say) must not stop the others'
+                    self.loop.call_exception_handler({"message": f"a deadline's expiry failed: {w!r}",
+                                                      "exception": e})
+        finally:
+            self.handle = self.loop.call_at(now + TICK, self._tick) if self.armed else None
 
 
 _loops: dict[asyncio.AbstractEventLoop, Deadlines] = {}

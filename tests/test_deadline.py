@@ -104,3 +104,68 @@ async def test_a_block_that_swallowed_the_deadline_s_cancellation_leaves_the_tas
             pass
     task = asyncio.current_task()
     assert task is not None and task.cancelling() == 0
+
+
+async def test_an_entry_whose_expiry_fails_does_not_stop_the_others() -> None:
+    """The tick expires every late entry and goes on ticking even when one entry's `expire` raises (a
+    connection's refusal that fails to write, say): the loop's exception handler hears of it."""
+    loop = asyncio.get_running_loop()
+    heard: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _, context: heard.append(context))
+    expired: list[str] = []
+
+    class Entry:
+        def __init__(self, name: str, fails: bool) -> None:
+            self.name, self.fails, self.when = name, fails, loop.time() + 0.05
+
+        def expire(self) -> None:
+            expired.append(self.name)
+            if self.fails:
+                raise RuntimeError("boom")
+
+    try:
+        deadlines = deadline.of(loop)
+        deadlines.add(Entry("a", True))
+        deadlines.add(Entry("b", True))
+        await asyncio.sleep(0.2)
+        later = Entry("c", False)
+        later.when = loop.time() + 0.05
+        deadlines.add(later)
+        await asyncio.sleep(0.2)
+    finally:
+        loop.set_exception_handler(None)
+    assert sorted(expired) == ["a", "b", "c"] and len(heard) == 2
+    assert not deadlines.armed
+
+
+async def test_a_read_that_got_its_data_is_not_expired_by_a_tick_of_the_same_turn() -> None:
+    """A stream's body is one entry; its time is set when a read starts to wait, and set back to NEVER as the
+    data arrives (not when the reader next runs), so a tick in between cannot take the entry away and leave
+    the rest of the body without a read timeout."""
+    from routing.upstream.conn import Conn
+
+    class Wire(asyncio.Transport):
+        def write(self, data: object) -> None:
+            pass
+
+        def is_closing(self) -> bool:
+            return False
+
+    loop = asyncio.get_running_loop()
+    conn = Conn((b"http", b"up.test", 80))
+    conn.connection_made(Wire())
+    head = conn.send(b"GET / HTTP/1.1\r\n\r\n", b"")
+    conn.data_received(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+    assert await head == 200
+    pieces = conn.body(30.0)  # a stream's read timeout: the one-entry path
+    reading = asyncio.ensure_future(anext(pieces))
+    await asyncio.sleep(0)
+    armed = deadline.of(loop).armed
+    assert conn in armed and conn.when != deadline.NEVER  # waiting
+    conn.data_received(b"5\r\nhello\r\n")
+    assert conn.when == deadline.NEVER  # before the reader runs
+    assert await reading == b"hello"
+    assert conn in armed  # the next read is still timed
+    conn.data_received(b"0\r\n\r\n")
+    assert [p async for p in pieces] == []
+    assert conn not in armed

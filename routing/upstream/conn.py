@@ -99,7 +99,8 @@ class Conn(asyncio.Protocol):
         self._wake()
 
     def _wake(self) -> None:
-        w = self._waiter
+        self.when = NEVER  # at once, not when the reader runs: a tick in this loop turn must not expire a read
+        w = self._waiter  # that has what it waited for (it would leave the rest of the body without a deadline)
         if w is not None and not w.done():
             w.set_result(None)
 
