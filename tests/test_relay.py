@@ -226,3 +226,25 @@ def test_relayed_frames_are_the_upstream_s_bytes_with_only_the_identity_swapped(
             .replace(b'"model":"%s"' % MODEL.encode(), b'"model"%s"smollm2"' % sep) \
             .replace(b'"created":%d' % CREATED, b'"created"%s1700000000' % sep)  # ours are written compact
         assert back == e.data
+
+
+@pytest.mark.parametrize("name", list(STREAMS))
+def test_a_read_of_one_whole_event_is_read_as_the_split_reads_it(name: str) -> None:
+    """A paced server's reads are one event each, and take a shortcut past the split: the events (a plain one
+    kept as the bytes it came as) are those the split gives when every event comes in two reads."""
+    def events_of(pieces: list[bytes]) -> list[Event]:
+        read = Reader("smol", OpenAIBackend._events(None), True)  # type: ignore[arg-type]
+        out: list[Event] = []
+        for piece in pieces:
+            if read(piece, out):
+                break
+        else:
+            read(None, out)
+        return out
+
+    frames = STREAMS[name]
+    whole = events_of(frames)
+    halves = events_of([half for f in frames for half in (f[:len(f) // 2], f[len(f) // 2:])])
+    assert whole == halves
+    relayed = [e for e in whole if isinstance(e, RawChunk)]
+    assert relayed and all(e.count == 1 and e.data in frames for e in relayed), "each kept as it came"

@@ -28,9 +28,11 @@ class Splitter:
         head = buf[:end]  # the events this piece completes, without the last one's blank line
         if head.startswith(b"data: "):
             # Split in C in one call, not one find and slice per event; kept where every newline is in a
-            # boundary followed by `data: ` (one-line data events only, as every server sends its chunks).
+            # boundary followed by `data: ` (one-line data events only, as every server sends its chunks):
+            # where no payload holds one. Joined and found, not counted: a one-byte find is memchr, a count
+            # a loop a byte (40k instructions for a quick server's 6 KB read, against 2k).
             payloads = head[6:].split(b"\n\ndata: ")
-            if head.count(b"\n") == 2 * (len(payloads) - 1):
+            if b"".join(payloads).find(b"\n") < 0:
                 self._buf = buf[end + 2:]
                 return payloads
         out: list[bytes] = []
@@ -45,6 +47,11 @@ class Splitter:
             start = end + 2
         self._buf = buf[start:]
         return out
+
+    @property
+    def pending(self) -> bool:
+        """Part of an event is waiting for the rest of it."""
+        return bool(self._buf)
 
     def close(self) -> list[bytes]:
         """The payload of an event the stream ended without closing, if any."""
