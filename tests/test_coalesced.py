@@ -195,13 +195,8 @@ async def test_a_stream_s_frames_made_in_one_loop_turn_leave_in_two_sends() -> N
     assert t.writes[1].index(b"data: finish") < t.writes[1].index(b"data: usage") < t.writes[1].index(b"[DONE]")
 
 
-async def test_a_frame_that_says_nothing_is_not_sent() -> None:
-    """A stream's events that write nothing in the client's dialect (chat's usage, when the client did not ask
-    for it) cost no ASGI message and no write: the head and the frames that say something, then the end."""
-    async def frames() -> Any:
-        for f in (b"", b"data: 1\n\n", b"", b"data: [DONE]\n\n"):
-            yield f
-
+async def _relayed(frames: Any) -> list[dict[str, Any]]:
+    """The ASGI messages `relay` sends for `frames`, with a client that never leaves."""
     sent: list[dict[str, Any]] = []
 
     async def send(m: dict[str, Any]) -> None:
@@ -211,7 +206,18 @@ async def test_a_frame_that_says_nothing_is_not_sent() -> None:
         await asyncio.Event().wait()
         return {}
 
-    await relay(frames(), send, receive, head={"type": "http.response.start", "status": 200, "headers": []})
+    await relay(frames, send, receive, head={"type": "http.response.start", "status": 200, "headers": []})
+    return sent
+
+
+async def test_a_frame_that_says_nothing_is_not_sent() -> None:
+    """A stream's events that write nothing in the client's dialect (chat's usage, when the client did not ask
+    for it) cost no ASGI message and no write: the head and the frames that say something, then the end."""
+    async def frames() -> Any:
+        for f in (b"", b"data: 1\n\n", b"", b"data: [DONE]\n\n"):
+            yield f
+
+    sent = await _relayed(frames())
     assert [m.get("body") for m in sent] == [None, b"data: 1\n\n", b"data: [DONE]\n\n", b""]
     assert sent[-1]["more_body"] is False
 
@@ -228,16 +234,7 @@ async def test_a_stream_s_last_frames_are_its_last_message_and_its_generator_sti
         finally:
             cleaned.append(True)
 
-    sent: list[dict[str, Any]] = []
-
-    async def send(m: dict[str, Any]) -> None:
-        sent.append(m)
-
-    async def receive() -> dict[str, Any]:
-        await asyncio.Event().wait()
-        return {}
-
-    await relay(frames(), send, receive, head={"type": "http.response.start", "status": 200, "headers": []})
+    sent = await _relayed(frames())
     assert [(m.get("body"), m.get("more_body")) for m in sent] == [
         (None, None), (b"data: 1\n\n", True), (b"data: {\"council\":{}}\n\ndata: [DONE]\n\n", False)]
     assert cleaned == [True]
