@@ -6,6 +6,11 @@ pass-through. A member's deadline is seconds away (120 by default) and is almost
 exactness to the millisecond buys nothing: here the deadlines of a loop's calls sit in one set, and one
 timer, running only while the set holds any, expires those that have passed every TICK seconds. A
 deadline under COARSE seconds (tests, a check's short budget) is `asyncio.timeout`'s own, exact.
+
+Other things with a deadline that moves are entries of the same set (`Expiring`), each for its whole life
+with its time set and reset in place: an upstream connection while its body is read (the read timeout of a
+stream, routing/upstream/conn.py) and a client's connection while a request is read (the socket guard's
+408, proxy/sockets.py). No timer is made, started or cancelled a read or a request.
 """
 
 from __future__ import annotations
