@@ -33,23 +33,26 @@ class Reader:
         """Append the events a read completes to `out` (plain chunks in a row as one `RawChunk`); True once
         the stream says it is over or ended (`piece` None: what it left unterminated is read first)."""
         if piece is None:
-            self._read(self.split.close(), out)
+            self._read(self.split.close(), out, self.raw)
             return True
         if self.raw and piece.endswith(b"\n\n") and piece.find(b"\n") == len(piece) - 2 \
-                and piece.startswith(b"data: {") and not self.split.pending:
-            # One whole event and nothing before it: a paced server's token, one a read. Checked as the split
-            # would give it, and kept as it came (the framing the split strips and `_raw` adds back). `find`,
-            # not `count`: it stops at the first newline, and a one-byte find is memchr (a count is a loop a
-            # byte: 40k instructions for a quick server's 6 KB read).
-            text = answers.plain(piece[6:-2], self.started)
-            if text is not None:
-                self.started = True
-                out.append(RawChunk(piece, 1, text))
-                return False
-        return self._read(self.split.feed(piece), out)
+                and piece.startswith(b"data: {") and piece.find(b"\r") < 0 and not self.split.pending:
+            # One whole event and nothing before it: a paced server's token, one a read, its payload what the
+            # split would give. Kept as it came where plain (the framing the split strips and `_raw` adds
+            # back); else read as the split's one payload, not tried as plain again. `find`, not `count`: it
+            # stops at the first newline, and a one-byte find is memchr (a count is a loop a byte: 40k
+            # instructions for a quick server's 6 KB read).
+            data = piece[6:-2]
+            text = answers.plain(data, self.started)
+            if text is None:
+                return self._read([data], out, False)
+            self.started = True
+            out.append(RawChunk(piece, 1, text))
+            return False
+        return self._read(self.split.feed(piece), out, self.raw)
 
-    def _read(self, payloads: list[bytes], out: list[Event]) -> bool:
-        raw = self.raw
+    def _read(self, payloads: list[bytes], out: list[Event], raw: bool) -> bool:
+        """`raw`: plain payloads may be kept as they came (False where they were tried already)."""
         if raw and len(payloads) > 2:  # a read of many events (a quick server's): its plain run checked at once
             k = len(payloads)
             while k > 0 and _ends(payloads[k - 1]):
