@@ -137,7 +137,7 @@ class GuardedHttpTools(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         if self._deadlines is not None:
-            self._deadlines.armed.discard(self)
+            self._deadlines.discard(self)
         super().connection_lost(exc)
         self._gone()
 

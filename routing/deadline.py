@@ -52,6 +52,10 @@ class Deadlines:
         if self.handle is None:
             self.handle = self.loop.call_at(self.loop.time() + TICK, self._tick)
 
+    def discard(self, w: Expiring) -> None:
+        """`w` no longer has a deadline here (the timer stops at its next tick if nothing else has)."""
+        self.armed.discard(w)
+
     def _tick(self) -> None:
         now = self.loop.time()
         try:
@@ -122,7 +126,7 @@ class Within:
         if self._exact is not None:
             await self._exact.__aexit__(typ, exc, tb)
             return
-        self._deadlines.armed.discard(self)
+        self._deadlines.discard(self)
         # as asyncio.Timeout: the cancellation this deadline made is taken back whatever ended the block
         if self._expired and self._task.uncancel() <= self._cancelling and typ is asyncio.CancelledError:
             raise TimeoutError from exc

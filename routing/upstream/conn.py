@@ -190,7 +190,7 @@ class Conn(asyncio.Protocol):
         finally:
             self._waiter = None
             if deadlines is not None:
-                deadlines.armed.discard(self)
+                deadlines.discard(self)
 
     def _fail(self, exc: Exception) -> None:
         self._error = exc
