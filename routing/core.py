@@ -201,6 +201,8 @@ class TextDelta(msgspec.Struct, tag="text", omit_defaults=True):
     text: str
     logprobs: Any = None
     choice: int = 0
+    count: int = 1
+    """The upstream chunks whose text this is (a read's run of plain ones is one delta: `Reader`)."""
 
 
 class ReasoningDelta(msgspec.Struct, tag="reasoning", omit_defaults=True):

@@ -136,7 +136,7 @@ class Members:
                     if isinstance(e, RawChunk):
                         said += e.count
                     elif isinstance(e, TextDelta) and e.text:
-                        said += 1
+                        said += e.count
                     yield e
             if spent.usage is None:
                 p = estimate_tokens(prompt_text(req.messages))

@@ -227,7 +227,7 @@ class OpenAIBackend:
                     if status >= 400:
                         raise upstream_error(self.name, status, await _drain(body), retry_after)
                     pieces = aiter(body)  # the transport's body as it is: no httpx layers around every read
-                    read = Reader(self.name, self._events(), raw and self.relays)
+                    read = Reader(self.name, self._events(), raw and self.relays, self.relays)
                     events: list[Event] = []
                     ended = said = finished = False
                     while not said and not ended:

@@ -19,10 +19,16 @@ _decode = msgspec.json.Decoder().decode
 class Reader:
     """One stream's reads into events, appended to a list: one call per upstream read."""
 
-    __slots__ = ("done", "member", "raw", "split", "started", "translate")
+    __slots__ = ("done", "member", "plain", "raw", "split", "started", "translate")
 
-    def __init__(self, member: str, translate: Callable[[Json], list[Json] | None], raw: bool) -> None:
+    def __init__(self, member: str, translate: Callable[[Json], list[Json] | None], raw: bool,
+                 openai: bool = False) -> None:
         self.member, self.translate, self.raw = member, translate, raw
+        self.plain = raw or openai
+        """Plain chunks are looked for (`answers.plain`, in C), not decoded and checked field by field: `raw`, or
+        `openai` (`translate` passes OpenAI's chunks on as they are). Kept as they came where `raw`; else a run of
+        them is one `TextDelta`, the text `answers.events` gives each, joined: a dialect that rebuilds every
+        event (Anthropic's, the Responses API's) writes a read's text once, not once a token."""
         self.split = Splitter()
         self.started = False
         """Choice 0 has had a delta (the first names the role)."""
@@ -30,59 +36,62 @@ class Reader:
         """The stream said it is over (`[DONE]`, or the translator's end)."""
 
     def __call__(self, piece: bytes | None, out: list[Event]) -> bool:
-        """Append the events a read completes to `out` (plain chunks in a row as one `RawChunk`); True once
-        the stream says it is over or ended (`piece` None: what it left unterminated is read first)."""
+        """Append the events a read completes to `out` (plain chunks in a row as one `RawChunk` or `TextDelta`);
+        True once the stream says it is over or ended (`piece` None: what it left unterminated is read first)."""
         if piece is None:
-            self._read(self.split.close(), out, self.raw)
+            self._read(self.split.close(), out, self.plain)
             return True
-        if self.raw and piece.endswith(b"\n\n") and piece.find(b"\n") == len(piece) - 2 \
+        if self.plain and piece.endswith(b"\n\n") and piece.find(b"\n") == len(piece) - 2 \
                 and piece.startswith(b"data: {") and piece.find(b"\r") < 0 and not self.split.pending:
             # One whole event and nothing before it: a paced server's token, one a read, its payload what the
-            # split would give. Kept as it came where plain (the framing the split strips and `_raw` adds
-            # back); else read as the split's one payload, not tried as plain again. `find`, not `count`: it
+            # split would give. Kept as it came where plain and relayed (the framing the split strips and `_raw`
+            # adds back); else read as the split's one payload, not tried as plain again. `find`, not `count`: it
             # stops at the first newline, and a one-byte find is memchr (a count is a loop a byte: 40k
             # instructions for a quick server's 6 KB read).
             data = piece[6:-2]
-            text = answers.plain(data, self.started)
+            text = answers.plain(data, self.started or not self.raw)
             if text is None:
                 return self._read([data], out, False)
-            self.started = True
-            out.append(RawChunk(piece, 1, text))
+            if self.raw:
+                self.started = True
+                out.append(RawChunk(piece, 1, text))
+            elif text:
+                self.started = True
+                out.append(TextDelta(text))
             return False
-        return self._read(self.split.feed(piece), out, self.raw)
+        return self._read(self.split.feed(piece), out, self.plain)
 
-    def _read(self, payloads: list[bytes], out: list[Event], raw: bool) -> bool:
-        """`raw`: plain payloads may be kept as they came (False where they were tried already)."""
-        if raw and len(payloads) > 2:  # a read of many events (a quick server's): its plain run checked at once
+    def _read(self, payloads: list[bytes], out: list[Event], plain: bool) -> bool:
+        """`plain`: plain payloads are looked for (False where they were tried already)."""
+        if plain and len(payloads) > 2:  # a read of many events (a quick server's): its plain run checked at once
             k = len(payloads)
             while k > 0 and _ends(payloads[k - 1]):
                 k -= 1
-            said = answers.plain_all(payloads[:k], self.started) if k > 1 else None
+            said = answers.plain_all(payloads[:k], self.started or not self.raw) if k > 1 else None
             if said is not None:
-                self.started = True
-                out.append(_raw(payloads[:k], said))
+                self._plain(payloads[:k], said, out)
                 payloads = payloads[k:]  # the finish, the usage, `[DONE]`: read one by one below, as
-                raw = False  # what they look like (a finish reason or usage is never plain): not tried as plain
-        plain: list[bytes] = []
+                plain = False  # what they look like (a finish reason or usage is never plain): not tried as plain
+        run: list[bytes] = []
         texts: list[str] = []
         try:
             for data in payloads:
                 if data == DONE:
                     self.done = True
                     return True
-                if raw and data.find(b"\n") < 0:  # not `in`: see sse.py
-                    text = answers.plain(data, self.started)
+                if plain and data.find(b"\n") < 0:  # not `in`: see sse.py
+                    text = answers.plain(data, self.started or not self.raw)
                     if text is not None:
-                        self.started = True
-                        plain.append(data)
+                        self.started = self.started or self.raw  # a relayed choice's first chunk named the role
+                        run.append(data)
                         texts.append(text)
                         continue
                 event = _decode(data)
                 if not isinstance(event, dict):
                     raise MemberFailure(self.member, "malformed stream event")
-                if plain:
-                    out.append(_raw(plain, texts))
-                    plain, texts = [], []
+                if run:
+                    self._plain(run, texts, out)
+                    run, texts = [], []
                 chunks = self.translate(event)
                 if chunks is None:
                     self.done = True
@@ -94,8 +103,20 @@ class Reader:
                     out += got
             return False
         finally:
-            if plain:
-                out.append(_raw(plain, texts))
+            if run:
+                self._plain(run, texts, out)
+
+    def _plain(self, payloads: list[bytes], texts: list[str], out: list[Event]) -> None:
+        """A run of plain chunks: kept as they came (`raw`), or their text as one `TextDelta` (none for empty
+        ones, as `answers.events` gives none), `count` the chunks that said something."""
+        if self.raw:
+            self.started = True
+            out.append(_raw(payloads, texts))
+            return
+        text = "".join(texts)
+        if text:
+            self.started = True
+            out.append(TextDelta(text, count=len(texts) - texts.count("")))
 
 
 def _ends(payload: bytes) -> bool:
