@@ -2,6 +2,7 @@
 """Instructions a request of `shenron serve` itself, under callgrind: repeatable where CPU seconds are not.
 
     python3 bench/serve_instructions.py --kind pass|ultra|stream|council [-n 200] [--token-ms 10]
+                                        [--dialect chat|messages|responses]
                                         [--shenron .venv/bin/shenron] [--pythonpath OTHER_CHECKOUT]
 
 `bench/inprocess.py` counts Shenron's own code without a server; this counts what a user's server runs: uvicorn,
@@ -10,8 +11,9 @@ by a raw-socket client. It starts `../shared/bench/stub_backend.py` (on CPU 0) a
 `valgrind --tool=callgrind --separate-threads=yes` (on CPU 1), with the ledger on, the access log off
 (`--access-log` to change), health probes hourly; warms up, zeroes the counters (`callgrind_control -z`),
 sends `-n` requests, dumps (`callgrind_control -d`) and prints the main thread's instructions divided by
-`-n`. `--token-ms` paces the stub's stream as a GPU server does (one read a token; give `--warmup 10`, a
-paced stream takes its pauses). `--pythonpath` measures another checkout with the same venv (its `proxy`
+`-n`. `--dialect` asks in Anthropic's Messages or the Responses API instead, as Claude Code and Codex do.
+`--token-ms` paces the stub's stream as a GPU server does (one read a token; give `--warmup 10`, a paced
+stream takes its pauses). `--pythonpath` measures another checkout with the same venv (its `proxy`
 and `routing` first on the path). Kernel time is not counted (syscalls are one instruction here): read
 `strace -c` beside it. A benchmark, not a test: it prints what it counted and judges nothing.
 """
@@ -52,11 +54,21 @@ def config(upstream: str, access_log: str) -> str:
     return text + council + "early-decision = false\n"
 
 
-def request(kind: str) -> bytes:
-    body = json.dumps({"model": MODELS[kind], "stream": kind == "stream", "messages": [
-        {"role": "system", "content": "You are terse."}, {"role": "user", "content": "Say hello."}]}).encode()
-    return (b"POST /v1/chat/completions HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n"
-            b"content-length: %d\r\n\r\n%s" % (len(body), body))
+def request(kind: str, dialect: str = "chat") -> bytes:
+    """The request in a dialect, as its clients send it: chat (the `openai` SDK), `messages` (Claude Code, with
+    `max_tokens`), `responses` (Codex, with `store: false`)."""
+    asked: dict[str, object] = {"model": MODELS[kind], "stream": kind == "stream"}
+    if dialect == "messages":
+        asked |= {"max_tokens": 1024, "system": "You are terse.",
+                  "messages": [{"role": "user", "content": "Say hello."}]}
+    elif dialect == "responses":
+        asked |= {"instructions": "You are terse.", "input": "Say hello.", "store": False}
+    else:
+        asked["messages"] = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Say hello."}]
+    body = json.dumps(asked).encode()
+    path = {"chat": b"/v1/chat/completions", "messages": b"/v1/messages", "responses": b"/v1/responses"}[dialect]
+    return (b"POST %s HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n"
+            b"content-length: %d\r\n\r\n%s" % (path, len(body), body))
 
 
 def ask(s: socket.socket, req: bytes) -> None:
@@ -88,6 +100,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--token-ms", type=float, default=0.0, help="the stub's pause between streamed tokens")
     ap.add_argument("--tokens", type=int, default=32)
+    ap.add_argument("--dialect", choices=["chat", "messages", "responses"], default="chat",
+                    help="the endpoint and body shape: chat completions, Anthropic's Messages, the Responses API")
     ap.add_argument("--access-log", default="off", help='"off", "-" or a file, as [server] access-log')
     ap.add_argument("--shenron", default=str(ROOT / ".venv" / "bin" / "shenron"))
     ap.add_argument("--pythonpath", default="", help="another checkout to measure with the same venv")
@@ -116,7 +130,7 @@ def main() -> None:
                     raise RuntimeError(f"shenron serve did not start: {log}") from e
                 time.sleep(0.5)
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        req = request(a.kind)
+        req = request(a.kind, a.dialect)
         for _ in range(a.warmup):
             ask(s, req)
         time.sleep(0.3)
@@ -137,7 +151,8 @@ def main() -> None:
     total = next(int(line.split()[1]) for line in Path(main_thread[0]).read_text().splitlines()
                  if line.startswith(("summary:", "totals:")))
     paced = f", tokens {a.token_ms:g} ms apart" if a.token_ms else ""
-    print(f"{a.kind}{paced} ({a.pythonpath or 'this checkout'}): {total / a.n:,.0f} instructions a request "
+    shape = "" if a.dialect == "chat" else f", {a.dialect}"
+    print(f"{a.kind}{shape}{paced} ({a.pythonpath or 'this checkout'}): {total / a.n:,.0f} instructions a request "
           f"(main thread, {a.n} requests)")
 
 
