@@ -2,7 +2,7 @@
 """CPU per streamed answer when the upstream paces its tokens, as a GPU server does: Shenron beside nginx.
 
     .venv/bin/python bench/paced_stream.py [--token-ms 1] [--tokens 32] [-n 300] [--rounds 3]
-                                           [--old PATH_OF_ANOTHER_CHECKOUT]
+                                           [--old PATH_OF_ANOTHER_CHECKOUT] [--dialect chat|messages|responses]
 
 `../shared/bench/overhead.py` streams with no pause between events, so they reach a proxy in one or two
 reads; a real server sends a token a read. This starts `../shared/bench/stub_backend.py --token-ms`, nginx
@@ -34,20 +34,28 @@ sys.path.insert(0, str(ROOT))
 from bench.soak import wait_port  # noqa: E402
 from tests.procs import cpu_seconds, free_port  # noqa: E402
 
+DIALECTS = {  # the path, a body as the dialect's clients send it, and what its stream's last event says
+    "chat": (b"/v1/chat/completions", b'{"model":"bench-model","stream":true,"max_tokens":4096,'
+             b'"messages":[{"role":"user","content":"Say hello."}]}', b"[DONE]"),
+    "messages": (b"/v1/messages", b'{"model":"bench-model","stream":true,"max_tokens":4096,'
+                 b'"messages":[{"role":"user","content":"Say hello."}]}', b"message_stop"),
+    "responses": (b"/v1/responses", b'{"model":"bench-model","stream":true,"store":false,"input":"Say hello."}',
+                  b"response.completed"),
+}
 
-def streams(port: int, n: int) -> list[float]:
+
+def streams(port: int, n: int, dialect: str = "chat") -> list[float]:
     """`n` streams in a row on one connection; each one's first body byte, in seconds."""
-    body = (b'{"model":"bench-model","stream":true,"max_tokens":4096,'
-            b'"messages":[{"role":"user","content":"Say hello."}]}')
-    request = (b"POST /v1/chat/completions HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n"
-               b"content-length: %d\r\n\r\n%s" % (len(body), body))
+    path, body, last = DIALECTS[dialect]
+    request = (b"POST %s HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n"
+               b"content-length: %d\r\n\r\n%s" % (path, len(body), body))
     firsts = []
     with socket.create_connection(("127.0.0.1", port)) as s:
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         for _ in range(n):
             start, seen, first = time.perf_counter(), b"", None
             s.sendall(request)
-            while not (seen.endswith(b"0\r\n\r\n") and seen.find(b"[DONE]") >= 0):
+            while not (seen.endswith(b"0\r\n\r\n") and seen.find(last) >= 0):
                 piece = s.recv(65536)
                 if not piece:
                     raise RuntimeError("the target closed the connection mid-stream")
@@ -61,10 +69,10 @@ def streams(port: int, n: int) -> list[float]:
     return firsts
 
 
-def measure(name: str, pid: int, port: int, n: int) -> None:
-    streams(port, 20)  # warm: connections, caches, the first ledger rows
+def measure(name: str, pid: int, port: int, n: int, dialect: str = "chat") -> None:
+    streams(port, 20, dialect)  # warm: connections, caches, the first ledger rows
     before = cpu_seconds(pid)
-    firsts = streams(port, n)
+    firsts = streams(port, n, dialect)
     spent = cpu_seconds(pid) - before
     print(f"{name:<22} {spent * 1000 / n:7.3f} ms CPU/stream   first body byte p50 "
           f"{statistics.median(firsts) * 1000:6.3f} ms", flush=True)
@@ -78,6 +86,9 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=300, help="measured streams per target and round")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--old", default="", help="another checkout, measured the same way through PYTHONPATH")
+    ap.add_argument("--dialect", choices=list(DIALECTS), default="chat",
+                    help="ask as the `openai` SDK (chat), Claude Code (messages) or Codex (responses) does; "
+                         "nginx only relays chat, so it is measured for chat only")
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="paced-"))
     children: list[subprocess.Popen[bytes]] = []
@@ -102,7 +113,8 @@ def main() -> None:
         (tmp / "nginx" / "nginx.conf").write_text(conf)
         nginx = start(["nginx", "-p", f"{tmp / 'nginx'}/", "-e", f"{tmp / 'nginx'}/error.log",
                        "-c", f"{tmp / 'nginx'}/nginx.conf"], 1)
-        targets.append(("nginx", nginx.pid, nginx_port))
+        if a.dialect == "chat":
+            targets.append(("nginx", nginx.pid, nginx_port))
         cfg = tmp / "shenron.toml"
         cfg.write_text(f'[server]\nlog-level = "warning"\n[backends.bench]\nurl = "http://127.0.0.1:{stub_port}/v1"\n'
                        'model = "bench-model"\n')
@@ -116,13 +128,13 @@ def main() -> None:
             targets.append((name, p.pid, port))
         for _, _, port in targets:
             wait_port(port)
-        print(f"# {a.tokens} tokens {a.token_ms} ms apart; {a.n} streams per target and round, one at a time; "
-              "targets on CPU 1, client and stub on CPU 0", flush=True)
+        print(f"# {a.dialect}: {a.tokens} tokens {a.token_ms} ms apart; {a.n} streams per target and round, one at "
+              "a time; targets on CPU 1, client and stub on CPU 0", flush=True)
         os.sched_setaffinity(0, {0})
         for r in range(a.rounds):
             print(f"## round {r + 1}", flush=True)
             for name, pid, port in targets:
-                measure(name, pid, port, a.n)
+                measure(name, pid, port, a.n, a.dialect)
     finally:
         for p in children:
             p.terminate()
