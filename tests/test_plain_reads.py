@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Any
 
 import httpx
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -118,7 +118,7 @@ def test_a_broken_chunk_after_plain_ones_fails_after_their_text() -> None:
     for typed in (True, False):
         read = Reader("smol", OpenAIBackend._events(None), False, typed)  # type: ignore[arg-type]
         out: list[Event] = []
-        with pytest.raises(Exception):
+        with pytest.raises(msgspec.DecodeError):
             read(pieces[0], out)
         assert "".join(e.text for e in out if isinstance(e, TextDelta)) == "Paris"
 
