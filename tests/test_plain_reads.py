@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import msgspec
@@ -15,12 +16,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from routing.config import BackendConfig
-from routing.core import Event, TextDelta
+from routing.core import Event, Finish, TextDelta, UsageEvent
 from routing.decide.budget import Budget
 from routing.errors import MemberFailure
 from routing.member import Members
 from routing.request import Request
 from routing.tokens import Usage
+from routing.upstream import answers
 from routing.upstream.backends import OpenAIBackend
 from routing.upstream.reader import Reader
 from tests.test_relay import STREAMS, USAGE, _frame
@@ -83,6 +85,7 @@ POOL = [
     _frame({"role": "assistant", "content": ""}), _frame({"content": "Par"}), _frame({"content": " is"}),
     _frame({"content": ""}), _frame({"content": "x", "role": "assistant", "refusal": None}, spaced=True),
     _frame({}, "stop"), _frame({}, "length"), _frame(None, choices=[], extra={"usage": USAGE}),
+    _frame({"content": ""}, "stop", extra={"usage": USAGE}), _frame({}, "stop", spaced=True),
     _frame({"content": "u"}, extra={"usage": USAGE}),
     _frame({"content": "v", "vendor": 1}),  # a field of its own: checked, not plain
     _frame(None, choices=[{"index": 0, "delta": {"content": " see"}, "finish_reason": None,
@@ -152,3 +155,42 @@ async def test_a_malformed_chunk_is_still_the_member_s_failure() -> None:
     bad = json.dumps({"choices": [{"delta": {"content": 5}}]}).encode()
     with pytest.raises(MemberFailure, match="smol"):
         await _member_stream([_frame({"role": "assistant", "content": "a"}), b"data: " + bad + b"\n\n"])
+
+
+DETAILS = {"cached_tokens": 2, "reasoning_tokens": 1, "cache_write_tokens": 3}
+ENDS = st.fixed_dictionaries({}, optional={
+    "id": st.just("chatcmpl-up"),
+    "choices": st.one_of(st.none(), st.just([]), st.lists(st.fixed_dictionaries(
+        {"finish_reason": st.sampled_from([None, "", "stop", "length", 5])},
+        optional={"index": st.sampled_from([0, 1, True]), "logprobs": st.sampled_from([None, {"content": []}]),
+                  "delta": st.one_of(st.none(), st.fixed_dictionaries({}, optional={
+                      "content": st.sampled_from([None, "", "x", 3]), "role": st.sampled_from(["assistant", None]),
+                      "tool_calls": st.sampled_from([None, []]), "vendor": st.just(1)}))}), max_size=2)),
+    "usage": st.one_of(st.none(), st.fixed_dictionaries(
+        {"prompt_tokens": st.sampled_from([4, -1, 2.5, "4"]), "completion_tokens": st.sampled_from([0, 3])},
+        optional={"total_tokens": st.sampled_from([None, 0, 7, -2]),
+                  "prompt_tokens_details": st.sampled_from([None, DETAILS, 5]),
+                  "completion_tokens_details": st.sampled_from([None, DETAILS, {"reasoning_tokens": -1}])})),
+    "error": st.sampled_from([None, {"message": "boom"}]),
+})
+
+
+@settings(max_examples=500, deadline=None)
+@given(chunk=ENDS)
+def test_a_stream_s_end_read_typed_is_what_it_is_read_field_by_field(chunk: dict[str, Any]) -> None:
+    """The finish and usage chunks read typed give the events the field-by-field reading gives, or nothing
+    (then that reading, with its errors, reads them)."""
+    data = json.dumps(chunk).encode()
+    typed = answers.plain_end(data)
+    if typed is None:
+        return
+    assert typed == answers.events("smol", json.loads(data))
+
+
+def test_the_ends_servers_send_are_read_typed() -> None:
+    usage = Usage(4, 3, 7)
+    for frame, said in ((_frame({}, "stop"), [Finish("stop")]), (_frame({}, "length", spaced=True), [Finish("length")]),
+                        (_frame(None, choices=[], extra={"usage": USAGE}), [UsageEvent(usage)]),
+                        (_frame({"content": ""}, "stop", extra={"usage": USAGE}), [Finish("stop"), UsageEvent(usage)])):
+        assert answers.plain_end(frame[6:-2]) == said
+    assert answers.plain_end(_frame({"content": "x"}, "stop")[6:-2]) is None, "text with the finish: checked"

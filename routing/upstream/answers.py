@@ -263,6 +263,46 @@ def _or_0(v: Any) -> int:
     return v if _count(v) else 0
 
 
+class _PlainEndDelta(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    content: Literal[""] | None = None
+    role: Literal["assistant"] | None = None
+    reasoning_content: None = None
+    reasoning: None = None
+    tool_calls: None = None
+    function_call: None = None
+    refusal: None = None
+
+
+class _PlainEndChoice(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    finish_reason: str
+    delta: _PlainEndDelta | None = None
+    index: Literal[0] = 0
+    logprobs: None = None
+
+
+class _PlainEnd(msgspec.Struct, gc=False):
+    choices: Annotated[list[_PlainEndChoice], msgspec.Meta(max_length=1)] = []
+    usage: _PlainUsage | None = None
+    error: None = None
+
+
+_plain_end = msgspec.json.Decoder(_PlainEnd).decode
+
+
+def plain_end(data: bytes) -> list[Event] | None:
+    """The events `events` gives a chunk that ends a stream as servers send it (choice 0's finish reason with
+    nothing more to say, and the usage, or only the usage), typed by msgspec in C; None when it is anything
+    else, for `events` to check field by field."""
+    try:
+        c = _plain_end(data)
+    except msgspec.DecodeError:
+        return None
+    out: list[Event] = [Finish(c.choices[0].finish_reason)] if c.choices and c.choices[0].finish_reason else []
+    if c.usage is not None:
+        out.append(UsageEvent(c.usage.read()))
+    return out
+
+
 class _PlainCompletion(msgspec.Struct, gc=False):
     choices: Annotated[list[_PlainAnswer], msgspec.Meta(min_length=1, max_length=1)]
     usage: _PlainUsage | None = None

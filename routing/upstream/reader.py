@@ -86,12 +86,16 @@ class Reader:
                         run.append(data)
                         texts.append(text)
                         continue
-                event = _decode(data)
-                if not isinstance(event, dict):
-                    raise MemberFailure(self.member, "malformed stream event")
+                ended = answers.plain_end(data) if self.plain and _ends(data) else None
                 if run:
                     self._plain(run, texts, out)
                     run, texts = [], []
+                if ended is not None:  # a finish reason and the usage, read typed as the text before them
+                    out += ended
+                    continue
+                event = _decode(data)
+                if not isinstance(event, dict):
+                    raise MemberFailure(self.member, "malformed stream event")
                 chunks = self.translate(event)
                 if chunks is None:
                     self.done = True
