@@ -283,7 +283,8 @@ class _PlainEndChoice(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 class _PlainEnd(msgspec.Struct, gc=False):
     choices: Annotated[list[_PlainEndChoice], msgspec.Meta(max_length=1)] = []
     usage: _PlainUsage | None = None
-    error: None = None
+    error: msgspec.UnsetType = msgspec.UNSET
+    """No `error` key at all: the stream's translator takes even a null one without choices for an error."""
 
 
 _plain_end = msgspec.json.Decoder(_PlainEnd).decode

@@ -44,10 +44,10 @@ class Reader:
         if self.plain and piece.endswith(b"\n\n") and piece.find(b"\n") == len(piece) - 2 \
                 and piece.startswith(b"data: {") and piece.find(b"\r") < 0 and not self.split.pending:
             # One whole event and nothing before it: a paced server's token, one a read, its payload what the
-            # split would give. Kept as it came where plain and relayed (the framing the split strips and `_raw`
-            # adds back); else read as the split's one payload, not tried as plain again. `find`, not `count`: it
-            # stops at the first newline, and a one-byte find is memchr (a count is a loop a byte: 40k
-            # instructions for a quick server's 6 KB read).
+            # split would give. Where plain, kept as it came when relayed (the framing the split strips and
+            # `_raw` adds back) or its text's delta when rebuilt; else read as the split's one payload, not tried
+            # as plain again. `find`, not `count`: it stops at the first newline, and a one-byte find is memchr
+            # (a count is a loop a byte: 40k instructions for a quick server's 6 KB read).
             data = piece[6:-2]
             text = answers.plain(data, self.started or not self.raw)
             if text is None:
