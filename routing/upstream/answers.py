@@ -162,14 +162,19 @@ def chunk(member: str, raw: Any) -> Json:
 # `gc=False` on the plain shapes: each is read and dropped within one check and holds only what JSON decodes to and
 # others of them, so it can be in no reference cycle. Tracked, a read of 200 chunks made 600 objects for the
 # cycle collector at once, which set it off: 9 % of such a stream's instructions (BENCHMARKS.md).
-class _PlainDelta(msgspec.Struct, forbid_unknown_fields=True, gc=False):
-    content: str
+class _Quiet(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """What a plain delta holds besides its content: the role at most, nothing else but nulls."""
+
     role: Literal["assistant"] | None = None
     reasoning_content: None = None
     reasoning: None = None
     tool_calls: None = None
     function_call: None = None
     refusal: None = None
+
+
+class _PlainDelta(_Quiet, kw_only=True):
+    content: str
 
 
 class _PlainChoice(msgspec.Struct, forbid_unknown_fields=True, gc=False):
@@ -263,14 +268,8 @@ def _or_0(v: Any) -> int:
     return v if _count(v) else 0
 
 
-class _PlainEndDelta(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+class _PlainEndDelta(_Quiet):
     content: Literal[""] | None = None
-    role: Literal["assistant"] | None = None
-    reasoning_content: None = None
-    reasoning: None = None
-    tool_calls: None = None
-    function_call: None = None
-    refusal: None = None
 
 
 class _PlainEndChoice(msgspec.Struct, forbid_unknown_fields=True, gc=False):
