@@ -106,14 +106,14 @@ def main() -> None:
                "bench-model", "--tokens", str(a.tokens), "--token-ms", str(a.token_ms)], 0)
         wait_port(stub_port)
         targets: list[tuple[str, int, int]] = []
-        nginx_port = free_port()
-        (tmp / "nginx").mkdir()
-        conf = (SHARED / "nginx-passthrough.conf").read_text().replace("__PORT__", str(nginx_port)).replace(
-            "__UPSTREAM_PORT__", str(stub_port))
-        (tmp / "nginx" / "nginx.conf").write_text(conf)
-        nginx = start(["nginx", "-p", f"{tmp / 'nginx'}/", "-e", f"{tmp / 'nginx'}/error.log",
-                       "-c", f"{tmp / 'nginx'}/nginx.conf"], 1)
-        if a.dialect == "chat":
+        if a.dialect == "chat":  # nginx relays a chat stream as it is; the other dialects need translating
+            nginx_port = free_port()
+            (tmp / "nginx").mkdir()
+            conf = (SHARED / "nginx-passthrough.conf").read_text().replace("__PORT__", str(nginx_port)).replace(
+                "__UPSTREAM_PORT__", str(stub_port))
+            (tmp / "nginx" / "nginx.conf").write_text(conf)
+            nginx = start(["nginx", "-p", f"{tmp / 'nginx'}/", "-e", f"{tmp / 'nginx'}/error.log",
+                           "-c", f"{tmp / 'nginx'}/nginx.conf"], 1)
             targets.append(("nginx", nginx.pid, nginx_port))
         cfg = tmp / "shenron.toml"
         cfg.write_text(f'[server]\nlog-level = "warning"\n[backends.bench]\nurl = "http://127.0.0.1:{stub_port}/v1"\n'
