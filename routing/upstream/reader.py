@@ -30,8 +30,9 @@ class Reader:
         them is one `TextDelta`, the text `answers.events` gives each, joined: a dialect that rebuilds every
         event (Anthropic's, the Responses API's) writes a read's text once, not once a token."""
         self.split = Splitter()
-        self.started = False
-        """Choice 0 has had a delta (the first names the role)."""
+        self.started = not raw
+        """A plain chunk need not name the role: choice 0 has had a delta (its first names the role), or the
+        stream is rebuilt (its writer names the role)."""
         self.done = False
         """The stream said it is over (`[DONE]`, or the translator's end)."""
 
@@ -49,15 +50,14 @@ class Reader:
             # as plain again. `find`, not `count`: it stops at the first newline, and a one-byte find is memchr
             # (a count is a loop a byte: 40k instructions for a quick server's 6 KB read).
             data = piece[6:-2]
-            text = answers.plain(data, self.started or not self.raw)
+            text = answers.plain(data, self.started)
             if text is None:
                 return self._read([data], out, False)
-            if self.raw:
+            if self.raw:  # the bytes as they came, not framed again
                 self.started = True
                 out.append(RawChunk(piece, 1, text))
-            elif text:
-                self.started = True
-                out.append(TextDelta(text))
+            else:
+                self._plain([data], [text], out)
             return False
         return self._read(self.split.feed(piece), out, self.plain)
 
@@ -67,7 +67,7 @@ class Reader:
             k = len(payloads)
             while k > 0 and _ends(payloads[k - 1]):
                 k -= 1
-            said = answers.plain_all(payloads[:k], self.started or not self.raw) if k > 1 else None
+            said = answers.plain_all(payloads[:k], self.started) if k > 1 else None
             if said is not None:
                 self._plain(payloads[:k], said, out)
                 payloads = payloads[k:]  # the finish, the usage, `[DONE]`: read one by one below, as
@@ -80,9 +80,9 @@ class Reader:
                     self.done = True
                     return True
                 if plain and data.find(b"\n") < 0:  # not `in`: see sse.py
-                    text = answers.plain(data, self.started or not self.raw)
+                    text = answers.plain(data, self.started)
                     if text is not None:
-                        self.started = self.started or self.raw  # a relayed choice's first chunk named the role
+                        self.started = True  # the first named the role: the next need not
                         run.append(data)
                         texts.append(text)
                         continue
