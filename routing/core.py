@@ -241,13 +241,22 @@ class Report(msgspec.Struct, tag="report"):
 
 class RawChunk(msgspec.Struct, tag="raw", gc=False):
     """Upstream chat.completion.chunks that need nothing changed but their id and model (one choice's
-    text, each checked: `answers.plain`), kept as the server-sent events they came as (`count` of them,
-    one read's worth), so a chat client's stream is relayed, not rebuilt. Only a call that asked for
-    them (`Call.relay`) gets these."""
+    text, each checked: `answers.plain`), kept as the payloads of the server-sent events they came in (one
+    read's worth), so a chat client's stream is relayed, not rebuilt. Only a call that asked for them
+    (`Call.relay`) gets these."""
 
-    data: bytes
-    count: int
+    payloads: list[bytes]
+    """Each event's `data`, the bytes as the upstream sent them (the split's pieces, not copied again)."""
     text: str
+
+    @property
+    def count(self) -> int:
+        return len(self.payloads)
+
+    @property
+    def data(self) -> bytes:
+        """The events as they came (one line of `data` each, as every server sends its chunks)."""
+        return b"data: " + b"\n\ndata: ".join(self.payloads) + b"\n\n"
 
 
 Event = TextDelta | ReasoningDelta | ToolCallDelta | Finish | UsageEvent | Heartbeat | Report | RawChunk

@@ -248,3 +248,34 @@ def test_a_read_of_one_whole_event_is_read_as_the_split_reads_it(name: str) -> N
     assert whole == halves
     relayed = [e for e in whole if isinstance(e, RawChunk)]
     assert relayed and all(e.count == 1 and e.data in frames for e in relayed), "each kept as it came"
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts=st.lists(st.text(min_size=0, max_size=12) | st.sampled_from(['"id":"chatcmpl-up"', '{"id":', "model"]),
+                      min_size=1, max_size=40),
+       spaced=st.booleans(), choices_first=st.booleans(), fingerprint=st.booleans(),
+       changed=st.sampled_from([None, "created", "between", "id"]), where=st.integers(0, 39))
+def test_relayed_frames_with_the_identity_first_or_not_say_what_the_upstream_said_under_ours(
+        texts: list[str], spaced: bool, choices_first: bool, fingerprint: bool, changed: str | None,
+        where: int) -> None:
+    """However a read's frames spell the identity (first, as vLLM and OpenAI write it, or after the choices, as
+    llama.cpp does), and whether or not one frame spells it differently, every relayed frame is the upstream's
+    chunk with only our id, created and model in it, in the upstream's order, and each text once."""
+    frames = []
+    for i, text in enumerate(texts):
+        odd = changed is not None and i == where % len(texts) and i > 0
+        frames.append(_frame({"role": "assistant", "content": text} if i == 0 else {"content": text}, spaced=spaced,
+                             choices_first=choices_first, created=17000000001 if odd and changed == "created"
+                             else 1700000000, between={"trace": 7} if odd and changed == "between" else None,
+                             extra={"system_fingerprint": "b1"} if fingerprint else None))
+        if odd and changed == "id":
+            frames[-1] = frames[-1].replace(b"chatcmpl-up", b"chatcmpl-other", 1)
+    read = Reader("smol", OpenAIBackend._events(None), True)  # type: ignore[arg-type]
+    events: list[Event] = []
+    read(b"".join(frames), events)
+    w = ChatWriter(id=ID, created=CREATED, model=MODEL, include_usage=False)
+    out = b"".join(w.event(e) for e in events if isinstance(e, RawChunk))
+    got = [json.loads(f) for f in out[6:-2].split(b"\n\ndata: ")] if out else []
+    want = [json.loads(f[6:-2]) | {"id": ID, "created": CREATED, "model": MODEL} for f in frames]
+    assert got == want
+    assert [list(g) for g in got] == [list(json.loads(f[6:-2])) for f in frames], "the upstream's key order"

@@ -45,17 +45,17 @@ class Reader:
         if self.plain and piece.endswith(b"\n\n") and piece.find(b"\n") == len(piece) - 2 \
                 and piece.startswith(b"data: {") and piece.find(b"\r") < 0 and not self.split.pending:
             # One whole event and nothing before it: a paced server's token, one a read, its payload what the
-            # split would give. Where plain, kept as it came when relayed (the framing the split strips and
-            # `_raw` adds back) or its text's delta when rebuilt; else read as the split's one payload, not tried
-            # as plain again. `find`, not `count`: it stops at the first newline, and a one-byte find is memchr
-            # (a count is a loop a byte: 40k instructions for a quick server's 6 KB read).
+            # split would give. Where plain, that payload kept as it came when relayed, or its text's delta when
+            # rebuilt; else read as the split's one payload, not tried as plain again. `find`, not `count`: it
+            # stops at the first newline, and a one-byte find is memchr (a count is a loop a byte: 40k
+            # instructions for a quick server's 6 KB read).
             data = piece[6:-2]
             text = answers.plain(data, self.started)
             if text is None:
                 return self._read([data], out, False)
-            if self.raw:  # the bytes as they came, not framed again
+            if self.raw:
                 self.started = True
-                out.append(RawChunk(piece, 1, text))
+                out.append(RawChunk([data], text))
             else:
                 self._plain([data], [text], out)
             return False
@@ -130,4 +130,4 @@ def _ends(payload: bytes) -> bool:
 
 
 def _raw(payloads: list[bytes], texts: list[str]) -> RawChunk:
-    return RawChunk(b"data: " + b"\n\ndata: ".join(payloads) + b"\n\n", len(payloads), "".join(texts))
+    return RawChunk(payloads, "".join(texts))
