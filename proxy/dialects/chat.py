@@ -74,13 +74,13 @@ class ChatWriter:
         self.finished: set[int] = set()
         self.broken = False
         self._swaps: tuple[bytes, ...] | None = None
-        self._lead = self._ours = b""
-        """`{` and the span, where the first relayed chunk opens with them; `_ours`, what ends a frame and opens
-        the next with ours (the swap puts it in their place)."""
         """For relayed chunks: the span of the first chunk from the first to the last of the upstream's `id`,
         `model` and `created` (what lies between is the same in every chunk of a stream: `"object"`, a
         fingerprint), then each of the three as its bytes spell them, each followed by ours; empty when they
         cannot be swapped in place (then the chunk is re-encoded)."""
+        self._ends: tuple[bytes, bytes, bool] | None = None
+        """Where the span opens the first relayed chunk (`{` and the span) or ends it (the span and what follows
+        it): those bytes, what replaces them and the frame boundary beside them, and whether they open it."""
 
     def _frame(self, choices: list[Json], **more: Any) -> bytes:
         chunk: Json = {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
@@ -108,18 +108,24 @@ class ChatWriter:
         s = self._swaps
         if s is None:
             s = self._swaps = self._swaps_for(payloads[0])
-            if s and payloads[0].startswith(b"{" + s[0]):
-                self._lead, self._ours = b"{" + s[0], b"\n\ndata: {" + s[1]
+            self._ends = _ends_of(payloads[0], s) if s else None
         self.started.add(0)
-        if self._lead:
-            # The span opens every payload (as vLLM, OpenAI and Ollama write a chunk: `{"id":...`): ours put
-            # before the rest of each, with no search. A search for the span cost more than the rest of the
-            # relay's reading of it: CPython searches a needle of 100 bytes or more in a read of 2,500 or more
-            # with a two-way search, set up again for each of the split's pieces.
-            k = len(self._lead)
-            rest = [p[k:] for p in payloads if p.startswith(self._lead)]
-            if len(rest) == len(payloads):
-                return self._ours[2:] + self._ours.join(rest) + b"\n\n"
+        if self._ends is not None:
+            # The span opens every payload (as vLLM, OpenAI and Ollama write a chunk: `{"id":...`), or it and
+            # the same bytes after it end every payload (llama.cpp writes the choices first): ours put in their
+            # place in each, with no search. A search for the span cost more than the rest of the relay's
+            # reading of a read: CPython searches a needle of 100 bytes or more (a span with a model named as
+            # vLLM names it) in a read of 2,500 or more with a two-way search, set up again for each piece.
+            theirs, ours, opens = self._ends
+            k = len(theirs)
+            if opens:
+                rest = [p[k:] for p in payloads if p.startswith(theirs)]
+                if len(rest) == len(payloads):
+                    return ours.join([b"", *rest])[2:] + b"\n\n"
+            else:
+                rest = [p[:-k] for p in payloads if p.endswith(theirs)]
+                if len(rest) == len(payloads):
+                    return b"data: " + ours.join([*rest, b""])[:-8] + b"\n\n"
         data, n = e.data, e.count
         if s:
             # The span in one split and join, where it is the same in every frame (one search pass); else each
@@ -227,3 +233,16 @@ class Chat:
 
 
 CHAT = Chat()
+
+
+def _ends_of(first: bytes, swaps: tuple[bytes, ...]) -> tuple[bytes, bytes, bool] | None:
+    """`ChatWriter._ends` for a stream whose first relayed payload is `first`."""
+    span, ours = swaps[0], swaps[1]
+    if first.startswith(b"{" + span):
+        return b"{" + span, b"\n\ndata: {" + ours, True
+    at = first.find(span)
+    if at < 0:
+        return None
+    after = first[at + len(span):]
+    return span + after, ours + after + b"\n\ndata: ", False
+
