@@ -78,9 +78,10 @@ class ChatWriter:
         `model` and `created` (what lies between is the same in every chunk of a stream: `"object"`, a
         fingerprint), then each of the three as its bytes spell them, each followed by ours; empty when they
         cannot be swapped in place (then the chunk is re-encoded)."""
-        self._ends: tuple[bytes, bytes, bool] | None = None
+        self._ends: tuple[bytes, bytes, bytes, bool] | None = None
         """Where the span opens the first relayed chunk (`{` and the span) or ends it (the span and what follows
-        it): those bytes, what replaces them and the frame boundary beside them, and whether they open it."""
+        it): those bytes; ours in their place with the boundary between two frames, and with the read's own
+        start or end; and whether they open it."""
 
     def _frame(self, choices: list[Json], **more: Any) -> bytes:
         chunk: Json = {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
@@ -116,16 +117,22 @@ class ChatWriter:
             # place in each, with no search. A search for the span cost more than the rest of the relay's
             # reading of a read: CPython searches a needle of 100 bytes or more (a span with a model named as
             # vLLM names it) in a read of 2,500 or more with a two-way search, set up again for each piece.
-            theirs, ours, opens = self._ends
+            theirs, between, edge, opens = self._ends
             k = len(theirs)
-            if opens:
+            if len(payloads) == 1:  # a paced server's token
+                p = payloads[0]
+                if opens and p.startswith(theirs):
+                    return edge + p[k:] + b"\n\n"
+                if not opens and p.endswith(theirs):
+                    return b"data: " + p[:-k] + edge
+            elif opens:
                 rest = [p[k:] for p in payloads if p.startswith(theirs)]
                 if len(rest) == len(payloads):
-                    return ours.join([b"", *rest])[2:] + b"\n\n"
+                    return edge + between.join(rest) + b"\n\n"
             else:
                 rest = [p[:-k] for p in payloads if p.endswith(theirs)]
                 if len(rest) == len(payloads):
-                    return b"data: " + ours.join([*rest, b""])[:-8] + b"\n\n"
+                    return b"data: " + between.join(rest) + edge
         data, n = e.data, e.count
         if s:
             # The span in one split and join, where it is the same in every frame (one search pass); else each
@@ -235,14 +242,13 @@ class Chat:
 CHAT = Chat()
 
 
-def _ends_of(first: bytes, swaps: tuple[bytes, ...]) -> tuple[bytes, bytes, bool] | None:
+def _ends_of(first: bytes, swaps: tuple[bytes, ...]) -> tuple[bytes, bytes, bytes, bool] | None:
     """`ChatWriter._ends` for a stream whose first relayed payload is `first`."""
     span, ours = swaps[0], swaps[1]
     if first.startswith(b"{" + span):
-        return b"{" + span, b"\n\ndata: {" + ours, True
+        return b"{" + span, b"\n\ndata: {" + ours, b"data: {" + ours, True
     at = first.find(span)
     if at < 0:
         return None
     after = first[at + len(span):]
-    return span + after, ours + after + b"\n\ndata: ", False
-
+    return span + after, ours + after + b"\n\ndata: ", ours + after + b"\n\n", False
