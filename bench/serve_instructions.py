@@ -2,7 +2,7 @@
 """Instructions a request of `shenron serve` itself, under callgrind: repeatable where CPU seconds are not.
 
     python3 bench/serve_instructions.py --kind pass|ultra|stream|council [-n 200] [--token-ms 10]
-                                        [--dialect chat|messages|responses]
+                                        [--dialect chat|messages|responses] [--upstream-model NAME]
                                         [--shenron .venv/bin/shenron] [--pythonpath OTHER_CHECKOUT]
 
 `bench/inprocess.py` counts Shenron's own code without a server; this counts what a user's server runs: uvicorn,
@@ -12,10 +12,11 @@ by a raw-socket client. It starts `../shared/bench/stub_backend.py` (on CPU 0) a
 (`--access-log` to change), health probes hourly; warms up, zeroes the counters (`callgrind_control -z`),
 sends `-n` requests, dumps (`callgrind_control -d`) and prints the main thread's instructions divided by
 `-n`. `--dialect` asks in Anthropic's Messages or the Responses API instead, as Claude Code and Codex do.
-`--token-ms` paces the stub's stream as a GPU server does (one read a token; give `--warmup 10`, a paced
-stream takes its pauses). `--pythonpath` measures another checkout with the same venv (its `proxy`
-and `routing` first on the path). Kernel time is not counted (syscalls are one instruction here): read
-`strace -c` beside it. A benchmark, not a test: it prints what it counted and judges nothing.
+`--upstream-model` names the backends' model (the stub echoes it in every chunk; vLLM names one
+`meta-llama/Llama-3.1-8B-Instruct`). `--token-ms` paces the stub's stream as a GPU server does (one read a
+token; give `--warmup 10`, a paced stream takes its pauses). `--pythonpath` measures another checkout with
+the same venv (its `proxy` and `routing` first on the path). Kernel time is not counted (syscalls are one
+instruction here): read `strace -c` beside it. A benchmark, not a test: it prints what it counted and judges nothing.
 """
 
 from __future__ import annotations
@@ -44,12 +45,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def config(upstream: str, access_log: str) -> str:
+def config(upstream: str, access_log: str, model: str = "bench-model") -> str:
     text = (f'[server]\nlog-level = "warning"\nhealth-interval-s = 3600\naccess-log = "{access_log}"\n'
-            f'[backends.bench]\nurl = "{upstream}"\nmodel = "bench-model"\n'
+            f'[backends.bench]\nurl = "{upstream}"\nmodel = "{model}"\n'
             '[models.ultra-instinct]\nstrategy = "single"\nmembers = ["bench"]\n')
     for m in MEMBERS:
-        text += f'[backends.{m}]\nurl = "{upstream}"\nmodel = "bench-model"\n'
+        text += f'[backends.{m}]\nurl = "{upstream}"\nmodel = "{model}"\n'
     council = f'[models.full-council]\nstrategy = "council"\nmembers = {json.dumps(MEMBERS)}\n'
     return text + council + "early-decision = false\n"
 
@@ -102,6 +103,8 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=32)
     ap.add_argument("--dialect", choices=["chat", "messages", "responses"], default="chat",
                     help="the endpoint and body shape: chat completions, Anthropic's Messages, the Responses API")
+    ap.add_argument("--upstream-model", default="bench-model",
+                    help="the backends' model, which the stub echoes in every chunk (a vLLM-style name is longer)")
     ap.add_argument("--access-log", default="off", help='"off", "-" or a file, as [server] access-log')
     ap.add_argument("--shenron", default=str(ROOT / ".venv" / "bin" / "shenron"))
     ap.add_argument("--pythonpath", default="", help="another checkout to measure with the same venv")
@@ -111,7 +114,7 @@ def main() -> None:
     stub = subprocess.Popen(["taskset", "-c", "0", sys.executable, str(STUB), "--port", str(stub_port), "--tokens",
                              str(a.tokens), "--token-ms", str(a.token_ms)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    (tmp / "shenron.toml").write_text(config(f"http://127.0.0.1:{stub_port}/v1", a.access_log))
+    (tmp / "shenron.toml").write_text(config(f"http://127.0.0.1:{stub_port}/v1", a.access_log, a.upstream_model))
     out = tmp / "callgrind.out"
     env = {**os.environ, "XDG_DATA_HOME": str(tmp), **({"PYTHONPATH": a.pythonpath} if a.pythonpath else {})}
     server = subprocess.Popen(["taskset", "-c", "1", "valgrind", "--tool=callgrind", "--separate-threads=yes",
