@@ -6,6 +6,7 @@ import asyncio
 import logging
 import sys
 import time
+from collections.abc import Awaitable
 from typing import Any, TextIO
 
 import msgspec
@@ -87,15 +88,15 @@ def middleware(app: ASGIApp) -> ASGIApp:
 
         async def recv() -> Any:
             message = await receive()
-            if debug and message["type"] == "http.request" and message.get("body"):
+            if message["type"] == "http.request" and message.get("body"):
                 fields.setdefault("body", message["body"].decode("utf-8", "replace")[:65536])
             return message
 
-        async def sent(message: Any) -> None:
+        def sent(message: Any) -> Awaitable[None]:  # not a coroutine of its own: uvicorn's `send` is awaited
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-            await send(message)
+            return send(message)
 
         try:
             await app(scope, recv if debug else receive, sent)
