@@ -247,11 +247,9 @@ class RawChunk(msgspec.Struct, tag="raw", gc=False):
 
     payloads: list[bytes]
     """Each event's `data`, the bytes as the upstream sent them (the split's pieces, not copied again)."""
+    count: int
+    """How many: a field, not a property (the member reads it for every read of a stream)."""
     text: str
-
-    @property
-    def count(self) -> int:
-        return len(self.payloads)
 
     @property
     def data(self) -> bytes:

@@ -55,7 +55,7 @@ class Reader:
                 return self._read([data], out, False)
             if self.raw:
                 self.started = True
-                out.append(RawChunk([data], text))
+                out.append(RawChunk([data], 1, text))
             else:
                 self._plain([data], [text], out)
             return False
@@ -130,4 +130,4 @@ def _ends(payload: bytes) -> bool:
 
 
 def _raw(payloads: list[bytes], texts: list[str]) -> RawChunk:
-    return RawChunk(payloads, "".join(texts))
+    return RawChunk(payloads, len(payloads), "".join(texts))
