@@ -53,11 +53,7 @@ class Reader:
             text = answers.plain(data, self.started)
             if text is None:
                 return self._read([data], out, False)
-            if self.raw:
-                self.started = True
-                out.append(RawChunk([data], 1, text))
-            else:
-                self._plain([data], [text], out)
+            self._plain([data], [text], out)
             return False
         return self._read(self.split.feed(piece), out, self.plain)
 
@@ -115,7 +111,7 @@ class Reader:
         ones, as `answers.events` gives none), `count` the chunks that said something."""
         if self.raw:
             self.started = True
-            out.append(_raw(payloads, texts))
+            out.append(RawChunk(payloads, len(payloads), "".join(texts)))
             return
         text = "".join(texts)
         if text:
@@ -128,6 +124,3 @@ def _ends(payload: bytes) -> bool:
     bytes; `answers.plain_all` decides, and what it refuses is read one by one)."""
     return payload == DONE or payload.find(b'"finish_reason":"') >= 0 or payload.find(b'"usage":{') >= 0
 
-
-def _raw(payloads: list[bytes], texts: list[str]) -> RawChunk:
-    return RawChunk(payloads, len(payloads), "".join(texts))
