@@ -130,9 +130,14 @@ class Books:
             cached=t.cached, stream=t.stream, error=error, members=members, session=t.session,
             escalated=council.escalated if council is not None and council.answered_by is not None else None,
         )
-        t.log.update(outcome=status, model=t.model, strategy=t.strategy, key=t.principal.key_id,
-                     request_id=t.request_id, stream=t.stream, cached=t.cached,
-                     tokens=row.prompt_tokens + row.completion_tokens, cost_usd=row.cost_usd, error=error)
+        log = t.log  # the access log's line: what is not known is left out, not `null`
+        log["outcome"], log["model"], log["strategy"] = status, t.model, t.strategy
+        if t.principal.key_id is not None:
+            log["key"] = t.principal.key_id
+        log["request_id"], log["stream"], log["cached"] = t.request_id, t.stream, t.cached
+        log["tokens"], log["cost_usd"] = row.prompt_tokens + row.completion_tokens, row.cost_usd
+        if error is not None:
+            log["error"] = error
         if t.principal.key_id is not None or not self.gate.enabled:
             self.recent.appendleft({"ts": t.ts, "model": t.model, "strategy": t.strategy, "status": status,
                                     "latency_ms": row.latency_ms, "cached": t.cached, "council": council,

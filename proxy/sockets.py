@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from typing import Any, cast
 
 import msgspec
@@ -230,7 +229,7 @@ class GuardedHttpTools(HttpToolsProtocol):
         except Exception:  # httptools raises when no request line was parsed yet
             method = None
         path = self.url.split(b"?", 1)[0][:512].decode("latin-1") if getattr(self, "url", b"") else None
-        accesslog.line({"ts": round(time.time(), 3), "method": method, "path": path, "status": status, "ms": 0,
+        accesslog.line({"ts": accesslog.now(), "method": method, "path": path, "status": status, "ms": 0,
                         "client": self.client[0] if self.client else None, "error": code})
 
 

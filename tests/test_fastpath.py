@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.procs import fake_upstream, running, shenron
+from tests.procs import access_lines, fake_upstream, running, shenron
 
 pytestmark = pytest.mark.integration
 
@@ -26,6 +26,7 @@ MASKS = [
     (re.compile(rb'"(chatcmpl|resp|msg|fc|rs)_[A-Za-z0-9_-]+'), rb'"\1_<id>'),
     (re.compile(rb"\d+(\.\d+)? ?ms\b"), rb"<ms>"),
 ]
+PATHS = ("/v1/chat/completions", "/v1/responses", "/v1/messages")
 KEPT_HEADERS = ("content-type", "content-length", "cache-control", "x-accel-buffering", "retry-after", "connection")
 
 CHAT = [{"role": "user", "content": "What is 6 x 7?"}]
@@ -117,6 +118,7 @@ first = "ultra-instinct"
 escalate-to = "full-council"
 """
         answers: dict[bool, list[tuple[int, list[tuple[str, str]], bytes]]] = {}
+        logged: dict[bool, list[list[tuple[str, Any]]]] = {}
         for fast in (True, False):
             db = tmp_path / f"ledger-{fast}.db"
             proc, base = shenron(tmp_path, config.replace("[server]\n", f"[server]\nfast-path = {str(fast).lower()}\n")
@@ -125,6 +127,8 @@ escalate-to = "full-council"
             with httpx.Client(timeout=30) as client:
                 answers[fast] = [_seen(client, base, path, body, headers) for path, body, headers in REQUESTS]
             proc.stop()
+            logged[fast] = [[(k, "<masked>" if k in ("ts", "ms", "request_id") else v) for k, v in line.items()]
+                            for line in access_lines(proc) if line["path"] in PATHS]
         for (path, body, _), fast, full in zip(REQUESTS, answers[True], answers[False], strict=True):
             shown = body if isinstance(body, bytes) else json.dumps(body)[:120]
             at = next((i for i, (a, b) in enumerate(zip(fast[2], full[2], strict=False)) if a != b), None)
@@ -132,6 +136,14 @@ escalate-to = "full-council"
             where = (f"bodies differ at {at}: fast {fast[2][lo:hi]!r} full {full[2][lo:hi]!r}" if at is not None
                      else f"fast {fast} full {full}")
             assert fast == full, f"{path} {shown!r}: {where}"
+        # the access log says the same of every request on both ways in, in the same order of fields, and
+        # leaves out what it does not know: no key (none was sent), an error only where the status is one
+        assert logged[True] == logged[False] and len(logged[True]) == len(REQUESTS)
+        for line, (status, _, _) in zip(logged[True], answers[True], strict=True):
+            fields = dict(line)
+            assert [k for k, _ in line[:6]] == ["ts", "method", "path", "status", "ms", "client"], line
+            assert fields["status"] == status and None not in fields.values() and "key" not in fields, line
+            assert ("error" in fields) == (status >= 400), line
         statuses = [a[0] for a in answers[True]]
         assert statuses.count(200) >= 14 and {400, 404, 413, 502} <= set(statuses), statuses
 
