@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from proxy.dialects.chat import ChatWriter
@@ -204,6 +204,59 @@ def test_the_chunks_of_one_read_checked_at_once_are_plain_exactly_when_each_is_p
     would relay, or nothing (then each is read alone, as before)."""
     payloads = [POOL[i] for i in picks]
     assert answers.plain_all(payloads, started) == _one_by_one(payloads, started)
+
+
+SHAPED = [  # chunks as servers write a token's, their text "x" (vLLM's and OpenAI's order; llama.cpp's)
+    {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "m",
+     "choices": [{"index": 0, "delta": {"content": "x"}, "logprobs": None, "finish_reason": None}]},
+    {"choices": [{"finish_reason": None, "index": 0, "delta": {"role": "assistant", "content": "x"}}],
+     "created": 1, "id": "chatcmpl-1", "model": "m.gguf", "system_fingerprint": "b1",
+     "object": "chat.completion.chunk"},
+]
+RAW_MIDDLES = st.lists(st.sampled_from([b"a", b",", b'"', b'"', b",\"", b"\\", b"\\", b"\\\\", b"}", b"\n", b"\\n",
+                                        b"\\u00e9", "\u00e9".encode(), b"\xff", b'"},{"x":"', b"\\u12"]), max_size=4)
+
+
+@settings(max_examples=600, deadline=None)
+# a text ending in a lone backslash, then one starting `,"`: `["a\\",",","a"]` is two strings, but not theirs
+@example(template=0, spaced=False, items=[("raw", [b"a", b"\\"]), ("raw", [b',"', b"a"])])
+@given(template=st.sampled_from(range(len(SHAPED))), spaced=st.booleans(),
+       items=st.lists(st.one_of(st.tuples(st.just("text"), st.text(max_size=8)), st.tuples(st.just("raw"), RAW_MIDDLES),
+                                st.tuples(st.just("pool"), st.sampled_from(range(len(POOL)))),
+                                st.tuples(st.just("cut"), st.integers(1, 60)), st.tuples(st.just("overlap"))),
+                      min_size=1, max_size=5))
+def test_chunks_read_by_their_shape_say_what_each_read_typed_says(template: int, spaced: bool,
+                                                                  items: list[Any]) -> None:
+    """A chunk read by the shape of the one before it (its bytes around the text) must give the text `plain`
+    gives, or nothing (then it is read typed): whatever the text (quotes, backslashes, escapes), and whatever
+    else a chunk is (another shape, a broken string, bytes cut short)."""
+    base = json.dumps(SHAPED[template], separators=(", ", ": ") if spaced else (",", ":")).encode()
+    shape = answers.Shape.of(base)
+    if spaced:  # `"content": "`: not a shape it takes; those chunks are read typed
+        assert shape is None
+        return
+    assert shape is not None and shape.texts([base]) == ["x"]
+    payloads, texts = [], []
+    for kind, *arg in items:
+        if kind == "text":  # a well-formed token
+            payloads.append(base.replace(b'"content":"x"', b'"content":' + json.dumps(arg[0]).encode()))
+            texts.append(arg[0])
+        elif kind == "raw":  # any bytes where the text goes
+            payloads.append(base.replace(b'"content":"x"', b'"content":"' + b"".join(arg[0]) + b'"'))
+            texts.append(None)
+        elif kind == "pool":
+            payloads.append(POOL[arg[0]])
+            texts.append(None)
+        elif kind == "cut":
+            payloads.append(base[:arg[0]] + base[-arg[0]:])
+            texts.append(None)
+        else:  # the shape's two ends overlapping: the text's opening quote taken for its closing one
+            payloads.append(shape.prefix + shape.suffix[1:])
+            texts.append(None)
+    said = shape.texts(payloads)
+    assert said is None or said == [answers.plain(p, True) for p in payloads], (payloads, said)
+    if None not in texts:
+        assert said == texts
 
 
 @pytest.mark.parametrize("name", ["compact, role first", "spaced, no role chunk, fingerprint",

@@ -19,7 +19,7 @@ _decode = msgspec.json.Decoder().decode
 class Reader:
     """One stream's reads into events, appended to a list: one call per upstream read."""
 
-    __slots__ = ("done", "member", "plain", "raw", "split", "started", "translate")
+    __slots__ = ("done", "learn", "member", "plain", "raw", "shape", "split", "started", "translate")
 
     def __init__(self, member: str, translate: Callable[[Json], list[Json] | None], raw: bool,
                  openai: bool = False) -> None:
@@ -35,6 +35,12 @@ class Reader:
         stream is rebuilt (its writer names the role)."""
         self.done = False
         """The stream said it is over (`[DONE]`, or the translator's end)."""
+        self.shape: answers.Shape | None = None
+        """How the last plain chunk read typed looks around its text (`answers.Shape`): the next ones in a run
+        that look the same are read without a typed decode, once a chunk has started the choice."""
+        self.learn = 4
+        """How many times more a shape is taken from a typed chunk (a stream whose chunks differ in more than
+        their text, a timing or a counter, pays for it a few times, not once a read)."""
 
     def __call__(self, piece: bytes | None, out: list[Event]) -> bool:
         """Append the events a read completes to `out` (plain chunks in a row as one `RawChunk` or `TextDelta`);
@@ -63,7 +69,7 @@ class Reader:
             k = len(payloads)
             while k > 0 and _ends(payloads[k - 1]):
                 k -= 1
-            said = answers.plain_all(payloads[:k], self.started) if k > 1 else None
+            said = self._texts(payloads[:k]) if k > 1 else None
             if said is not None:
                 self._plain(payloads[:k], said, out)
                 payloads = payloads[k:]  # the finish, the usage, `[DONE]`: read one by one below, as
@@ -105,6 +111,29 @@ class Reader:
         finally:
             if run:
                 self._plain(run, texts, out)
+
+    def _texts(self, run: list[bytes]) -> list[str] | None:
+        """The texts of a run of payloads when every one is plain, else None: by the shape of the chunks before
+        them, or the first two read typed and the rest by the second's shape, or all read typed."""
+        if self.shape is not None and self.started:
+            texts = self.shape.texts(run)
+            if texts is not None:
+                return texts
+        if self.learn and len(run) > 2:
+            head = answers.plain_all(run[:2], self.started)
+            if head is None:
+                return None  # all of them are read typed below, one by one
+            self._learn(run[1])
+            rest = self.shape.texts(run[2:]) if self.shape is not None else None
+            if rest is not None:
+                return head + rest
+        return answers.plain_all(run, self.started)
+
+    def _learn(self, data: bytes) -> None:
+        """Take the shape of `data`, a plain chunk just read typed (a few times a stream at most)."""
+        if self.learn:
+            self.learn -= 1
+            self.shape = answers.Shape.of(data)
 
     def _plain(self, payloads: list[bytes], texts: list[str], out: list[Event]) -> None:
         """A run of plain chunks: kept as they came (`raw`), or their text as one `TextDelta` (none for empty
