@@ -64,6 +64,11 @@ def completion(result: Result, *, id: str, created: int, model: str) -> Json:
     return out
 
 
+_SPELLED = (b'"%s":%s', b'"%s": %s')
+_SPELLED_NUMBER = (b'"%s":%s,', b'"%s":%s}', b'"%s": %s,', b'"%s": %s}')
+"""How a chunk may spell a key and its value (a number with the byte after it)."""
+
+
 class ChatWriter:
     """The engine's events as chat.completion.chunk frames."""
 
@@ -96,8 +101,10 @@ class ChatWriter:
 
     def _close(self) -> bytes:
         """Finish chunks for the choices the upstream left open (every stream ends with one per choice)."""
-        opened = sorted(self.started - self.finished) or ([] if self.started else [0])
-        return b"".join(self.event(Finish("stop", choice=c)) for c in opened)
+        if self.started and self.started <= self.finished:  # as every stream ends that said its finish
+            return b""
+        opened = sorted(self.started - self.finished) or [0]
+        return b"".join([self.event(Finish("stop", choice=c)) for c in opened])
 
     def start(self) -> bytes:
         return b""
@@ -165,23 +172,20 @@ class ChatWriter:
             return ()
         out: list[bytes] = []
         at: list[int] = []
-        for key, theirs, ours in ((b"id", up[0], self.id), (b"model", up[1], self.model),
-                                  (b"created", up[2], self.created)):
+        for key, theirs, ours, forms in ((b"id", up[0], self.id, _SPELLED), (b"model", up[1], self.model, _SPELLED),
+                                         (b"created", up[2], self.created, _SPELLED_NUMBER)):
             value = _encode(theirs)
-            ends = (b",", b"}") if key == b"created" else (b"",)  # a number's spelling takes the byte after it
-            for found in (b'"%s":%s%s%s' % (key, sep, value, end) for sep in (b"", b" ") for end in ends):
+            for form in forms:  # compact first, as servers write
+                found = form % (key, value)
                 where = data.find(found)  # not `in`: see sse.py
                 if where >= 0:
                     break
             else:
                 return ()
-            out += [found, b'"%s":%s%s' % (key, _encode(ours), found[-1:] if key == b"created" else b"")]
+            out += [found, b'"%s":%s%s' % (key, _encode(ours), found[-1:] if forms is _SPELLED_NUMBER else b"")]
             at += [where, where + len(found)]
         span = data[min(at):max(at)]
-        ours_span = span
-        for i in (0, 2, 4):
-            ours_span = ours_span.replace(out[i], out[i + 1])
-        return (span, ours_span, *out)
+        return (span, span.replace(out[0], out[1]).replace(out[2], out[3]).replace(out[4], out[5]), *out)
 
     def event(self, e: Event) -> bytes:
         if isinstance(e, RawChunk):
