@@ -4,6 +4,7 @@
     python3 bench/serve_instructions.py --kind pass|ultra|stream|council [-n 200] [--token-ms 10]
                                         [--dialect chat|messages|responses] [--upstream-model NAME]
                                         [--shenron .venv/bin/shenron] [--pythonpath OTHER_CHECKOUT]
+    python3 bench/serve_instructions.py --peer tensorzero|switchyard --anchors ANCHORS [-n 200]
 
 `bench/inprocess.py` counts Shenron's own code without a server; this counts what a user's server runs: uvicorn,
 the socket guard, the middleware and the app, for requests sent one at a time on one kept-alive connection
@@ -15,8 +16,13 @@ sends `-n` requests, dumps (`callgrind_control -d`) and prints the main thread's
 `--upstream-model` names the backends' model (the stub echoes it in every chunk; vLLM names one
 `meta-llama/Llama-3.1-8B-Instruct`). `--token-ms` paces the stub's stream as a GPU server does (one read a
 token; give `--warmup 10`, a paced stream takes its pauses). `--pythonpath` measures another checkout with
-the same venv (its `proxy` and `routing` first on the path). Kernel time is not counted (syscalls are one
-instruction here): read `strace -c` beside it. A benchmark, not a test: it prints what it counted and judges nothing.
+the same venv (its `proxy` and `routing` first on the path). `--peer` counts a peer gateway's pass-through the
+same way, started as `../shared/bench/peers.py` starts it from ANCHORS' venv (`tensorzero==2026.6.0`,
+`nemo-switchyard==0.3.0`): a Rust gateway works on threads of its own, so the figure to compare is the one
+over all threads (Shenron's is its main thread's, but for the ledger's batches). Instructions are not CPU
+time: one program's instruction is not another's nanosecond (cache misses, branches), and kernel time is not
+counted (syscalls are one instruction here): read `strace -c` and the wall-clock runs beside it. A benchmark,
+not a test: it prints what it counted and judges nothing.
 """
 
 from __future__ import annotations
@@ -108,21 +114,36 @@ def main() -> None:
     ap.add_argument("--access-log", default="off", help='"off", "-" or a file, as [server] access-log')
     ap.add_argument("--shenron", default=str(ROOT / ".venv" / "bin" / "shenron"))
     ap.add_argument("--pythonpath", default="", help="another checkout to measure with the same venv")
+    ap.add_argument("--peer", choices=list(PEERS), help="count a peer gateway's pass-through instead (all its threads; "
+                    "needs --anchors)")
+    ap.add_argument("--anchors", type=Path, help="a folder with a venv of the Rust gateways, as peers.py takes")
     a = ap.parse_args()
+    if a.peer and (a.anchors is None or a.kind != "pass" or a.dialect != "chat"):
+        ap.error("--peer counts a chat pass-through and needs --anchors")
     tmp = Path(tempfile.mkdtemp(prefix="shenron-cg-"))
     stub_port, port = free_port(), free_port()
     stub = subprocess.Popen(["taskset", "-c", "0", sys.executable, str(STUB), "--port", str(stub_port), "--tokens",
                              str(a.tokens), "--token-ms", str(a.token_ms)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    (tmp / "shenron.toml").write_text(config(f"http://127.0.0.1:{stub_port}/v1", a.access_log, a.upstream_model))
+    upstream = f"http://127.0.0.1:{stub_port}/v1"
+    (tmp / "shenron.toml").write_text(config(upstream, a.access_log, a.upstream_model))
     out = tmp / "callgrind.out"
     env = {**os.environ, "XDG_DATA_HOME": str(tmp), **({"PYTHONPATH": a.pythonpath} if a.pythonpath else {})}
+    command = [a.shenron, "serve", "--config", str(tmp / "shenron.toml"), "--port", str(port)]
+    path, model, headers = b"/v1/chat/completions", MODELS[a.kind], b""
+    if a.peer:
+        script, path, model, headers = PEERS[a.peer](tmp, upstream, port)
+        command = [str(a.anchors / "venv" / "bin" / "python"), "-c", script]
+        env["MOCK_KEY"] = "x"
     server = subprocess.Popen(["taskset", "-c", "1", "valgrind", "--tool=callgrind", "--separate-threads=yes",
-                               f"--callgrind-out-file={out}", a.shenron, "serve", "--config",
-                               str(tmp / "shenron.toml"), "--port", str(port)],
+                               f"--callgrind-out-file={out}", *command],
                               env=env, stdout=subprocess.DEVNULL, stderr=(tmp / "serve.log").open("w"))
     try:
         deadline = time.monotonic() + 300
+        while a.peer == "tensorzero" and not (tmp / "url").exists() and time.monotonic() < deadline:
+            time.sleep(0.5)  # it chooses its port
+        if a.peer == "tensorzero":
+            port = int((tmp / "url").read_text().split("//")[1].split("/")[0].split(":")[1])
         while True:
             try:
                 s = socket.create_connection(("127.0.0.1", port))
@@ -134,6 +155,10 @@ def main() -> None:
                 time.sleep(0.5)
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         req = request(a.kind, a.dialect)
+        if a.peer:
+            body = req.split(b"\r\n\r\n", 1)[1].replace(b'"model": "bench"', b'"model": "%s"' % model.encode())
+            req = (b"POST %s HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n%s"
+                   b"content-length: %d\r\n\r\n%s" % (path, headers, len(body), body))
         for _ in range(a.warmup):
             ask(s, req)
         time.sleep(0.3)
@@ -148,15 +173,46 @@ def main() -> None:
         stub.terminate()
         server.wait()
         stub.wait()
-    main_thread = [f for f in glob.glob(f"{out}*") if re.search(r"\.1-01$", f)]
-    if not main_thread:
-        raise RuntimeError(f"no dump of the main thread in {tmp}")
-    total = next(int(line.split()[1]) for line in Path(main_thread[0]).read_text().splitlines()
-                 if line.startswith(("summary:", "totals:")))
+    dumps = [f for f in glob.glob(f"{out}*") if re.search(r"\.1-\d+$", f)]
+    if not dumps:
+        raise RuntimeError(f"no dump in {tmp}")
+
+    def counted(path: str) -> int:
+        return next(int(line.split()[1]) for line in Path(path).read_text().splitlines()
+                    if line.startswith(("summary:", "totals:")))
+
+    main_thread = counted(next(f for f in dumps if f.endswith(".1-01")))
+    every = sum(counted(f) for f in dumps)
     paced = f", tokens {a.token_ms:g} ms apart" if a.token_ms else ""
     shape = "" if a.dialect == "chat" else f", {a.dialect}"
-    print(f"{a.kind}{shape}{paced} ({a.pythonpath or 'this checkout'}): {total / a.n:,.0f} instructions a request "
-          f"(main thread, {a.n} requests)")
+    who = a.peer or a.pythonpath or "this checkout"
+    print(f"{a.kind}{shape}{paced} ({who}): {main_thread / a.n:,.0f} instructions a request (main thread, {a.n} "
+          f"requests); {every / a.n:,.0f} in all {len(dumps)} threads")
+
+
+def _tensorzero(tmp: Path, upstream: str, port: int) -> tuple[str, bytes, str, bytes]:
+    """TensorZero's gateway as ../shared/bench/peers.py starts it (on a port of its choosing, written to a file)."""
+    (tmp / "tensorzero.toml").write_text(f'[models.mock]\nrouting = ["mock"]\n[models.mock.providers.mock]\n'
+                                         f'type = "openai"\nmodel_name = "mock"\napi_base = "{upstream}/"\n'
+                                         f'api_key_location = "none"\n')
+    script = (f"import time, tensorzero\ngw = tensorzero._start_http_gateway(config_file='{tmp}/tensorzero.toml', "
+              "clickhouse_url=None, postgres_url=None, valkey_url=None, async_setup=False)\n"
+              f"open('{tmp}/url', 'w').write(gw.base_url)\nwhile True: time.sleep(3600)\n")
+    return script, b"/openai/v1/chat/completions", "tensorzero::model_name::mock", b""
+
+
+def _switchyard(tmp: Path, upstream: str, port: int) -> tuple[str, bytes, str, bytes]:
+    """NeMo Switchyard as ../shared/bench/peers.py starts it: a pass-through route to the stub."""
+    (tmp / "sy.toml").write_text(f'schema_version = 1\n[llm_clients.mock]\nformat = "openai_chat"\n'
+                                 f'base_url = "{upstream}"\napi_key_env = "MOCK_KEY"\n[targets.m]\nid = "mock"\n'
+                                 f'llm_client = "mock"\n[routes.plain]\nid = "plain"\ntype = "passthrough"\n'
+                                 f'target = "m"\n')
+    script = (f"import time\nfrom switchyard_rust.server import Server\n"
+              f"with Server('{tmp}/sy.toml', port={port}) as s:\n    time.sleep(10 ** 6)\n")
+    return script, b"/v1/chat/completions", "plain", b"authorization: Bearer x\r\n"
+
+
+PEERS = {"tensorzero": _tensorzero, "switchyard": _switchyard}
 
 
 if __name__ == "__main__":
