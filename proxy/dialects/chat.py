@@ -101,7 +101,7 @@ class ChatWriter:
 
     def _close(self) -> bytes:
         """Finish chunks for the choices the upstream left open (every stream ends with one per choice)."""
-        if self.started and self.started <= self.finished:  # as every stream ends that said its finish
+        if self.started and self.started <= self.finished:  # every choice finished (the usual end): nothing
             return b""
         opened = sorted(self.started - self.finished) or [0]
         return b"".join([self.event(Finish("stop", choice=c)) for c in opened])

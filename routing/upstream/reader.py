@@ -128,17 +128,12 @@ class Reader:
             head = answers.plain_all(run[:2], self.started)
             if head is None:
                 return None  # all of them are read typed below, one by one
-            self._learn(run[1])
+            self.learn -= 1
+            self.shape = answers.Shape.of(run[1])  # a token's chunk, just read typed
             rest = self.shape.texts(run[2:]) if self.shape is not None else None
             if rest is not None:
                 return head + rest
         return answers.plain_all(run, self.started)
-
-    def _learn(self, data: bytes) -> None:
-        """Take the shape of `data`, a plain chunk just read typed (a few times a stream at most)."""
-        if self.learn:
-            self.learn -= 1
-            self.shape = answers.Shape.of(data)
 
     def _plain(self, payloads: list[bytes], texts: list[str], out: list[Event]) -> None:
         """A run of plain chunks: kept as they came (`raw`), or their text as one `TextDelta` (none for empty
