@@ -4,7 +4,7 @@
     python3 bench/serve_instructions.py --kind pass|ultra|stream|council [-n 200] [--token-ms 10]
                                         [--dialect chat|messages|responses] [--upstream-model NAME]
                                         [--shenron .venv/bin/shenron] [--pythonpath OTHER_CHECKOUT]
-    python3 bench/serve_instructions.py --peer tensorzero|switchyard --anchors ANCHORS [-n 200]
+    python3 bench/serve_instructions.py --peer tensorzero|switchyard --anchors ANCHORS [-n 200] [--strace]
 
 `bench/inprocess.py` counts Shenron's own code without a server; this counts what a user's server runs: uvicorn,
 the socket guard, the middleware and the app, for requests sent one at a time on one kept-alive connection
@@ -19,10 +19,11 @@ token; give `--warmup 10`, a paced stream takes its pauses). `--pythonpath` meas
 the same venv (its `proxy` and `routing` first on the path). `--peer` counts a peer gateway's pass-through the
 same way, started as `../shared/bench/peers.py` starts it from ANCHORS' venv (`tensorzero==2026.6.0`,
 `nemo-switchyard==0.3.0`): a Rust gateway works on threads of its own, so the figure to compare is the one
-over all threads (Shenron's is its main thread's, but for the ledger's batches). Instructions are not CPU
-time: one program's instruction is not another's nanosecond (cache misses, branches), and kernel time is not
-counted (syscalls are one instruction here): read `strace -c` and the wall-clock runs beside it. A benchmark,
-not a test: it prints what it counted and judges nothing.
+over all threads (Shenron's is nearly all its main thread's: only the ledger's WAL checkpoints run on
+another). Instructions are not CPU time: one program's instruction is not another's nanosecond (cache
+misses, branches), and kernel time is not counted (syscalls are one instruction here): `--strace` counts the
+system calls of the same requests instead (`strace -c -f` attached for them, no valgrind), to read beside
+the wall-clock runs. A benchmark, not a test: it prints what it counted and judges nothing.
 """
 
 from __future__ import annotations
@@ -117,6 +118,8 @@ def main() -> None:
     ap.add_argument("--peer", choices=list(PEERS), help="count a peer gateway's pass-through instead (all its threads; "
                     "needs --anchors)")
     ap.add_argument("--anchors", type=Path, help="a folder with a venv of the Rust gateways, as peers.py takes")
+    ap.add_argument("--strace", action="store_true", help="count system calls a request (strace -c -f, without "
+                    "valgrind) instead of instructions")
     a = ap.parse_args()
     if a.peer and (a.anchors is None or a.kind != "pass" or a.dialect != "chat"):
         ap.error("--peer counts a chat pass-through and needs --anchors")
@@ -135,9 +138,11 @@ def main() -> None:
         script, path, model, headers = PEERS[a.peer](tmp, upstream, port)
         command = [str(a.anchors / "venv" / "bin" / "python"), "-c", script]
         env["MOCK_KEY"] = "x"
-    server = subprocess.Popen(["taskset", "-c", "1", "valgrind", "--tool=callgrind", "--separate-threads=yes",
-                               f"--callgrind-out-file={out}", *command],
+    counter = [] if a.strace else ["valgrind", "--tool=callgrind", "--separate-threads=yes",
+                                   f"--callgrind-out-file={out}"]
+    server = subprocess.Popen(["taskset", "-c", "1", *counter, *command],
                               env=env, stdout=subprocess.DEVNULL, stderr=(tmp / "serve.log").open("w"))
+    tracer = None
     try:
         deadline = time.monotonic() + 300
         while a.peer == "tensorzero" and not (tmp / "url").exists() and time.monotonic() < deadline:
@@ -162,17 +167,35 @@ def main() -> None:
         for _ in range(a.warmup):
             ask(s, req)
         time.sleep(0.3)
-        subprocess.run(["callgrind_control", "-z", str(server.pid)], check=True, stdout=subprocess.DEVNULL)
+        if a.strace:
+            tracer = subprocess.Popen(["strace", "-c", "-f", "-o", str(tmp / "strace.txt"), "-p", str(server.pid)],
+                                      stderr=subprocess.DEVNULL)
+            time.sleep(1)  # attached to every thread
+        else:
+            subprocess.run(["callgrind_control", "-z", str(server.pid)], check=True, stdout=subprocess.DEVNULL)
         for _ in range(a.n):
             ask(s, req)
         time.sleep(0.3)
-        subprocess.run(["callgrind_control", "-d", str(server.pid)], check=True, stdout=subprocess.DEVNULL)
-        time.sleep(2)
+        if tracer is not None:
+            tracer.terminate()
+            tracer.wait()
+        else:
+            subprocess.run(["callgrind_control", "-d", str(server.pid)], check=True, stdout=subprocess.DEVNULL)
+            time.sleep(2)
     finally:
         server.terminate()
         stub.terminate()
         server.wait()
         stub.wait()
+    paced = f", tokens {a.token_ms:g} ms apart" if a.token_ms else ""
+    shape = "" if a.dialect == "chat" else f", {a.dialect}"
+    who = a.peer or a.pythonpath or "this checkout"
+    if a.strace:
+        calls = [line.split() for line in (tmp / "strace.txt").read_text().splitlines()]
+        calls = [c for c in calls if len(c) >= 5 and c[3].isdigit() and c[-1] != "total"]
+        print(f"{a.kind}{shape}{paced} ({who}): {sum(int(c[3]) for c in calls) / a.n:.1f} system calls a request "
+              f"({a.n} requests): " + ", ".join(f"{c[-1]} {int(c[3]) / a.n:.2f}" for c in calls))
+        return
     dumps = [f for f in glob.glob(f"{out}*") if re.search(r"\.1-\d+$", f)]
     if not dumps:
         raise RuntimeError(f"no dump in {tmp}")
@@ -183,9 +206,6 @@ def main() -> None:
 
     main_thread = counted(next(f for f in dumps if f.endswith(".1-01")))
     every = sum(counted(f) for f in dumps)
-    paced = f", tokens {a.token_ms:g} ms apart" if a.token_ms else ""
-    shape = "" if a.dialect == "chat" else f", {a.dialect}"
-    who = a.peer or a.pythonpath or "this checkout"
     print(f"{a.kind}{shape}{paced} ({who}): {main_thread / a.n:,.0f} instructions a request (main thread, {a.n} "
           f"requests); {every / a.n:,.0f} in all {len(dumps)} threads")
 
