@@ -24,6 +24,7 @@ from routing.request import Request
 from routing.upstream import answers
 from routing.upstream.backends import OpenAIBackend
 from routing.upstream.reader import Reader
+from routing.upstream.shape import Shape
 
 ID, CREATED, MODEL = "chatcmpl-ours", 1796000000, "ultra-instinct"
 
@@ -231,7 +232,7 @@ def test_chunks_read_by_their_shape_say_what_each_read_typed_says(template: int,
     gives, or nothing (then it is read typed): whatever the text (quotes, backslashes, escapes), and whatever
     else a chunk is (another shape, a broken string, bytes cut short)."""
     base = json.dumps(SHAPED[template], separators=(", ", ": ") if spaced else (",", ":")).encode()
-    shape = answers.Shape.of(base)
+    shape = Shape.of(base)
     if spaced:  # `"content": "`: not a shape it takes; those chunks are read typed
         assert shape is None
         return

@@ -11,11 +11,12 @@ from routing.core import Event, RawChunk, ReasoningDelta, TextDelta, ToolCallDel
 from routing.errors import MemberFailure
 from routing.request import Json
 from routing.upstream import answers
+from routing.upstream.shape import Shape
 from routing.upstream.sse import DONE, Splitter
 
 _decode = msgspec.json.Decoder().decode
 SHAPED_RUN = 8
-"""The shortest run of plain chunks read by their shape (`answers.Shape`; timeit: even at four, a gain at eight)."""
+"""The shortest run of plain chunks read by their shape (`Shape`; timeit: even at four, a gain at eight)."""
 
 
 class Reader:
@@ -37,8 +38,8 @@ class Reader:
         stream is rebuilt (its writer names the role)."""
         self.done = False
         """The stream said it is over (`[DONE]`, or the translator's end)."""
-        self.shape: answers.Shape | None = None
-        """How the last plain chunk read typed looks around its text (`answers.Shape`): the next ones in a run
+        self.shape: Shape | None = None
+        """How the last plain chunk read typed looks around its text (`Shape`): the next ones in a run
         that look the same are read without a typed decode, once a chunk has started the choice."""
         self.learn = 4
         """How many times more a shape is taken from a typed chunk (a stream whose chunks differ in more than
@@ -129,10 +130,11 @@ class Reader:
             if head is None:
                 return None  # all of them are read typed below, one by one
             self.learn -= 1
-            self.shape = answers.Shape.of(run[1])  # a token's chunk, just read typed
+            self.shape = Shape.of(run[1])  # a token's chunk, just read typed
             rest = self.shape.texts(run[2:]) if self.shape is not None else None
-            if rest is not None:
-                return head + rest
+            if rest is None:  # the rest read typed, the two read already not again
+                rest = answers.plain_all(run[2:], True)
+            return None if rest is None else head + rest
         return answers.plain_all(run, self.started)
 
     def _plain(self, payloads: list[bytes], texts: list[str], out: list[Event]) -> None:
