@@ -44,15 +44,23 @@ def main() -> None:
     root = str(HERE.parent) + "/"
 
     def trace(frame: FrameType, event: str, arg: Any) -> Any:
-        if event == "call":
-            frame.f_trace_opcodes = True
-            frame.f_trace_lines = False
-            return trace
-        if event == "opcode":
-            code = frame.f_code
-            counts[(code.co_filename.replace(root, "").split("site-packages/")[-1].split("lib/python3")[-1],
-                    code.co_firstlineno, code.co_name)] += 1
-        return trace
+        if event != "call":
+            return None
+        frame.f_trace_opcodes = True
+        frame.f_trace_lines = False
+        code = frame.f_code
+        name = code.co_name
+        if code.co_filename == "<string>":  # a dataclass's generated __init__: which class's
+            name = f"{name} of {type(frame.f_locals.get('self')).__name__}"
+        key = (code.co_filename.replace(root, "").split("site-packages/")[-1].split("lib/python3")[-1],
+               code.co_firstlineno, name)
+
+        def local(frame: FrameType, event: str, arg: Any) -> Any:
+            if event == "opcode":
+                counts[key] += 1
+            return local
+
+        return local
 
     class Tracer:  # what inprocess.py calls on its cProfile.Profile around the measured requests
         def enable(self) -> None:
