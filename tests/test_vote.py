@@ -11,6 +11,7 @@ from routing.vote.vote import (
     _FINAL,
     _LONE,
     Ballot,
+    Tally,
     _clean_value,
     agreement,
     canonical,
@@ -118,6 +119,41 @@ def test_early_decision_only_when_the_vote_can_no_longer_change(
 ) -> None:
     groups = cluster([Ballot(m, w, i, t) for i, (m, w, t) in enumerate(answered)])
     assert decided(groups, outstanding) is expected
+
+
+_ANSWERS = [
+    "Paris.", "The capital of France is Paris.", "It's Paris!", "Lyon.", "Yes.", "No, it is not.", "Yes, it is.",
+    "42", "The answer is 42.", "**41**", "B", "Answer: B", '{"a": 1}', '{ "a" : 1 }',
+    "The quick brown fox jumps over the lazy dog while the cat sleeps on the warm mat by the door in the sun "
+    "and the bird sings a song of the morning to everyone who listens in the quiet little town.",
+    "The quick brown fox jumps over the lazy dog while the cat sleeps on the warm mat by the door in the sun "
+    "and the bird sings a song of the evening to everyone who listens in the quiet little town.",
+    "Something else entirely, said at length, with many words that share nothing at all with the others, "
+    "since a long free text joins a cluster only by the similarity of its words to that cluster's first.",
+]
+
+
+@hypothesis.settings(max_examples=200, deadline=None)
+@hypothesis.given(st.lists(st.tuples(st.sampled_from(_ANSWERS) | st.text(max_size=12),
+                                     st.sampled_from([0.5, 1.0, 1.5, 2.0]), st.booleans()), max_size=8),
+                  st.sampled_from(["", "What is the capital of France?", "Is Paris in France?"]))
+def test_a_tally_of_arrivals_is_the_vote_taken_again_after_each(answers: list[tuple[str, float, bool]],
+                                                                question: str) -> None:
+    """A council with early decision keeps one `Tally` as answers arrive instead of clustering every answer
+    again after each: after every arrival its clusters must be exactly those `cluster` makes of the answers
+    so far, each with its members' weight (which the early decision and the ranking read)."""
+    tally = Tally(0.8, question)
+    ballots: list[Ballot] = []
+    for i, (text, weight, tool) in enumerate(answers):
+        calls = (ToolCall("id", "get", f'{{"q": "{len(text)}"}}'),) if tool else ()
+        b = Ballot(f"m{i}", weight, i, text, calls)
+        ballots.append(b)
+        tally.add(b)
+        fresh = cluster(list(ballots), 0.8, question)
+        assert [(c.key, [x.member for x in c.ballots]) for c in tally.clusters] == \
+            [(c.key, [x.member for x in c.ballots]) for c in fresh]
+        assert [c.weight for c in tally.clusters] == [sum(x.weight for x in c.ballots) for c in fresh]
+        assert tally.ballots == ballots
 
 
 _WORDS = ["so", "So", "SO", "ſo", "also", "answer", "Final Answer", "the result", "thus", "therefore", "is", ":",

@@ -44,6 +44,7 @@ from routing.vote.vote import (
     TIE_BREAKS,
     Ballot,
     Cluster,
+    Tally,
     agreement,
     cluster,
     cosine,
@@ -139,24 +140,31 @@ class Council:
     def _late(self) -> str:
         return f"no answer within the council's {self.vm.timeout_s:g}s"
 
+    def _ballot(self, o: Outcome[Reply], order: int) -> Ballot:
+        a = o.result.answer if o.result is not None else Answer()
+        return Ballot(o.member, self.weights[o.member], order, a.text or "", tuple(a.tool_calls),
+                      None if a.logprobs is None else rules.logprob_confidence(a.logprobs), self.place.get(o.member))
+
     def _ballots(self, outcomes: dict[str, Outcome[Reply]]) -> list[Ballot]:
         arrived = sorted((o for o in outcomes.values() if o.result is not None), key=lambda o: o.arrival)
-        out = []
-        for i, o in enumerate(arrived):
-            a = o.result.answer if o.result is not None else Answer()
-            out.append(Ballot(o.member, self.weights[o.member], i, a.text or "", tuple(a.tool_calls),
-                              None if a.logprobs is None else rules.logprob_confidence(a.logprobs),
-                              self.place.get(o.member)))
-        return out
+        return [self._ballot(o, i) for i, o in enumerate(arrived)]
 
-    def _enough(self, asked: claims.Question, keys: dict[str, str], outcomes: dict[str, Outcome[Reply]],
-                pending: set[str]) -> bool:
+    def _tallied(self, tally: Tally, outcomes: dict[str, Outcome[Reply]]) -> Tally:
+        """The tally with the answers it has not read yet. `fan_out` (and `_adaptively`, wave after wave) adds
+        outcomes in their order of arrival, so the ones after those read are the new ones, in order."""
+        if len(outcomes) > tally.seen:
+            for o in list(outcomes.values())[tally.seen:]:
+                if o.result is not None:
+                    tally.add(self._ballot(o, len(tally.ballots)))
+            tally.seen = len(outcomes)
+        return tally
+
+    def _enough(self, tally: Tally, outcomes: dict[str, Outcome[Reply]], pending: set[str]) -> bool:
         if not self.vm.early_decision or self.vm.similarity_backend:
             return False  # with a similarity backend, clusters are known only once the answers are embedded
-        ballots = self._ballots(outcomes)
-        if len(ballots) < self.vm.min_answers:
+        if len(self._tallied(tally, outcomes).ballots) < self.vm.min_answers:
             return False
-        return decided(cluster(ballots, self.vm.similarity, asked, keys=keys), sum(self.weights[m] for m in pending))
+        return decided(tally.clusters, sum(self.weights[m] for m in pending))
 
     async def _adaptively(self, calls: dict[str, Callable[[], Coroutine[Any, Any, Reply]]], asked: claims.Question,
                           keys: dict[str, str]) -> tuple[FanOut[Reply], str, list[SamplingWave]]:
@@ -201,16 +209,17 @@ class Council:
         keys: dict[str, str] = {}  # each answer's canonical form, read once: the vote is taken as answers arrive
         stopped_sampling: str | None = None
         waves: list[SamplingWave] = []
+        tally = Tally(self.vm.similarity, asked, keys=keys)  # the vote as answers arrive
         if self.vm.samples == "adaptive":
             run, stopped_sampling, waves = await self._adaptively(calls, asked, keys)  # type: ignore[arg-type]
         else:
-            run = await fan_out(calls, self.vm.timeout_s, functools.partial(self._enough, asked, keys))
-        ballots = self._ballots(run.outcomes)
+            run = await fan_out(calls, self.vm.timeout_s, functools.partial(self._enough, tally))
+        ballots = self._tallied(tally, run.outcomes).ballots
         confident = (stopped_sampling or "").startswith(rules.CONFIDENT)  # `confident-first`: one answer is enough
         if len(ballots) < (1 if confident else self.vm.min_answers):
             raise self._failure(run, len(ballots))
         close, note = await self._closeness(call, members, ballots)
-        clusters = cluster(ballots, self.vm.similarity, asked, close, keys)
+        clusters = tally.clusters if close is None else cluster(ballots, self.vm.similarity, asked, close, keys)
         rule = self.vm.tie_break if self.vm.tie_break in TIE_BREAKS else "weight"
         order = ranked(clusters, rule)
         winner = order[0].representative

@@ -203,10 +203,15 @@ class Ballot(msgspec.Struct, frozen=True):
 class Cluster:
     key: str
     ballots: list[Ballot] = field(default_factory=list)
+    weight: float = field(init=False)
+    """Its members' weight: a council reads it after every arrival and in every ranking (`add` keeps it)."""
 
-    @property
-    def weight(self) -> float:
-        return sum(b.weight for b in self.ballots)
+    def __post_init__(self) -> None:
+        self.weight = sum(b.weight for b in self.ballots)
+
+    def add(self, b: Ballot) -> None:
+        self.ballots.append(b)
+        self.weight += b.weight
 
     @property
     def first(self) -> int:
@@ -238,23 +243,34 @@ def _claim_of(key: str) -> frozenset[str]:
     return frozenset(key.removeprefix("claim:").split(" "))
 
 
-def cluster(ballots: list[Ballot], threshold: float = 0.8, question: str | claims.Question = "",
-            close: Callable[[Ballot, Ballot], bool] | None = None, keys: dict[str, str] | None = None
-            ) -> list[Cluster]:
-    """Group ballots by canonical form (claims read against the `question`), then long claims by their
-    overlap and long free text by similarity; in arrival order. `close` (embeddings' cosine, when a
-    council has a similarity backend) also joins free-text answers that the words did not. `keys`: each
-    text's canonical form, kept across calls for one question (a council votes again as answers arrive)."""
-    asked = question if isinstance(question, claims.Question) else \
-        claims.Question.of(question) if question else claims.NO_QUESTION
-    clusters: list[Cluster] = []
-    if keys is None:
-        keys = {}  # samples that agree often say it in the same words: each text read once
-    for b in sorted(ballots, key=lambda b: b.order):
-        key = b.key(asked) if b.tool_calls else keys.get(b.text)
+class Tally:
+    """`cluster` kept as answers arrive: each ballot joins (or starts) a cluster exactly as `cluster` puts it,
+    since where an answer goes depends only on the clusters' keys and first answers, which later answers never
+    change. A council with early decision votes after every arrival; a tally reads each answer once."""
+
+    __slots__ = ("asked", "ballots", "by_key", "close", "clusters", "keys", "seen", "threshold")
+
+    def __init__(self, threshold: float = 0.8, question: str | claims.Question = "",
+                 close: Callable[[Ballot, Ballot], bool] | None = None, keys: dict[str, str] | None = None) -> None:
+        self.asked = question if isinstance(question, claims.Question) else \
+            claims.Question.of(question) if question else claims.NO_QUESTION
+        self.threshold, self.close = threshold, close
+        self.keys: dict[str, str] = {} if keys is None else keys  # samples often agree word for word: read once
+        self.clusters: list[Cluster] = []
+        self.by_key: dict[str, Cluster] = {}
+        """Each cluster by its canonical form (a cluster is made only for a form no other has)."""
+        self.ballots: list[Ballot] = []
+        self.seen = 0
+        """How many of the caller's outcomes it has read (`Council` feeds it the ones after these)."""
+
+    def add(self, b: Ballot) -> None:
+        """The next ballot, in arrival order."""
+        asked, clusters, threshold, close = self.asked, self.clusters, self.threshold, self.close
+        self.ballots.append(b)
+        key = b.key(asked) if b.tool_calls else self.keys.get(b.text)
         if key is None:
-            key = keys[b.text] = b.key(asked)
-        home = next((c for c in clusters if c.key == key), None)
+            key = self.keys[b.text] = b.key(asked)
+        home = self.by_key.get(key)
         if home is None and key.startswith("claim:"):
             said = claims.sentence(b.text, asked)
             home = next((c for c in clusters if c.key.startswith("claim:")
@@ -267,10 +283,23 @@ def cluster(ballots: list[Ballot], threshold: float = 0.8, question: str | claim
             home = next((c for c in clusters if c.key.startswith(("text:", "claim:", "answer:"))
                          and close(c.ballots[0], b)), None)
         if home is None:
-            home = Cluster(key)
-            clusters.append(home)
-        home.ballots.append(b)
-    return clusters
+            clusters.append(new := Cluster(key, [b]))
+            self.by_key[key] = new
+        else:
+            home.add(b)
+
+
+def cluster(ballots: list[Ballot], threshold: float = 0.8, question: str | claims.Question = "",
+            close: Callable[[Ballot, Ballot], bool] | None = None, keys: dict[str, str] | None = None
+            ) -> list[Cluster]:
+    """Group ballots by canonical form (claims read against the `question`), then long claims by their
+    overlap and long free text by similarity; in arrival order. `close` (embeddings' cosine, when a
+    council has a similarity backend) also joins free-text answers that the words did not. `keys`: each
+    text's canonical form, kept across calls for one question (a council votes again as answers arrive)."""
+    tally = Tally(threshold, question, close, keys)
+    for b in sorted(ballots, key=lambda b: b.order):
+        tally.add(b)
+    return tally.clusters
 
 
 def ranked(clusters: list[Cluster], tie_break: str = "weight") -> list[Cluster]:
