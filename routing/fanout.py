@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Collection, Coroutine, Mapping
-from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
+
+import msgspec
 
 from routing.deadline import Within
 from routing.errors import MemberFailure
@@ -35,9 +36,9 @@ async def stop(tasks: Collection[asyncio.Future[Any]]) -> None:
                 t.exception()  # retrieved, so asyncio does not log "exception was never retrieved"
 
 
-@dataclass
-class Outcome(Generic[T]):
-    """How one member ended: a result, a failure, or `cancelled` / `timeout` when it was stopped."""
+class Outcome(msgspec.Struct, Generic[T]):
+    """How one member ended: a result, a failure, or `cancelled` / `timeout` when it was stopped (a struct: one
+    a member, made in C)."""
 
     member: str
     latency_ms: int
@@ -48,9 +49,8 @@ class Outcome(Generic[T]):
     stopped: str | None = None
 
 
-@dataclass
-class FanOut(Generic[T]):
-    outcomes: dict[str, Outcome[T]] = field(default_factory=dict)
+class FanOut(msgspec.Struct, Generic[T]):
+    outcomes: dict[str, Outcome[T]] = msgspec.field(default_factory=dict)
     deadline_hit: bool = False
     stopped_early: bool = False
 

@@ -98,7 +98,8 @@ class Members:
         if spent.usage is not None:
             self.budget.charge(cfg, spent.usage)
             report.usage = spent.usage
-            report.cost_usd = round(cost(spent.usage, cfg), 8)
+            usd = cost(spent.usage, cfg)
+            report.cost_usd = round(usd, 8) if usd else 0.0  # (`round` to places goes through a decimal string)
 
     def _call(self, name: str, report: MemberReport, guarded: bool = True) -> _Call:
         """Around one call: kept in the request's spend list, inside the backend's guard (unless the call

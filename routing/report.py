@@ -12,8 +12,8 @@ from routing.tokens import Usage
 
 def cost(usage: Usage | None, cfg: BackendConfig) -> float:
     """USD for one call at the backend's per-million prices; no usage, no known cost."""
-    if usage is None:
-        return 0.0
+    if usage is None or not (cfg.price_in or cfg.price_out or cfg.price_cached_in or cfg.price_cache_write):
+        return 0.0  # a local model (every member of a council on its own GPUs): nothing to work out
     cached, written = usage.cached_tokens, usage.cache_write_tokens
     fresh = max(0, usage.prompt_tokens - cached - written)
     cached_price = cfg.price_in if cfg.price_cached_in is None else cfg.price_cached_in

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import time
 from contextvars import ContextVar
-from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from routing.config import BackendConfig
 from routing.errors import MemberFailure
@@ -19,16 +20,17 @@ from routing.request import Json
 from routing.tokens import Usage
 
 
-@dataclass(slots=True)
-class Spend:
+class Spend(msgspec.Struct):
+    """One member call's record (a struct: made once per call, and msgspec makes it in C)."""
+
     name: str
     model: str
     cfg: BackendConfig
     status: str = "running"
     usage: Usage | None = None
-    start: float = field(default_factory=time.perf_counter)
+    start: float = msgspec.field(default_factory=time.perf_counter)
     latency_ms: int = 0
-    notes: Json = field(default_factory=dict)
+    notes: Json = msgspec.field(default_factory=dict)
     """What the backend's guard noticed about this one call (`Guard.call` yields it): `queue_ms`, `cold_start`."""
 
     def end(self, status: str) -> None:
