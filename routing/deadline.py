@@ -16,6 +16,8 @@ stream, routing/upstream/conn.py) and a client's connection while a request is r
 from __future__ import annotations
 
 import asyncio
+import time
+from contextvars import ContextVar
 from types import TracebackType
 from typing import Protocol
 
@@ -35,6 +37,16 @@ class Expiring(Protocol):
 
 
 NEVER = float("inf")
+
+ENCLOSING: ContextVar[float] = ContextVar("shenron_enclosing_deadline", default=NEVER)
+"""When (`time.monotonic()`) an enclosing wait gives up on the calls it started and cancels them: `fan_out`
+sets it for its members' tasks. A `Within` of one of those calls that would pass at least SURELY_LATER after
+it can never be the one that ends the call, and is not armed (a council's six member calls, six deadlines
+armed and disarmed for nothing)."""
+SURELY_LATER = 1.0
+"""The margin by which a call's deadline must follow the enclosing one to be left out: the two are read from
+clocks that may differ by a loop turn (the loop's cached time, the monotonic clock), and both expire up to a
+TICK late."""
 
 
 class Deadlines:
@@ -101,6 +113,10 @@ class Within:
             self._exact = asyncio.timeout(self.seconds)
             await self._exact.__aenter__()
             return self
+        enclosing = ENCLOSING.get()
+        if enclosing != NEVER and time.monotonic() + self.seconds >= enclosing + SURELY_LATER:
+            self._deadlines = None  # the enclosing wait cancels the call first: nothing to arm
+            return self
         # the loop from the task, not asked again: Python 3.11 asks the OS for the pid each time the running loop
         # is looked up (current_task looks it up once)
         task = asyncio.current_task()
@@ -125,6 +141,8 @@ class Within:
                         tb: TracebackType | None) -> None:
         if self._exact is not None:
             await self._exact.__aexit__(typ, exc, tb)
+            return
+        if self._deadlines is None:
             return
         self._deadlines.discard(self)
         # as asyncio.Timeout: the cancellation this deadline made is taken back whatever ended the block

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Collection, Coroutine, Mapping
 from typing import Any, Generic, TypeVar
 
 import msgspec
 
-from routing.deadline import Within
+from routing.deadline import ENCLOSING, Within
 from routing.errors import MemberFailure
 from routing.report import Timer
 
@@ -69,7 +70,11 @@ async def fan_out(
     timer = Timer()
     order = {name: i for i, name in enumerate(calls)}
     loop = asyncio.get_running_loop()  # once: Python 3.11 asks the OS for the pid on every call of it
-    tasks: dict[asyncio.Task[T], str] = {loop.create_task(call()): name for name, call in calls.items()}
+    gives_up = ENCLOSING.set(time.monotonic() + timeout_s)  # in the calls' context: `Within` reads it
+    try:
+        tasks: dict[asyncio.Task[T], str] = {loop.create_task(call()): name for name, call in calls.items()}
+    finally:
+        ENCLOSING.reset(gives_up)
     pending = set(tasks)
     result: FanOut[T] = FanOut()
     # One callback a task and one deadline for the whole wait, not `asyncio.wait` after every arrival (a

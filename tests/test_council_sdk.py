@@ -37,6 +37,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object
                                       "--log", str(log), *extra)
             started.append(proc)
             blocks.append(f'[backends.{name}]\nurl = "{url}"\nmodel = "{name}"\n')
+            if name == "gohan":  # the same server, as a member that gives up before its council does
+                blocks.append(f'[backends.gohan-brief]\nurl = "{url}"\nmodel = "{name}"\ntimeout-s = 2.5\n')
         members = json.dumps(list(MEMBERS))
         config = "\n".join(blocks) + f"""
 [models.full-council]
@@ -50,6 +52,12 @@ strategy = "council"
 members = {members}
 early-decision = false
 timeout-s = 20
+
+[models.patient-council]
+strategy = "council"
+members = ["goku", "vegeta", "gohan-brief"]
+early-decision = false
+timeout-s = 30
 
 [models.strict-council]
 strategy = "council"
@@ -113,3 +121,15 @@ def test_too_few_answers_is_a_gateway_timeout_listing_each_member(sdk: openai.Op
     assert e.value.status_code == 504
     assert "gohan: no answer within the council's 1s" in e.value.message
     assert "frieza: HTTP 500" in e.value.message
+
+
+def test_a_member_that_gives_up_before_its_council_ends_by_its_own_deadline(sdk: openai.OpenAI) -> None:
+    """A member call's own deadline is not armed where its council's comes first (the council cancels it);
+    one that comes first still ends the call, with the member's own reason, long before the council's."""
+    start = time.monotonic()
+    r = sdk.chat.completions.create(model="patient-council", messages=MSGS)  # type: ignore[arg-type]
+    took = time.monotonic() - start
+    council = r.model_extra["council"]  # type: ignore[index]
+    brief = next(m for m in council["members"] if m["name"] == "gohan-brief")
+    assert brief["status"] == "timeout" and brief["error"] == "no answer within 2.5s"
+    assert council["winner"] in ("goku", "vegeta") and 2.5 <= took < 10

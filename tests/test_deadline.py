@@ -169,3 +169,29 @@ async def test_a_read_that_got_its_data_is_not_expired_by_a_tick_of_the_same_tur
     conn.data_received(b"0\r\n\r\n")
     assert [p async for p in pieces] == []
     assert conn not in armed
+
+
+async def test_inside_an_enclosing_wait_a_later_deadline_is_not_armed_an_earlier_one_is() -> None:
+    """`fan_out` sets when it gives up on its calls: a call's deadline that falls surely after it can never end
+    the call first and arms nothing; one before it still raises the call's own TimeoutError."""
+    armed: list[int] = []
+
+    async def call(seconds: float) -> None:
+        async with Within(seconds):
+            deadlines = deadline._loops.get(asyncio.get_running_loop())
+            armed.append(len(deadlines.armed) if deadlines is not None else 0)
+            await asyncio.sleep(1)
+
+    token = deadline.ENCLOSING.set(time.monotonic() + 0.5)
+    try:
+        later = asyncio.ensure_future(call(0.5 + deadline.SURELY_LATER + 0.1))
+        earlier = asyncio.ensure_future(call(0.2))
+    finally:
+        deadline.ENCLOSING.reset(token)
+    await asyncio.sleep(0.05)
+    assert armed == [0, 1]  # the later one armed nothing, the earlier one itself
+    later.cancel()  # as the enclosing wait does at its deadline
+    with pytest.raises(asyncio.CancelledError):
+        await later
+    with pytest.raises(TimeoutError):
+        await earlier
