@@ -18,6 +18,7 @@ from routing.decide import spend
 from routing.decide.spend import Spend
 from routing.errors import AllMembersFailed, MemberFailure
 from routing.request import Json
+from routing.tokens import usd
 
 RECENT = 25
 
@@ -120,13 +121,18 @@ class Books:
             self.metrics.ended(t.model)
         members = [] if t.cached else members_of(council, exc, calls)
         self.metrics.finished(t.model if t.routed else "(unrouted)", status, seconds, council, members)
+        prompt = completion = 0  # the members' sums in one pass, in their order (as `sum` adds them)
+        spent = cloud = 0.0
+        for m in members:
+            prompt += m.prompt_tokens
+            completion += m.completion_tokens
+            spent += m.cost_usd
+            if m.cloud:
+                cloud += m.cost_usd
         row = LedgerRow(
             ts=t.ts, request_id=t.request_id, key_id=t.principal.key_id, model=t.model, strategy=t.strategy,
-            status=status, latency_ms=int(seconds * 1000),
-            prompt_tokens=sum(m.prompt_tokens for m in members),
-            completion_tokens=sum(m.completion_tokens for m in members),
-            cost_usd=round(sum(m.cost_usd for m in members), 8),
-            cloud_cost_usd=round(sum(m.cost_usd for m in members if m.cloud), 8),
+            status=status, latency_ms=int(seconds * 1000), prompt_tokens=prompt, completion_tokens=completion,
+            cost_usd=usd(spent), cloud_cost_usd=usd(cloud),
             cached=t.cached, stream=t.stream, error=error, members=members, session=t.session,
             escalated=council.escalated if council is not None and council.answered_by is not None else None,
         )

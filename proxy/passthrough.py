@@ -34,7 +34,7 @@ from routing.errors import InvalidRequest, MemberFailure
 from routing.report import Timer, cost
 from routing.request import Json, betas_of
 from routing.router import Router
-from routing.tokens import Usage
+from routing.tokens import Usage, usd
 from routing.upstream.answers import usage as checked_usage
 
 _encode = msgspec.json.Encoder().encode
@@ -94,7 +94,7 @@ def _report(model: str, member: str, backend_model: str, status: Any, t: Timer, 
             router: Router, error: str | None = None) -> CouncilReport:
     cfg = router.backends[member].cfg
     m = MemberReport(name=member, model=backend_model, status=status, latency_ms=t.ms(), usage=usage, error=error,
-                     cost_usd=round(cost(usage, cfg), 8) if usage else None, cloud=cfg.is_cloud)
+                     cost_usd=usd(cost(usage, cfg)) if usage else None, cloud=cfg.is_cloud)
     return CouncilReport(virtual_model=model, strategy="passthrough", winner=member if status == "ok" else None,
                          members=[m], latency_ms=t.ms()).totalled()
 

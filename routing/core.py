@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from routing.tokens import ZERO, Usage, total
+from routing.tokens import ZERO, Usage, total, usd
 
 # The council report: the `council` extension object, what the members did.
 
@@ -132,7 +132,7 @@ class CouncilReport(msgspec.Struct, omit_defaults=True):
 
     def totalled(self) -> CouncilReport:
         """With `cost_usd` and `usage` summed over its members."""
-        self.cost_usd = round(sum(m.cost_usd or 0.0 for m in self.members), 8)
+        self.cost_usd = usd(sum(m.cost_usd or 0.0 for m in self.members))
         self.usage = total(m.usage for m in self.members)
         return self
 

@@ -23,7 +23,7 @@ from routing.decide.spend import Spend
 from routing.errors import MemberFailure
 from routing.report import cost
 from routing.request import Request
-from routing.tokens import Usage, estimate_tokens
+from routing.tokens import Usage, estimate_tokens, usd
 from routing.upstream.backends import Backend
 from routing.upstream.guard import unusable
 from routing.wire import prompt_text
@@ -98,8 +98,7 @@ class Members:
         if spent.usage is not None:
             self.budget.charge(cfg, spent.usage)
             report.usage = spent.usage
-            usd = cost(spent.usage, cfg)
-            report.cost_usd = round(usd, 8) if usd else 0.0  # (`round` to places goes through a decimal string)
+            report.cost_usd = usd(cost(spent.usage, cfg))
 
     def _call(self, name: str, report: MemberReport, guarded: bool = True) -> _Call:
         """Around one call: kept in the request's spend list, inside the backend's guard (unless the call

@@ -17,7 +17,7 @@ from routing.config import BackendConfig
 from routing.errors import MemberFailure
 from routing.report import cost
 from routing.request import Json
-from routing.tokens import Usage
+from routing.tokens import Usage, usd
 
 
 class Spend(msgspec.Struct):
@@ -40,7 +40,7 @@ class Spend(msgspec.Struct):
 
     @property
     def cost_usd(self) -> float:
-        return round(cost(self.usage, self.cfg), 8) if self.usage else 0.0
+        return usd(cost(self.usage, self.cfg))
 
 
 SPENT: ContextVar[list[Spend] | None] = ContextVar("shenron_spent", default=None)
