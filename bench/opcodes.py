@@ -2,6 +2,7 @@
 """Python opcodes a request runs, function by function: where Shenron's own Python goes, exactly.
 
     .venv/bin/python bench/opcodes.py [--save FILE] [--against FILE] [--top 40] -- [bench/inprocess.py options]
+    .venv/bin/python bench/opcodes.py --serve FILE -- serve --config C --port P  (serve_instructions.py --opcodes)
 
 `bench/inprocess.py` run with a tracer (`sys.settrace`, opcode events) in place of cProfile: every opcode the
 measured requests execute is counted against its function. Unlike a profile's times, the counts are the
@@ -37,6 +38,8 @@ def main() -> None:
     ap.add_argument("--save", help="keep the counts (and the request count) in this file")
     ap.add_argument("--against", help="print the difference from counts saved by --save")
     ap.add_argument("--top", type=int, default=40)
+    ap.add_argument("--serve", metavar="FILE", help="run `shenron` with the options after --, counting from SIGUSR1 "
+                    "to SIGUSR2 and saving the counts to FILE then (`bench/serve_instructions.py --opcodes`)")
     ap.add_argument("inprocess", nargs=argparse.REMAINDER, help="-- then bench/inprocess.py's options")
     a = ap.parse_args()
     rest = a.inprocess[1:] if a.inprocess[:1] == ["--"] else a.inprocess
@@ -61,6 +64,23 @@ def main() -> None:
             return local
 
         return local
+
+    if a.serve:  # the server itself, uvicorn's Python included: counted between two signals
+        import signal
+
+        from proxy import cli
+
+        def begin(*_: Any) -> None:
+            counts.clear()
+            sys.settrace(trace)
+
+        def end(*_: Any) -> None:
+            sys.settrace(None)
+            Path(a.serve).write_bytes(pickle.dumps(dict(counts)))
+
+        signal.signal(signal.SIGUSR1, begin)
+        signal.signal(signal.SIGUSR2, end)
+        sys.exit(cli.main(rest))
 
     class Tracer:  # what inprocess.py calls on its cProfile.Profile around the measured requests
         def enable(self) -> None:

@@ -5,6 +5,7 @@
                                         [--dialect chat|messages|responses] [--upstream-model NAME]
                                         [--shenron .venv/bin/shenron] [--pythonpath OTHER_CHECKOUT]
     python3 bench/serve_instructions.py --peer tensorzero|switchyard --anchors ANCHORS [-n 200] [--strace]
+    python3 bench/serve_instructions.py --kind K --opcodes [--top 40]
 
 `bench/inprocess.py` counts Shenron's own code without a server; this counts what a user's server runs: uvicorn,
 the socket guard, the middleware and the app, for requests sent one at a time on one kept-alive connection
@@ -23,7 +24,9 @@ over all threads (Shenron's is nearly all its main thread's: only the ledger's W
 another). Instructions are not CPU time: one program's instruction is not another's nanosecond (cache
 misses, branches), and kernel time is not counted (syscalls are one instruction here): `--strace` counts the
 system calls of the same requests instead (`strace -c -f` attached for them, no valgrind), to read beside
-the wall-clock runs. A benchmark, not a test: it prints what it counted and judges nothing.
+the wall-clock runs. `--opcodes` counts the Python opcodes of the same requests, function by function, with
+bench/opcodes.py's tracer in the server (no valgrind): what bench/opcodes.py shows of Shenron's own code, with
+uvicorn's beside it. A benchmark, not a test: it prints what it counted and judges nothing.
 """
 
 from __future__ import annotations
@@ -32,7 +35,9 @@ import argparse
 import glob
 import json
 import os
+import pickle
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -118,6 +123,9 @@ def main() -> None:
     ap.add_argument("--peer", choices=list(PEERS), help="count a peer gateway's pass-through instead (all its threads; "
                     "needs --anchors)")
     ap.add_argument("--anchors", type=Path, help="a folder with a venv of the Rust gateways, as peers.py takes")
+    ap.add_argument("--opcodes", action="store_true", help="count the Python opcodes a request of `shenron serve` "
+                    "runs, function by function, uvicorn's included (bench/opcodes.py's tracer), instead")
+    ap.add_argument("--top", type=int, default=40, help="with --opcodes: the functions to list")
     ap.add_argument("--strace", action="store_true", help="count system calls a request (strace -c -f, without "
                     "valgrind) instead of instructions")
     a = ap.parse_args()
@@ -140,6 +148,10 @@ def main() -> None:
         env["MOCK_KEY"] = "x"
     counter = [] if a.strace else ["valgrind", "--tool=callgrind", "--separate-threads=yes",
                                    f"--callgrind-out-file={out}"]
+    if a.opcodes:
+        counter = []
+        command = [str(Path(a.shenron).parent / "python"), str(ROOT / "bench" / "opcodes.py"), "--serve",
+                   str(tmp / "opcodes.pkl"), "--", *command[1:]]
     server = subprocess.Popen(["taskset", "-c", "1", *counter, *command],
                               env=env, stdout=subprocess.DEVNULL, stderr=(tmp / "serve.log").open("w"))
     tracer = None
@@ -167,7 +179,10 @@ def main() -> None:
         for _ in range(a.warmup):
             ask(s, req)
         time.sleep(0.3)
-        if a.strace:
+        if a.opcodes:
+            server.send_signal(signal.SIGUSR1)
+            time.sleep(0.3)
+        elif a.strace:
             tracer = subprocess.Popen(["strace", "-c", "-f", "-o", str(tmp / "strace.txt"), "-p", str(server.pid)],
                                       stderr=subprocess.DEVNULL)
             time.sleep(1)  # attached to every thread
@@ -176,7 +191,10 @@ def main() -> None:
         for _ in range(a.n):
             ask(s, req)
         time.sleep(0.3)
-        if tracer is not None:
+        if a.opcodes:
+            server.send_signal(signal.SIGUSR2)
+            time.sleep(2)
+        elif tracer is not None:
             tracer.terminate()
             tracer.wait()
         else:
@@ -190,6 +208,13 @@ def main() -> None:
     paced = f", tokens {a.token_ms:g} ms apart" if a.token_ms else ""
     shape = "" if a.dialect == "chat" else f", {a.dialect}"
     who = a.peer or a.pythonpath or "this checkout"
+    if a.opcodes:
+        counts = pickle.loads((tmp / "opcodes.pkl").read_bytes())
+        print(f"{a.kind}{shape}{paced} ({who}): {sum(counts.values()) / a.n:,.0f} Python opcodes a request "
+              f"({a.n} requests), uvicorn's included")
+        for (file, line, name), v in sorted(counts.items(), key=lambda kv: -kv[1])[:a.top]:
+            print(f"{v / a.n:9.1f}  {file}:{line} {name}")
+        return
     if a.strace:
         calls = [line.split() for line in (tmp / "strace.txt").read_text().splitlines()]
         calls = [c for c in calls if len(c) >= 5 and c[3].isdigit() and c[-1] != "total"]
