@@ -102,6 +102,8 @@ class GuardedHttpTools(HttpToolsProtocol):
       while none is being read; no timer made and cancelled a request), so at most a tick late. The
       time the app takes to answer is not counted; keep-alive idling is uvicorn's own timeout.
     - More than `max_connections` open at once: the newest gets a 503 and is closed.
+    A request refused while an earlier one on its connection (pipelined) is still being answered gets its
+    refusal after that answer, as HTTP/1.1 orders answers; nothing after it is read.
     """
 
     max_header_bytes = 64 * 1024
@@ -119,6 +121,8 @@ class GuardedHttpTools(HttpToolsProtocol):
         """When the request being read is late (the deadline tick's), NEVER while none is."""
         self._deadlines: deadline.Deadlines | None = None
         self._refused = False
+        self._deferred: tuple[int, str, str] | None = None
+        """A refusal of a request read while an earlier one's answer was still being made: written after it."""
         self._lefts: list[tuple[Any, asyncio.Future[None]]] = []
         """Each unanswered request's LEFT future with its cycle, resolved when the connection is lost."""
 
@@ -214,8 +218,27 @@ class GuardedHttpTools(HttpToolsProtocol):
             return
         self._refuse(408, f"The request {what} did not arrive within {self.read_timeout_s:g}s.", "request_timeout")
 
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._deferred is not None and not self._owed():
+            status, message, code = self._deferred
+            self._deferred = None
+            self._refuse(status, message, code)
+
+    def _owed(self) -> bool:
+        """Whether the answer of a request before the one being read is still to be written (pipelined: read
+        while it was being made). HTTP/1.1 answers in the order it was asked, so a refusal waits for it."""
+        cycle = self.cycle
+        return self._reading == "headers" and cycle is not None and not cycle.response_complete \
+            and not cycle.disconnected
+
     def _refuse(self, status: int, message: str, code: str) -> None:
         self._refused = True
+        if self._owed():  # the earlier answer first, then this refusal (`on_response_complete`); nothing more read
+            self._deferred = (status, message, code)
+            self.when = NEVER
+            self.transport.pause_reading()
+            return
         self._disarm()
         if not self.transport.is_closing():
             self.transport.write(refusal(status, message, code))
