@@ -335,3 +335,29 @@ def test_relayed_frames_with_the_identity_first_or_not_say_what_the_upstream_sai
         got = [json.loads(f) for f in out[6:-2].split(b"\n\ndata: ")] if out else []
         assert got == want
         assert [list(g) for g in got] == [list(json.loads(f[6:-2])) for f in frames], "the upstream's key order"
+
+
+@settings(max_examples=300, deadline=None)
+@given(spaced=st.booleans(), choices_first=st.booleans(), fingerprint=st.booleans(), last=st.booleans(),
+       up_id=st.sampled_from(["chatcmpl-up", 'a"b\\c', "é", ""]), up_model=st.sampled_from(["smollm2", "m/x"]),
+       created=st.sampled_from([0, 7, 1700000000, 17000000001]), text=st.text(max_size=8))
+def test_the_identity_found_compact_at_once_is_what_the_spellings_loop_finds(
+        spaced: bool, choices_first: bool, fingerprint: bool, last: bool, up_id: str, up_model: str, created: int,
+        text: str) -> None:
+    """`_swaps_for` tries the compact spelling of all three first, without the loop over spellings: where it
+    finds them they are what the loop finds (the loop tries the same spelling first), and where it does not
+    the loop decides."""
+    extra = {"system_fingerprint": "b1"} if fingerprint else None
+    frame = _frame({"content": text}, spaced=spaced, choices_first=choices_first, created=created, extra=extra)
+    if last:  # `created` last of the object, so it ends with `}`, not `,`
+        frame = frame.replace(b'"created"', b'"gone"').replace(b"}\n\n", b',"created":%d}\n\n' % created)
+    frame = frame.replace(b'"chatcmpl-up"', json.dumps(up_id).encode()).replace(b'"smollm2"',
+                                                                               json.dumps(up_model).encode())
+    data = frame[6:-2]
+    w = ChatWriter(id=ID, created=CREATED, model=MODEL, include_usage=False)
+    up = (up_id, up_model, created)
+    fast = w._compact(data, *up)
+    assert fast is None or fast == w._spelled(data, up)
+    if not spaced and w._spelled(data, up):  # (an id the server wrote escaped, "\\u00e9", is found by neither)
+        assert fast is not None, "a compact chunk is read without the loop"
+    assert w._swaps_for(data) == w._spelled(data, up)

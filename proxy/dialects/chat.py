@@ -170,6 +170,28 @@ class ChatWriter:
         if (chunk.get("object") != "chat.completion.chunk" or not isinstance(up[0], str)
                 or not isinstance(up[1], str) or type(up[2]) is not int):
             return ()
+        return self._compact(data, up[0], up[1], up[2]) or self._spelled(data, up)
+
+    def _compact(self, data: bytes, id: str, model: str, created: int) -> tuple[bytes, ...] | None:
+        """`_swaps_for` where the chunk spells all three compact, as servers write (each found by the first form
+        `_spelled` tries): without its loop over the spellings (a third of a short stream's relaying)."""
+        f_id, f_model = b'"id":' + _encode(id), b'"model":' + _encode(model)
+        f_created = b'"created":%d,' % created
+        w_created = data.find(f_created)
+        if w_created < 0:
+            f_created = f_created[:-1] + b"}"
+            w_created = data.find(f_created)
+        w_id, w_model = data.find(f_id), data.find(f_model)
+        if w_id < 0 or w_model < 0 or w_created < 0:
+            return None
+        out = (f_id, b'"id":' + _encode(self.id), f_model, b'"model":' + _encode(self.model),
+               f_created, b'"created":%d%s' % (self.created, f_created[-1:]))
+        span = data[min(w_id, w_model, w_created):max(w_id + len(f_id), w_model + len(f_model),
+                                                          w_created + len(f_created))]
+        return (span, span.replace(out[0], out[1]).replace(out[2], out[3]).replace(out[4], out[5]), *out)
+
+    def _spelled(self, data: bytes, up: tuple[Any, Any, Any]) -> tuple[bytes, ...]:
+        """`_swaps_for`, each of the three found in whichever spelling the chunk uses."""
         out: list[bytes] = []
         at: list[int] = []
         for key, theirs, ours, forms in ((b"id", up[0], self.id, _SPELLED), (b"model", up[1], self.model, _SPELLED),
