@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import calendar
+import time
 
+import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from proxy.limits import MemoryCounters, RedisCounters, Windows, decide
 from routing.settings import TierConfig
@@ -20,6 +24,28 @@ def test_windows_are_utc_calendar_windows() -> None:
     assert w.to_month == pytest.approx(9 * 86400 + 30)
     december = Windows.at(calendar.timegm((2026, 12, 31, 12, 0, 0)))
     assert december.to_month == pytest.approx(12 * 3600)
+
+
+def _windows_from_the_calendar(now: float) -> tuple[object, ...]:
+    """The windows as the calendar gives them for `now` alone (what `Windows.at` gave before it kept its day)."""
+    t = time.gmtime(now)
+    day_start = calendar.timegm((t.tm_year, t.tm_mon, t.tm_mday, 0, 0, 0))
+    month_start = calendar.timegm((t.tm_year, t.tm_mon, 1, 0, 0, 0))
+    next_month = calendar.timegm((t.tm_year + t.tm_mon // 12, t.tm_mon % 12 + 1, 1, 0, 0, 0))
+    minute = int(now // 60)
+    return (minute, time.strftime("%Y%m%d", t), time.strftime("%Y%m", t), (minute + 1) * 60 - now,
+            day_start + 86400 - now, next_month - now, day_start, month_start)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.floats(min_value=0, max_value=4_102_444_800) | st.sampled_from(
+    [calendar.timegm((y, m, 1, 0, 0, 0)) + d for y in (2024, 2026) for m in (1, 2, 3, 12) for d in (-0.5, 0, 0.5)]),
+    min_size=1, max_size=6))
+def test_windows_kept_for_the_day_are_the_calendar_s(moments: list[float]) -> None:
+    """`Windows.at` works a day's names and its month's bounds out once a day: asked about any moments in any
+    order (back and forth across midnights, month and year ends, leap days), it says what the calendar says."""
+    for now in moments:
+        assert msgspec.structs.astuple(Windows.at(now)) == _windows_from_the_calendar(now)
 
 
 def test_requests_per_minute_allows_the_limit_and_refuses_the_next() -> None:
