@@ -123,6 +123,8 @@ def main() -> None:
     ap.add_argument("--peer", choices=list(PEERS), help="count a peer gateway's pass-through instead (all its threads; "
                     "needs --anchors)")
     ap.add_argument("--anchors", type=Path, help="a folder with a venv of the Rust gateways, as peers.py takes")
+    ap.add_argument("--key", action="store_true", help="send every request with a key of a tier with limits "
+                    "(per minute, per day, a cloud budget), made with `shenron keys create` first")
     ap.add_argument("--opcodes", action="store_true", help="count the Python opcodes a request of `shenron serve` "
                     "runs, function by function, uvicorn's included (bench/opcodes.py's tracer), instead")
     ap.add_argument("--top", type=int, default=40, help="with --opcodes: the functions to list")
@@ -137,9 +139,18 @@ def main() -> None:
                              str(a.tokens), "--token-ms", str(a.token_ms)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     upstream = f"http://127.0.0.1:{stub_port}/v1"
-    (tmp / "shenron.toml").write_text(config(upstream, a.access_log, a.upstream_model))
+    text = config(upstream, a.access_log, a.upstream_model)
+    if a.key:  # the limits a paying tier has: per minute and per day, and a monthly cloud budget
+        text += ('[auth]\nenabled = true\n[tiers.pro]\nmodels = ["*"]\nrequests-per-minute = 1000000\n'
+                 'tokens-per-day = 1000000000\ncloud-budget-usd-per-month = 1000.0\n')
+    (tmp / "shenron.toml").write_text(text)
     out = tmp / "callgrind.out"
     env = {**os.environ, "XDG_DATA_HOME": str(tmp), **({"PYTHONPATH": a.pythonpath} if a.pythonpath else {})}
+    key = b""
+    if a.key:
+        made = subprocess.run([a.shenron, "keys", "create", "--tier", "pro", "--name", "bench", "--config",
+                               str(tmp / "shenron.toml")], env=env, capture_output=True, text=True, check=True)
+        key = next(w for w in (made.stdout + made.stderr).split() if w.startswith("sk-shenron-")).encode()
     command = [a.shenron, "serve", "--config", str(tmp / "shenron.toml"), "--port", str(port)]
     path, model, headers = b"/v1/chat/completions", MODELS[a.kind], b""
     if a.peer:
@@ -172,6 +183,8 @@ def main() -> None:
                 time.sleep(0.5)
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         req = request(a.kind, a.dialect)
+        if key:
+            req = req.replace(b"host: bench\r\n", b"host: bench\r\nauthorization: Bearer %s\r\n" % key)
         if a.peer:
             body = req.split(b"\r\n\r\n", 1)[1].replace(b'"model": "bench"', b'"model": "%s"' % model.encode())
             req = (b"POST %s HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n%s"
