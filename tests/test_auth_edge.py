@@ -12,6 +12,7 @@ import respx
 from litestar.testing import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from proxy import auth
 from proxy.app import create_app
 from proxy.store.sqlite import SQLiteStore
 from routing import config
@@ -133,6 +134,29 @@ def test_revoked_key_is_refused(env: dict[str, Any]) -> None:
     env["store"].revoke_key_sync(rec.id)
     r = post(env, env["keys"]["basic"])
     assert r.status_code == 401 and "revoked" in r.json()["error"]["message"]
+
+
+def test_a_key_revoked_while_in_use_stops_working_within_the_trust_window(env: dict[str, Any],
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key found in the store is trusted for KEY_CACHE_S without a lookup: revoked while a client uses it, it
+    still works inside that window and is refused once it has passed (the README's "within 2 seconds")."""
+    monkeypatch.setattr(auth, "KEY_CACHE_S", 0.3)
+    key = env["keys"]["pro"]
+    assert post(env, key).status_code == 200  # looked up, then trusted
+    rec = next(k for k in env["store"].list_keys_sync() if k.tier == "pro")
+    env["store"].revoke_key_sync(rec.id)
+    assert post(env, key).status_code == 200  # inside the window: not looked up again
+    time.sleep(0.35)
+    r = post(env, key)
+    assert r.status_code == 401 and "revoked" in r.json()["error"]["message"]
+
+
+def test_a_full_key_cache_forgets_and_keeps_answering(env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past KEY_CACHE_MAX keys the cache forgets (the expired ones, else all): every key still gets its answer."""
+    monkeypatch.setattr(auth, "KEY_CACHE_MAX", 2)
+    rounds = [[post(env, env["keys"][tier]).status_code for tier in ("enterprise", "basic", "admin", "enterprise")]
+              for _ in range(2)]
+    assert rounds[0] == rounds[1] and rounds[0][0] == 200 and 401 not in rounds[0]
 
 
 def test_cloud_budget_skips_cloud_members_then_refuses(env: dict[str, Any]) -> None:
