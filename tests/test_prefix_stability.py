@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import json
 
+from proxy.dialects.messages import count_tokens, estimate
 from proxy.dialects.messages_request import to_chat
+from proxy.requests import read_translated
 from routing import wire
 from routing.request import Message
+from routing.tokens import estimate_tokens
 
 SYSTEM = "You are an agent. " * 50
 
@@ -40,3 +43,29 @@ def test_a_system_note_mid_conversation_leaves_the_prefix_as_it_was() -> None:
     typed = [Message.of(m) for m in chat]
     assert wire.last_human_text(typed) == "Fix the tests."  # not a person's words: no risk words read from it
     assert len(wire.tool_turns(typed)) == 3  # and no new ask: the failing rounds still count as evidence
+
+
+def test_a_stream_s_message_start_estimates_the_prompt_as_count_tokens_does() -> None:
+    """A Messages stream's `message_start` says the prompt's tokens estimated from the request already read, not
+    from the body translated again: for agents' turns (tool calls, tool results, images, a system note, tools)
+    it is the number `count_tokens` gives the body."""
+    tools = [{"name": "Bash", "description": "Run a command", "input_schema": {"type": "object", "properties": {
+        "command": {"type": "string"}}}}]
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}
+    bodies = [turn(n) for n in range(4)] + [
+        {**turn(2), "tools": tools},
+        {"model": "m", "max_tokens": 5, "system": [{"type": "text", "text": "Be brief."}], "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "look"}, image]},
+            {"role": "assistant", "content": [{"type": "text", "text": "I will read it."},
+                                              {"type": "tool_use", "id": "t1", "name": "Read", "input": {"p": "é"}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": [image]},
+                                         {"type": "text", "text": "what do you see?"}]}]},
+    ]
+    for body in bodies:
+        read = read_translated(to_chat({**body, "stream": True}))
+        chat = to_chat({**body, "stream": False})  # the count as it was made from the translated body's dicts
+        text = "\n".join(Message.of(m).text for m in chat["messages"]) + json.dumps(
+            chat.get("tools") or "", separators=(",", ":"), ensure_ascii=False).strip('"')
+        text += "".join(c["function"]["name"] + c["function"]["arguments"]
+                        for m in chat["messages"] for c in m.get("tool_calls") or ())
+        assert estimate(read.request) == count_tokens(body) == estimate_tokens(text) > 0
