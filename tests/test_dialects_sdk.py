@@ -127,6 +127,12 @@ def test_responses_stream_sends_the_semantic_events_in_order(stack: dict[str, An
     final = events[-1]["response"]
     assert "42" in deltas and final["output"][0]["content"][0]["text"] == deltas
     assert final["council"]["virtual_model"] == model
+    for shell in (events[0]["response"], events[1]["response"]):  # one turn's shell, filled for each event
+        assert (shell["status"], shell["output"], "usage" in shell, "council" in shell) == ("in_progress", [], False,
+                                                                                              False)
+        assert {k: v for k, v in shell.items() if k not in ("status", "output")} == \
+            {k: v for k, v in final.items() if k not in ("status", "output", "usage", "council", "completed_at")}
+    assert final["status"] == "completed" and list(final)[:4] == ["id", "object", "created_at", "status"]
 
 
 def test_responses_stream_through_the_sdk(oai: openai.OpenAI) -> None:

@@ -80,6 +80,7 @@ class Turn:
         self.created = int(time.time())
         self.body = body
         self.tools = tools
+        self._shell: Json | None = None
 
     def council(self, council: Json | None) -> Json | None:
         """Our report, with the built-in tools the request named that no model here could use, and the
@@ -91,15 +92,17 @@ class Turn:
             council = {**council, "ignored": left}
         return council
 
-    def response(self, status: str, output: list[Json], usage: Json | None = None, **more: Any) -> Json:
+    def _echoed(self) -> Json:
+        """The response's fields that echo the request, in the API's order (`status` and `output` to fill): the
+        same for every response of the turn (a stream writes three), so worked out once."""
         b = self.body
         text = b.get("text") if isinstance(b.get("text"), dict) else {"format": {"type": "text"}}
         reasoning = b.get("reasoning") if isinstance(b.get("reasoning"), dict) else None
-        out: Json = {
-            "id": self.id, "object": "response", "created_at": self.created, "status": status,
+        return {
+            "id": self.id, "object": "response", "created_at": self.created, "status": None,
             "background": False, "error": None, "incomplete_details": None,
             "instructions": b.get("instructions"), "max_output_tokens": b.get("max_output_tokens"),
-            "max_tool_calls": None, "model": b.get("model"), "output": output,
+            "max_tool_calls": None, "model": b.get("model"), "output": None,
             "parallel_tool_calls": b.get("parallel_tool_calls", True),
             "previous_response_id": b.get("previous_response_id"),
             "reasoning": {"effort": (reasoning or {}).get("effort"), "summary": (reasoning or {}).get("summary")},
@@ -108,6 +111,13 @@ class Turn:
             "top_logprobs": b.get("top_logprobs", 0), "top_p": b.get("top_p", 1.0), "truncation": "disabled",
             "metadata": b.get("metadata") or {},
         }
+
+    def response(self, status: str, output: list[Json], usage: Json | None = None, **more: Any) -> Json:
+        b = self.body
+        if self._shell is None:
+            self._shell = self._echoed()
+        out = self._shell.copy()  # its keys in their order, `status` and `output` in their places
+        out["status"], out["output"] = status, output
         if usage is not None:
             out["usage"] = usage
         if isinstance(b.get("user"), str):
