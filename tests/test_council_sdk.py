@@ -38,7 +38,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object
             started.append(proc)
             blocks.append(f'[backends.{name}]\nurl = "{url}"\nmodel = "{name}"\n')
             if name == "gohan":  # the same server, as a member that gives up before its council does
-                blocks.append(f'[backends.gohan-brief]\nurl = "{url}"\nmodel = "{name}"\ntimeout-s = 2.5\n')
+                blocks.append(f'[backends.gohan-brief]\nurl = "{url}"\nmodel = "{name}"\ntimeout-s = 2\n')
         members = json.dumps(list(MEMBERS))
         config = "\n".join(blocks) + f"""
 [models.full-council]
@@ -131,5 +131,5 @@ def test_a_member_that_gives_up_before_its_council_ends_by_its_own_deadline(sdk:
     took = time.monotonic() - start
     council = r.model_extra["council"]  # type: ignore[index]
     brief = next(m for m in council["members"] if m["name"] == "gohan-brief")
-    assert brief["status"] == "timeout" and brief["error"] == "no answer within 2.5s"
-    assert council["winner"] in ("goku", "vegeta") and 2.5 <= took < 10
+    assert brief["status"] == "timeout" and brief["error"] == "no answer within 2s"  # before its 3 s answer
+    assert council["winner"] in ("goku", "vegeta") and 2 <= took < 10
