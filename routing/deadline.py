@@ -42,7 +42,9 @@ ENCLOSING: ContextVar[float] = ContextVar("shenron_enclosing_deadline", default=
 """When (`time.monotonic()`) an enclosing wait gives up on the calls it started and cancels them: `fan_out`
 sets it for its members' tasks. A `Within` of one of those calls that would pass at least SURELY_LATER after
 it can never be the one that ends the call, and is not armed (a council's six member calls, six deadlines
-armed and disarmed for nothing)."""
+armed and disarmed for nothing). A task a call starts inherits it: one the call does not wait for (nothing in a
+member call starts such a task today) must not rely on a `Within` of two seconds or more to end, and should
+reset it (`ENCLOSING.set(NEVER)`) where it does."""
 SURELY_LATER = 1.0
 """The margin by which a call's deadline must follow the enclosing one to be left out: the two are read from
 clocks that may differ by a loop turn (the loop's cached time, the monotonic clock), and both expire up to a
