@@ -145,10 +145,6 @@ class Council:
         return Ballot(o.member, self.weights[o.member], order, a.text or "", tuple(a.tool_calls),
                       None if a.logprobs is None else rules.logprob_confidence(a.logprobs), self.place.get(o.member))
 
-    def _ballots(self, outcomes: dict[str, Outcome[Reply]]) -> list[Ballot]:
-        arrived = sorted((o for o in outcomes.values() if o.result is not None), key=lambda o: o.arrival)
-        return [self._ballot(o, i) for i, o in enumerate(arrived)]
-
     def _tallied(self, tally: Tally, outcomes: dict[str, Outcome[Reply]]) -> Tally:
         """The tally with the answers it has not read yet. `fan_out` (and `_adaptively`, wave after wave) adds
         outcomes in their order of arrival, so the ones after those read are the new ones, in order."""
@@ -166,8 +162,8 @@ class Council:
             return False
         return decided(tally.clusters, sum(self.weights[m] for m in pending))
 
-    async def _adaptively(self, calls: dict[str, Callable[[], Coroutine[Any, Any, Reply]]], asked: claims.Question,
-                          keys: dict[str, str]) -> tuple[FanOut[Reply], str, list[SamplingWave]]:
+    async def _adaptively(self, calls: dict[str, Callable[[], Coroutine[Any, Any, Reply]]], tally: Tally
+                          ) -> tuple[FanOut[Reply], str, list[SamplingWave]]:
         """`samples = "adaptive"`: a first wave, then waves of as many members as `rules.sample_more` asks,
         within the council's one deadline; the combined outcomes, and why it stopped asking. With
         `confident-first` the first member is asked alone, and `rules.first_alone` says whether its answer
@@ -185,8 +181,8 @@ class Council:
                 combined.outcomes[name] = o
             combined.deadline_hit = combined.deadline_hit or run.deadline_hit
             unasked = [s for s in self.names if s not in combined.outcomes]
-            ballots = self._ballots(combined.outcomes)
-            clusters = ranked(cluster(ballots, self.vm.similarity, asked, keys=keys))
+            ballots = self._tallied(tally, combined.outcomes).ballots
+            clusters = ranked(tally.clusters)
             weights = [round(c.weight, 4) for c in clusters]
             if alone is not None and not waves:  # the first member, asked alone
                 first = ballots[0].logprob if ballots else None
@@ -206,12 +202,11 @@ class Council:
                                       weight=self.weights[s], need=Answer.says_something) for s in self.names}
         question = wire.last_user_text(call.request.messages)
         asked = claims.Question.of(question) if question else claims.NO_QUESTION
-        keys: dict[str, str] = {}  # each answer's canonical form, read once: the vote is taken as answers arrive
         stopped_sampling: str | None = None
         waves: list[SamplingWave] = []
-        tally = Tally(self.vm.similarity, asked, keys=keys)  # the vote as answers arrive
+        tally = Tally(self.vm.similarity, asked)  # the vote as answers arrive, each answer's canonical form read once
         if self.vm.samples == "adaptive":
-            run, stopped_sampling, waves = await self._adaptively(calls, asked, keys)  # type: ignore[arg-type]
+            run, stopped_sampling, waves = await self._adaptively(calls, tally)  # type: ignore[arg-type]
         else:
             run = await fan_out(calls, self.vm.timeout_s, functools.partial(self._enough, tally))
         ballots = self._tallied(tally, run.outcomes).ballots
@@ -219,7 +214,7 @@ class Council:
         if len(ballots) < (1 if confident else self.vm.min_answers):
             raise self._failure(run, len(ballots))
         close, note = await self._closeness(call, members, ballots)
-        clusters = tally.clusters if close is None else cluster(ballots, self.vm.similarity, asked, close, keys)
+        clusters = tally.clusters if close is None else cluster(ballots, self.vm.similarity, asked, close, tally.keys)
         rule = self.vm.tie_break if self.vm.tie_break in TIE_BREAKS else "weight"
         order = ranked(clusters, rule)
         winner = order[0].representative
