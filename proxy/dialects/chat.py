@@ -184,11 +184,9 @@ class ChatWriter:
         w_id, w_model = data.find(f_id), data.find(f_model)
         if w_id < 0 or w_model < 0 or w_created < 0:
             return None
-        out = (f_id, b'"id":' + _encode(self.id), f_model, b'"model":' + _encode(self.model),
-               f_created, b'"created":%d%s' % (self.created, f_created[-1:]))
-        span = data[min(w_id, w_model, w_created):max(w_id + len(f_id), w_model + len(f_model),
-                                                          w_created + len(f_created))]
-        return (span, span.replace(out[0], out[1]).replace(out[2], out[3]).replace(out[4], out[5]), *out)
+        return _spans(data, [f_id, b'"id":' + _encode(self.id), f_model, b'"model":' + _encode(self.model),
+                             f_created, b'"created":%d%s' % (self.created, f_created[-1:])],
+                      [w_id, w_id + len(f_id), w_model, w_model + len(f_model), w_created, w_created + len(f_created)])
 
     def _spelled(self, data: bytes, up: tuple[Any, Any, Any]) -> tuple[bytes, ...]:
         """`_swaps_for`, each of the three found in whichever spelling the chunk uses."""
@@ -206,8 +204,7 @@ class ChatWriter:
                 return ()
             out += [found, b'"%s":%s%s' % (key, _encode(ours), found[-1:] if forms is _SPELLED_NUMBER else b"")]
             at += [where, where + len(found)]
-        span = data[min(at):max(at)]
-        return (span, span.replace(out[0], out[1]).replace(out[2], out[3]).replace(out[4], out[5]), *out)
+        return _spans(data, out, at)
 
     def event(self, e: Event) -> bytes:
         if isinstance(e, RawChunk):
@@ -266,6 +263,13 @@ class Chat:
 
 
 CHAT = Chat()
+
+
+def _spans(data: bytes, out: list[bytes], at: list[int]) -> tuple[bytes, ...]:
+    """`ChatWriter._swaps_for` from the three spellings found, each followed by ours (`out`), and where each begins
+    and ends (`at`): the span from the first to the last, and ours in its place."""
+    span = data[min(at):max(at)]
+    return (span, span.replace(out[0], out[1]).replace(out[2], out[3]).replace(out[4], out[5]), *out)
 
 
 def _ends_of(first: bytes, swaps: tuple[bytes, ...]) -> tuple[bytes, bytes, bytes, bool] | None:
