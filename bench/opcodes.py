@@ -99,18 +99,24 @@ def main() -> None:
     n = inprocess_n(rest)
     sys.argv = ["inprocess.py", *rest, "--profile", "/dev/null"]
     inprocess.main()
-    if a.save:
-        Path(a.save).write_bytes(pickle.dumps((n, dict(counts))))
     print(f"{sum(counts.values()) / n:,.0f} Python opcodes a request ({n} requests)")
-    if a.against:
-        n0, before = pickle.loads(Path(a.against).read_bytes())
-        print(f"against {a.against}: {sum(before.values()) / n0:,.0f}")
+    show(dict(counts), n, a.top, a.save, a.against)
+
+
+def show(counts: dict[Key, int], n: int, top: int, save: str | None = None, against: str | None = None) -> None:
+    """The `top` functions by opcodes a request (or by their difference from the counts saved in `against`);
+    `save` keeps these counts for a later `against` (bench/serve_instructions.py --opcodes lists its own so)."""
+    if save:
+        Path(save).write_bytes(pickle.dumps((n, counts)))
+    if against:
+        n0, before = pickle.loads(Path(against).read_bytes())
+        print(f"against {against}: {sum(before.values()) / n0:,.0f}")
         keys = sorted(set(before) | set(counts), key=lambda k: -abs(counts.get(k, 0) / n - before.get(k, 0) / n0))
-        for k in keys[:a.top]:
+        for k in keys[:top]:
             now = counts.get(k, 0) / n
             print(f"{now - before.get(k, 0) / n0:+9.1f} {now:9.1f}  {k[0]}:{k[1]} {k[2]}")
         return
-    for k, v in counts.most_common(a.top):
+    for k, v in sorted(counts.items(), key=lambda kv: -kv[1])[:top]:
         print(f"{v / n:9.1f}  {k[0]}:{k[1]} {k[2]}")
 
 

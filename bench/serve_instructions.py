@@ -5,7 +5,7 @@
                                         [--dialect chat|messages|responses] [--upstream-model NAME]
                                         [--shenron .venv/bin/shenron] [--pythonpath OTHER_CHECKOUT]
     python3 bench/serve_instructions.py --peer tensorzero|switchyard --anchors ANCHORS [-n 200] [--strace]
-    python3 bench/serve_instructions.py --kind K --opcodes [--top 40]
+    python3 bench/serve_instructions.py --kind K --opcodes [--top 40] [--save FILE | --against FILE]
 
 `bench/inprocess.py` counts Shenron's own code without a server; this counts what a user's server runs: uvicorn,
 the socket guard, the middleware and the app, for requests sent one at a time on one kept-alive connection
@@ -128,6 +128,8 @@ def main() -> None:
     ap.add_argument("--opcodes", action="store_true", help="count the Python opcodes a request of `shenron serve` "
                     "runs, function by function, uvicorn's included (bench/opcodes.py's tracer), instead")
     ap.add_argument("--top", type=int, default=40, help="with --opcodes: the functions to list")
+    ap.add_argument("--save", help="with --opcodes: keep the counts in this file, as bench/opcodes.py --save")
+    ap.add_argument("--against", help="with --opcodes: list the difference from counts saved by --save")
     ap.add_argument("--strace", action="store_true", help="count system calls a request (strace -c -f, without "
                     "valgrind) instead of instructions")
     a = ap.parse_args()
@@ -225,8 +227,10 @@ def main() -> None:
         counts = pickle.loads((tmp / "opcodes.pkl").read_bytes())
         print(f"{a.kind}{shape}{paced} ({who}): {sum(counts.values()) / a.n:,.0f} Python opcodes a request "
               f"({a.n} requests), uvicorn's included")
-        for (file, line, name), v in sorted(counts.items(), key=lambda kv: -kv[1])[:a.top]:
-            print(f"{v / a.n:9.1f}  {file}:{line} {name}")
+        sys.path.insert(0, str(ROOT / "bench"))
+        from opcodes import show  # bench/opcodes.py's listing (and its --save, --against)
+
+        show(counts, a.n, a.top, a.save, a.against)
         return
     if a.strace:
         calls = [line.split() for line in (tmp / "strace.txt").read_text().splitlines()]
